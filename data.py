@@ -12,6 +12,13 @@ Features (DESIGN.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12
   vel J*3 joint velocities in the root frame, 4 foot contacts (l_ankle, l_foot, r_ankle, r_foot).
 """
 
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -259,3 +266,228 @@ def part_columns(joints_num):
     parts["left_leg"] += [contact0, contact0 + 1]
     parts["right_leg"] += [contact0 + 2, contact0 + 3]
     return {name: np.array(sorted(cols), dtype=np.int64) for name, cols in parts.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# On-disk dataset (DESIGN.md): data/<name>/ meta.json, motions.npy [total_frames, D] float32 +
+# offsets.npy int64 [N+1] (clip i = motions[offsets[i]:offsets[i+1]]), texts.jsonl, <split>.txt,
+# mean.npy / std.npy (train split). Written into a temporary folder, then renamed into place.
+MIN_FRAMES = 40
+SKIP_REASONS = ["load_error", "nan_or_inf", "too_short", "wrong_width", "bad_caption", "duplicate_id"]
+
+
+class BadClip(ValueError):
+    """A clip that cannot go into the dataset; .reason is one of SKIP_REASONS."""
+
+    def __init__(self, reason, where, problem):
+        super().__init__(f"{where}: {problem}")
+        self.reason = reason
+
+
+def _check_clip(clip, feat_dim, seen):
+    """-> (feats float32 [T, D], captions) or raises BadClip. Loaders report a file that failed to load
+    as {"id", "file", "error": message}."""
+    where = clip.get("file") or f"clip {clip.get('id')!r}"
+    if "error" in clip:
+        raise BadClip("load_error", where, clip["error"])
+    feats = np.asarray(clip["feats"], dtype=np.float32)
+    if feats.ndim != 2 or feats.shape[1] != feat_dim:
+        raise BadClip("wrong_width", where, f"features of shape {feats.shape}, expected [T, {feat_dim}]")
+    if not np.isfinite(feats).all():
+        raise BadClip("nan_or_inf", where, "features contain NaN or inf")
+    if len(feats) < MIN_FRAMES:
+        raise BadClip("too_short", where, f"{len(feats)} frames, fewer than {MIN_FRAMES}")
+    captions = []
+    for c in clip.get("captions") or []:
+        try:
+            c = c.decode("utf-8") if isinstance(c, bytes) else str(c)
+        except UnicodeDecodeError:
+            raise BadClip("bad_caption", where, "caption is not valid UTF-8") from None
+        if c.strip():
+            captions.append(c.strip())
+    if not captions:
+        raise BadClip("bad_caption", where, "no caption (empty or missing)")
+    if clip["id"] in seen:
+        raise BadClip("duplicate_id", where, f"id {clip['id']!r} appears twice")
+    return feats, captions
+
+
+def default_split(clip_id):
+    """Deterministic 80/10/10 train/val/test split by a hash of the id."""
+    u = zlib.crc32(clip_id.encode()) / 2 ** 32
+    return "train" if u < 0.8 else "val" if u < 0.9 else "test"
+
+
+def _group_slices(J):
+    r, o, v = 4 + (J - 1) * 3, 4 + (J - 1) * 9, 4 + (J - 1) * 9 + J * 3
+    return [slice(0, 1), slice(1, 3), slice(3, 4), slice(4, r), slice(r, o), slice(o, v), slice(v, v + 4)]
+
+
+def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, strict=False, source=None):
+    """Validate and stream `clips` (dicts {"id", "feats" [T, D], "captions", "parts", "subset"}) into
+    out_dir atomically. Bad clips are skipped and counted per reason (strict: one error naming the clip).
+    `splits`: {split name: [ids]}, default default_split(id). Returns the summary (also in meta.json)."""
+    out_dir = Path(out_dir)
+    feat_dim = 12 * joints_num - 1
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    membership = {}
+    for split_name, ids in (splits or {}).items():
+        for i in ids:
+            membership.setdefault(i, []).append(split_name)
+    split_ids = {s: [] for s in (splits or {"train": 0, "val": 0, "test": 0})}
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    offsets, seen = [0], set()
+    total, sq_total, n_train = np.zeros(feat_dim), np.zeros(feat_dim), 0
+    try:
+        with open(tmp / "motions.npy", "wb") as mf, open(tmp / "texts.jsonl", "w", encoding="utf-8") as tf:
+            header = {"descr": "<f4", "fortran_order": False, "shape": (0, feat_dim)}
+            np.lib.format.write_array_header_1_0(mf, header)  # rewritten with the real length at the end
+            header_len = mf.tell()
+            for clip in clips:
+                try:
+                    feats, captions = _check_clip(clip, feat_dim, seen)
+                except BadClip as e:
+                    if strict:
+                        raise
+                    skipped[e.reason] += 1
+                    continue
+                seen.add(clip["id"])
+                mf.write(feats.tobytes())
+                offsets.append(offsets[-1] + len(feats))
+                record = {"id": clip["id"], "captions": captions, "parts": clip.get("parts") or {},
+                          "subset": clip.get("subset", "")}
+                tf.write(json.dumps(record, ensure_ascii=False) + "\n")
+                in_splits = membership.get(clip["id"], []) if splits else [default_split(clip["id"])]
+                for s in in_splits:
+                    split_ids[s].append(clip["id"])
+                if "train" in in_splits:
+                    f64 = feats.astype(np.float64)
+                    total += f64.sum(0)
+                    sq_total += (f64 ** 2).sum(0)
+                    n_train += len(feats)
+            if len(offsets) == 1:
+                raise ValueError(f"{out_dir}: no valid clips to write (skipped: {skipped})")
+            mf.seek(0)
+            np.lib.format.write_array_header_1_0(mf, {**header, "shape": (offsets[-1], feat_dim)})
+            assert mf.tell() == header_len, "npy header changed size"
+        if n_train == 0:
+            raise ValueError(f"{out_dir}: the train split is empty; mean/std need training clips")
+        # Mean per column; std averaged within each feature group as HumanML3D does (keeps rarely-moving
+        # columns from being blown up), floored at 1e-3.
+        mean = total / n_train
+        std = np.sqrt(np.maximum(sq_total / n_train - mean ** 2, 0))
+        for g in _group_slices(joints_num):
+            std[g] = std[g].mean()
+        np.save(tmp / "mean.npy", mean.astype(np.float32))
+        np.save(tmp / "std.npy", np.maximum(std, 1e-3).astype(np.float32))
+        np.save(tmp / "offsets.npy", np.array(offsets, dtype=np.int64))
+        for s, ids in split_ids.items():
+            (tmp / f"{s}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+        summary = {"written": len(offsets) - 1, "frames": offsets[-1], "skipped": skipped,
+                   "splits": {s: len(ids) for s, ids in split_ids.items()}}
+        meta = {"name": name, "version": 1, "fps": fps, "joints_num": joints_num, "feat_dim": feat_dim,
+                "parts": {k: v.tolist() for k, v in part_columns(joints_num).items()},
+                "source": source, "summary": summary}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if out_dir.exists():  # swap: old -> trash, new -> out_dir, then delete the old one
+            trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, trash / "old")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(trash)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return summary
+
+
+class MotionData:
+    """Read-only view of a dataset folder written by write_dataset (motions memory-mapped)."""
+
+    FILES = ["meta.json", "motions.npy", "offsets.npy", "texts.jsonl", "mean.npy", "std.npy"]
+
+    def __init__(self, root):
+        self.root = Path(root)
+        missing = [f for f in self.FILES if not (self.root / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.root}: not a dataset folder, missing {', '.join(missing)} "
+                                    f"(write one with `python data.py`)")
+        self.meta = json.loads((self.root / "meta.json").read_text(encoding="utf-8"))
+        self.joints_num, self.feat_dim = self.meta["joints_num"], self.meta["feat_dim"]
+        self.fps = self.meta["fps"]
+        self.motions = np.load(self.root / "motions.npy", mmap_mode="r")
+        self.offsets = np.load(self.root / "offsets.npy")
+        with open(self.root / "texts.jsonl", encoding="utf-8") as f:
+            self.texts = [json.loads(line) for line in f]
+        self.ids = [t["id"] for t in self.texts]
+        self.mean, self.std = np.load(self.root / "mean.npy"), np.load(self.root / "std.npy")
+        problems = []
+        if self.motions.ndim != 2 or self.motions.shape[1] != self.feat_dim:
+            problems.append(f"motions.npy has shape {self.motions.shape}, meta says feat_dim {self.feat_dim}")
+        if len(self.offsets) != len(self.ids) + 1 or self.offsets[0] != 0 or \
+                self.offsets[-1] != len(self.motions) or (np.diff(self.offsets) <= 0).any():
+            problems.append(f"offsets.npy ({len(self.offsets)} entries) does not match texts.jsonl "
+                            f"({len(self.ids)} clips) and motions.npy ({len(self.motions)} frames)")
+        if self.mean.shape != (self.feat_dim,) or self.std.shape != (self.feat_dim,):
+            problems.append(f"mean/std shapes {self.mean.shape}/{self.std.shape}, not ({self.feat_dim},)")
+        if problems:
+            raise ValueError(f"{self.root}: inconsistent dataset: " + "; ".join(problems))
+        self._index = {i: n for n, i in enumerate(self.ids)}
+
+    def __len__(self):
+        return len(self.ids)
+
+    def motion(self, i):
+        """Clip i (an index) as float32 [T_i, D] (a view into the memory map)."""
+        return self.motions[self.offsets[i]:self.offsets[i + 1]]
+
+    def index(self, clip_id):
+        return self._index[clip_id]
+
+    def split(self, name):
+        """Clip indices of a split (train, val, test, ood, ...)."""
+        path = self.root / f"{name}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no split named {name!r} in this dataset")
+        ids = path.read_text(encoding="utf-8").split()
+        unknown = [i for i in ids if i not in self._index]
+        if unknown:
+            raise ValueError(f"{path}: {len(unknown)} ids not in texts.jsonl, e.g. {unknown[0]!r}")
+        return np.array([self._index[i] for i in ids], dtype=np.int64)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Random crops of `window` frames from the clips of a split (raw features, float32 [window, D]).
+    Clips shorter than the window are left out; .dropped counts them."""
+
+    def __init__(self, data, split, window=64):
+        self.data, self.window = data, window
+        clips = data.split(split)
+        lengths = np.diff(data.offsets)[clips]
+        self.clips = clips[lengths >= window]
+        self.dropped = int((lengths < window).sum())
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, i):
+        start, end = self.data.offsets[self.clips[i]], self.data.offsets[self.clips[i] + 1]
+        s = start + int(torch.randint(0, end - start - self.window + 1, ()))
+        return torch.from_numpy(np.array(self.data.motions[s:s + self.window], dtype=np.float32))
+
+
+class TextMotionDataset(torch.utils.data.Dataset):
+    """(caption, features float32 [T, D]) pairs of a split; one caption drawn at random per access."""
+
+    def __init__(self, data, split):
+        self.data, self.clips = data, data.split(split)
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, i):
+        captions = self.data.texts[self.clips[i]]["captions"]
+        caption = captions[int(torch.randint(0, len(captions), ()))]
+        return caption, torch.from_numpy(np.array(self.data.motion(self.clips[i]), dtype=np.float32))
