@@ -24,13 +24,23 @@ Public functions: lfq_quantize, lfq_codes, lfq_entropy.
 """
 
 import math
+import os
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
+import triton
+import triton.language as tl
 
 MAX_BITS = 18  # K = 2^18 codes at most (the paper uses d = 14, K = 16384)
-REFERENCE_TILE = 1 << 22  # the reference holds at most this many (sample, code) pairs at once (16 MiB fp32)
+# Tests set this to True to run the Triton kernels on CPU tensors (needs TRITON_INTERPRET=1 before triton is
+# imported); by default the Triton path is taken for CUDA tensors only.
+FORCE_TRITON = False
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # Triton kernels run on the CPU, in Python
+REFERENCE_TILE = 1 << 22  # (sample, code) pairs per reference tile: 16 MiB in fp32, at most two tiles alive
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    return FORCE_TRITON or (x.is_cuda and x.dtype != torch.float64)
 
 
 def _check_bits(d: int, what: str) -> None:
@@ -71,7 +81,7 @@ def _mass_tiles(z: torch.Tensor, temperature: float):
     chunk = max(1, REFERENCE_TILE >> d)
     for start in range(0, n, chunk):
         a = z[start : start + chunk] * (2.0 / temperature)
-        p = torch.exp(a @ codes.T - _log_normaliser(a)[:, None])  # p_n(c) = exp(l_n(c) - log Z_n)
+        p = (a @ codes.T).sub_(_log_normaliser(a)[:, None]).exp_()  # p_n(c) = exp(l_n(c) - log Z_n), in place
         yield slice(start, start + chunk), a, p, codes
 
 
@@ -91,10 +101,165 @@ def _mass_bwd_reference(z: torch.Tensor, temperature: float, grad_mass: torch.Te
     """
     grad_z = torch.empty_like(z)
     for rows, a, p, codes in _mass_tiles(z, temperature):
-        weighted = p * grad_mass  # [C, K]
+        weighted = p.mul_(grad_mass)  # p_n(c) g(c), [C, K]
         gbar = weighted.sum(1, keepdim=True)
         grad_z[rows] = (2.0 / temperature) * (weighted @ codes - gbar * torch.tanh(a))
     return grad_z
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Triton kernels. z is [N, d] row-major; the bit/dimension axis is padded to D_PAD = max(16, 2^ceil(log2 d))
+# (tl.dot needs >= 16) and masked. Bytes below are for fp32 z; the entropy kernels stream N x K (sample, code)
+# pairs through registers and never write them.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _quantize_kernel(z_ptr, q_ptr, idx_ptr, N, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    """q = where(z > 0, +1, -1) in z's dtype and idx = sum_i 2^i [z_i > 0], one pass over BLOCK_N rows.
+
+    Memory: reads N*d elements of z, writes N*d of q and 8N bytes of idx; nothing else.
+    """
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, D_PAD)
+    mask = (rows[:, None] < N) & (cols[None, :] < D)
+    offs = rows[:, None] * D + cols[None, :]
+    bits = (tl.load(z_ptr + offs, mask=mask, other=0.0) > 0) & mask
+    tl.store(q_ptr + offs, tl.where(bits, 1.0, -1.0).to(q_ptr.dtype.element_ty), mask=mask)
+    idx = tl.sum(bits.to(tl.int64) << cols[None, :].to(tl.int64), axis=1)  # bit i <- dimension i
+    tl.store(idx_ptr + rows, idx, mask=rows < N)
+
+
+@triton.jit
+def _codes_kernel(idx_ptr, q_ptr, N, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    """q_i = 2 * ((idx >> i) & 1) - 1, float32, for BLOCK_N indices.
+
+    Memory: reads 8N bytes of idx, writes 4*N*d bytes of q.
+    """
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, D_PAD)
+    idx = tl.load(idx_ptr + rows, mask=rows < N, other=0)
+    bits = (idx[:, None] >> cols[None, :].to(tl.int64)) & 1
+    mask = (rows[:, None] < N) & (cols[None, :] < D)
+    tl.store(q_ptr + rows[:, None] * D + cols[None, :], bits.to(tl.float32) * 2 - 1, mask=mask)
+
+
+@triton.jit
+def _scaled_rows(z_ptr, rows, cols, N, scale, D: tl.constexpr):
+    """a = (2/T) z for a tile of rows [BLOCK_N, D_PAD] (zero padding) and log Z_n = sum_i log(2 cosh a_ni)."""
+    mask = (rows[:, None] < N) & (cols[None, :] < D)
+    a = tl.load(z_ptr + rows[:, None] * D + cols[None, :], mask=mask, other=0.0) * scale
+    log_cosh = tl.abs(a) + tl.log(1.0 + tl.exp(-2.0 * tl.abs(a)))  # log(2 cosh a), overflow-free
+    return a, tl.sum(tl.where(mask, log_cosh, 0.0), axis=1)
+
+
+@triton.jit
+def _mass_fwd_kernel(
+    z_ptr, partial_ptr, N, scale, K, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """partial[s, c] = sum_{n in split s} p_n(c) for the BLOCK_K codes c of this program, p_n = softmax(l_n).
+
+    Program (k, s) owns codes [k*BLOCK_K, (k+1)*BLOCK_K) and every S-th tile of BLOCK_N samples (S splits on
+    grid axis 1); the host sums the S partial rows: no atomics, a deterministic result. Per tile:
+        a = (2/T) z                                  [BLOCK_N, D_PAD]
+        l = a @ C,  C[i, c] = 2*((c >> i) & 1) - 1   [D_PAD, BLOCK_K], made from the bits of c, never loaded
+        p = exp(l - log Z_n),  log Z_n = sum_i log(2 cosh a_ni)   (the normaliser factorises over bits)
+        acc[c] += sum_n p[n, c]
+    Memory: each program reads its N/S rows of z (4*N*d/S bytes) and writes 4*BLOCK_K bytes: in all
+    4*N*d*K/BLOCK_K bytes read (mostly from L2) and 4*S*K written. Work: 2*N*K*D_PAD flops + N*K exp.
+    """
+    ks = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    cols = tl.arange(0, D_PAD)
+    codes = tl.where(cols[:, None] < D, ((ks[None, :] >> cols[:, None]) & 1).to(tl.float32) * 2 - 1, 0.0)
+    acc = tl.zeros([BLOCK_K], dtype=tl.float32)
+    for start in range(tl.program_id(1) * BLOCK_N, N, tl.num_programs(1) * BLOCK_N):
+        rows = start + tl.arange(0, BLOCK_N)
+        a, log_norm = _scaled_rows(z_ptr, rows, cols, N, scale, D)
+        logits = tl.dot(a, codes, input_precision="ieee")  # fp32 products: TF32 would ruin small T
+        p = tl.exp(logits - log_norm[:, None])
+        acc += tl.sum(tl.where(rows[:, None] < N, p, 0.0), axis=0)
+    tl.store(partial_ptr + tl.program_id(1) * K + ks, acc, mask=ks < K)
+
+
+@triton.jit
+def _mass_bwd_kernel(
+    z_ptr, g_ptr, dz_ptr, N, scale, K, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """dz for L(mass), mass(c) = sum_n p_n(c), given g(c) = dL/dmass(c): one program per BLOCK_N samples.
+
+    Softmax backward: dL/dl_n(c) = p_n(c) (g(c) - gbar_n), gbar_n = sum_c p_n(c) g(c); dl_n(c)/dz_ni = 2c_i/T:
+        dz_ni = (2/T) (G_ni - gbar_n tanh(a_ni)),  G_n = sum_c p_n(c) g(c) c,  sum_c p_n(c) c_i = tanh(a_ni).
+    For H(q), q = mass/N: g(c) = (-log q(c) - 1)/N, which gives the formula of the issue. The loop over all K
+    codes recomputes p tile by tile (as in the forward) and accumulates gbar with a row sum and G with
+    tl.dot(p*g [BLOCK_N, BLOCK_K], C^T [BLOCK_K, D_PAD]).
+    Memory: reads z and writes dz once (4*N*d bytes each), reads g once per program (4*K*N/BLOCK_N bytes,
+    L2-resident). Work: 4*N*K*D_PAD flops + N*K exp.
+    """
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, D_PAD)
+    a, log_norm = _scaled_rows(z_ptr, rows, cols, N, scale, D)
+    gbar = tl.zeros([BLOCK_N], dtype=tl.float32)
+    grad_codes = tl.zeros([BLOCK_N, D_PAD], dtype=tl.float32)
+    for start in range(0, K, BLOCK_K):
+        ks = start + tl.arange(0, BLOCK_K)
+        bits = ((ks[:, None] >> cols[None, :]) & 1).to(tl.float32)
+        codes_t = tl.where(cols[None, :] < D, bits * 2 - 1, 0.0)  # C^T, [BLOCK_K, D_PAD]
+        p = tl.exp(tl.dot(a, tl.trans(codes_t), input_precision="ieee") - log_norm[:, None])
+        weighted = p * tl.load(g_ptr + ks, mask=ks < K, other=0.0)[None, :]
+        gbar += tl.sum(weighted, axis=1)
+        grad_codes += tl.dot(weighted, codes_t, input_precision="ieee")
+    t = tl.exp(-2.0 * tl.abs(a))
+    tanh_a = tl.where(a < 0, -1.0, 1.0) * (1.0 - t) / (1.0 + t)  # overflow-free
+    dz = scale * (grad_codes - gbar[:, None] * tanh_a)
+    tl.store(dz_ptr + rows[:, None] * D + cols[None, :], dz, mask=(rows[:, None] < N) & (cols[None, :] < D))
+
+
+def _blocks(d: int):
+    """(D_PAD, BLOCK_N, BLOCK_K, target number of programs). The interpreter runs programs one after another
+    in Python, so it gets few large tiles; a GPU gets register-sized tiles and enough programs for its SMs."""
+    d_pad = max(16, triton.next_power_of_2(d))
+    if INTERPRET:
+        return d_pad, 128, min(2048, max(16, 2**d)), 1
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return d_pad, 64, min(128, max(16, 2**d)), 4 * sms
+
+
+def _quantize_triton(z: torch.Tensor):
+    n, d = z.shape
+    q, idx = torch.empty_like(z), torch.empty(n, dtype=torch.int64, device=z.device)
+    block_n = 1024 if INTERPRET else 128
+    _quantize_kernel[(triton.cdiv(n, block_n),)](z, q, idx, n, d, max(16, triton.next_power_of_2(d)), block_n)
+    return q, idx
+
+
+def _codes_triton(idx: torch.Tensor, d: int) -> torch.Tensor:
+    n = idx.shape[0]
+    q = torch.empty(n, d, dtype=torch.float32, device=idx.device)
+    block_n = 1024 if INTERPRET else 128
+    _codes_kernel[(triton.cdiv(n, block_n),)](idx, q, n, d, max(16, triton.next_power_of_2(d)), block_n)
+    return q
+
+
+def _mass_fwd_triton(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    n, d = z.shape
+    d_pad, block_n, block_k, programs = _blocks(d)
+    k_blocks, n_blocks = triton.cdiv(2**d, block_k), triton.cdiv(n, block_n)
+    splits = max(1, min(n_blocks, programs // k_blocks))
+    partial = torch.empty(splits, 2**d, dtype=torch.float32, device=z.device)
+    _mass_fwd_kernel[(k_blocks, splits)](z, partial, n, 2.0 / temperature, 2**d, d, d_pad, block_n, block_k)
+    return partial.sum(0)
+
+
+def _mass_bwd_triton(z: torch.Tensor, temperature: float, grad_mass: torch.Tensor) -> torch.Tensor:
+    n, d = z.shape
+    d_pad, block_n, block_k, _ = _blocks(d)
+    dz = torch.empty_like(z)
+    _mass_bwd_kernel[(triton.cdiv(n, block_n),)](
+        z, grad_mass.float(), dz, n, 2.0 / temperature, 2**d, d, d_pad, block_n, block_k
+    )
+    return dz
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,7 +272,7 @@ class _Quantize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z):
-        q, idx = _quantize_reference(z)
+        q, idx = _quantize_triton(z) if _use_triton(z) else _quantize_reference(z)
         ctx.mark_non_differentiable(idx)
         return q, idx
 
@@ -121,7 +286,7 @@ class _CodeMass(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, temperature):
-        mass = _mass_fwd_reference(z, temperature)
+        mass = _mass_fwd_triton(z, temperature) if _use_triton(z) else _mass_fwd_reference(z, temperature)
         ctx.save_for_backward(z, mass)
         ctx.temperature = temperature
         return mass
@@ -132,8 +297,24 @@ class _CodeMass(torch.autograd.Function):
         # Shifting g by a constant changes nothing (sum_c p_n(c) = 1); centring it on its mean under the
         # code distribution keeps the two terms of the backward small, so their difference loses fewer digits.
         grad_mass = grad_mass - (grad_mass * mass).sum() / mass.sum()
-        bwd = _mass_bwd_reference
+        bwd = _mass_bwd_triton if _use_triton(z) else _mass_bwd_reference
         return bwd(z, ctx.temperature, grad_mass.contiguous()), None
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks. The backward is the same sum: every rank's loss depends on every rank's input."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 def lfq_quantize(z: torch.Tensor):
@@ -158,7 +339,7 @@ def lfq_codes(idx: torch.Tensor, d: int) -> torch.Tensor:
     if idx.numel() and (idx.min() < 0 or idx.max() >= 2**d):
         raise ValueError(f"lfq_codes: indices must lie in [0, 2^{d}), got [{idx.min()}, {idx.max()}]")
     flat = idx.reshape(-1).contiguous()
-    codes = _codes_reference(flat, d)
+    codes = _codes_triton(flat, d) if _use_triton(flat) else _codes_reference(flat, d)
     return codes.view(*idx.shape, d)
 
 
@@ -194,7 +375,7 @@ def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = F
     mass = _CodeMass.apply(z, float(temperature))  # [K] = sum_n p_n
     count = torch.tensor(float(z.shape[0]), dtype=mass.dtype, device=mass.device)
     if distributed and dist.is_available() and dist.is_initialized():
-        mass = dist_fn.all_reduce(mass)
+        mass = _AllReduceSum.apply(mass)
         dist.all_reduce(count)
     q = mass / count
     # 0 log 0 = 0: a code whose mass underflowed to 0 has p_n(c) = 0 for every n, so clamping inside the log
