@@ -1,0 +1,719 @@
+"""The embedded synthetic dataset `synth`: seeded, procedural text-motion pairs on the HumanML3D 22-joint
+skeleton, built like MotionBase's data (paper §3 ⑤, appendix A.1/A.2): hierarchical text (2-3 whole-body
+captions + one upper-body and one lower-body description), still poses repeated to 64 frames (the paper's
+image clips), named subsets, and an `ood` split that holds whole kinds of motion out (Table 5).
+
+A clip is a plan of 1-3 segments (a whole-body action, optionally with an upper-body gesture on top),
+each a set of joint-angle channels over time. Channels are cross-faded across segment boundaries, turned
+into local axis-angle rotations, run through data.forward_kinematics, and the root is placed from the feet:
+its height puts the lowest foot joint on the floor (plus a flight height while jumping), and its xz path
+moves with the stance (lower) foot, so planted feet do not slide. data.features_from_joints makes the
+features, exactly as for real data.
+
+    generate_clip(index, seed) -> {"id", "feats", "captions", "parts", "subset", "kinds", "split", "joints"}
+    make_splits(size, seed) -> {"train": [ids], "val": [...], "test": [...], "ood": [...]}
+    generate(size, seed, workers) -> (iterator of clips in index order, splits)   # used by `python data.py`
+    python synth.py --size 8 --seed 0     # print a few plans and captions
+"""
+
+import argparse
+import multiprocessing
+from functools import partial
+
+import numpy as np
+
+from data import features_from_joints, forward_kinematics
+
+FPS = 20
+MIN_FRAMES, MAX_FRAMES = 40, 196  # feature frames per clip (joints have one more)
+STATIC_FRAMES = 64  # a still pose repeated to 64 frames, as MotionBase does with images (appendix A.1)
+BLEND = 6  # frames on each side of a segment boundary over which channels are cross-faded
+SUBSETS = {"locomotion": 0.28, "sports": 0.2, "daily": 0.2, "gestures": 0.2, "static": 0.12}  # name: share
+OOD_KINDS = ("hop", "lunge")  # never in train/val/test: only in ood.txt (the paper's UNSEEN subsets)
+SPLIT_SHARES = (("train", 0.85), ("val", 0.05), ("test", 0.10))
+FOOT_TILT = 0.4  # rad: the toe joint sits below the ankle (HumanML3D example 000021: ~23 deg)
+COLLAR = 2.25  # rad about z: turns the collar->shoulder bone from the rest pose's "down" to up-and-out
+
+# ----------------------------------------------------------------------------------------------
+# Kinds of motion. Whole-body kinds drive every channel; gestures drive the arms (and the spine for
+# stretch/reach/punch) on top of a whole-body kind ("stand" when alone). Each subset draws from a pool.
+GESTURES = ("wave", "raise", "clap", "punch", "arms_out", "reach", "hips", "stretch")
+POOLS = {"locomotion": ("walk", "walk", "sidestep", "circle", "run", "turn", "turn"),
+         "sports": ("jump", "jump", "kick", "kick", "punch", "run", "hop", "lunge"),
+         "daily": ("sit_down", "squat", "stretch", "reach", "walk", "stand", "hips"),
+         "gestures": GESTURES + ("wave", "raise")}
+COMBINABLE = ("stand", "walk", "sidestep", "circle", "turn")  # whole-body kinds that can carry a gesture
+ON_THE_MOVE = ("wave", "raise", "clap", "arms_out", "hips")  # gestures that can ride on them
+STILL_POSES = ("stand", "raise", "arms_out", "hips", "reach", "squat", "sit", "balance", "kick", "lunge")
+SIDES, DIRS, SPEEDS = ("left", "right"), ("forward", "backward"), ("slow", "normal", "fast")
+PARAMS = {  # kind -> {parameter: choices}; every parameter is said in the text
+    "walk": {"dir": DIRS, "speed": SPEEDS}, "sidestep": {"side": SIDES}, "circle": {"side": SIDES},
+    "run": {"speed": SPEEDS}, "turn": {"side": SIDES, "angle": (45, 90, 135, 180)},
+    "jump": {"count": (1, 2, 3, 4)}, "squat": {"count": (1, 2, 3)}, "kick": {"side": SIDES},
+    "lunge": {"side": SIDES}, "hop": {"side": SIDES, "count": (2, 3, 4)}, "stand": {}, "sit_down": {},
+    "stand_up": {}, "wave": {"side": SIDES + ("both",)}, "raise": {"side": SIDES + ("both",)},
+    "clap": {"count": (2, 3, 4, 5)}, "punch": {"side": SIDES + ("both",), "count": (2, 3, 4)},
+    "arms_out": {}, "reach": {"side": SIDES}, "hips": {}, "stretch": {"side": SIDES},
+    "static": {"pose": STILL_POSES, "side": SIDES + ("both",)}}
+
+# ----------------------------------------------------------------------------------------------
+# Text (MotionBase-style hierarchy): verb phrases for whole-body captions (several paraphrases each,
+# fields filled from the parameters), then one upper-body and one lower-body sentence per kind.
+SUBJECTS = ("a person", "someone", "a man", "a woman", "the person", "a figure")
+CAPTIONS = {
+    "stand": ("stands still", "stands in place", "is standing without moving much"),
+    "walk": ("walks {dir}{speed_adv}", "takes a few{speed_adj} steps {dir}", "walks{speed_adv} {dir}",
+             "moves {dir}{speed_adv} on foot"),
+    "sidestep": ("walks sideways to the {side}", "side-steps to the {side}",
+                 "shuffles sideways to the {side}"),
+    "circle": ("walks in a circle to the {side}", "walks around in a {clock} circle",
+               "walks a full circle, turning {side}"),
+    "run": ("{run_verb} forward", "{run_verb} straight ahead", "goes for a {run_noun} forward"),
+    "turn": ("turns {side} by {angle} degrees", "turns {angle} degrees to the {side}",
+             "rotates {angle} degrees to the {side} in small steps"),
+    "jump": ("jumps up and down {times}", "jumps in place {times}", "does {count_word} vertical jump{s}"),
+    "squat": ("squats down {times}", "does {count_word} squat{s}", "bends the knees into a squat {times}"),
+    "kick": ("kicks with the {side} leg", "kicks forward with the {side} foot", "does a {side} leg kick"),
+    "lunge": ("lunges forward with the {side} leg", "steps into a lunge with the {side} leg in front",
+              "does a forward lunge on the {side} leg"),
+    "hop": ("hops on the {side} foot {times}", "hops {times} on the {side} leg",
+            "balances on the {side} leg and hops {times}"),
+    "sit_down": ("sits down", "sits down on a chair", "lowers into a seated position"),
+    "stand_up": ("stands up", "gets up from a chair", "rises from a seated position"),
+    "wave": ("waves {the_hand}", "waves with {the_hand}", "raises {the_hand} and waves"),
+    "raise": ("raises {the_arm} above the head and lowers {it}", "lifts {the_arm} up high",
+              "puts {the_arm} up in the air and back down"),
+    "clap": ("claps the hands {times}", "claps {times}", "claps {count_word} time{s} in front of the chest"),
+    "punch": ("punches forward with {the_hand} {times}", "throws {count_word} punch{es} with {the_hand}",
+              "boxes with {the_hand}, punching {times}"),
+    "arms_out": ("stretches both arms out to the sides", "holds the arms out sideways",
+                 "spreads the arms wide to the sides and lowers them"),
+    "reach": ("reaches forward with the {side} hand", "leans forward and reaches out with the {side} arm",
+              "extends the {side} arm forward to grab something"),
+    "hips": ("puts the hands on the hips", "places both hands on the hips", "rests the hands on the hips"),
+    "stretch": ("raises both arms overhead and leans to the {side}, then to the {other}",
+                "stretches, arms overhead, bending to the {side} and then the {other}",
+                "does a side stretch with the arms up, first to the {side}, then the {other}")}
+STATIC_CAPTIONS = {
+    "stand": ("stands still with the arms down", "stands upright, arms relaxed"),
+    "raise": ("stands with {the_arm} raised", "holds {the_arm} straight up"),
+    "arms_out": ("stands with the arms stretched out to the sides", "holds a t-pose"),
+    "hips": ("stands with the hands on the hips", "stands, hands on hips"),
+    "reach": ("leans forward reaching out with the {side} hand", "reaches ahead with the {side} arm"),
+    "squat": ("is in a deep squat", "holds a low squat"), "sit": ("is sitting on a chair", "sits still"),
+    "balance": ("stands on the {side} leg", "balances on the {side} foot"),
+    "kick": ("is frozen mid-kick with the {side} leg", "holds the {side} leg up in a kick"),
+    "lunge": ("holds a lunge with the {side} leg in front", "stays low in a {side} leg lunge")}
+PARTS = {  # kind -> (upper-body sentence, lower-body sentence) of the part-level descriptions
+    "stand": ("the arms hang relaxed at the sides", "the legs stand still with both feet on the ground"),
+    "walk": ("the arms swing back and forth with the steps", "the legs take{speed_adj} steps {dir}"),
+    "sidestep": ("the arms stay loose at the sides", "the legs step sideways to the {side}"),
+    "circle": ("the arms swing with the steps", "the legs walk along a circle to the {side}"),
+    "run": ("the bent arms pump back and forth", "the legs {run_base} forward"),
+    "turn": ("the arms hang loosely", "the feet step in place while the body turns {angle} degrees {side}"),
+    "jump": ("the arms swing up with each jump", "the legs bend and push off {times}"),
+    "squat": ("the arms reach forward for balance", "the knees bend deeply into a squat {times}"),
+    "kick": ("the arms move out for balance", "the {side} leg swings forward in a kick"),
+    "lunge": ("the arms stay near the body", "the {side} leg steps forward and both knees bend"),
+    "hop": ("the arms are held out for balance", "the {other} leg is lifted, the {side} leg hops {times}"),
+    "sit_down": ("the arms move forward as the body lowers", "the knees and hips bend to sit down"),
+    "stand_up": ("the arms move forward as the body rises", "the legs straighten to stand up"),
+    "wave": ("{the_hand} waves side to side at head height", ""),
+    "raise": ("{the_arm} rises straight up and comes back down", ""),
+    "clap": ("the hands come together {times} in front of the chest", ""),
+    "punch": ("{the_hand} punches forward {times}", ""),
+    "arms_out": ("both arms extend straight out to the sides", ""),
+    "reach": ("the {side} arm reaches forward as the back bends", ""),
+    "hips": ("both hands rest on the hips", ""),
+    "stretch": ("both arms stretch overhead, the torso bends {side} then {other}", "")}
+STATIC_PARTS = {
+    "stand": PARTS["stand"], "raise": ("{the_arm} raised straight up", PARTS["stand"][1]),
+    "arms_out": ("both arms held straight out to the sides", PARTS["stand"][1]),
+    "hips": ("both hands on the hips, elbows out", PARTS["stand"][1]),
+    "reach": ("the {side} arm stretched forward, the back bent", PARTS["stand"][1]),
+    "squat": ("the arms held forward", "the knees and hips deeply bent in a squat"),
+    "sit": ("the arms resting", "the knees bent at a right angle, sitting"),
+    "balance": ("the arms out for balance", "the {side} leg straight, the {other} knee bent, foot up"),
+    "kick": ("the arms out for balance", "the {side} leg kicked up in front"),
+    "lunge": ("the arms near the body", "the {side} leg forward with the knee bent, the other leg behind")}
+COUNT_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+TIMES = {0: "", 1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
+
+
+def _words(p):
+    """Fill-in fields for the templates from a segment's parameters."""
+    side, count = p.get("side", ""), p.get("count", 1)
+    speed = p.get("speed", "normal")
+    return {"dir": p.get("dir", ""), "side": side, "other": {"left": "right", "right": "left"}.get(side, ""),
+            "angle": p.get("angle", ""), "clock": "counterclockwise" if side == "left" else "clockwise",
+            "speed_adv": {"slow": " slowly", "normal": "", "fast": " quickly"}[speed],
+            "speed_adj": {"slow": " slow", "normal": "", "fast": " quick"}[speed],
+            "run_verb": {"slow": "jogs", "normal": "runs", "fast": "sprints"}[speed],
+            "run_base": {"slow": "jog", "normal": "run", "fast": "sprint"}[speed],
+            "run_noun": {"slow": "jog", "normal": "run", "fast": "sprint"}[speed],
+            "the_arm": "both arms" if side == "both" else f"the {side} arm",
+            "the_hand": "both hands" if side == "both" else f"the {side} hand",
+            "it": "them" if side == "both" else "it", "times": TIMES[count], "count_word": COUNT_WORDS[count],
+            "s": "" if count == 1 else "s", "es": "" if count == 1 else "es"}
+
+
+def _gerund(phrase):
+    """'waves the left hand' -> 'waving the left hand' (only the first word changes)."""
+    verb, _, rest = phrase.partition(" ")
+    stem = {"claps": "clapp", "puts": "putt"}.get(verb, verb[:-2] if verb.endswith(("ches", "shes")) else
+                                                   verb[:-2] if verb.endswith("es") and verb[-3] in "svcz"
+                                                   else verb[:-1])
+    return f"{stem}ing {rest}"
+
+
+def _texts(plan, rng):
+    """2-3 whole-body captions (random subject, paraphrase and connector each) + part-level sentences."""
+    segments = plan["segments"]
+    captions = []
+    for _ in range(_pick(rng, (2, 3, 3))):
+        phrases = []
+        for seg in segments:
+            words = _words(seg["p"])
+            if plan["subset"] == "static":
+                phrases.append(_pick(rng, STATIC_CAPTIONS[seg["p"]["pose"]]).format(**words))
+                continue
+            phrase = _pick(rng, CAPTIONS[seg["kind"]]).format(**words)
+            if seg["gesture"]:
+                gesture = _pick(rng, CAPTIONS[seg["gesture"]]).format(**_words(seg["gp"]))
+                phrase = gesture if seg["kind"] == "stand" else f"{phrase} while {_gerund(gesture)}"
+            phrases.append(phrase)
+        joined = "".join(_pick(rng, (", then ", ", and then ", " and then ", ", after that ")) + ph
+                         for ph in phrases[1:])
+        captions.append(f"{_pick(rng, SUBJECTS)} {phrases[0]}{joined}.")
+    parts = []
+    for seg in segments:
+        words = _words(seg["p"])
+        if plan["subset"] == "static":
+            parts.append([f"held still, {s}".format(**words) for s in STATIC_PARTS[seg["p"]["pose"]]])
+            continue
+        upper, lower = (s.format(**words) for s in PARTS[seg["kind"]])
+        if seg["gesture"]:
+            upper = PARTS[seg["gesture"]][0].format(**_words(seg["gp"]))
+        parts.append([upper, lower])
+    return captions, {name: ", then ".join(p[i] for p in parts) + "."
+                       for i, name in enumerate(["upper", "lower"])}
+
+
+# ----------------------------------------------------------------------------------------------
+# Motion channels (radians, metres per frame for yaw_rate): what actions write, per frame. Left/right
+# limbs use the same conventions (the right side is the mirror image): hip_flex > 0 thigh forward, hip_abd
+# > 0 leg out, knee > 0 bends, ankle > 0 toes down (0 = foot parallel to its rest tilt), sh_flex > 0 arm
+# forward/up, sh_abd > 0 arm out to the side, sh_horiz > 0 arm swings outward, sh_twist > 0 turns the
+# elbow's bend direction from forward to up, elbow > 0 bends; bend/side/twist: torso forward / to the
+# left / turned left; lift: extra root height in flight; yaw_rate: turning left per frame.
+CHANNELS = ["yaw_rate", "lift", "bend", "side", "twist", "nod"] + [
+    f"{name}_{s}" for s in "lr" for name in
+    ("hip_flex", "hip_abd", "knee", "ankle", "sh_flex", "sh_abd", "sh_horiz", "sh_twist", "elbow")]
+CH = {name: i for i, name in enumerate(CHANNELS)}
+EVENTS = [CH["yaw_rate"], CH["lift"]]  # integrated/flight channels: never cross-faded (zero at segment edges)
+NEUTRAL = dict.fromkeys(CHANNELS, 0.0) | {"nod": 0.2} | {
+    f"{k}_{s}": v for s in "lr" for k, v in (("hip_abd", 0.04), ("knee", 0.05), ("hip_flex", 0.03),
+                                              ("sh_abd", 0.12), ("sh_flex", 0.05), ("elbow", 0.2))}
+OTHER = {"l": "r", "r": "l", "left": "r", "right": "l"}
+
+
+def _ease(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _bump(x, center, width):
+    """Raised cosine: 1 at center, 0 beyond +-width."""
+    return 0.5 * (1 + np.cos(np.pi * np.clip((x - center) / width, -1, 1)))
+
+
+def _hold(t, n, rise):
+    """0 -> 1 over `rise` frames after a short lead-in, 1, then back to 0 before the end."""
+    return _ease((t - 3) / rise) * _ease((n - 4 - t) / rise)
+
+
+def _edges(n):
+    """Window that is 0 at both segment edges, for the channels that are not cross-faded."""
+    t = np.arange(n)
+    return _ease((t - BLEND) / BLEND) * _ease((n - 1 - BLEND - t) / BLEND)
+
+
+def _mix(c, name, value, w):
+    c[:, CH[name]] = c[:, CH[name]] * (1 - w) + value * w
+
+
+def _side_keys(side):
+    return ("l", "r") if side in ("left", "both") else ("r", "l")
+
+
+def _gait(c, t, freq, hip, knee, arm, d=1.0, phase=0.0):
+    """Legs swing in antiphase (hip flexion d*hip*sin(phi)), the swing knee lifts the foot while
+    cos(phi) > 0, the arms counter-swing. d = -1 walks backward (the swing foot moves back)."""
+    phi = 2 * np.pi * freq * t / FPS + phase
+    for s, ph in (("l", phi), ("r", phi + np.pi)):
+        c[:, CH[f"hip_flex_{s}"]] += d * hip * np.sin(ph)
+        c[:, CH[f"knee_{s}"]] += knee * np.maximum(np.cos(ph), 0) ** 1.5
+        c[:, CH[f"sh_flex_{s}"]] -= d * arm * np.sin(ph)
+    c[:, CH["twist"]] += 0.3 * arm * np.sin(phi)
+    return phi
+
+
+# ----------------------------------------------------------------------------------------------
+# Actions: each adds its channel program to c [n, C] (prefilled with the neutral pose); t = frame index,
+# p its parameters, amp / tempo the clip's small random variation. Durations in frames come from
+# `_frames`, so a counted action gets the frames its count needs.
+def _walk(c, t, n, p, amp, tempo):
+    f, a = {"slow": (0.75, 0.3), "normal": (0.95, 0.38), "fast": (1.15, 0.45)}[p["speed"]]
+    _gait(c, t, f * tempo, a * amp, 2.4 * a * amp, 0.6 * a, d=1.0 if p["dir"] == "forward" else -1.0)
+
+
+def _sidestep(c, t, n, p, amp, tempo):
+    """Both hips spread and close in phase; the leading leg steps while they spread, the trailing one
+    while they close, so the stance foot pushes the body toward `side`."""
+    phi = 2 * np.pi * 0.8 * tempo * t / FPS
+    spread = 0.11 * amp * (1 + np.sin(phi))
+    lead, trail = _side_keys(p["side"])
+    for s, sign in ((lead, 1), (trail, -1)):
+        c[:, CH[f"hip_abd_{s}"]] += spread
+        c[:, CH[f"knee_{s}"]] += 0.6 * np.maximum(sign * np.cos(phi), 0) ** 1.5
+        c[:, CH[f"sh_abd_{s}"]] += 0.5 * spread
+
+
+def _circle(c, t, n, p, amp, tempo):
+    _gait(c, t, 0.9 * tempo, 0.34 * amp, 0.8 * amp, 0.2)
+    w = _edges(n)
+    c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * 2 * np.pi * w / w.sum()
+
+
+def _run(c, t, n, p, amp, tempo):
+    f, a = {"slow": (1.2, 0.45), "normal": (1.35, 0.55), "fast": (1.5, 0.65)}[p["speed"]]
+    phi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a)
+    c[:, CH["knee_l"]] += 0.25
+    c[:, CH["knee_r"]] += 0.25
+    c[:, [CH["elbow_l"], CH["elbow_r"]]] = 1.5
+    c[:, CH["bend"]] += 0.18
+    c[:, CH["lift"]] = 0.05 * np.maximum(-np.cos(2 * phi), 0) ** 2 * _edges(n)  # flight between steps
+
+
+def _turn(c, t, n, p, amp, tempo):
+    """Step in place while the pelvis yaws by `angle` (a bell-shaped turn rate that integrates exactly)."""
+    w = _edges(n)
+    c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * np.radians(p["angle"]) * w / w.sum()
+    steps = np.zeros_like(c)
+    _gait(steps, t, 1.3 * tempo, 0.1, 0.7, 0.05)
+    c += steps * np.sqrt(w)[:, None]
+
+
+def _jump(c, t, n, p, amp, tempo, lift=0.22, legs=("l", "r"), period=20):
+    """Per jump: crouch, push off, flight (root lifted by a half sine), land in a crouch."""
+    period = period / tempo
+    x = (t - 8) / period
+    ph = np.where((x >= 0) & (x < p["count"]), x % 1.0, 0.0)
+    crouch = _bump(ph, 0.22, 0.2) + 0.7 * _bump(ph, 0.82, 0.16)
+    flight = np.sin(np.pi * np.clip((ph - 0.42) / 0.3, 0, 1))
+    depth = 0.55 * amp
+    for s in legs:
+        c[:, CH[f"hip_flex_{s}"]] += 1.4 * depth * crouch + 0.2 * flight
+        c[:, CH[f"knee_{s}"]] += 2.4 * depth * crouch + 0.3 * flight
+        c[:, CH[f"ankle_{s}"]] += 0.5 * flight
+    c[:, CH["bend"]] += 0.8 * depth * crouch
+    c[:, CH["lift"]] = lift * amp * flight
+    return ph, crouch, flight
+
+
+def _jumps(c, t, n, p, amp, tempo):
+    ph, crouch, flight = _jump(c, t, n, p, amp, tempo)
+    for s in "lr":  # arms swing back in the crouch and up through the flight
+        c[:, CH[f"sh_flex_{s}"]] += -0.5 * _bump(ph, 0.22, 0.2) + 2.0 * _bump(ph, 0.55, 0.22)
+        c[:, CH[f"elbow_{s}"]] += 0.3 * flight
+
+
+def _hop(c, t, n, p, amp, tempo):
+    """Stand on `side`, the other knee bent up behind, and hop `count` times on the standing leg."""
+    stand, up = _side_keys(p["side"])
+    e = _hold(t, n, 8)
+    c[:, CH[f"knee_{up}"]] += 1.3 * e
+    c[:, CH[f"hip_flex_{up}"]] += 0.35 * e
+    c[:, [CH["sh_abd_l"], CH["sh_abd_r"]]] += 0.4 * e[:, None]
+    if p["count"]:
+        _jump(c, t, n, p, 0.5 * amp, tempo, lift=0.2, legs=(stand,), period=14)
+
+
+def _squat(c, t, n, p, amp, tempo):
+    x = (t - 6) / (36 / tempo)
+    s = np.where((x >= 0) & (x < p["count"]), _bump(x % 1.0, 0.5, 0.45), 0.0)
+    for k in "lr":
+        c[:, CH[f"hip_flex_{k}"]] += 1.7 * amp * s
+        c[:, CH[f"knee_{k}"]] += 2.1 * amp * s
+        c[:, CH[f"sh_flex_{k}"]] += 1.4 * s
+    c[:, CH["bend"]] += 0.5 * s
+
+
+def _kick(c, t, n, p, amp, tempo):
+    k, o = _side_keys(p["side"])
+    x = t / n
+    swing = _bump(x, 0.5, 0.3)
+    c[:, CH[f"hip_flex_{k}"]] += 1.3 * amp * swing
+    c[:, CH[f"knee_{k}"]] += 1.5 * _bump(x, 0.36, 0.14) + 0.9 * _bump(x, 0.66, 0.14)  # chamber, recoil
+    c[:, CH[f"ankle_{k}"]] += 0.6 * swing
+    c[:, CH[f"knee_{o}"]] += 0.15 * swing
+    c[:, CH["bend"]] -= 0.15 * swing
+    c[:, [CH["sh_abd_l"], CH["sh_abd_r"]]] += 0.4 * swing[:, None]
+    c[:, CH[f"sh_flex_{o}"]] += 0.5 * swing
+
+
+def _lunge(c, t, n, p, amp, tempo):
+    """Step forward with `side`, sink until the back knee points down, step back (the swing knee lifts
+    the stepping foot on the way out and back)."""
+    k, b = _side_keys(p["side"])
+    x = t / n
+    e = _ease((x - 0.1) / 0.25) * _ease((0.9 - x) / 0.25)
+    c[:, CH[f"hip_flex_{k}"]] += 1.0 * amp * e
+    c[:, CH[f"knee_{k}"]] += 1.1 * amp * e + 0.6 * (_bump(x, 0.2, 0.1) + _bump(x, 0.8, 0.1))
+    c[:, CH[f"hip_flex_{b}"]] -= 0.45 * amp * e
+    c[:, CH[f"knee_{b}"]] += 0.45 * amp * e
+    c[:, CH[f"ankle_{b}"]] += 0.3 * e
+    c[:, CH["bend"]] += 0.1 * e
+
+
+def _sit(c, t, n, p, amp, tempo, down=True):
+    """Lower onto an (invisible) chair: thighs level, shins upright, leaning forward on the way."""
+    x = _ease((t - 6) / (n - 16))
+    e = x if down else 1 - x
+    move = _bump(x, 0.5, 0.5)
+    for k in "lr":
+        c[:, CH[f"hip_flex_{k}"]] += 1.45 * e
+        c[:, CH[f"knee_{k}"]] += 1.5 * e
+        c[:, CH[f"sh_flex_{k}"]] += 0.8 * move
+    c[:, CH["bend"]] += 0.5 * move + 0.1 * e
+
+
+def _stand_up(c, t, n, p, amp, tempo):
+    _sit(c, t, n, p, amp, tempo, down=False)
+
+
+def _wave(c, t, n, p, amp, tempo):
+    e = _hold(t, n, 8)
+    osc = np.sin(2 * np.pi * 1.6 * tempo * t / FPS)
+    for s in ("l", "r") if p["side"] == "both" else _side_keys(p["side"])[:1]:
+        for name, v in (("sh_abd", 1.25), ("sh_flex", 0.3), ("sh_twist", 1.5), ("sh_horiz", 0.0)):
+            _mix(c, f"{name}_{s}", v, e)
+        _mix(c, f"elbow_{s}", 1.3 + 0.45 * amp * osc, e)
+
+
+def _raise(c, t, n, p, amp, tempo):
+    e = _hold(t, n, 12)
+    for s in ("l", "r") if p["side"] == "both" else _side_keys(p["side"])[:1]:
+        for name, v in (("sh_flex", 2.85), ("sh_abd", 0.15), ("elbow", 0.1), ("sh_horiz", 0.0)):
+            _mix(c, f"{name}_{s}", v, e)
+
+
+def _clap(c, t, n, p, amp, tempo):
+    """Arms forward at chest height; the hands meet `count` times (open -> closed -> open per clap)."""
+    e = _hold(t, n, 6)
+    x = (t - 8) / (12 / tempo)
+    close = np.where((x >= 0) & (x < p["count"]), _bump(x % 1.0, 0.5, 0.5), 0.0)
+    for s in "lr":
+        for name, v in (("sh_flex", 1.1), ("sh_abd", 0.0), ("elbow", 0.9)):
+            _mix(c, f"{name}_{s}", v, e)
+        _mix(c, f"sh_horiz_{s}", -0.15 - 0.35 * close, e)
+
+
+def _punch(c, t, n, p, amp, tempo):
+    """Guard up, then `count` punches per hand (alternating when both): the elbow straightens fast."""
+    e = _hold(t, n, 6)
+    sides = ("l", "r") if p["side"] == "both" else _side_keys(p["side"])[:1]
+    x = (t - 8) / (12 / tempo)
+    for s in "lr":
+        for name, v in (("sh_flex", 1.0), ("sh_abd", 0.2), ("elbow", 2.0), ("sh_horiz", -0.35)):
+            _mix(c, f"{name}_{s}", v, e)
+    for i, s in enumerate(sides):
+        xs = x - i / len(sides)
+        hit = np.where((xs >= 0) & (xs < p["count"]), _bump(xs % 1.0, 0.5, 0.3), 0.0)
+        c[:, CH[f"sh_flex_{s}"]] += 0.45 * hit
+        c[:, CH[f"elbow_{s}"]] -= 1.9 * amp * hit
+        c[:, CH[f"sh_horiz_{s}"]] += 0.2 * hit
+        c[:, CH["twist"]] += (-0.25 if s == "l" else 0.25) * hit
+
+
+def _arms_out(c, t, n, p, amp, tempo):
+    e = _hold(t, n, 10)
+    for s in "lr":
+        for name, v in (("sh_abd", 1.5), ("sh_flex", 0.0), ("elbow", 0.05), ("sh_horiz", 0.0)):
+            _mix(c, f"{name}_{s}", v, e)
+
+
+def _reach(c, t, n, p, amp, tempo):
+    e = _hold(t, n, 12)
+    s = _side_keys(p["side"])[0]
+    for name, v in (("sh_flex", 1.5), ("sh_abd", 0.05), ("elbow", 0.05), ("sh_horiz", -0.15)):
+        _mix(c, f"{name}_{s}", v, e)
+    c[:, CH["bend"]] += 0.4 * amp * e
+    c[:, CH["twist"]] += (-0.25 if s == "l" else 0.25) * e
+
+
+def _hips(c, t, n, p, amp, tempo):
+    e = _hold(t, n, 10)
+    for s in "lr":
+        for name, v in (("sh_abd", 0.75), ("sh_flex", -0.1), ("sh_twist", -1.4), ("elbow", 1.7)):
+            _mix(c, f"{name}_{s}", v, e)
+
+
+def _stretch(c, t, n, p, amp, tempo):
+    e = _hold(t, n, 12)
+    for s in "lr":
+        for name, v in (("sh_flex", 2.9), ("sh_abd", 0.2), ("elbow", 0.1), ("sh_horiz", 0.0)):
+            _mix(c, f"{name}_{s}", v, e)
+    lean = np.sin(2 * np.pi * np.clip((t - 14) / (n - 28), 0, 1))  # first toward `side`, then the other
+    c[:, CH["side"]] += (1 if p["side"] == "left" else -1) * 0.35 * amp * lean
+
+
+ACTIONS = {"stand": lambda *a: None, "walk": _walk, "sidestep": _sidestep, "circle": _circle, "run": _run,
+           "turn": _turn, "jump": _jumps, "squat": _squat, "kick": _kick, "lunge": _lunge, "hop": _hop,
+           "sit_down": _sit, "stand_up": _stand_up, "wave": _wave, "raise": _raise, "clap": _clap,
+           "punch": _punch, "arms_out": _arms_out, "reach": _reach, "hips": _hips, "stretch": _stretch}
+
+
+def _frames(kind, p, tempo, rng):
+    """Frames a segment needs (before the clip's total is clamped to the allowed range)."""
+    count = p.get("count", 1)
+    fixed = {"jump": 20 + 20 * count, "squat": 12 + 36 * count, "hop": 22 + 14 * count, "kick": 44,
+             "lunge": 56, "sit_down": 48, "stand_up": 48, "turn": 30 + p.get("angle", 0) // 6,
+             "clap": 16 + 12 * count, "punch": 18 + 12 * count, "raise": 56, "arms_out": 56, "reach": 56,
+             "hips": 56, "stretch": 80}
+    if kind in fixed:
+        return int(fixed[kind] / tempo) if kind not in ("turn",) else int(fixed[kind])
+    low, high = {"circle": (110, 150), "walk": (50, 100), "run": (40, 80)}.get(kind, (40, 80))
+    return int(rng.integers(low, high))
+
+
+# ----------------------------------------------------------------------------------------------
+# Channels -> joints. Local rotations as quaternions (w, x, y, z) composed from rotations about the
+# body axes (x left, y up, z forward); the right limbs are mirror images of the left ones, and a
+# rotation mirrored through the x = 0 plane is (w, x, -y, -z).
+def _q(axis, angle):
+    q = np.zeros(np.shape(angle) + (4,))
+    q[..., 0], q[..., 1 + axis] = np.cos(angle / 2), np.sin(angle / 2)
+    return q
+
+
+def _qmul(a, *rest):
+    for b in rest:
+        (aw, ax, ay, az), (bw, bx, by, bz) = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
+        a = np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                      aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+    return a
+
+
+def _axis_angle(q):
+    """Unit quaternion -> axis * angle, angle = 2 atan2(|v|, w) in [0, pi]."""
+    q = np.where(q[..., :1] < 0, -q, q)
+    s = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
+    return q[..., 1:] * np.where(s > 1e-9, 2 * np.arctan2(s, q[..., :1]) / np.maximum(s, 1e-9), 2.0)
+
+
+def _rotations(c):
+    """Channels [T, C] -> local axis-angle rotations [T, 22, 3] for data.forward_kinematics."""
+    T = len(c)
+    g = lambda name: c[:, CH[name]]
+    q = np.zeros((T, 22, 4))
+    q[..., 0] = 1
+    q[:, 0] = _q(1, np.cumsum(g("yaw_rate")))  # pelvis: heading only
+    q[:, [3, 6, 9]] = _qmul(_q(1, g("twist") / 3), _q(0, g("bend") / 3), _q(2, -g("side") / 3))[:, None]
+    q[:, 12] = _q(0, g("nod"))
+    collar = _q(2, np.full(T, COLLAR))
+    for s, (hip, knee, ankle, clav, shoulder, elbow) in (("l", (1, 4, 7, 13, 16, 18)),
+                                                         ("r", (2, 5, 8, 14, 17, 19))):
+        m = (lambda x: x * np.array([1, 1, -1, -1])) if s == "r" else (lambda x: x)
+        flex, knee_bend = g(f"hip_flex_{s}"), g(f"knee_{s}")
+        q[:, hip] = m(_qmul(_q(2, g(f"hip_abd_{s}")), _q(0, -flex)))
+        q[:, knee] = _q(0, knee_bend)
+        q[:, ankle] = _q(0, FOOT_TILT + flex - knee_bend + g(f"ankle_{s}"))  # foot stays level by default
+        q[:, clav] = m(collar)
+        # upper arm in the chest frame = swing out (y) * out to the side (z) * forward (x) * twist (y);
+        # the shoulder's local rotation undoes the collar's.
+        arm = _qmul(_q(1, g(f"sh_horiz_{s}")), _q(2, g(f"sh_abd_{s}")), _q(0, -g(f"sh_flex_{s}")),
+                    _q(1, g(f"sh_twist_{s}")))
+        q[:, shoulder] = m(_qmul(collar * np.array([1, -1, -1, -1]), arm))
+        q[:, elbow] = _q(0, -g(f"elbow_{s}"))
+    return _axis_angle(q)
+
+
+def _place(rel, lift):
+    """Root-relative joints [T, 22, 3] -> world joints. Height: the lowest foot joint touches the floor
+    (+ lift in flight). Ground path: the root moves opposite to the stance foot's motion relative to the
+    root, x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)) of the lower foot (soft-weighted over
+    ~1 cm height difference), so a planted foot stays where it is."""
+    T = len(rel)
+    feet = rel[:, [7, 10, 8, 11], 1].reshape(T, 2, 2).min(-1)  # lowest joint of the left, right foot
+    left_down = 1 / (1 + np.exp(np.clip((feet[:, 0] - feet[:, 1]) / 0.01, -50, 50)))[:-1, None]
+    toes = np.diff(rel[:, [10, 11]][..., [0, 2]], axis=0)
+    step = -(left_down * toes[:, 0] + (1 - left_down) * toes[:, 1])
+    xz = np.concatenate([np.zeros((1, 2)), np.cumsum(step, 0)])
+    root = np.stack([xz[:, 0], lift - feet.min(1), xz[:, 1]], -1)
+    return rel + root[:, None]
+
+
+def _join(segments):
+    """Concatenate segments' channels; across each boundary b, x = (1 - s) A + s B with s a smoothstep over
+    [b - BLEND, b + BLEND] and A, B held at their last/first value outside their own frames (no pops)."""
+    T, t, start = sum(len(s) for s in segments), np.arange(sum(len(s) for s in segments)), 0
+    for k, seg in enumerate(segments):
+        after = T - start - len(seg)
+        held = np.concatenate([np.repeat(seg[:1], start, 0), seg, np.repeat(seg[-1:], after, 0)])
+        if k == 0:
+            x = held
+        else:
+            s = np.repeat(_ease((t - start + BLEND) / (2 * BLEND))[:, None], len(CHANNELS), 1)
+            s[:, EVENTS] = t[:, None] >= start
+            x = x * (1 - s) + held * s
+        start += len(seg)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Plans (every random choice that the text depends on), clips, splits.
+STATIC_POSES = {  # pose -> (whole-body kind, gesture, fraction of the action at which it is frozen)
+    "stand": ("stand", None, 0.5), "raise": ("stand", "raise", 0.5), "arms_out": ("stand", "arms_out", 0.5),
+    "hips": ("stand", "hips", 0.5), "reach": ("stand", "reach", 0.5), "squat": ("squat", None, 0.5),
+    "sit": ("sit_down", None, 1.0), "balance": ("hop", None, 0.5), "kick": ("kick", None, 0.48),
+    "lunge": ("lunge", None, 0.5)}
+
+
+def _pick(rng, choices):
+    return choices[int(rng.integers(len(choices)))]
+
+
+def _params(rng, kind):
+    return {name: _pick(rng, choices) for name, choices in PARAMS.get(kind, {}).items()}
+
+
+def clip_id(index):
+    return f"{index:06d}"
+
+
+def plan_clip(index, seed):
+    """The clip's subset, segments (kind, gesture, their parameters, frames) and split; cheap."""
+    rng = np.random.default_rng([seed, index])
+    u, tempo, amp = rng.random(), rng.uniform(0.9, 1.1), rng.uniform(0.85, 1.15)
+    subset = _pick(rng, [name for name, share in SUBSETS.items() for _ in range(round(share * 100))])
+    segments, total = [], 0
+    if subset == "static":
+        pose = _pick(rng, STILL_POSES)
+        kind, gesture, freeze = STATIC_POSES[pose]
+        side = _pick(rng, SIDES + ("both",) if pose == "raise" else SIDES)
+        p = {"side": side, "count": 1 if kind == "squat" else 0, "pose": pose}
+        n = _frames(gesture or kind, p, tempo, rng)
+        segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": p, "n": n,
+                         "freeze": int(freeze * (n - 1))})
+    for _ in range(0 if subset == "static" else _pick(rng, (1, 1, 2, 2, 3))):
+        kind = _pick(rng, POOLS[subset])
+        while segments and kind == (segments[-1]["gesture"] or segments[-1]["kind"]):  # no repeats
+            kind = _pick(rng, POOLS[subset])
+        kind = "stand_up" if segments and segments[-1]["kind"] == "sit_down" else kind
+        gesture = None
+        if kind in GESTURES:
+            kind, gesture = "stand", kind
+        elif kind in COMBINABLE and rng.random() < 0.3:
+            gesture = _pick(rng, ON_THE_MOVE)
+        p, gp = _params(rng, kind), _params(rng, gesture)
+        n = max(_frames(kind, p, tempo, rng), _frames(gesture, gp, tempo, rng) if gesture else 0)
+        if segments and total + n > MAX_FRAMES:
+            break
+        segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": gp, "n": min(n, MAX_FRAMES)})
+        total += segments[-1]["n"]
+    total = STATIC_FRAMES if subset == "static" else max(total, MIN_FRAMES)
+    if subset != "static":
+        segments[-1]["n"] += total - sum(s["n"] for s in segments)
+    kinds = sorted({k for s in segments for k in (s["kind"], s["gesture"]) if k})
+    split = "ood" if set(kinds) & set(OOD_KINDS) else next(
+        name for name, edge in zip(("train", "val", "test"), np.cumsum([s for _, s in SPLIT_SHARES]),
+                                   strict=True) if u < edge or name == "test")
+    return {"index": index, "subset": subset, "segments": segments, "frames": total, "tempo": tempo,
+            "amp": amp, "kinds": kinds, "split": split}
+
+
+def _channels(plan, rng):
+    """The plan's channels over all T + 1 joint frames: segments joined, plus smooth per-clip sway
+    (two sines per channel, random frequency and phase) so that no two clips are the same."""
+    segments = []
+    for seg in plan["segments"]:
+        c, t = np.tile([NEUTRAL[k] for k in CHANNELS], (seg["n"], 1)), np.arange(seg["n"])
+        for kind, p in ((seg["kind"], seg["p"]), (seg["gesture"], seg["gp"])):
+            if kind:
+                ACTIONS[kind](c, t, seg["n"], p, plan["amp"], plan["tempo"])
+        segments.append(c)
+    swayed = [CH[k] for k in ("bend", "side", "twist", "nod", "sh_flex_l", "sh_flex_r", "sh_abd_l",
+                              "sh_abd_r", "elbow_l", "elbow_r")]
+    amp, freq, phase = rng.uniform(0.005, 0.03, (2, len(swayed))), rng.uniform(0.1, 0.5, (2, len(swayed))), \
+        rng.uniform(0, 2 * np.pi, (2, len(swayed)))
+    if plan["subset"] == "static":  # one frozen frame, with a random constant offset instead of sway
+        c = np.repeat(segments[0][plan["segments"][0]["freeze"]][None], STATIC_FRAMES + 1, 0)
+        c[:, EVENTS] = 0
+        c[:, swayed] += (amp * np.sin(phase)).sum(0)
+        return c
+    c = _join(segments)
+    c = np.concatenate([c, c[-1:]])  # T feature frames need T + 1 joint frames
+    t = np.arange(len(c))[:, None, None] / FPS
+    c[:, swayed] += (amp * np.sin(2 * np.pi * freq * t + phase)).sum(1)
+    return c
+
+
+def generate_clip(index, seed):
+    """Clip `index` of the dataset with this seed, deterministic in (index, seed): the write_dataset
+    record (id, feats [T, 263] float32, captions, parts, subset) + kinds, split, joints [T + 1, 22, 3]."""
+    plan = plan_clip(index, seed)
+    c = _channels(plan, np.random.default_rng([seed, index, 1]))
+    rel = forward_kinematics(_rotations(c).astype(np.float32), np.zeros((len(c), 3), np.float32))
+    joints = _place(rel.astype(np.float64), c[:, CH["lift"]]).astype(np.float32)
+    captions, parts = _texts(plan, np.random.default_rng([seed, index, 2]))
+    return {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
+            "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"], "joints": joints}
+
+
+def make_splits(size, seed):
+    """{"train", "val", "test", "ood"} -> clip ids. Clips with an OOD kind go to ood only; the rest are
+    split ~85/5/10 by a per-clip random number."""
+    splits = {"train": [], "val": [], "test": [], "ood": []}
+    for index in range(size):
+        splits[plan_clip(index, seed)["split"]].append(clip_id(index))
+    return splits
+
+
+def _clip_for_writer(index, seed):
+    clip = generate_clip(index, seed)
+    del clip["joints"]
+    return clip
+
+
+def _init_worker():
+    import torch
+    torch.set_num_threads(1)  # one process per core; torch's own threads only contend with each other
+
+
+def _clips(size, seed, workers):
+    _init_worker()
+    if workers <= 1:
+        yield from (_clip_for_writer(index, seed) for index in range(size))
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(partial(_clip_for_writer, seed=seed), range(size), chunksize=64)
+
+
+def generate(size, seed=0, workers=1):
+    """(iterator over the `size` clips in index order, without joints; splits) for data.write_dataset.
+    workers > 1 generates in that many processes."""
+    return _clips(size, seed, workers), make_splits(size, seed)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for index in range(args.size):
+        clip = generate_clip(index, args.seed)
+        print(f"{clip['id']} [{clip['subset']}/{clip['split']}] {len(clip['feats'])} frames")
+        for caption in clip["captions"]:
+            print("   ", caption)
+        print("    upper:", clip["parts"]["upper"], "\n    lower:", clip["parts"]["lower"])
