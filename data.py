@@ -12,7 +12,9 @@ Features (DESIGN.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12
   vel J*3 joint velocities in the root frame, 4 foot contacts (l_ankle, l_foot, r_ankle, r_foot).
 """
 
+import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from smplx.lbs import batch_rigid_transform, batch_rodrigues
+from tqdm import tqdm
 
 # ----------------------------------------------------------------------------------------------
 # Skeleton. SMPL joint order; the body faces +Z, its left is +X, up is +Y.
@@ -302,11 +305,11 @@ def _check_clip(clip, feat_dim, seen):
         try:
             c = c.decode("utf-8") if isinstance(c, bytes) else str(c)
         except UnicodeDecodeError:
-            raise BadClip("bad_caption", where, "caption is not valid UTF-8") from None
+            raise BadClip("bad_caption", clip.get("text_file", where), "caption is not valid UTF-8") from None
         if c.strip():
             captions.append(c.strip())
     if not captions:
-        raise BadClip("bad_caption", where, "no caption (empty or missing)")
+        raise BadClip("bad_caption", clip.get("text_file", where), "no caption (empty or missing)")
     if clip["id"] in seen:
         raise BadClip("duplicate_id", where, f"id {clip['id']!r} appears twice")
     return feats, captions
@@ -326,7 +329,8 @@ def _group_slices(J):
 def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, strict=False, source=None):
     """Validate and stream `clips` (dicts {"id", "feats" [T, D], "captions", "parts", "subset"}) into
     out_dir atomically. Bad clips are skipped and counted per reason (strict: one error naming the clip).
-    `splits`: {split name: [ids]}, default default_split(id). Returns the summary (also in meta.json)."""
+    `splits`: {split name: [ids]}; without it a clip's "split" key, else default_split(id).
+    Returns the summary (also in meta.json)."""
     out_dir = Path(out_dir)
     feat_dim = 12 * joints_num - 1
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -335,7 +339,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
     for split_name, ids in (splits or {}).items():
         for i in ids:
             membership.setdefault(i, []).append(split_name)
-    split_ids = {s: [] for s in (splits or {"train": 0, "val": 0, "test": 0})}
+    split_ids = {s: [] for s in (splits or ("train", "val", "test"))}
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     offsets, seen = [0], set()
     total, sq_total, n_train = np.zeros(feat_dim), np.zeros(feat_dim), 0
@@ -358,9 +362,11 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
                 record = {"id": clip["id"], "captions": captions, "parts": clip.get("parts") or {},
                           "subset": clip.get("subset", "")}
                 tf.write(json.dumps(record, ensure_ascii=False) + "\n")
-                in_splits = membership.get(clip["id"], []) if splits else [default_split(clip["id"])]
+                # a given split table, else the clip's own "split" (loaders), else a hash of the id
+                in_splits = membership.get(clip["id"], []) if splits else [clip.get("split")
+                                                                           or default_split(clip["id"])]
                 for s in in_splits:
-                    split_ids[s].append(clip["id"])
+                    split_ids.setdefault(s, []).append(clip["id"])
                 if "train" in in_splits:
                     f64 = feats.astype(np.float64)
                     total += f64.sum(0)
@@ -491,3 +497,222 @@ class TextMotionDataset(torch.utils.data.Dataset):
         captions = self.data.texts[self.clips[i]]["captions"]
         caption = captions[int(torch.randint(0, len(captions), ()))]
         return caption, torch.from_numpy(np.array(self.data.motion(self.clips[i]), dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------------------------
+# Real-data loaders. Each source file becomes a list of clips in write_dataset's format; a file that
+# fails to load becomes {"id", "file", "error"} (counted as load_error). Worker processes convert
+# files in parallel; pieces of one sequence share its split (no train/test leakage).
+MAX_FRAMES = 196  # longest clip (HumanML3D: 9.8 s at 20 fps); longer sequences are cut evenly
+STILL_FRAMES = 64  # a single pose (an image) is held for 64 frames (MotionBase, appendix A.1)
+
+
+def _split_of(name, src):
+    for s in ("train", "val", "test"):
+        path = Path(src) / f"{s}.txt"
+        if path.is_file() and name in path.read_text(encoding="utf-8").split():
+            return s
+    return default_split(name)
+
+
+def load_humanml3d(name, src, fps=20):
+    """HumanML3D layout: new_joint_vecs/<name>.npy [T, 263], texts/<name>.txt lines caption#tokens#start#end.
+    start = end = 0 captions the whole clip; other lines caption the sub-clip [start, end) seconds."""
+    src = Path(src)
+    feats = np.load(src / "new_joint_vecs" / f"{name}.npy", allow_pickle=False)
+    by_range = {}
+    text = src / "texts" / f"{name}.txt"
+    for line in (text.read_bytes().splitlines() if text.is_file() else []):
+        fields = line.split(b"#")
+        start, end = (float(fields[2]), float(fields[3])) if len(fields) >= 4 else (0.0, 0.0)
+        by_range.setdefault((start, end), []).append(fields[0])
+    split, clips = _split_of(name, src), []
+    for (start, end), captions in (by_range or {(0.0, 0.0): []}).items():
+        whole = start == 0 and end == 0
+        clips.append({"id": name if whole else f"{name}@{start:g}-{end:g}", "text_file": str(text),
+                      "file": str(src / "new_joint_vecs" / f"{name}.npy"),
+                      "feats": feats if whole else feats[int(start * fps):int(end * fps)],
+                      "captions": captions, "parts": {}, "subset": "humanml3d", "split": split})
+    return clips
+
+
+_smplx_models = {}
+
+
+def smplx_joints(params, model_dir, gender="neutral"):
+    """SMPL-X parameters {root_orient [T,3], pose_body [T,63], pose_hand [T,90], trans [T,3], betas} ->
+    joints [T, 52, 3] (55 SMPL-X joints minus jaw and eyes). Joints depend on the shaped rest mesh only
+    (J = J_regressor (v_template + shapedirs betas)), so the mesh is never posed: FK of the SMPL-X tree."""
+    import smplx
+    key = (str(model_dir), gender)
+    if key not in _smplx_models:
+        files = [p for d in (Path(model_dir) / "smplx", Path(model_dir)) for ext in ("npz", "pkl")
+                 if (p := d / f"SMPLX_{gender.upper()}.{ext}").is_file()]
+        if not files:
+            raise FileNotFoundError(f"{model_dir}: no SMPLX_{gender.upper()}.npz/.pkl (here or in smplx/)")
+        _smplx_models[key] = smplx.create(str(files[0]), model_type="smplx", gender=gender, use_pca=False,
+                                          flat_hand_mean=True, ext=files[0].suffix[1:])
+    model = _smplx_models[key]
+    f32 = {k: torch.as_tensor(np.asarray(params[k], dtype=np.float32)) for k in
+           ("root_orient", "pose_body", "pose_hand", "trans", "betas")}
+    T = len(f32["root_orient"])
+    betas = f32["betas"].reshape(-1, f32["betas"].shape[-1])[0, :model.num_betas]
+    v_shaped = model.v_template + (model.shapedirs[..., :len(betas)] * betas).sum(-1)
+    rest = model.J_regressor @ v_shaped  # [55, 3]
+    parents = model.parents.tolist()
+    pose = torch.cat([f32["root_orient"], f32["pose_body"], torch.zeros(T, 9), f32["pose_hand"]], 1)
+    offsets = rest - rest[[0] + parents[1:]]
+    joints = forward_kinematics(pose.reshape(T, 55, 3), f32["trans"] + rest[0], offsets, parents)
+    return joints[:, SMPLX_TO_52].detach().numpy()
+
+
+def load_smplx(name, src, model_dir, gender="neutral", src_fps=30.0, up="y"):
+    """motions/<name>.npz (root_orient, pose_body, pose_hand, trans, betas; optional fps) + texts/<name>.txt
+    (whole-body captions, one a line; lines "upper: ..." / "lower: ..." are the part descriptions)."""
+    src = Path(src)
+    with np.load(src / "motions" / f"{name}.npz", allow_pickle=False) as f:
+        params = {k: f[k] for k in f.files}
+    joints = smplx_joints(params, model_dir, gender)
+    if up == "z":  # AMASS-style z-up -> y-up, as HumanML3D does: (x, y, z) -> (-x, z, y)
+        joints = np.stack([-joints[..., 0], joints[..., 2], joints[..., 1]], -1)
+    fps = float(params.get("fps", params.get("mocap_framerate", src_fps)))
+    joints = joints[np.round(np.arange(0, len(joints), fps / 20)).astype(int).clip(max=len(joints) - 1)]
+    if len(joints) == 1:
+        joints = np.repeat(joints, STILL_FRAMES + 1, 0)
+    captions, parts = [], {}
+    text = src / "texts" / f"{name}.txt"
+    for line in (text.read_bytes().splitlines() if text.is_file() else []):
+        head, _, rest = line.partition(b":")
+        if head.strip() in (b"upper", b"lower") and rest.strip():
+            parts[head.strip().decode()] = rest.strip().decode("utf-8", "replace")
+        else:
+            captions.append(line)
+    n_pieces = -(-(len(joints) - 1) // MAX_FRAMES)
+    bounds = np.linspace(0, len(joints) - 1, n_pieces + 1).round().astype(int)
+    split = _split_of(name, src)
+    return [{"id": name if n_pieces == 1 else f"{name}@{k}", "file": str(src / "motions" / f"{name}.npz"),
+             "text_file": str(text), "feats": features_from_joints(joints[a:b + 1]), "captions": captions,
+             "parts": parts, "subset": Path(name).parent.name or "smplx", "split": split}
+            for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
+
+
+def _convert(job):
+    loader, name, path, kwargs = job
+    try:
+        return loader(name, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is counted (or strict: reported), never fatal
+        return [{"id": name, "file": str(path), "error": f"cannot load ({type(e).__name__}: {e})"}]
+
+
+def convert(loader, files, workers=1, **kwargs):
+    """Yield the clips of every source file ({name: path}), converted by `workers` processes, in order."""
+    jobs = [(loader, name, path, kwargs) for name, path in files.items()]
+    if workers <= 1:
+        for job in tqdm(jobs, desc="convert", unit="file"):
+            yield from _convert(job)
+        return
+    with multiprocessing.Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        for clips in tqdm(pool.imap(_convert, jobs, chunksize=8), total=len(jobs), desc="convert"):
+            yield from clips
+
+
+# ----------------------------------------------------------------------------------------------
+def render_gif(joints, path, title=None, fps=20):
+    """Stick figure [T, J, 3] (+Y up) -> animated GIF. The camera follows the root; the floor (y = 0) is a
+    0.5 m grid fixed in the world, so walking shows as the grid sliding by."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    joints = np.asarray(joints, dtype=np.float32)
+    chains = H3D_KINEMATIC_CHAIN if joints.shape[1] == 22 else SMPLX52_KINEMATIC_CHAIN
+    colors = ["#d62728", "#1f77b4", "#333333", "#ff7f0e", "#2ca02c"] + ["#9467bd"] * 10  # legs, spine, arms
+    radius = 1.0
+    fig = plt.figure(figsize=(4, 4), dpi=80)
+    ax = fig.add_subplot(projection="3d")
+    ax.view_init(elev=15, azim=-60, vertical_axis="y")  # matplotlib's vertical is z unless told
+    ax.set_box_aspect((1, 1, 1), zoom=1.3)
+    ax.set_axis_off()
+    fig.subplots_adjust(0, 0, 1, 0.95)
+    lines = [ax.plot([], [], [], color=c, linewidth=2, marker="o", markersize=2)[0]
+             for c in colors[:len(chains)]]
+    floor = [ax.plot([], [], [], color="0.7", linewidth=0.6)[0] for _ in range(2 * 5)]
+    if title:
+        fig.suptitle(title if len(title) < 60 else title[:57] + "...", fontsize=8)
+
+    def draw(t):
+        cx, cz = joints[t, 0, 0], joints[t, 0, 2]
+        ax.set(xlim=(cx - radius, cx + radius), ylim=(0, 2 * radius), zlim=(cz - radius, cz + radius))
+        xs = np.ceil((cx - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)  # world grid lines inside the view
+        zs = np.ceil((cz - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)
+        for line, x in zip(floor[:5], xs, strict=True):
+            line.set_data_3d([x, x], [0, 0], [cz - radius, cz + radius])
+        for line, z in zip(floor[5:], zs, strict=True):
+            line.set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
+        for line, chain in zip(lines, chains, strict=True):
+            line.set_data_3d(joints[t, chain, 0], joints[t, chain, 1], joints[t, chain, 2])
+        return lines + floor
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    FuncAnimation(fig, draw, frames=len(joints)).save(str(path), writer=PillowWriter(fps=fps))
+    plt.close(fig)
+
+
+def _list_files(folder, suffix):
+    return {str(p.relative_to(folder).with_suffix("")): p for p in sorted(Path(folder).rglob(f"*{suffix}"))}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", default="synth", choices=["synth", "humanml3d", "smplx"])
+    p.add_argument("--src", help="source folder (humanml3d / smplx)")
+    p.add_argument("--out", help="dataset folder to write (default data/<source>)")
+    p.add_argument("--size", type=int, default=20000, help="synth: number of clips")
+    p.add_argument("--seed", type=int, default=0, help="synth: generator seed")
+    p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
+    p.add_argument("--strict", action="store_true", help="stop at the first bad clip instead of skipping it")
+    p.add_argument("--smplx_model_dir", help="folder with SMPLX_NEUTRAL.npz (or smplx/SMPLX_NEUTRAL.npz)")
+    p.add_argument("--gender", default="neutral", help="smplx: which SMPL-X model file")
+    p.add_argument("--src_fps", type=float, default=30.0, help="smplx: frame rate when a file has no fps")
+    p.add_argument("--up", default="y", choices=["y", "z"], help="smplx: the source's up axis")
+    p.add_argument("--data", help="--show: dataset folder to read")
+    p.add_argument("--show", help="--show: comma-separated clip indices or ids to render as GIFs")
+    p.add_argument("--gif_dir", default="out/gifs")
+    args = p.parse_args(argv)
+
+    if args.show:
+        ds = MotionData(args.data or "data/synth")
+        for key in args.show.split(","):
+            i = int(key) if key.isdigit() and key not in ds._index else ds.index(key)
+            path = Path(args.gif_dir) / f"{ds.meta['name']}_{ds.ids[i].replace('/', '_')}.gif"
+            render_gif(recover_from_ric(np.array(ds.motion(i)), ds.joints_num), path,
+                       title=ds.texts[i]["captions"][0], fps=ds.fps)
+            print(f"{path}: {ds.ids[i]} ({len(ds.motion(i))} frames) {ds.texts[i]['captions'][0]!r}")
+        return
+    out = Path(args.out or f"data/{args.source}")
+    if args.source == "synth":
+        import synth
+        clips, splits = synth.generate(args.size, args.seed, args.workers)
+        summary = write_dataset(out, clips, name=out.name, joints_num=22, splits=splits, strict=args.strict,
+                                source={"synth": {"size": args.size, "seed": args.seed}})
+    else:
+        if not args.src or not Path(args.src).is_dir():
+            p.error(f"--source {args.source} needs --src DIR (an existing folder), got {args.src!r}")
+        if args.source == "humanml3d":
+            files = _list_files(Path(args.src) / "new_joint_vecs", ".npy")
+            clips = convert(load_humanml3d, files, args.workers, src=args.src)
+        else:
+            if not args.smplx_model_dir:
+                p.error("--source smplx needs --smplx_model_dir DIR (the SMPL-X model files)")
+            files = _list_files(Path(args.src) / "motions", ".npz")
+            clips = convert(load_smplx, files, args.workers, src=args.src, model_dir=args.smplx_model_dir,
+                            gender=args.gender, src_fps=args.src_fps, up=args.up)
+        joints_num = 22 if args.source == "humanml3d" else 52
+        summary = write_dataset(out, clips, name=out.name, joints_num=joints_num, strict=args.strict,
+                                source={args.source: str(args.src)})
+    print(f"{out}: {json.dumps(summary)}")
+
+
+if __name__ == "__main__":
+    main()

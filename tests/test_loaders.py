@@ -153,3 +153,179 @@ def test_text_motion_dataset_pairs_captions_with_their_clip(tmp_path):
     assert caption.endswith("c003") and isinstance(feats, torch.Tensor) and feats.dtype == torch.float32
     np.testing.assert_array_equal(feats.numpy(), clips[3]["feats"])
     assert {pairs[0][0] for _ in range(30)} == {"first c001", "second c001"}
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+def write_h3d_source(src, feats):
+    (src / "new_joint_vecs").mkdir(parents=True)
+    (src / "texts").mkdir()
+    files = {"012314": feats, "000002": feats[:100], "short": feats[:30], "kit": feats[:, :251],
+             "nan": np.where(np.arange(len(feats))[:, None] == 50, np.nan, feats), "nocap": feats,
+             "badutf": feats}
+    for name, f in files.items():
+        np.save(src / "new_joint_vecs" / f"{name}.npy", f.astype(np.float32))
+    (src / "new_joint_vecs" / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
+    for name in files:
+        if name != "nocap":
+            (src / "texts" / f"{name}.txt").write_text(f"a person walks {name}#a/DET person/NOUN#0.0#0.0\n")
+    (src / "texts" / "012314.txt").write_text("a person walks forward.#a/DET#0.0#0.0\n"
+                                              "the person turns around#the/DET#2.0#6.5\n"
+                                              "someone spins#x#2.0#6.5\nthey walk#they/PRON#0#0\n")
+    (src / "texts" / "badutf.txt").write_bytes(b"\xff\xfe caption#x#0.0#0.0\n")
+    (src / "train.txt").write_text("012314\nkit\n")
+    (src / "test.txt").write_text("000002\n")
+
+
+def test_humanml3d_loader_cuts_time_ranges_counts_bad_files_and_runs_in_parallel(tmp_path, fixtures_dir):
+    feats = np.load(fixtures_dir / "humanml3d" / "new_joint_vecs_012314.npy")
+    src = tmp_path / "h3d"
+    write_h3d_source(src, feats)
+    for workers in (1, 2):
+        data.main(["--source", "humanml3d", "--src", str(src), "--out", str(tmp_path / f"out{workers}"),
+                   "--workers", str(workers)])
+    for f in ("motions.npy", "texts.jsonl", "train.txt", "test.txt"):
+        assert (tmp_path / "out1" / f).read_bytes() == (tmp_path / "out2" / f).read_bytes()
+    ds = data.MotionData(tmp_path / "out1")
+    summary = ds.meta["summary"]
+    assert summary["written"] == 3
+    assert summary["skipped"] == {"load_error": 1, "nan_or_inf": 1, "too_short": 1, "wrong_width": 1,
+                                  "bad_caption": 2, "duplicate_id": 0}
+    whole, cut = ds.index("012314"), ds.index("012314@2-6.5")
+    np.testing.assert_array_equal(ds.motion(whole), feats)
+    np.testing.assert_array_equal(ds.motion(cut), feats[40:130])  # 2.0 s .. 6.5 s at 20 fps
+    np.testing.assert_array_equal(ds.motion(ds.index("000002")), feats[:100])
+    assert ds.texts[whole]["captions"] == ["a person walks forward.", "they walk"]
+    assert ds.texts[cut]["captions"] == ["the person turns around", "someone spins"]
+    assert sorted(ds.ids[i] for i in ds.split("train")) == ["012314", "012314@2-6.5"]
+    assert [ds.ids[i] for i in ds.split("test")] == ["000002"]
+    with pytest.raises(ValueError, match=r"texts/badutf\.txt: caption is not valid UTF-8"):
+        data.main(["--source", "humanml3d", "--src", str(src), "--out", str(tmp_path / "strict"), "--strict"])
+    assert not (tmp_path / "strict").exists()
+    (src / "new_joint_vecs" / "badutf.npy").unlink()
+    with pytest.raises(ValueError, match=r"new_joint_vecs/corrupt\.npy: cannot load \(ValueError"):
+        data.main(["--source", "humanml3d", "--src", str(src), "--out", str(tmp_path / "strict"), "--strict",
+                   "--workers", "1"])
+    assert [p.name for p in tmp_path.iterdir() if "strict" in p.name] == []
+
+
+# SMPL-X kinematic tree (55 joints): body 0-21, jaw 22 and eyes 23-24 on the head, hands from the wrists
+HAND_PARENTS = [p for wrist, first in ((20, 25), (21, 40)) for k in range(5)
+                for p in (wrist, first + 3 * k, first + 3 * k + 1)]
+SMPLX_PARENTS = data.H3D_PARENTS + [15, 15, 15] + HAND_PARENTS
+
+
+def write_fake_smplx_model(model_dir, V=80, seed=0):
+    """A tiny SMPL-X model file with every key smplx 0.1.28 reads: the first 55 vertices sit on a plausible
+    skeleton (rest joints of data.SMPLX52_OFFSETS, jaw/eyes at the head); J_regressor mixes in the rest."""
+    g = np.random.default_rng(seed)
+    rest52 = data.forward_kinematics(np.zeros((1, 52, 3)), np.array([[0.0, 0.9, 0.0]]),
+                                     data.SMPLX52_OFFSETS, data.SMPLX52_PARENTS)[0]
+    rest55 = np.concatenate([rest52[:22], rest52[[15, 15, 15]] + [[0, 0, 0.05], [0.03, 0.05, 0.08],
+                                                                   [-0.03, 0.05, 0.08]], rest52[22:]])
+    v_template = np.concatenate([rest55, g.normal(0, 0.3, (V - 55, 3)) + [0, 0.9, 0]])
+    J_regressor = np.concatenate([np.eye(55) * 0.9, g.dirichlet(np.ones(V - 55), 55) * 0.1], 1)
+    weights = g.dirichlet(np.ones(55), V)
+    model_dir.mkdir(parents=True)
+    np.savez(model_dir / "SMPLX_NEUTRAL.npz", v_template=v_template, J_regressor=J_regressor,
+             shapedirs=g.normal(0, 0.01, (V, 3, 20)), posedirs=g.normal(0, 0.001, (V, 3, 54 * 9)),
+             weights=weights, kintree_table=np.stack([[2 ** 32 - 1] + SMPLX_PARENTS[1:], np.arange(55)]),
+             f=g.integers(0, V, (40, 3)), hands_componentsl=np.eye(45), hands_componentsr=np.eye(45),
+             hands_meanl=g.normal(0, 0.1, 45), hands_meanr=g.normal(0, 0.1, 45),
+             lmk_faces_idx=np.zeros(51, np.int64), lmk_bary_coords=np.full((51, 3), 1 / 3))
+    return J_regressor @ v_template
+
+
+def smplx_params(T, seed, fps=None):
+    g = np.random.default_rng(seed)
+    t = np.arange(T)[:, None] / 30
+    wave = lambda n, a: a * np.sin(2 * np.pi * (g.uniform(0.2, 1, n) * t + g.uniform(0, 1, n)))
+    params = {"root_orient": wave(3, 0.3), "pose_body": wave(63, 0.4), "pose_hand": wave(90, 0.5),
+              "trans": np.c_[0.5 * t[:, 0], 0.05 * np.sin(t[:, 0]), 0.2 * t[:, 0]],
+              "betas": g.normal(0, 1, 10)}
+    return params | ({"fps": np.array(fps)} if fps else {})
+
+
+def smplx_layer_joints(model_dir, params):
+    """Independent reference: the SMPL-X layer itself (its extra vertex keypoints switched off: the tiny
+    mesh lacks those vertex ids), first 55 joints + translation, minus jaw and eyes."""
+    import smplx
+
+    class KeepJoints(torch.nn.Module):
+        def forward(self, vertices, joints):
+            return joints
+
+    T = len(params["root_orient"])
+    model = smplx.create(str(model_dir / "SMPLX_NEUTRAL.npz"), model_type="smplx", use_pca=False,
+                         flat_hand_mean=True, batch_size=T)
+    model.vertex_joint_selector = KeepJoints()
+    f = {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items() if k != "fps"}
+    out = model(betas=f["betas"].expand(T, 10), global_orient=f["root_orient"], body_pose=f["pose_body"],
+                left_hand_pose=f["pose_hand"][:, :45], right_hand_pose=f["pose_hand"][:, 45:],
+                transl=f["trans"])
+    return out.joints[:, data.SMPLX_TO_52].detach().numpy().astype(np.float64)
+
+
+def test_smplx_joints_match_the_smplx_layer_and_the_rest_joints(tmp_path):
+    rest55 = write_fake_smplx_model(tmp_path / "models" / "smplx")
+    params = smplx_params(12, seed=0)
+    np.testing.assert_allclose(data.smplx_joints(params, tmp_path / "models"),
+                               smplx_layer_joints(tmp_path / "models" / "smplx", params), atol=2e-5)
+    zero = {k: np.zeros_like(v) for k, v in params.items()}
+    np.testing.assert_allclose(data.smplx_joints(zero, tmp_path / "models"), np.broadcast_to(
+        rest55[data.SMPLX_TO_52], (12, 52, 3)), atol=1e-5)
+
+
+def test_smplx_loader_resamples_cuts_long_sequences_and_holds_still_poses(tmp_path):
+    write_fake_smplx_model(tmp_path / "models" / "smplx")
+    src = tmp_path / "mx"
+    (src / "motions" / "aist").mkdir(parents=True)
+    (src / "texts" / "aist").mkdir(parents=True)
+    seqs = {"aist/dance": smplx_params(150, seed=1), "aist/long": smplx_params(600, seed=2, fps=20),
+            "aist/still": smplx_params(1, seed=3)}
+    for name, params in seqs.items():
+        np.savez(src / "motions" / f"{name}.npz", **params)
+        (src / "texts" / f"{name}.txt").write_text(f"a person does {name}\nupper: arms swing\nlower: legs")
+    (src / "motions" / "aist" / "broken.npz").write_bytes(b"PK not a zip")
+    data.main(["--source", "smplx", "--src", str(src), "--smplx_model_dir", str(tmp_path / "models"),
+               "--out", str(tmp_path / "out"), "--workers", "1"])
+    ds = data.MotionData(tmp_path / "out")
+    assert ds.joints_num == 52 and ds.feat_dim == 623
+    assert ds.meta["summary"]["skipped"]["load_error"] == 1
+    # 150 frames at 30 fps -> 100 frames at 20 fps (every 1.5th frame) -> 99 feature rows
+    joints = smplx_layer_joints(tmp_path / "models" / "smplx", seqs["aist/dance"])
+    ref = data.features_from_joints(joints[np.round(np.arange(0, 150, 1.5)).astype(int)])
+    np.testing.assert_allclose(ds.motion(ds.index("aist/dance")), ref, atol=2e-4)
+    assert ds.texts[ds.index("aist/dance")] == {"id": "aist/dance", "captions": ["a person does aist/dance"],
+                                                "parts": {"upper": "arms swing", "lower": "legs"},
+                                                "subset": "aist"}
+    pieces = [i for i in ds.ids if i.startswith("aist/long@")]
+    lengths = [len(ds.motion(ds.index(i))) for i in pieces]
+    assert pieces == [f"aist/long@{k}" for k in range(4)] and sum(lengths) == 599 and max(lengths) <= 196
+    split = {s: {ds.ids[i] for i in ds.split(s)} for s in ("train", "val", "test")}
+    assert sum(set(pieces) <= ids for ids in split.values()) == 1  # all pieces in one split
+    still = ds.motion(ds.index("aist/still"))
+    assert still.shape == (64, 623) and (still[:, 619:] == 1).all()  # 64 frames, feet planted
+    # nothing moves: root and joint velocities are zero (row 0's yaw step is HumanML3D's IK facing quirk)
+    assert np.abs(still[1:, 0]).max() < 1e-6 and np.abs(still[:, 1:3]).max() < 1e-6
+    assert np.abs(still[:, 4 + 51 * 9:619]).max() < 1e-6
+
+
+def test_render_gif_draws_an_upright_figure(tmp_path, fixtures_dir):
+    from PIL import Image
+    joints = np.load(fixtures_dir / "humanml3d" / "new_joints_012314.npy")[:60:6]
+    data.render_gif(joints, tmp_path / "clip.gif", title="a person walks")
+    gif = Image.open(tmp_path / "clip.gif")
+    assert gif.n_frames == 10
+    rgb = np.asarray(gif.convert("RGB")).astype(int)
+    red = (np.abs(rgb - [0xD6, 0x27, 0x28]).sum(-1) < 60).nonzero()[0]  # right leg
+    dark = (np.abs(rgb - [0x33, 0x33, 0x33]).sum(-1) < 40).nonzero()[0]  # spine and head
+    assert len(red) > 20 and len(dark) > 20 and red.mean() > dark.mean() + 20  # legs below the head (+Y up)
+
+
+def test_show_renders_clips_by_index_and_id(tmp_path, fixtures_dir):
+    feats = np.load(fixtures_dir / "humanml3d" / "new_joint_vecs_012314.npy")[:40]
+    data.write_dataset(tmp_path / "ds", [{"id": "walk/1", "feats": feats, "captions": ["walks"]},
+                                         {"id": "b", "feats": feats[::-1].copy(), "captions": ["b"]}],
+                       name="ds", joints_num=22, splits={"train": ["walk/1", "b"]})
+    data.main(["--data", str(tmp_path / "ds"), "--show", "walk/1,1", "--gif_dir", str(tmp_path / "gifs")])
+    assert sorted(p.name for p in (tmp_path / "gifs").iterdir()) == ["ds_b.gif", "ds_walk_1.gif"]
