@@ -409,6 +409,23 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
     return summary
 
 
+class JsonLines:
+    """A .jsonl file as a read-only list of dicts, each line parsed when accessed (memory-mapped, so a
+    million clips' texts stay on disk)."""
+
+    def __init__(self, path):
+        empty = os.path.getsize(path) == 0  # (an empty file cannot be memory-mapped)
+        self.buf = np.zeros(0, np.uint8) if empty else np.memmap(path, dtype=np.uint8, mode="r")
+        self.ends = np.flatnonzero(self.buf == ord("\n")) + 1
+        self.starts = np.r_[0, self.ends[:-1]]
+
+    def __len__(self):
+        return len(self.ends)
+
+    def __getitem__(self, i):
+        return json.loads(self.buf[self.starts[i]:self.ends[i]].tobytes())
+
+
 class MotionData:
     """Read-only view of a dataset folder written by write_dataset (motions memory-mapped)."""
 
@@ -425,8 +442,7 @@ class MotionData:
         self.fps = self.meta["fps"]
         self.motions = np.load(self.root / "motions.npy", mmap_mode="r")
         self.offsets = np.load(self.root / "offsets.npy")
-        with open(self.root / "texts.jsonl", encoding="utf-8") as f:
-            self.texts = [json.loads(line) for line in f]
+        self.texts = JsonLines(self.root / "texts.jsonl")
         self.ids = [t["id"] for t in self.texts]
         self.mean, self.std = np.load(self.root / "mean.npy"), np.load(self.root / "std.npy")
         problems = []
