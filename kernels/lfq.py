@@ -18,7 +18,8 @@ Two exact shortcuts make this O(K + N*d) memory instead of the usual N x K:
   its backward recomputes p tile by tile (never stored).
 
 Two implementations of that stream: Triton kernels (CUDA tensors; CPU tensors under TRITON_INTERPRET=1 when
-FORCE_TRITON is set) and a chunked PyTorch reference (everything else).
+BACKEND = "triton") and a chunked PyTorch reference (everything else). The per-sample entropy is a closed
+form over N x d numbers, written once in PyTorch and used by both.
 
 Public functions: lfq_quantize, lfq_codes, lfq_entropy.
 """
@@ -32,15 +33,18 @@ import triton
 import triton.language as tl
 
 MAX_BITS = 18  # K = 2^18 codes at most (the paper uses d = 14, K = 16384)
-# Tests set this to True to run the Triton kernels on CPU tensors (needs TRITON_INTERPRET=1 before triton is
-# imported); by default the Triton path is taken for CUDA tensors only.
-FORCE_TRITON = False
+# Which implementation runs: "auto" = the Triton kernels for CUDA tensors (float64: the reference), the
+# reference otherwise; "triton" or "reference" forces one (tests, bench). "triton" on CPU tensors needs
+# TRITON_INTERPRET=1 set before triton is first imported (tests/conftest.py does that without CUDA).
+BACKEND = "auto"
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # Triton kernels run on the CPU, in Python
 REFERENCE_TILE = 1 << 22  # (sample, code) pairs per reference tile: 16 MiB in fp32, at most two tiles alive
 
 
 def _use_triton(x: torch.Tensor) -> bool:
-    return FORCE_TRITON or (x.is_cuda and x.dtype != torch.float64)
+    if BACKEND not in ("auto", "triton", "reference"):
+        raise ValueError(f'kernels.lfq.BACKEND must be "auto", "triton" or "reference", got {BACKEND!r}')
+    return BACKEND == "triton" or (BACKEND == "auto" and x.is_cuda and x.dtype != torch.float64)
 
 
 def _check_bits(d: int, what: str) -> None:
@@ -75,7 +79,8 @@ def _log_normaliser(a: torch.Tensor) -> torch.Tensor:
 
 
 def _mass_tiles(z: torch.Tensor, temperature: float):
-    """Yield (rows, a, p) over chunks of samples: a = 2z/T [C, d], p = softmax over all K codes [C, K]."""
+    """Yield (rows, a, p, codes) per chunk of C samples: a = 2z/T [C, d], p [C, K] = softmax over all K codes
+    (computed in place, one [C, K] buffer), codes [K, d] = every code, row c = lfq_codes(c)."""
     n, d = z.shape
     codes = _codes_reference(torch.arange(2**d, device=z.device), d).to(z.dtype)  # [K, d], K*d floats
     chunk = max(1, REFERENCE_TILE >> d)

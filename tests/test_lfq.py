@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(params=["reference", "triton"])
 def path(request, monkeypatch):
-    monkeypatch.setattr(lfq, "FORCE_TRITON", request.param == "triton")
+    monkeypatch.setattr(lfq, "BACKEND", request.param)
     return request.param
 
 
@@ -185,7 +185,7 @@ def _distributed_worker(rank, world, init_file, out_dir, d, temperature):
         x = x[start : start + SIZES_PER_RANK[rank]]
         results = {}
         for name, dtype in [("reference", torch.float64), ("triton", torch.float32)]:
-            lfq.FORCE_TRITON = name == "triton"
+            lfq.BACKEND = name
             sample, codebook, grad_z, grad_weight = _entropy_grads(x, weight, dtype, temperature, True)
             dist.all_reduce(grad_weight)  # what DDP does with parameter gradients: their mean over ranks
             results |= {f"{name}_sample": sample, f"{name}_codebook": codebook, f"{name}_grad_z": grad_z}
@@ -195,7 +195,7 @@ def _distributed_worker(rank, world, init_file, out_dir, d, temperature):
         dist.destroy_process_group()
 
 
-def test_distributed_codebook_entropy_equals_single_process(tmp_path):
+def test_distributed_codebook_entropy_equals_single_process(tmp_path, monkeypatch):
     d, temperature, world = 6, 0.3, len(SIZES_PER_RANK)
     mp.spawn(_distributed_worker, args=(world, str(tmp_path / "rendezvous"), str(tmp_path), d, temperature),
              nprocs=world)
@@ -203,9 +203,8 @@ def test_distributed_codebook_entropy_equals_single_process(tmp_path):
     x, weight = _batch(d)
     starts = [0, SIZES_PER_RANK[0], sum(SIZES_PER_RANK)]
     for name, dtype, tol in [("reference", torch.float64, 1e-12), ("triton", torch.float32, 1e-5)]:
-        lfq.FORCE_TRITON = name == "triton"
+        monkeypatch.setattr(lfq, "BACKEND", name)
         sample, codebook, grad_z, grad_weight = _entropy_grads(x, weight, dtype, temperature, False)
-        lfq.FORCE_TRITON = False
         want_codebook = dense_entropies(x @ weight, temperature)[1]
         for r, got in enumerate(ranks):
             assert got[f"{name}_codebook"].item() == pytest.approx(codebook.item(), rel=tol)
