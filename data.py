@@ -92,7 +92,7 @@ def skeleton(joints_num):
 def forward_kinematics(rotations, root_positions, offsets=H3D_OFFSETS, parents=H3D_PARENTS):
     """Axis-angle local rotations [T, J, 3] (joint j relative to its parent's frame; zero = rest pose)
     and root positions [T, 3] -> world joint positions [T, J, 3]; numpy or torch, same type out.
-    Joint j = root + R_0 ... R_parent(j) (offset_j) summed down the tree (smplx.lbs does the chaining)."""
+    Global rotation G_j = G_parent(j) R_j, joint_j = joint_parent(j) + G_parent(j) offset_j (smplx.lbs)."""
     is_numpy = isinstance(rotations, np.ndarray)
     rot = torch.as_tensor(rotations)
     root = torch.as_tensor(root_positions, dtype=rot.dtype)
@@ -187,6 +187,8 @@ def features_from_joints(joints, feet_thre=0.002):
     is_torch = isinstance(joints, torch.Tensor)
     pos = np.asarray(joints.detach().cpu() if is_torch else joints, dtype=np.float64).copy()
     T, J, _ = pos.shape
+    if T < 2:
+        raise ValueError(f"features_from_joints needs at least 2 frames, got joints of shape {pos.shape}")
     parents, chains, raw_offsets, lengths = skeleton(J)
     # Uniform skeleton: every bone keeps its direction and takes the reference length; the root path is
     # scaled by the leg-length ratio (knee->ankle + hip->knee, right leg). Same as HumanML3D's IK -> FK.
@@ -224,7 +226,7 @@ def recover_from_ric(feats, joints_num):
     """Features [..., T, D] -> joints [..., T, J, 3]: integrate the root yaw and xz velocity, then
     un-rotate the root-relative positions (HumanML3D recover_from_ric). Differentiable for torch input."""
     is_numpy = isinstance(feats, np.ndarray)
-    x = torch.as_tensor(feats)
+    x = torch.from_numpy(np.array(feats)) if is_numpy else feats  # (a copy: memory maps are read-only)
     # yaw_t = 2 * sum_{s<t} feats[s, 0] (feature 0 is half the yaw step: arcsin of a quaternion's y)
     yaw = 2 * torch.cumsum(F.pad(x[..., :-1, 0], (1, 0)), -1)
     cos, sin = torch.cos(yaw), torch.sin(yaw)
@@ -335,6 +337,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
     feat_dim = 12 * joints_num - 1
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
     membership = {}
     for split_name, ids in (splits or {}).items():
         for i in ids:
@@ -523,12 +526,11 @@ MAX_FRAMES = 196  # longest clip (HumanML3D: 9.8 s at 20 fps); longer sequences 
 STILL_FRAMES = 64  # a single pose (an image) is held for 64 frames (MotionBase, appendix A.1)
 
 
-def _split_of(name, src):
-    for s in ("train", "val", "test"):
-        path = Path(src) / f"{s}.txt"
-        if path.is_file() and name in path.read_text(encoding="utf-8").split():
-            return s
-    return default_split(name)
+def read_splits(src):
+    """{name: split} from src/train.txt, val.txt, test.txt (those present)."""
+    files = [(s, Path(src) / f"{s}.txt") for s in ("train", "val", "test")]
+    return {name: s for s, path in files if path.is_file()
+            for name in path.read_text(encoding="utf-8").split()}
 
 
 def load_humanml3d(name, src, fps=20):
@@ -541,14 +543,15 @@ def load_humanml3d(name, src, fps=20):
     for line in (text.read_bytes().splitlines() if text.is_file() else []):
         fields = line.split(b"#")
         start, end = (float(fields[2]), float(fields[3])) if len(fields) >= 4 else (0.0, 0.0)
+        start, end = (0.0 if np.isnan(start) else start), (0.0 if np.isnan(end) else end)  # nan = whole
         by_range.setdefault((start, end), []).append(fields[0])
-    split, clips = _split_of(name, src), []
+    clips = []
     for (start, end), captions in (by_range or {(0.0, 0.0): []}).items():
         whole = start == 0 and end == 0
         clips.append({"id": name if whole else f"{name}@{start:g}-{end:g}", "text_file": str(text),
                       "file": str(src / "new_joint_vecs" / f"{name}.npy"),
                       "feats": feats if whole else feats[int(start * fps):int(end * fps)],
-                      "captions": captions, "parts": {}, "subset": "humanml3d", "split": split})
+                      "captions": captions, "parts": {}, "subset": "humanml3d"})
     return clips
 
 
@@ -605,10 +608,9 @@ def load_smplx(name, src, model_dir, gender="neutral", src_fps=30.0, up="y"):
             captions.append(line)
     n_pieces = -(-(len(joints) - 1) // MAX_FRAMES)
     bounds = np.linspace(0, len(joints) - 1, n_pieces + 1).round().astype(int)
-    split = _split_of(name, src)
     return [{"id": name if n_pieces == 1 else f"{name}@{k}", "file": str(src / "motions" / f"{name}.npz"),
              "text_file": str(text), "feats": features_from_joints(joints[a:b + 1]), "captions": captions,
-             "parts": parts, "subset": Path(name).parent.name or "smplx", "split": split}
+             "parts": parts, "subset": Path(name).parent.name or "smplx"}
             for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
 
 
@@ -620,16 +622,20 @@ def _convert(job):
         return [{"id": name, "file": str(path), "error": f"cannot load ({type(e).__name__}: {e})"}]
 
 
-def convert(loader, files, workers=1, **kwargs):
-    """Yield the clips of every source file ({name: path}), converted by `workers` processes, in order."""
+def convert(loader, files, workers=1, splits=None, **kwargs):
+    """Yield the clips of every source file ({name: path}), converted by `workers` processes, in order.
+    Every clip cut from file `name` goes to the split splits[name] (else default_split(name))."""
     jobs = [(loader, name, path, kwargs) for name, path in files.items()]
-    if workers <= 1:
-        for job in tqdm(jobs, desc="convert", unit="file"):
-            yield from _convert(job)
-        return
-    with multiprocessing.Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        for clips in tqdm(pool.imap(_convert, jobs, chunksize=8), total=len(jobs), desc="convert"):
-            yield from clips
+    pool = multiprocessing.Pool(workers, torch.set_num_threads, (1,)) if workers > 1 else None
+    try:
+        results = pool.imap(_convert, jobs, chunksize=8) if pool else map(_convert, jobs)
+        for job, clips in tqdm(zip(jobs, results, strict=True), total=len(jobs), desc="convert", unit="file"):
+            for clip in clips:
+                clip["split"] = (splits or {}).get(job[1]) or default_split(job[1])
+                yield clip
+    finally:  # also when the consumer stops early (strict error)
+        if pool:
+            pool.terminate()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -717,13 +723,14 @@ def main(argv=None):
             p.error(f"--source {args.source} needs --src DIR (an existing folder), got {args.src!r}")
         if args.source == "humanml3d":
             files = _list_files(Path(args.src) / "new_joint_vecs", ".npy")
-            clips = convert(load_humanml3d, files, args.workers, src=args.src)
+            clips = convert(load_humanml3d, files, args.workers, read_splits(args.src), src=args.src)
         else:
             if not args.smplx_model_dir:
                 p.error("--source smplx needs --smplx_model_dir DIR (the SMPL-X model files)")
             files = _list_files(Path(args.src) / "motions", ".npz")
-            clips = convert(load_smplx, files, args.workers, src=args.src, model_dir=args.smplx_model_dir,
-                            gender=args.gender, src_fps=args.src_fps, up=args.up)
+            clips = convert(load_smplx, files, args.workers, read_splits(args.src), src=args.src,
+                            model_dir=args.smplx_model_dir, gender=args.gender, src_fps=args.src_fps,
+                            up=args.up)
         joints_num = 22 if args.source == "humanml3d" else 52
         summary = write_dataset(out, clips, name=out.name, joints_num=joints_num, strict=args.strict,
                                 source={args.source: str(args.src)})
