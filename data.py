@@ -160,26 +160,21 @@ def _facing(joints, hips=1.0):
     return np.cross(np.array([0.0, 1.0, 0.0]), across)
 
 
-def _inverse_kinematics(joints, chains, raw_offsets):
-    """HumanML3D's IK: root rotation turns the (smoothed) forward direction to +Z (identity at frame 0);
-    along each chain, R_loc(child) = R^-1 rot(raw_offset -> bone), with R restarting at the root rotation
-    for every chain (arm chains included, as in HumanML3D). Quaternions [T, J, 4].
-    HumanML3D's skeleton.py unpacks the face joints as (l_hip, r_hip, ...), so its across vector is
+def _inverse_kinematics(joints, parents, chains, raw_offsets):
+    """HumanML3D's IK, quaternions [T, J, 4]. Root: turns the (smoothed) forward direction to +Z (identity
+    at frame 0). Joint j: R_loc(j) = R_prev^-1 rot(raw_offset_j -> bone_j), where R_prev is the parent bone's
+    rotation, or the root rotation for the first bone of each kinematic chain (arm chains included, as in
+    HumanML3D). Its skeleton.py unpacks the face joints as (l_hip, r_hip, ...), so its across vector is
     (l_hip - r_hip) + (r_shoulder - l_shoulder): kept, since the published features depend on it."""
     forward = _gaussian_smooth(_facing(joints, hips=-1.0))
     forward = forward / np.linalg.norm(forward, axis=-1, keepdims=True)
     root_quat = _qbetween(forward, np.array([0.0, 0.0, 1.0]))
     root_quat[0] = [1.0, 0.0, 0.0, 0.0]
-    quats = np.zeros(joints.shape[:-1] + (4,))
-    quats[:, 0] = root_quat
-    for chain in chains:
-        R = root_quat
-        for parent, child in zip(chain[:-1], chain[1:], strict=True):
-            bone = joints[:, child] - joints[:, parent]
-            rot_u_v = _qbetween(np.broadcast_to(raw_offsets[child], bone.shape), bone)
-            quats[:, child] = _qmul(_qinv(R), rot_u_v)
-            R = rot_u_v  # = R * R_loc
-    return quats
+    bone_rot = _qbetween(raw_offsets[1:], joints[:, 1:] - joints[:, parents[1:]])  # [T, J-1, 4]
+    rots = np.concatenate([root_quat[:, None], bone_rot], 1)  # indexed by joint
+    chain_starts = {chain[1] for chain in chains}
+    prev = [0 if j in chain_starts else parents[j] for j in range(1, len(parents))]
+    return np.concatenate([root_quat[:, None], _qmul(_qinv(rots[:, prev]), bone_rot)], 1)
 
 
 def features_from_joints(joints, feet_thre=0.002):
@@ -206,7 +201,7 @@ def features_from_joints(joints, feet_thre=0.002):
     pos = _qrot(_qbetween(forward0 / np.linalg.norm(forward0), np.array([0.0, 0.0, 1.0])), pos)  # face +Z
     # Foot contacts: squared frame-to-frame displacement below feet_thre (m^2).
     contacts = (((pos[1:, FOOT_L + FOOT_R] - pos[:-1, FOOT_L + FOOT_R]) ** 2).sum(-1) < feet_thre)
-    quats = _inverse_kinematics(pos, chains, raw_offsets)
+    quats = _inverse_kinematics(pos, parents, chains, raw_offsets)
     r_rot = quats[:, 0]  # world -> root frame (about +Y)
     mats = _qmatrix(quats[:, 1:])
     cont6d = np.concatenate([mats[..., 0], mats[..., 1]], -1)  # first two columns of each rotation
