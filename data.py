@@ -700,8 +700,10 @@ def main(argv=None):
 
     if args.show:
         ds = MotionData(args.data or "data/synth")
-        for key in args.show.split(","):
-            i = int(key) if key.isdigit() and key not in ds._index else ds.index(key)
+        for key in args.show.split(","):  # an id, else an index
+            i = ds._index.get(key, int(key) if key.isdigit() else -1)
+            if not 0 <= i < len(ds):
+                p.error(f"{ds.root}: no clip with id or index {key!r} ({len(ds)} clips)")
             path = Path(args.gif_dir) / f"{ds.meta['name']}_{ds.ids[i].replace('/', '_')}.gif"
             render_gif(recover_from_ric(np.array(ds.motion(i)), ds.joints_num), path,
                        title=ds.texts[i]["captions"][0], fps=ds.fps)

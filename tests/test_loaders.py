@@ -68,16 +68,18 @@ def test_default_split_is_deterministic_and_covers_every_clip(tmp_path):
     ("wrong_width", {"feats": np.zeros((50, 251), np.float32)}),
     ("bad_caption", {"captions": [" ", ""]}),
     ("bad_caption", {"captions": [b"\xff\xfe caption"]}),
-    ("load_error", {"error": "corrupt .npy (cannot read array header)", "file": "/src/x/bad.npy"}),
+    ("load_error", {"error": "cannot load (ValueError: corrupt header)", "file": "/src/x/bad.npy"}),
 ])
 def test_bad_clips_are_skipped_and_counted_or_strict_error(tmp_path, reason, bad):
     good = make_clips(4)
-    bad_clip = {**clip(99, 50), **bad}
+    files = {"file": "/src/new_joint_vecs/c099.npy", "text_file": "/src/texts/c099.txt"}
+    bad_clip = {**clip(99, 50), **files, **bad}
     summary = data.write_dataset(tmp_path / "ds", good[:2] + [bad_clip] + good[2:], name="t", joints_num=22)
     assert summary["written"] == 4 and summary["skipped"][reason] == 1
     assert sum(summary["skipped"].values()) == 1
     assert len(data.MotionData(tmp_path / "ds")) == 4
-    with pytest.raises(ValueError, match=str(bad_clip.get("file", "c099"))):
+    where = bad_clip["text_file"] if reason == "bad_caption" else bad_clip["file"]
+    with pytest.raises(ValueError, match=f"^{where}: "):
         data.write_dataset(tmp_path / "strict", good[:2] + [bad_clip], name="t", joints_num=22, strict=True)
     assert not (tmp_path / "strict").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
@@ -329,3 +331,5 @@ def test_show_renders_clips_by_index_and_id(tmp_path, fixtures_dir):
                        name="ds", joints_num=22, splits={"train": ["walk/1", "b"]})
     data.main(["--data", str(tmp_path / "ds"), "--show", "walk/1,1", "--gif_dir", str(tmp_path / "gifs")])
     assert sorted(p.name for p in (tmp_path / "gifs").iterdir()) == ["ds_b.gif", "ds_walk_1.gif"]
+    with pytest.raises(SystemExit):
+        data.main(["--data", str(tmp_path / "ds"), "--show", "2"])
