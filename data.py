@@ -6,6 +6,15 @@ dataset (data/<name>/), real-data loaders (HumanML3D layout, SMPL-X parameter se
     python data.py --source smplx --src DIR --smplx_model_dir DIR   # Motion-X / MotionBase style
     python data.py --data data/synth --show 0,5,9    # stick-figure GIFs -> out/gifs
 
+Source layouts. HumanML3D: SRC/new_joint_vecs/<name>.npy [T, 263], SRC/texts/<name>.txt lines
+"caption#tokens#start#end" (seconds; 0#0 = the whole clip, else the sub-clip <name>@<start>-<end>),
+SRC/train.txt, val.txt, test.txt. SMPL-X (Motion-X / MotionBase style): SRC/motions/<name>.npz with
+root_orient [T,3], pose_body [T,63], pose_hand [T,90] (left then right, axis-angle), trans [T,3], betas
+[10] (optional fps, else --src_fps), <name> may contain folders (the first folder above the file is the
+subset); SRC/texts/<name>.txt: whole-body captions one a line, "upper: ..." / "lower: ..." lines for the
+parts; optional split files. Sequences longer than 196 frames (at 20 fps) are cut evenly into
+<name>@0, @1, ...; a single frame (an image's pose) is held for 64 frames.
+
 Features (DESIGN.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12J - 1), per frame t:
   [0] root angular velocity about +Y, [1:3] root xz velocity in the root frame, [3] root height,
   ric (J-1)*3 root-relative joint positions in the root frame, rot (J-1)*6 joint rotations (6D),
