@@ -1,5 +1,7 @@
-"""Motion data: skeleton + forward kinematics, HumanML3D features and their inverse, the on-disk
-dataset (data/<name>/), real-data loaders (HumanML3D layout, SMPL-X parameter sequences) and batching.
+"""Motion data: the on-disk dataset (data/<name>/), real-data loaders (HumanML3D layout, SMPL-X parameter
+sequences), batching, and the command line that writes datasets and renders clips. The skeleton, forward
+kinematics and the features themselves are in motion.py; the names DESIGN.md gives to data.py
+(features_from_joints, recover_from_ric, part_columns, ...) are importable from here too.
 
     python data.py                                   # synthetic dataset (synth.py) -> data/synth
     python data.py --source humanml3d --src DIR      # HumanML3D layout -> data/humanml3d
@@ -14,11 +16,6 @@ root_orient [T,3], pose_body [T,63], pose_hand [T,90] (left then right, axis-ang
 subset); SRC/texts/<name>.txt: whole-body captions one a line, "upper: ..." / "lower: ..." lines for the
 parts; optional split files. Sequences longer than 196 frames (at 20 fps) are cut evenly into
 <name>@0, @1, ...; a single frame (an image's pose) is held for 64 frames.
-
-Features (DESIGN.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12J - 1), per frame t:
-  [0] root angular velocity about +Y, [1:3] root xz velocity in the root frame, [3] root height,
-  ric (J-1)*3 root-relative joint positions in the root frame, rot (J-1)*6 joint rotations (6D),
-  vel J*3 joint velocities in the root frame, 4 foot contacts (l_ankle, l_foot, r_ankle, r_foot).
 """
 
 import argparse
@@ -32,250 +29,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from tqdm import tqdm
 
-# ----------------------------------------------------------------------------------------------
-# Skeleton. SMPL joint order; the body faces +Z, its left is +X, up is +Y.
-# 0 pelvis 1 l_hip 2 r_hip 3 spine1 4 l_knee 5 r_knee 6 spine2 7 l_ankle 8 r_ankle 9 spine3 10 l_foot
-# 11 r_foot 12 neck 13 l_collar 14 r_collar 15 head 16 l_shoulder 17 r_shoulder 18 l_elbow 19 r_elbow
-# 20 l_wrist 21 r_wrist; SMPL-X/SMPL-H hands (52 joints): 22-36 left, 37-51 right, each
-# index1-3, middle1-3, pinky1-3, ring1-3, thumb1-3 (SMPL-X's 55 joints minus jaw and eyes).
-H3D_KINEMATIC_CHAIN = [[0, 2, 5, 8, 11], [0, 1, 4, 7, 10], [0, 3, 6, 9, 12, 15], [9, 14, 17, 19, 21],
-                       [9, 13, 16, 18, 20]]
-HAND_KINEMATIC_CHAIN = [[20, 22, 23, 24], [20, 34, 35, 36], [20, 25, 26, 27], [20, 31, 32, 33],
-                        [20, 28, 29, 30], [21, 43, 44, 45], [21, 46, 47, 48], [21, 40, 41, 42],
-                        [21, 37, 38, 39], [21, 49, 50, 51]]
-SMPLX52_KINEMATIC_CHAIN = H3D_KINEMATIC_CHAIN + HAND_KINEMATIC_CHAIN
-# Unit rest-bone directions (HumanML3D paramUtil.t2m_raw_offsets); fingers continue the hanging arm.
-H3D_RAW_OFFSETS = np.array([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, -1, 0],
-                            [0, 1, 0], [0, -1, 0], [0, -1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1],
-                            [0, 1, 0], [1, 0, 0], [-1, 0, 0], [0, 0, 1], [0, -1, 0], [0, -1, 0],
-                            [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0]], dtype=np.float64)
-SMPLX52_RAW_OFFSETS = np.concatenate([H3D_RAW_OFFSETS, np.tile([[0.0, -1.0, 0.0]], (30, 1))])
-# Bone lengths |joint - parent| in metres, first frame of HumanML3D example 000021 (every clip is
-# rescaled to these; ../shared/fixtures/humanml3d/skeleton_example_h3d.npy holds those joints).
-SMPLX52_BONE_LENGTHS = np.array([
-    0.0, 0.103074, 0.109883, 0.131568, 0.393623, 0.390188, 0.143190, 0.432433, 0.425643, 0.057365,
-    0.143382, 0.149419, 0.219360, 0.137487, 0.143383, 0.103039, 0.131614, 0.122984, 0.256840,
-    0.263092, 0.266012, 0.269876,  # body (22)
-    0.108399, 0.033205, 0.023345, 0.113773, 0.032046, 0.024734, 0.099195, 0.020455, 0.019819,
-    0.105121, 0.029673, 0.024619, 0.055922, 0.031891, 0.027358,  # left hand
-    0.107870, 0.033876, 0.023438, 0.112998, 0.032097, 0.024503, 0.098655, 0.020353, 0.019662,
-    0.104534, 0.029580, 0.024669, 0.055320, 0.032278, 0.027795])  # right hand
-H3D_BONE_LENGTHS = SMPLX52_BONE_LENGTHS[:22]
-
-
-def _parents(chains, joints_num):
-    parents = [-1] * joints_num
-    for chain in chains:
-        for parent, child in zip(chain[:-1], chain[1:], strict=True):
-            parents[child] = parent
-    return parents
-
-
-H3D_PARENTS = _parents(H3D_KINEMATIC_CHAIN, 22)
-SMPLX52_PARENTS = _parents(SMPLX52_KINEMATIC_CHAIN, 52)
-# Rest pose (zero rotations) for forward kinematics: standing, arms hanging, feet forward. Bone
-# vectors = raw direction * length, except the head, which points up here (HumanML3D's raw offset
-# +Z for the head only matters to its inverse kinematics, which uses H3D_RAW_OFFSETS).
-_rest_dirs = SMPLX52_RAW_OFFSETS.copy()
-_rest_dirs[15] = [0.0, 1.0, 0.0]
-SMPLX52_OFFSETS = (_rest_dirs * SMPLX52_BONE_LENGTHS[:, None]).astype(np.float32)
-H3D_OFFSETS = SMPLX52_OFFSETS[:22].copy()
-SMPLX_TO_52 = list(range(22)) + list(range(25, 55))  # SMPL-X layer's 55 joints -> our 52 (drop jaw, eyes)
-FOOT_L, FOOT_R = [7, 10], [8, 11]  # ankle, toe
-FACE_JOINTS = [2, 1, 17, 16]  # r_hip, l_hip, r_shoulder, l_shoulder: across = right - left
-
-
-def skeleton(joints_num):
-    """(parents, kinematic chain, raw offsets, bone lengths) of the 22- or 52-joint skeleton."""
-    if joints_num == 22:
-        return H3D_PARENTS, H3D_KINEMATIC_CHAIN, H3D_RAW_OFFSETS, H3D_BONE_LENGTHS
-    if joints_num == 52:
-        return SMPLX52_PARENTS, SMPLX52_KINEMATIC_CHAIN, SMPLX52_RAW_OFFSETS, SMPLX52_BONE_LENGTHS
-    raise ValueError(f"unsupported skeleton: {joints_num} joints (22 body or 52 body+hands)")
-
-
-def forward_kinematics(rotations, root_positions, offsets=H3D_OFFSETS, parents=H3D_PARENTS):
-    """Axis-angle local rotations [T, J, 3] (joint j relative to its parent's frame; zero = rest pose)
-    and root positions [T, 3] -> world joint positions [T, J, 3]; numpy or torch, same type out.
-    Global rotation G_j = G_parent(j) R_j, joint_j = joint_parent(j) + G_parent(j) offset_j (smplx.lbs)."""
-    is_numpy = isinstance(rotations, np.ndarray)
-    rot = torch.as_tensor(rotations)
-    root = torch.as_tensor(root_positions, dtype=rot.dtype)
-    T, J, _ = rot.shape
-    offsets = torch.as_tensor(np.asarray(offsets)[:J], dtype=rot.dtype)
-    rest = torch.zeros(J, 3, dtype=rot.dtype)
-    for j in range(1, J):  # rest joint positions: rest_j = rest_parent + offset_j
-        rest[j] = rest[parents[j]] + offsets[j]
-    rot_mats = batch_rodrigues(rot.reshape(-1, 3)).reshape(T, J, 3, 3)
-    posed, _ = batch_rigid_transform(rot_mats, rest.expand(T, J, 3), torch.tensor(parents[:J]), rot.dtype)
-    joints = posed + root[:, None]
-    return joints.numpy() if is_numpy else joints
-
-
-# ----------------------------------------------------------------------------------------------
-# Quaternions (w, x, y, z), numpy float64, broadcasting over leading dims.
-def _qmul(a, b):
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
-
-
-def _qinv(q):
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-def _qrot(q, v):
-    """v' = q v q^-1, i.e. v + 2w (u x v) + 2 u x (u x v) with u = q.xyz."""
-    u, w = q[..., 1:], q[..., :1]
-    uv = np.cross(u, v)
-    return v + 2 * (w * uv + np.cross(u, uv))
-
-
-def _qbetween(v0, v1):
-    """Shortest-arc rotation taking direction v0 to v1: q ~ (|v0||v1| + v0.v1, v0 x v1)."""
-    w = np.sqrt((v0 ** 2).sum(-1) * (v1 ** 2).sum(-1)) + (v0 * v1).sum(-1)
-    q = np.concatenate([w[..., None], np.cross(v0, v1)], -1)
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def _qmatrix(q):
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1
-                    ).reshape(q.shape[:-1] + (3, 3))
-
-
-def _gaussian_smooth(x, sigma=20.0):
-    """scipy.ndimage.gaussian_filter1d(x, sigma, axis=0, mode='nearest') (truncate 4 sigma)."""
-    radius = int(4 * sigma + 0.5)
-    w = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    padded = np.concatenate([np.repeat(x[:1], radius, 0), x, np.repeat(x[-1:], radius, 0)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=0)  # [T, 3, K]
-    return windows @ (w / w.sum())
-
-
-def _facing(joints, hips=1.0):
-    """Forward direction = up x across, across = hips * (r_hip - l_hip) + (r_shoulder - l_shoulder)."""
-    r_hip, l_hip, r_sdr, l_sdr = FACE_JOINTS
-    j = joints
-    across = hips * (j[..., r_hip, :] - j[..., l_hip, :]) + j[..., r_sdr, :] - j[..., l_sdr, :]
-    across = across / np.linalg.norm(across, axis=-1, keepdims=True)
-    return np.cross(np.array([0.0, 1.0, 0.0]), across)
-
-
-def _inverse_kinematics(joints, parents, chains, raw_offsets):
-    """HumanML3D's IK, quaternions [T, J, 4]. Root: turns the (smoothed) forward direction to +Z (identity
-    at frame 0). Joint j: R_loc(j) = R_prev^-1 rot(raw_offset_j -> bone_j), where R_prev is the parent bone's
-    rotation, or the root rotation for the first bone of each kinematic chain (arm chains included, as in
-    HumanML3D). Its skeleton.py unpacks the face joints as (l_hip, r_hip, ...), so its across vector is
-    (l_hip - r_hip) + (r_shoulder - l_shoulder): kept, since the published features depend on it."""
-    forward = _gaussian_smooth(_facing(joints, hips=-1.0))
-    forward = forward / np.linalg.norm(forward, axis=-1, keepdims=True)
-    root_quat = _qbetween(forward, np.array([0.0, 0.0, 1.0]))
-    root_quat[0] = [1.0, 0.0, 0.0, 0.0]
-    bone_rot = _qbetween(raw_offsets[1:], joints[:, 1:] - joints[:, parents[1:]])  # [T, J-1, 4]
-    rots = np.concatenate([root_quat[:, None], bone_rot], 1)  # indexed by joint
-    chain_starts = {chain[1] for chain in chains}
-    prev = [0 if j in chain_starts else parents[j] for j in range(1, len(parents))]
-    return np.concatenate([root_quat[:, None], _qmul(_qinv(rots[:, prev]), bone_rot)], 1)
-
-
-def features_from_joints(joints, feet_thre=0.002):
-    """Joints [T, J, 3] (any skeleton proportions, +Y up) -> features [T-1, 12J-1], HumanML3D's process."""
-    is_torch = isinstance(joints, torch.Tensor)
-    pos = np.asarray(joints.detach().cpu() if is_torch else joints, dtype=np.float64).copy()
-    T, J, _ = pos.shape
-    if T < 2:
-        raise ValueError(f"features_from_joints needs at least 2 frames, got joints of shape {pos.shape}")
-    parents, chains, raw_offsets, lengths = skeleton(J)
-    # Uniform skeleton: every bone keeps its direction and takes the reference length; the root path is
-    # scaled by the leg-length ratio (knee->ankle + hip->knee, right leg). Same as HumanML3D's IK -> FK.
-    src_len = np.linalg.norm(pos[0, 1:] - pos[0, parents[1:]], axis=-1)
-    scale = (lengths[5] + lengths[8]) / (src_len[4] + src_len[7])
-    new = np.zeros_like(pos)
-    new[:, 0] = pos[:, 0] * scale
-    for j in range(1, J):  # parents come before children
-        bone = pos[:, j] - pos[:, parents[j]]
-        new[:, j] = new[:, parents[j]] + bone / np.linalg.norm(bone, axis=-1, keepdims=True) * lengths[j]
-    pos = new
-    pos[..., 1] -= pos[..., 1].min()  # on the floor
-    pos -= pos[0, 0] * np.array([1.0, 0.0, 1.0])  # root xz at the origin in frame 0
-    forward0 = _facing(pos[0])
-    pos = _qrot(_qbetween(forward0 / np.linalg.norm(forward0), np.array([0.0, 0.0, 1.0])), pos)  # face +Z
-    # Foot contacts: squared frame-to-frame displacement below feet_thre (m^2).
-    contacts = (((pos[1:, FOOT_L + FOOT_R] - pos[:-1, FOOT_L + FOOT_R]) ** 2).sum(-1) < feet_thre)
-    quats = _inverse_kinematics(pos, parents, chains, raw_offsets)
-    r_rot = quats[:, 0]  # world -> root frame (about +Y)
-    mats = _qmatrix(quats[:, 1:])
-    cont6d = np.concatenate([mats[..., 0], mats[..., 1]], -1)  # first two columns of each rotation
-    root_vel = _qrot(r_rot[1:], pos[1:, 0] - pos[:-1, 0])
-    r_velocity = np.arcsin(_qmul(r_rot[1:], _qinv(r_rot[:-1]))[:, 2])  # half the yaw step
-    ric = pos.copy()
-    ric[..., [0, 2]] -= pos[:, :1, [0, 2]]
-    ric = _qrot(r_rot[:, None], ric)
-    local_vel = _qrot(r_rot[:-1, None], pos[1:] - pos[:-1])
-    feats = np.concatenate([r_velocity[:, None], root_vel[:, [0, 2]], ric[:-1, 0, 1:2],
-                            ric[:-1, 1:].reshape(T - 1, -1), cont6d[:-1].reshape(T - 1, -1),
-                            local_vel.reshape(T - 1, -1), contacts], axis=-1).astype(np.float32)
-    return torch.from_numpy(feats) if is_torch else feats
-
-
-def recover_from_ric(feats, joints_num):
-    """Features [..., T, D] -> joints [..., T, J, 3]: integrate the root yaw and xz velocity, then
-    un-rotate the root-relative positions (HumanML3D recover_from_ric). Differentiable for torch input."""
-    is_numpy = isinstance(feats, np.ndarray)
-    x = torch.from_numpy(np.array(feats)) if is_numpy else feats  # (a copy: memory maps are read-only)
-    # yaw_t = 2 * sum_{s<t} feats[s, 0] (feature 0 is half the yaw step: arcsin of a quaternion's y)
-    yaw = 2 * torch.cumsum(F.pad(x[..., :-1, 0], (1, 0)), -1)
-    cos, sin = torch.cos(yaw), torch.sin(yaw)
-
-    def unrotate(v, c, s):  # the root rotation's inverse: rotation by -yaw about +Y
-        vx, vy, vz = v.unbind(-1)
-        return torch.stack([vx * c - vz * s, vy, vx * s + vz * c], -1)
-
-    # root xz: sum of the previous frames' root-frame velocities turned back into the world frame
-    vel = F.pad(x[..., :-1, 1:3], (0, 0, 1, 0))
-    step = unrotate(torch.stack([vel[..., 0], torch.zeros_like(vel[..., 0]), vel[..., 1]], -1), cos, sin)
-    root = torch.cumsum(step, -2)
-    root = torch.stack([root[..., 0], x[..., 3], root[..., 2]], -1)
-    ric = x[..., 4:4 + (joints_num - 1) * 3].unflatten(-1, (joints_num - 1, 3))
-    ric = unrotate(ric, cos[..., None], sin[..., None])
-    joints = torch.cat([root[..., None, :], ric + root[..., None, :] * root.new_tensor([1.0, 0.0, 1.0])], -2)
-    return joints.numpy() if is_numpy else joints
-
-
-BODY_PARTS = {  # joints of each body part (the root joint is the "root" part)
-    "torso": [3, 6, 9, 12, 15], "left_arm": [13, 16, 18, 20], "right_arm": [14, 17, 19, 21],
-    "left_leg": [1, 4, 7, 10], "right_leg": [2, 5, 8, 11],
-    "left_hand": list(range(22, 37)), "right_hand": list(range(37, 52)),
-}
-
-
-def part_columns(joints_num):
-    """Feature columns of each body part: root = [0:4] + the root's velocity; every other joint's ric (3),
-    rotation (6) and velocity (3) columns go to its part; each foot's contacts to its leg."""
-    J = joints_num
-    ric0, rot0, vel0, contact0 = 4, 4 + (J - 1) * 3, 4 + (J - 1) * 9, 4 + (J - 1) * 9 + J * 3
-
-    def joint_cols(j):
-        return [*range(ric0 + (j - 1) * 3, ric0 + j * 3), *range(rot0 + (j - 1) * 6, rot0 + j * 6),
-                *range(vel0 + j * 3, vel0 + j * 3 + 3)]
-
-    parts = {"root": [0, 1, 2, 3, vel0, vel0 + 1, vel0 + 2]}
-    names = ["torso", "left_arm", "right_arm", "left_leg", "right_leg"] + (["left_hand", "right_hand"]
-                                                                            if J == 52 else [])
-    for name in names:
-        parts[name] = [c for j in BODY_PARTS[name] for c in joint_cols(j)]
-    parts["left_leg"] += [contact0, contact0 + 1]
-    parts["right_leg"] += [contact0 + 2, contact0 + 3]
-    return {name: np.array(sorted(cols), dtype=np.int64) for name, cols in parts.items()}
-
+from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names them in data.py)
+    H3D_OFFSETS,
+    H3D_PARENTS,
+    SMPLX52_OFFSETS,
+    SMPLX52_PARENTS,
+    SMPLX_TO_52,
+    features_from_joints,
+    forward_kinematics,
+    part_columns,
+    recover_from_ric,
+    render_gif,
+)
 
 # ----------------------------------------------------------------------------------------------
 # On-disk dataset (DESIGN.md): data/<name>/ meta.json, motions.npy [total_frames, D] float32 +
@@ -641,48 +408,6 @@ def convert(loader, files, workers=1, splits=None, **kwargs):
         if pool:
             pool.terminate()
 
-
-# ----------------------------------------------------------------------------------------------
-def render_gif(joints, path, title=None, fps=20):
-    """Stick figure [T, J, 3] (+Y up) -> animated GIF. The camera follows the root; the floor (y = 0) is a
-    0.5 m grid fixed in the world, so walking shows as the grid sliding by."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation, PillowWriter
-
-    joints = np.asarray(joints, dtype=np.float32)
-    chains = H3D_KINEMATIC_CHAIN if joints.shape[1] == 22 else SMPLX52_KINEMATIC_CHAIN
-    colors = ["#d62728", "#1f77b4", "#333333", "#ff7f0e", "#2ca02c"] + ["#9467bd"] * 10  # legs, spine, arms
-    radius = 1.0
-    fig = plt.figure(figsize=(4, 4), dpi=80)
-    ax = fig.add_subplot(projection="3d")
-    ax.view_init(elev=15, azim=-60, vertical_axis="y")  # matplotlib's vertical is z unless told
-    ax.set_box_aspect((1, 1, 1), zoom=1.3)
-    ax.set_axis_off()
-    fig.subplots_adjust(0, 0, 1, 0.95)
-    lines = [ax.plot([], [], [], color=c, linewidth=2, marker="o", markersize=2)[0]
-             for c in colors[:len(chains)]]
-    floor = [ax.plot([], [], [], color="0.7", linewidth=0.6)[0] for _ in range(2 * 5)]
-    if title:
-        fig.suptitle(title if len(title) < 60 else title[:57] + "...", fontsize=8)
-
-    def draw(t):
-        cx, cz = joints[t, 0, 0], joints[t, 0, 2]
-        ax.set(xlim=(cx - radius, cx + radius), ylim=(0, 2 * radius), zlim=(cz - radius, cz + radius))
-        xs = np.ceil((cx - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)  # world grid lines inside the view
-        zs = np.ceil((cz - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)
-        for line, x in zip(floor[:5], xs, strict=True):
-            line.set_data_3d([x, x], [0, 0], [cz - radius, cz + radius])
-        for line, z in zip(floor[5:], zs, strict=True):
-            line.set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
-        for line, chain in zip(lines, chains, strict=True):
-            line.set_data_3d(joints[t, chain, 0], joints[t, chain, 1], joints[t, chain, 2])
-        return lines + floor
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    FuncAnimation(fig, draw, frames=len(joints)).save(str(path), writer=PillowWriter(fps=fps))
-    plt.close(fig)
 
 
 def _list_files(folder, suffix):

@@ -1,11 +1,11 @@
-"""Skeleton, forward kinematics and HumanML3D features (data.py), against real HumanML3D data and
+"""Skeleton, forward kinematics and HumanML3D features (motion.py), against real HumanML3D data and
 independent float64 computations written here."""
 
 import numpy as np
 import pytest
 import torch
 
-import data
+import motion
 
 
 # HumanML3D feature groups for J joints: name -> column slice
@@ -53,31 +53,31 @@ def random_motion(T, J, seed, amp=0.4):
 
 def test_bone_lengths_match_the_reference_example(fixtures_dir):
     example = np.load(fixtures_dir / "humanml3d" / "skeleton_example_h3d.npy")
-    lengths = np.linalg.norm(example[1:] - example[data.SMPLX52_PARENTS[1:]], axis=-1)
-    np.testing.assert_allclose(data.SMPLX52_BONE_LENGTHS[1:], lengths, atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(data.H3D_OFFSETS, axis=-1), np.r_[0, lengths[:21]], atol=1e-6)
+    lengths = np.linalg.norm(example[1:] - example[motion.SMPLX52_PARENTS[1:]], axis=-1)
+    np.testing.assert_allclose(motion.SMPLX52_BONE_LENGTHS[1:], lengths, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(motion.H3D_OFFSETS, axis=-1), np.r_[0, lengths[:21]], atol=1e-6)
 
 
 @pytest.mark.parametrize("J", [22, 52])
 def test_forward_kinematics_against_hand_composed_rotations(J):
     rot, root = random_motion(30, J, seed=J, amp=1.2)
-    offsets = data.SMPLX52_OFFSETS[:J]
-    parents = data.H3D_PARENTS if J == 22 else data.SMPLX52_PARENTS
+    offsets = motion.SMPLX52_OFFSETS[:J]
+    parents = motion.H3D_PARENTS if J == 22 else motion.SMPLX52_PARENTS
     ref = fk64(rot.astype(np.float64), root, offsets, parents)
-    got = data.forward_kinematics(rot, root, offsets, parents)
+    got = motion.forward_kinematics(rot, root, offsets, parents)
     assert isinstance(got, np.ndarray) and got.shape == (30, J, 3)
     np.testing.assert_allclose(got, ref, atol=2e-5)
-    got_t = data.forward_kinematics(torch.from_numpy(rot).double(), torch.from_numpy(root).double(),
+    got_t = motion.forward_kinematics(torch.from_numpy(rot).double(), torch.from_numpy(root).double(),
                                     offsets, parents)
     assert isinstance(got_t, torch.Tensor)
     np.testing.assert_allclose(got_t.numpy(), ref, atol=1e-7)  # smplx's Rodrigues adds 1e-8 to the angle
     lengths = np.linalg.norm(got[:, 1:] - got[:, parents[1:]], axis=-1)  # constant bone lengths
-    np.testing.assert_allclose(lengths, np.broadcast_to(data.SMPLX52_BONE_LENGTHS[1:J], lengths.shape),
+    np.testing.assert_allclose(lengths, np.broadcast_to(motion.SMPLX52_BONE_LENGTHS[1:J], lengths.shape),
                                atol=1e-5)
 
 
 def test_rest_pose_stands_upright():
-    joints = data.forward_kinematics(np.zeros((1, 22, 3)), np.zeros((1, 3)))[0]
+    joints = motion.forward_kinematics(np.zeros((1, 22, 3)), np.zeros((1, 3)))[0]
     assert joints[15, 1] > joints[12, 1] > joints[9, 1] > joints[0, 1] > joints[4, 1] > joints[7, 1]
     assert joints[1, 0] > 0 > joints[2, 0] and joints[16, 0] > 0 > joints[17, 0]  # left is +X
     assert joints[10, 2] > joints[7, 2]  # toes point forward (+Z)
@@ -86,10 +86,10 @@ def test_rest_pose_stands_upright():
 def test_recover_from_ric_reproduces_humanml3d_joints(fixtures_dir):
     feats = np.load(fixtures_dir / "humanml3d" / "new_joint_vecs_012314.npy")
     joints = np.load(fixtures_dir / "humanml3d" / "new_joints_012314.npy")
-    got = data.recover_from_ric(feats, 22)
+    got = motion.recover_from_ric(feats, 22)
     assert isinstance(got, np.ndarray) and got.shape == joints.shape
     np.testing.assert_allclose(got, joints, atol=1e-4, rtol=0)
-    batched = data.recover_from_ric(torch.from_numpy(np.stack([feats, feats[::-1].copy()])), 22)
+    batched = motion.recover_from_ric(torch.from_numpy(np.stack([feats, feats[::-1].copy()])), 22)
     assert isinstance(batched, torch.Tensor) and batched.shape == (2, *joints.shape)
     np.testing.assert_allclose(batched[0].numpy(), joints, atol=1e-4, rtol=0)
 
@@ -97,7 +97,7 @@ def test_recover_from_ric_reproduces_humanml3d_joints(fixtures_dir):
 def test_features_from_joints_reproduces_humanml3d_features(fixtures_dir):
     feats = np.load(fixtures_dir / "humanml3d" / "new_joint_vecs_012314.npy")
     joints = np.load(fixtures_dir / "humanml3d" / "new_joints_012314.npy")
-    got = data.features_from_joints(joints)
+    got = motion.features_from_joints(joints)
     assert got.shape == (len(joints) - 1, 263) and got.dtype == np.float32
     ref = feats[:-1]  # T feature rows came from T+1 frames; T joints give T-1 rows
     for name, cols in groups(22).items():
@@ -111,12 +111,12 @@ def test_features_from_joints_reproduces_humanml3d_features(fixtures_dir):
 @pytest.mark.parametrize("J", [22, 52])
 def test_features_round_trip_is_a_rigid_motion_of_the_input(J):
     rot, root = random_motion(80, J, seed=3)
-    parents = data.H3D_PARENTS if J == 22 else data.SMPLX52_PARENTS
-    joints = data.forward_kinematics(rot, root, data.SMPLX52_OFFSETS[:J], parents).astype(np.float64)
+    parents = motion.H3D_PARENTS if J == 22 else motion.SMPLX52_PARENTS
+    joints = motion.forward_kinematics(rot, root, motion.SMPLX52_OFFSETS[:J], parents).astype(np.float64)
     joints[..., 1] += 0.3  # off the floor
-    feats = data.features_from_joints(torch.from_numpy(joints))
+    feats = motion.features_from_joints(torch.from_numpy(joints))
     assert isinstance(feats, torch.Tensor) and feats.shape == (79, 12 * J - 1)
-    back = data.recover_from_ric(feats.double(), J).numpy()
+    back = motion.recover_from_ric(feats.double(), J).numpy()
     # on the floor, root xz at the origin in frame 0, frame 0 faces +Z (hips and shoulders along -X)
     assert abs(back[..., 1].min()) < 1e-5 and np.abs(back[0, 0, [0, 2]]).max() < 1e-6
     across = back[0, 2] - back[0, 1] + back[0, 17] - back[0, 16]
@@ -133,38 +133,40 @@ def test_features_round_trip_is_a_rigid_motion_of_the_input(J):
 
 def test_features_rescale_other_skeletons_to_the_reference_lengths():
     rot, root = random_motion(50, 22, seed=5)
-    joints = data.forward_kinematics(rot, root, data.H3D_OFFSETS * 1.3)  # a taller person
-    back = data.recover_from_ric(data.features_from_joints(joints), 22)
-    lengths = np.linalg.norm(back[:, 1:] - back[:, data.H3D_PARENTS[1:]], axis=-1)
-    np.testing.assert_allclose(lengths, np.broadcast_to(data.H3D_BONE_LENGTHS[1:], lengths.shape), atol=1e-4)
+    joints = motion.forward_kinematics(rot, root, motion.H3D_OFFSETS * 1.3)  # a taller person
+    back = motion.recover_from_ric(motion.features_from_joints(joints), 22)
+    lengths = np.linalg.norm(back[:, 1:] - back[:, motion.H3D_PARENTS[1:]], axis=-1)
+    reference = np.broadcast_to(motion.H3D_BONE_LENGTHS[1:], lengths.shape)
+    np.testing.assert_allclose(lengths, reference, atol=1e-4)
 
 
 def test_recover_from_ric_is_differentiable():
     feats = (torch.randn(1, 3, 263, dtype=torch.float64) * 0.1)[..., :70].requires_grad_(True)  # root + ric
     rest = torch.zeros(1, 3, 263 - 70, dtype=torch.float64)
-    recover = lambda f: data.recover_from_ric(torch.cat([f, rest], -1), 22)[..., [0, 5, 20], :]
+    recover = lambda f: motion.recover_from_ric(torch.cat([f, rest], -1), 22)[..., [0, 5, 20], :]
     assert torch.autograd.gradcheck(recover, (feats,))
 
 
 @pytest.mark.parametrize("J", [22, 52])
 def test_part_columns_partition_features_by_body_part(J):
-    parts = data.part_columns(J)
+    parts = motion.part_columns(J)
     names = ["root", "torso", "left_arm", "right_arm", "left_leg", "right_leg"]
     assert list(parts) == names + (["left_hand", "right_hand"] if J == 52 else [])
     cols = np.concatenate(list(parts.values()))
     np.testing.assert_array_equal(np.sort(cols), np.arange(12 * J - 1))
     # Noise in one part's columns moves exactly that part's joints (ric), and nothing else.
     rot, root = random_motion(20, J, seed=1)
-    parents = data.H3D_PARENTS if J == 22 else data.SMPLX52_PARENTS
-    feats = data.features_from_joints(data.forward_kinematics(rot, root, data.SMPLX52_OFFSETS[:J], parents))
-    base = data.recover_from_ric(feats, J)
+    parents = motion.H3D_PARENTS if J == 22 else motion.SMPLX52_PARENTS
+    joints = motion.forward_kinematics(rot, root, motion.SMPLX52_OFFSETS[:J], parents)
+    feats = motion.features_from_joints(joints)
+    base = motion.recover_from_ric(feats, J)
     members = {"torso": [3, 6, 9, 12, 15], "left_arm": [13, 16, 18, 20], "right_arm": [14, 17, 19, 21],
                "left_leg": [1, 4, 7, 10], "right_leg": [2, 5, 8, 11],
                "left_hand": list(range(22, 37)), "right_hand": list(range(37, 52))}
     for name in names[1:]:
         noisy = feats.copy()
         noisy[:, parts[name]] += 0.1
-        moved = np.abs(data.recover_from_ric(noisy, J) - base).max(axis=(0, 2)) > 1e-6
+        moved = np.abs(motion.recover_from_ric(noisy, J) - base).max(axis=(0, 2)) > 1e-6
         np.testing.assert_array_equal(np.flatnonzero(moved), members[name], err_msg=name)
     contacts = groups(J)["contacts"]
     assert set(range(contacts.start, contacts.start + 2)) <= set(parts["left_leg"].tolist())
