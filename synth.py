@@ -206,12 +206,12 @@ def _texts(plan, rng):
 # forward/up, sh_abd > 0 arm out to the side, sh_horiz > 0 arm swings outward, sh_twist > 0 turns the
 # elbow's bend direction from forward to up, elbow > 0 bends; bend/side/twist: torso forward / to the
 # left / turned left; lift: extra root height in flight; yaw_rate: turning left per frame.
-CHANNELS = ["yaw_rate", "lift", "bend", "side", "twist", "nod"] + [
+CHANNELS = ["yaw_rate", "lift", "stance_l", "bend", "side", "twist", "nod"] + [
     f"{name}_{s}" for s in "lr" for name in
     ("hip_flex", "hip_abd", "knee", "ankle", "sh_flex", "sh_abd", "sh_horiz", "sh_twist", "elbow")]
 CH = {name: i for i, name in enumerate(CHANNELS)}
 EVENTS = [CH["yaw_rate"], CH["lift"]]  # integrated/flight channels: never cross-faded (zero at segment edges)
-NEUTRAL = dict.fromkeys(CHANNELS, 0.0) | {"nod": 0.2} | {
+NEUTRAL = dict.fromkeys(CHANNELS, 0.0) | {"nod": 0.2, "stance_l": 0.5} | {
     f"{k}_{s}": v for s in "lr" for k, v in (("hip_abd", 0.04), ("knee", 0.05), ("hip_flex", 0.03),
                                               ("sh_abd", 0.12), ("sh_flex", 0.05), ("elbow", 0.2))}
 OTHER = {"l": "r", "r": "l", "left": "r", "right": "l"}
@@ -246,16 +246,29 @@ def _side_keys(side):
     return ("l", "r") if side in ("left", "both") else ("r", "l")
 
 
-def _gait(c, t, freq, hip, knee, arm, d=1.0, phase=0.0):
-    """Legs swing in antiphase (hip flexion d*hip*sin(phi)), the swing knee lifts the foot while
-    cos(phi) > 0, the arms counter-swing. d = -1 walks backward (the swing foot moves back)."""
-    phi = 2 * np.pi * freq * t / FPS + phase
-    for s, ph in (("l", phi), ("r", phi + np.pi)):
-        c[:, CH[f"hip_flex_{s}"]] += d * hip * np.sin(ph)
-        c[:, CH[f"knee_{s}"]] += knee * np.maximum(np.cos(ph), 0) ** 1.5
-        c[:, CH[f"sh_flex_{s}"]] -= d * arm * np.sin(ph)
-    c[:, CH["twist"]] += 0.3 * arm * np.sin(phi)
-    return phi
+def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0):
+    """Steps in antiphase. Each leg's phase psi in [0, 1): stance while psi < duty, the hip extending
+    linearly from +hip to -hip (the planted foot moves back at a near-constant speed relative to the
+    root), then swing: the hip returns along a cubic (Hermite) whose end slopes match the stance ramp,
+    so the foot leaves and lands at zero speed over the floor, while the knee lifts the foot. duty > 0.5
+    leaves a double support where both feet move alike. stance_l weights the supporting feet; the arms
+    counter-swing; d = -1 walks backward (the swing foot moves back). Returns the left leg's phase."""
+    psi_l = (freq * t / FPS) % 1.0
+    stance = {}
+    for side, psi in (("l", psi_l), ("r", (psi_l + 0.5) % 1.0)):
+        s = np.clip((psi - duty) / (1 - duty), 0, 1)
+        slope = -2 * (1 - duty) / duty  # d(hip)/ds of the stance ramp
+        hermite = (-1 * (2 * s**3 - 3 * s**2 + 1) + (-2 * s**3 + 3 * s**2)
+                   + slope * (s**3 - 2 * s**2 + s) + slope * (s**3 - s**2))
+        hip_angle = np.where(psi < duty, 1 - 2 * psi / duty, hermite)  # +-1 at the stance ends
+        c[:, CH[f"hip_flex_{side}"]] += d * hip * hip_angle
+        c[:, CH[f"knee_{side}"]] += (knee * np.sin(np.pi * s**0.8) ** 2  # swing: peaks early, lands softly
+                                     + stance_knee * np.sin(np.pi * np.clip(psi / duty, 0, 1)))  # absorbs
+        c[:, CH[f"sh_flex_{side}"]] -= d * arm * hip_angle
+        stance[side] = (psi < duty).astype(float)
+    c[:, CH["twist"]] += 0.3 * arm * c[:, CH["sh_flex_r"]]
+    c[:, CH["stance_l"]] = stance["l"] / (stance["l"] + stance["r"])
+    return psi_l
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,19 +277,21 @@ def _gait(c, t, freq, hip, knee, arm, d=1.0, phase=0.0):
 # `_frames`, so a counted action gets the frames its count needs.
 def _walk(c, t, n, p, amp, tempo):
     f, a = {"slow": (0.75, 0.3), "normal": (0.95, 0.38), "fast": (1.15, 0.45)}[p["speed"]]
-    _gait(c, t, f * tempo, a * amp, 2.4 * a * amp, 0.6 * a, d=1.0 if p["dir"] == "forward" else -1.0)
+    _gait(c, t, f * tempo, a * amp, (0.5 + a) * amp, 0.6 * a, d=1.0 if p["dir"] == "forward" else -1.0)
 
 
 def _sidestep(c, t, n, p, amp, tempo):
-    """Both hips spread and close in phase; the leading leg steps while they spread, the trailing one
-    while they close, so the stance foot pushes the body toward `side`."""
-    phi = 2 * np.pi * 0.8 * tempo * t / FPS
-    spread = 0.11 * amp * (1 + np.sin(phi))
+    """Both hips spread (the leading leg swings out, the trailing one supports), hold in double support,
+    then close (the trailing leg swings in, the leading one supports): the body moves toward `side`."""
+    psi = (0.8 * tempo * t / FPS) % 1.0
+    spread = 0.25 * amp * np.where(psi < 0.5, _ease(psi / 0.4), 1 - _ease((psi - 0.5) / 0.4))
     lead, trail = _side_keys(p["side"])
-    for s, sign in ((lead, 1), (trail, -1)):
+    for s, start in ((lead, 0.0), (trail, 0.5)):
         c[:, CH[f"hip_abd_{s}"]] += spread
-        c[:, CH[f"knee_{s}"]] += 0.6 * np.maximum(sign * np.cos(phi), 0) ** 1.5
+        c[:, CH[f"knee_{s}"]] += 0.6 * np.sin(np.pi * np.clip((psi - start) / 0.4, 0, 1)) ** 0.7
         c[:, CH[f"sh_abd_{s}"]] += 0.5 * spread
+    lead_weight = np.select([psi < 0.4, (psi >= 0.5) & (psi < 0.9)], [0.0, 1.0], 0.5)
+    c[:, CH["stance_l"]] = lead_weight if lead == "l" else 1 - lead_weight
 
 
 def _circle(c, t, n, p, amp, tempo):
@@ -287,12 +302,10 @@ def _circle(c, t, n, p, amp, tempo):
 
 def _run(c, t, n, p, amp, tempo):
     f, a = {"slow": (1.2, 0.45), "normal": (1.35, 0.55), "fast": (1.5, 0.65)}[p["speed"]]
-    phi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a)
-    c[:, CH["knee_l"]] += 0.25
-    c[:, CH["knee_r"]] += 0.25
+    psi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a, duty=0.5, stance_knee=0.15)
     c[:, [CH["elbow_l"], CH["elbow_r"]]] = 1.5
     c[:, CH["bend"]] += 0.18
-    c[:, CH["lift"]] = 0.05 * np.maximum(-np.cos(2 * phi), 0) ** 2 * _edges(n)  # flight between steps
+    c[:, CH["lift"]] = 0.05 * np.maximum(np.cos(4 * np.pi * psi), 0) ** 2 * _edges(n)  # flight: exchange
 
 
 def _turn(c, t, n, p, amp, tempo):
@@ -302,6 +315,7 @@ def _turn(c, t, n, p, amp, tempo):
     steps = np.zeros_like(c)
     _gait(steps, t, 1.3 * tempo, 0.1, 0.7, 0.05)
     c += steps * np.sqrt(w)[:, None]
+    c[:, CH["stance_l"]] = 0.5 + (steps[:, CH["stance_l"]] - 0.5) * np.sqrt(w)
 
 
 def _jump(c, t, n, p, amp, tempo, lift=0.22, legs=("l", "r"), period=20):
@@ -335,6 +349,7 @@ def _hop(c, t, n, p, amp, tempo):
     c[:, CH[f"knee_{up}"]] += 1.3 * e
     c[:, CH[f"hip_flex_{up}"]] += 0.35 * e
     c[:, [CH["sh_abd_l"], CH["sh_abd_r"]]] += 0.4 * e[:, None]
+    c[:, CH["stance_l"]] += (0.5 if stand == "l" else -0.5) * np.clip(2 * e, 0, 1)
     if p["count"]:
         _jump(c, t, n, p, 0.5 * amp, tempo, lift=0.2, legs=(stand,), period=14)
 
@@ -358,6 +373,7 @@ def _kick(c, t, n, p, amp, tempo):
     c[:, CH[f"ankle_{k}"]] += 0.6 * swing
     c[:, CH[f"knee_{o}"]] += 0.15 * swing
     c[:, CH["bend"]] -= 0.15 * swing
+    c[:, CH["stance_l"]] += (0.5 if o == "l" else -0.5) * np.clip(4 * _bump(x, 0.5, 0.4), 0, 1)
     c[:, [CH["sh_abd_l"], CH["sh_abd_r"]]] += 0.4 * swing[:, None]
     c[:, CH[f"sh_flex_{o}"]] += 0.5 * swing
 
@@ -373,6 +389,8 @@ def _lunge(c, t, n, p, amp, tempo):
     c[:, CH[f"hip_flex_{b}"]] -= 0.45 * amp * e
     c[:, CH[f"knee_{b}"]] += 0.45 * amp * e
     c[:, CH[f"ankle_{b}"]] += 0.3 * e
+    stepping = np.clip(4 * (_bump(x, 0.2, 0.12) + _bump(x, 0.8, 0.12)), 0, 1)
+    c[:, CH["stance_l"]] += (0.5 if b == "l" else -0.5) * stepping  # the back foot carries the steps
     c[:, CH["bend"]] += 0.1 * e
 
 
@@ -539,14 +557,14 @@ def _rotations(c):
     return _axis_angle(q)
 
 
-def _place(rel, lift):
+def _place(rel, lift, stance_l):
     """Root-relative joints [T, 22, 3] -> world joints. Height: the lowest foot joint touches the floor
-    (+ lift in flight). Ground path: the root moves opposite to the stance foot's motion relative to the
-    root, x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)) of the lower foot (soft-weighted over
-    ~1 cm height difference), so a planted foot stays where it is."""
+    (+ lift in flight). Ground path: the root moves opposite to the supporting foot's motion relative to
+    the root, x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)), weighted between the feet by the
+    stance_l channel (1 = left foot, 0.5 = both), so a planted foot stays where it is."""
     T = len(rel)
     feet = rel[:, [7, 10, 8, 11], 1].reshape(T, 2, 2).min(-1)  # lowest joint of the left, right foot
-    left_down = 1 / (1 + np.exp(np.clip((feet[:, 0] - feet[:, 1]) / 0.01, -50, 50)))[:-1, None]
+    left_down = stance_l[:-1, None]
     toes = np.diff(rel[:, [10, 11]][..., [0, 2]], axis=0)
     step = -(left_down * toes[:, 0] + (1 - left_down) * toes[:, 1])
     xz = np.concatenate([np.zeros((1, 2)), np.cumsum(step, 0)])
@@ -665,7 +683,7 @@ def generate_clip(index, seed):
     plan = plan_clip(index, seed)
     c = _channels(plan, np.random.default_rng([seed, index, 1]))
     rel = forward_kinematics(_rotations(c).astype(np.float32), np.zeros((len(c), 3), np.float32))
-    joints = _place(rel.astype(np.float64), c[:, CH["lift"]]).astype(np.float32)
+    joints = _place(rel.astype(np.float64), c[:, CH["lift"]], c[:, CH["stance_l"]]).astype(np.float32)
     captions, parts = _texts(plan, np.random.default_rng([seed, index, 2]))
     return {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
             "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"], "joints": joints}
