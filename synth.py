@@ -21,6 +21,7 @@ import multiprocessing
 from functools import partial
 
 import numpy as np
+import torch
 
 from data import features_from_joints, forward_kinematics
 
@@ -682,7 +683,12 @@ def generate_clip(index, seed):
     record (id, feats [T, 263] float32, captions, parts, subset) + kinds, split, joints [T + 1, 22, 3]."""
     plan = plan_clip(index, seed)
     c = _channels(plan, np.random.default_rng([seed, index, 1]))
-    rel = forward_kinematics(_rotations(c).astype(np.float32), np.zeros((len(c), 3), np.float32))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a [T, 22] batch: more threads only add start-up and contention (10x slower)
+    try:
+        rel = forward_kinematics(_rotations(c).astype(np.float32), np.zeros((len(c), 3), np.float32))
+    finally:
+        torch.set_num_threads(threads)
     joints = _place(rel.astype(np.float64), c[:, CH["lift"]], c[:, CH["stance_l"]]).astype(np.float32)
     captions, parts = _texts(plan, np.random.default_rng([seed, index, 2]))
     return {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
@@ -705,7 +711,6 @@ def _clip_for_writer(index, seed):
 
 
 def _init_worker():
-    import torch
     torch.set_num_threads(1)  # one process per core; torch's own threads only contend with each other
 
 
