@@ -8,10 +8,11 @@ Methods, each timed on `loss = sample_entropy - codebook_entropy; loss.backward(
              tensor, softmax, mean over samples, entropies (autograd keeps several N x K tensors);
 - reference: kernels.lfq's PyTorch path (tiles of samples, never N x K);
 - triton:    kernels.lfq's Triton kernels (CUDA only).
-Every case runs in a fresh process, so its peak memory is its own: on CUDA torch.cuda.max_memory_allocated
-minus what was allocated before; on the CPU the process's peak resident set size (ru_maxrss) minus the
-resident size before, with glibc's mmap threshold pinned so that freed tensors leave the process.
-Time: median of --repeats runs after a warm-up on a small batch. A dense case whose estimated memory
+Every case runs in a fresh process: one warm-up run, then --repeats timed runs (the median is reported) whose
+peak memory is measured as what they allocate beyond what was there before them: on CUDA with
+torch.cuda.max_memory_allocated; on the CPU as the resident-set high-water mark (VmHWM, reset through
+/proc/self/clear_refs after the warm-up) minus the resident size before, with glibc's mmap threshold pinned
+so that freed tensors leave the process (the number follows live tensors). A dense case whose estimated memory
 (DENSE_TENSORS x N x K x 4 bytes) exceeds --mem_gib, and on the CPU any case above --max_pairs (N x K), is
 skipped and the table says why. Prints one table, ratios from this one run.
 """
@@ -21,7 +22,6 @@ import itertools
 import math
 import multiprocessing
 import os
-import resource
 import statistics
 import sys
 import time
@@ -53,9 +53,9 @@ def dense_entropy(z: torch.Tensor, temperature: float):
     return sample_entropy, codebook_entropy
 
 
-def _rss_bytes() -> int:
+def _proc_status_bytes(key: str) -> int:
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) * 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(key)) * 1024
 
 
 def measure(method: str, n: int, d: int, temperature: float, repeats: int, device: str, results):
@@ -71,13 +71,16 @@ def measure(method: str, n: int, d: int, temperature: float, repeats: int, devic
             torch.cuda.synchronize()
 
     gen = torch.Generator(device=device).manual_seed(0)
-    step(torch.randn(min(n, 1024), d, device=device, generator=gen, requires_grad=True))  # warm-up
     z = torch.randn(n, d, device=device, generator=gen, requires_grad=True)
+    step(z)  # warm-up: libraries, code pages, kernel compilation
+    z.grad = None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        before = _rss_bytes()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS now
+        before = _proc_status_bytes("VmRSS:")
     times = []
     for _ in range(repeats):
         z.grad = None
@@ -87,7 +90,7 @@ def measure(method: str, n: int, d: int, temperature: float, repeats: int, devic
     if cuda:
         peak = torch.cuda.max_memory_allocated() - before
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        peak = _proc_status_bytes("VmHWM:") - before
     results.put((statistics.median(times), peak))
 
 

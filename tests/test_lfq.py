@@ -224,31 +224,33 @@ def test_distributed_codebook_entropy_equals_single_process(tmp_path, monkeypatc
 # ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident set size from /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc/self/clear_refs")
 def test_reference_peak_memory_is_far_below_dense():
     """Peak resident memory of forward + backward at N = 16384, d = 14, measured in a fresh process.
 
-    Upper bound on what the computation adds: ru_maxrss (the process's high-water mark) after it, minus the
-    resident size just before it (after a warm-up on a small batch, so libraries and thread pools are in).
+    The process runs the computation twice. Before the second run it resets its resident-set high-water mark
+    (VmHWM, by writing 5 to /proc/self/clear_refs); the peak is then VmHWM after it minus the resident size
+    before it: all it allocated at once, with libraries and code pages already in from the first run.
     MALLOC_MMAP_THRESHOLD_ pins glibc's threshold so that freed tensors above 128 KiB go back to the system
-    instead of staying in the heap: the number then follows the live tensors, not the allocator's caching
-    (without it, it varies from 35 to 140 MiB between runs). The dense formulation needs N*K*4 bytes = 1 GiB
-    for one fp32 N x K tensor alone; the reference holds two 16 MiB tiles at most.
+    instead of staying in the heap, so the number follows the live tensors, not the allocator's caching.
+    The dense formulation needs N*K*4 bytes = 1 GiB for one fp32 N x K tensor alone; the reference holds two
+    16 MiB tiles at most.
     """
     n, d = 16384, 14
     script = textwrap.dedent(f"""
-        import resource, sys, torch
+        import sys, torch
         sys.path.insert(0, {ROOT!r})
         from kernels import lfq_entropy
-        def rss_now():
-            return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:")) * 1024
-        s, c = lfq_entropy(torch.randn(64, {d}, requires_grad=True), 0.5)
-        (s + c).backward()
+        def status(key):
+            return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) * 1024
         z = torch.randn({n}, {d}, requires_grad=True)
-        before = rss_now()
-        s, c = lfq_entropy(z, 0.5)
-        (s + c).backward()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+        for _ in range(2):
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            before = status("VmRSS:")
+            s, c = lfq_entropy(z, 0.5)
+            (s + c).backward()
+        print(status("VmHWM:") - before)
     """)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["MALLOC_MMAP_THRESHOLD_"] = "131072"
