@@ -45,7 +45,6 @@ POOLS = {"locomotion": ("walk", "walk", "sidestep", "circle", "run", "turn", "tu
          "gestures": GESTURES + ("wave", "raise")}
 COMBINABLE = ("stand", "walk", "sidestep", "circle", "turn")  # whole-body kinds that can carry a gesture
 ON_THE_MOVE = ("wave", "raise", "clap", "arms_out", "hips")  # gestures that can ride on them
-STILL_POSES = ("stand", "raise", "arms_out", "hips", "reach", "squat", "sit", "balance", "kick", "lunge")
 SIDES, DIRS, SPEEDS = ("left", "right"), ("forward", "backward"), ("slow", "normal", "fast")
 PARAMS = {  # kind -> {parameter: choices}; every parameter is said in the text
     "walk": {"dir": DIRS, "speed": SPEEDS}, "sidestep": {"side": SIDES}, "circle": {"side": SIDES},
@@ -55,7 +54,7 @@ PARAMS = {  # kind -> {parameter: choices}; every parameter is said in the text
     "stand_up": {}, "wave": {"side": SIDES + ("both",)}, "raise": {"side": SIDES + ("both",)},
     "clap": {"count": (2, 3, 4, 5)}, "punch": {"side": SIDES + ("both",), "count": (2, 3, 4)},
     "arms_out": {}, "reach": {"side": SIDES}, "hips": {}, "stretch": {"side": SIDES},
-    "static": {"pose": STILL_POSES, "side": SIDES + ("both",)}}
+}
 
 # ----------------------------------------------------------------------------------------------
 # Text (MotionBase-style hierarchy): verb phrases for whole-body captions (several paraphrases each,
@@ -95,22 +94,12 @@ CAPTIONS = {
     "stretch": ("raises both arms overhead and leans to the {side}, then to the {other}",
                 "stretches, arms overhead, bending to the {side} and then the {other}",
                 "does a side stretch with the arms up, first to the {side}, then the {other}")}
-STATIC_CAPTIONS = {
-    "stand": ("stands still with the arms down", "stands upright, arms relaxed"),
-    "raise": ("stands with {the_arm} raised", "holds {the_arm} straight up"),
-    "arms_out": ("stands with the arms stretched out to the sides", "holds a t-pose"),
-    "hips": ("stands with the hands on the hips", "stands, hands on hips"),
-    "reach": ("leans forward reaching out with the {side} hand", "reaches ahead with the {side} arm"),
-    "squat": ("is in a deep squat", "holds a low squat"), "sit": ("is sitting on a chair", "sits still"),
-    "balance": ("stands on the {side} leg", "balances on the {side} foot"),
-    "kick": ("is frozen mid-kick with the {side} leg", "holds the {side} leg up in a kick"),
-    "lunge": ("holds a lunge with the {side} leg in front", "stays low in a {side} leg lunge")}
 PARTS = {  # kind -> (upper-body sentence, lower-body sentence) of the part-level descriptions
     "stand": ("the arms hang relaxed at the sides", "the legs stand still with both feet on the ground"),
     "walk": ("the arms swing back and forth with the steps", "the legs take{speed_adj} steps {dir}"),
     "sidestep": ("the arms stay loose at the sides", "the legs step sideways to the {side}"),
     "circle": ("the arms swing with the steps", "the legs walk along a circle to the {side}"),
-    "run": ("the bent arms pump back and forth", "the legs {run_base} forward"),
+    "run": ("the bent arms pump back and forth", "the legs {run_noun} forward"),
     "turn": ("the arms hang loosely", "the feet step in place while the body turns {angle} degrees {side}"),
     "jump": ("the arms swing up with each jump", "the legs bend and push off {times}"),
     "squat": ("the arms reach forward for balance", "the knees bend deeply into a squat {times}"),
@@ -127,16 +116,26 @@ PARTS = {  # kind -> (upper-body sentence, lower-body sentence) of the part-leve
     "reach": ("the {side} arm reaches forward as the back bends", ""),
     "hips": ("both hands rest on the hips", ""),
     "stretch": ("both arms stretch overhead, the torso bends {side} then {other}", "")}
-STATIC_PARTS = {
-    "stand": PARTS["stand"], "raise": ("{the_arm} raised straight up", PARTS["stand"][1]),
-    "arms_out": ("both arms held straight out to the sides", PARTS["stand"][1]),
-    "hips": ("both hands on the hips, elbows out", PARTS["stand"][1]),
-    "reach": ("the {side} arm stretched forward, the back bent", PARTS["stand"][1]),
-    "squat": ("the arms held forward", "the knees and hips deeply bent in a squat"),
-    "sit": ("the arms resting", "the knees bent at a right angle, sitting"),
-    "balance": ("the arms out for balance", "the {side} leg straight, the {other} knee bent, foot up"),
-    "kick": ("the arms out for balance", "the {side} leg kicked up in front"),
-    "lunge": ("the arms near the body", "the {side} leg forward with the knee bent, the other leg behind")}
+STILL = {  # static pose -> (whole-body captions, upper-body sentence, lower-body sentence)
+    "stand": (("stands still with the arms down", "stands upright, arms relaxed"), *PARTS["stand"]),
+    "raise": (("stands with {the_arm} raised", "holds {the_arm} straight up"), "{the_arm} raised straight up",
+              PARTS["stand"][1]),
+    "arms_out": (("stands with the arms stretched out to the sides", "holds a t-pose"),
+                 "both arms held straight out to the sides", PARTS["stand"][1]),
+    "hips": (("stands with the hands on the hips", "stands, hands on hips"),
+             "both hands on the hips, elbows out", PARTS["stand"][1]),
+    "reach": (("leans forward reaching out with the {side} hand", "reaches ahead with the {side} arm"),
+              "the {side} arm stretched forward, the back bent", PARTS["stand"][1]),
+    "squat": (("is in a deep squat", "holds a low squat"), "the arms held forward",
+              "the knees and hips deeply bent in a squat"),
+    "sit": (("is sitting on a chair", "sits still"), "the arms resting",
+            "the knees bent at a right angle, sitting"),
+    "balance": (("stands on the {side} leg", "balances on the {side} foot"), "the arms out for balance",
+                "the {side} leg straight, the {other} knee bent, foot up"),
+    "kick": (("is frozen mid-kick with the {side} leg", "holds the {side} leg up in a kick"),
+             "the arms out for balance", "the {side} leg kicked up in front"),
+    "lunge": (("holds a lunge with the {side} leg in front", "stays low in a {side} leg lunge"),
+              "the arms near the body", "the {side} leg forward with the knee bent, the other leg behind")}
 COUNT_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 TIMES = {0: "", 1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
 
@@ -150,7 +149,6 @@ def _words(p):
             "speed_adv": {"slow": " slowly", "normal": "", "fast": " quickly"}[speed],
             "speed_adj": {"slow": " slow", "normal": "", "fast": " quick"}[speed],
             "run_verb": {"slow": "jogs", "normal": "runs", "fast": "sprints"}[speed],
-            "run_base": {"slow": "jog", "normal": "run", "fast": "sprint"}[speed],
             "run_noun": {"slow": "jog", "normal": "run", "fast": "sprint"}[speed],
             "the_arm": "both arms" if side == "both" else f"the {side} arm",
             "the_hand": "both hands" if side == "both" else f"the {side} hand",
@@ -176,7 +174,7 @@ def _texts(plan, rng):
         for seg in segments:
             words = _words(seg["p"])
             if plan["subset"] == "static":
-                phrases.append(_pick(rng, STATIC_CAPTIONS[seg["p"]["pose"]]).format(**words))
+                phrases.append(_pick(rng, STILL[seg["p"]["pose"]][0]).format(**words))
                 continue
             phrase = _pick(rng, CAPTIONS[seg["kind"]]).format(**words)
             if seg["gesture"]:
@@ -190,7 +188,7 @@ def _texts(plan, rng):
     for seg in segments:
         words = _words(seg["p"])
         if plan["subset"] == "static":
-            parts.append([f"held still, {s}".format(**words) for s in STATIC_PARTS[seg["p"]["pose"]]])
+            parts.append([f"held still, {s}".format(**words) for s in STILL[seg["p"]["pose"]][1:]])
             continue
         upper, lower = (s.format(**words) for s in PARTS[seg["kind"]])
         if seg["gesture"]:
@@ -215,7 +213,6 @@ EVENTS = [CH["yaw_rate"], CH["lift"]]  # integrated/flight channels: never cross
 NEUTRAL = dict.fromkeys(CHANNELS, 0.0) | {"nod": 0.2, "stance_l": 0.5} | {
     f"{k}_{s}": v for s in "lr" for k, v in (("hip_abd", 0.04), ("knee", 0.05), ("hip_flex", 0.03),
                                               ("sh_abd", 0.12), ("sh_flex", 0.05), ("elbow", 0.2))}
-OTHER = {"l": "r", "r": "l", "left": "r", "right": "l"}
 
 
 def _ease(x):
@@ -239,33 +236,54 @@ def _edges(n):
     return _ease((t - BLEND) / BLEND) * _ease((n - 1 - BLEND - t) / BLEND)
 
 
-def _mix(c, name, value, w):
-    c[:, CH[name]] = c[:, CH[name]] * (1 - w) + value * w
+def _repeat(t, start, period, count, shape):
+    """shape(phase in [0, 1)) for `count` cycles of `period` frames from frame `start`, 0 elsewhere."""
+    x = (t - start) / period
+    return np.where((x >= 0) & (x < count), shape(x % 1.0), 0.0)
 
 
-def _side_keys(side):
-    return ("l", "r") if side in ("left", "both") else ("r", "l")
+def _add(c, sides, **channels):
+    """c[name_side] += value for each side in `sides` ("l", "r" or "lr")."""
+    for name, value in channels.items():
+        for s in sides:
+            c[:, CH[f"{name}_{s}"]] += value
 
 
-def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0):
+def _arm_pose(c, sides, w, sh_flex=0.0, sh_abd=0.0, sh_horiz=0.0, sh_twist=0.0, elbow=0.0):
+    """Blend the arms of `sides` toward a pose with weight w (0 keeps what the body action does)."""
+    for name, value in (("sh_flex", sh_flex), ("sh_abd", sh_abd), ("sh_horiz", sh_horiz),
+                        ("sh_twist", sh_twist), ("elbow", elbow)):
+        for s in sides:
+            c[:, CH[f"{name}_{s}"]] = c[:, CH[f"{name}_{s}"]] * (1 - w) + value * w
+
+
+def _sides(p):
+    return {"left": "l", "right": "r", "both": "lr"}[p["side"]]
+
+
+def _other(p):
+    return {"left": "r", "right": "l"}[p["side"]]
+
+
+def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.0):
     """Steps in antiphase. Each leg's phase psi in [0, 1): stance while psi < duty, the hip extending
     linearly from +hip to -hip (the planted foot moves back at a near-constant speed relative to the
     root), then swing: the hip returns along a cubic (Hermite) whose end slopes match the stance ramp,
     so the foot leaves and lands at zero speed over the floor, while the knee lifts the foot. duty > 0.5
     leaves a double support where both feet move alike. stance_l weights the supporting feet; the arms
-    counter-swing; d = -1 walks backward (the swing foot moves back). Returns the left leg's phase."""
+    counter-swing; d = -1 walks backward (the swing foot moves back); march lifts the thigh in swing
+    (hip = 0, march > 0 steps in place). Returns the left leg's phase."""
     psi_l = (freq * t / FPS) % 1.0
     stance = {}
     for side, psi in (("l", psi_l), ("r", (psi_l + 0.5) % 1.0)):
         s = np.clip((psi - duty) / (1 - duty), 0, 1)
-        slope = -2 * (1 - duty) / duty  # d(hip)/ds of the stance ramp
-        hermite = (-1 * (2 * s**3 - 3 * s**2 + 1) + (-2 * s**3 + 3 * s**2)
-                   + slope * (s**3 - 2 * s**2 + s) + slope * (s**3 - s**2))
+        m = -2 * (1 - duty) / duty  # d(hip)/ds of the stance ramp
+        hermite = (-(2 * s**3 - 3 * s**2 + 1) + (-2 * s**3 + 3 * s**2)  # from -1 to +1, end slopes m
+                   + m * (s**3 - 2 * s**2 + s) + m * (s**3 - s**2))
         hip_angle = np.where(psi < duty, 1 - 2 * psi / duty, hermite)  # +-1 at the stance ends
-        c[:, CH[f"hip_flex_{side}"]] += d * hip * hip_angle
-        c[:, CH[f"knee_{side}"]] += (knee * np.sin(np.pi * s**0.8) ** 2  # swing: peaks early, lands softly
-                                     + stance_knee * np.sin(np.pi * np.clip(psi / duty, 0, 1)))  # absorbs
-        c[:, CH[f"sh_flex_{side}"]] -= d * arm * hip_angle
+        _add(c, side, hip_flex=d * hip * hip_angle + march * np.sin(np.pi * s), sh_flex=-d * arm * hip_angle,
+             knee=knee * np.sin(np.pi * s**0.8) ** 2  # swing: peaks early, lands softly
+             + stance_knee * np.sin(np.pi * np.clip(psi / duty, 0, 1)))  # stance: absorbs
         stance[side] = (psi < duty).astype(float)
     c[:, CH["twist"]] += 0.3 * arm * c[:, CH["sh_flex_r"]]
     c[:, CH["stance_l"]] = stance["l"] / (stance["l"] + stance["r"])
@@ -286,211 +304,154 @@ def _sidestep(c, t, n, p, amp, tempo):
     then close (the trailing leg swings in, the leading one supports): the body moves toward `side`."""
     psi = (0.8 * tempo * t / FPS) % 1.0
     spread = 0.25 * amp * np.where(psi < 0.5, _ease(psi / 0.4), 1 - _ease((psi - 0.5) / 0.4))
-    lead, trail = _side_keys(p["side"])
-    for s, start in ((lead, 0.0), (trail, 0.5)):
-        c[:, CH[f"hip_abd_{s}"]] += spread
-        c[:, CH[f"knee_{s}"]] += 0.6 * np.sin(np.pi * np.clip((psi - start) / 0.4, 0, 1)) ** 0.7
-        c[:, CH[f"sh_abd_{s}"]] += 0.5 * spread
+    lead = _sides(p)
+    for s, start in ((lead, 0.0), (_other(p), 0.5)):
+        lift = np.sin(np.pi * np.clip((psi - start) / 0.4, 0, 1)) ** 2
+        _add(c, s, hip_abd=spread, sh_abd=0.5 * spread, knee=0.6 * lift)
     lead_weight = np.select([psi < 0.4, (psi >= 0.5) & (psi < 0.9)], [0.0, 1.0], 0.5)
     c[:, CH["stance_l"]] = lead_weight if lead == "l" else 1 - lead_weight
 
 
+def _turning(c, n, p, angle):
+    """Yaw rate: a bell over the segment that integrates exactly to `angle` (left positive)."""
+    w = _edges(n)
+    c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * angle * w / w.sum()
+    return w
+
+
 def _circle(c, t, n, p, amp, tempo):
     _gait(c, t, 0.9 * tempo, 0.34 * amp, 0.8 * amp, 0.2)
-    w = _edges(n)
-    c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * 2 * np.pi * w / w.sum()
+    _turning(c, n, p, 2 * np.pi)
+
+
+def _turn(c, t, n, p, amp, tempo):
+    """Step in place (marching) while the pelvis yaws by `angle`, the steps as strong as the turn."""
+    w = np.sqrt(_turning(c, n, p, np.radians(p["angle"])))[:, None]
+    steps = np.tile([NEUTRAL[k] for k in CHANNELS], (n, 1))
+    _gait(steps, t, 1.3 * tempo, 0.0, 0.6, 0.05, march=0.35)
+    keep = [CH["yaw_rate"]]
+    steps[:, keep] = c[:, keep]
+    c[:] = c * (1 - w) + steps * w
 
 
 def _run(c, t, n, p, amp, tempo):
     f, a = {"slow": (1.2, 0.45), "normal": (1.35, 0.55), "fast": (1.5, 0.65)}[p["speed"]]
     psi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a, duty=0.5, stance_knee=0.15)
-    c[:, [CH["elbow_l"], CH["elbow_r"]]] = 1.5
+    _add(c, "lr", elbow=1.3)
     c[:, CH["bend"]] += 0.18
     c[:, CH["lift"]] = 0.05 * np.maximum(np.cos(4 * np.pi * psi), 0) ** 2 * _edges(n)  # flight: exchange
 
 
-def _turn(c, t, n, p, amp, tempo):
-    """Step in place while the pelvis yaws by `angle` (a bell-shaped turn rate that integrates exactly)."""
-    w = _edges(n)
-    c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * np.radians(p["angle"]) * w / w.sum()
-    steps = np.zeros_like(c)
-    _gait(steps, t, 1.3 * tempo, 0.1, 0.7, 0.05)
-    c += steps * np.sqrt(w)[:, None]
-    c[:, CH["stance_l"]] = 0.5 + (steps[:, CH["stance_l"]] - 0.5) * np.sqrt(w)
-
-
-def _jump(c, t, n, p, amp, tempo, lift=0.22, legs=("l", "r"), period=20):
-    """Per jump: crouch, push off, flight (root lifted by a half sine), land in a crouch."""
-    period = period / tempo
-    x = (t - 8) / period
-    ph = np.where((x >= 0) & (x < p["count"]), x % 1.0, 0.0)
-    crouch = _bump(ph, 0.22, 0.2) + 0.7 * _bump(ph, 0.82, 0.16)
+def _jump(c, t, n, p, amp, tempo, legs="lr", period=20, height=0.22):
+    """Per jump: crouch, push off, flight (root lifted by a half sine), land in a crouch; the arms swing
+    back in the crouch and up through the flight."""
+    ph = _repeat(t, 8, period / tempo, p["count"], lambda x: x)
+    crouch = 0.55 * amp * (_bump(ph, 0.22, 0.2) + 0.7 * _bump(ph, 0.82, 0.16))
     flight = np.sin(np.pi * np.clip((ph - 0.42) / 0.3, 0, 1))
-    depth = 0.55 * amp
-    for s in legs:
-        c[:, CH[f"hip_flex_{s}"]] += 1.4 * depth * crouch + 0.2 * flight
-        c[:, CH[f"knee_{s}"]] += 2.4 * depth * crouch + 0.3 * flight
-        c[:, CH[f"ankle_{s}"]] += 0.5 * flight
-    c[:, CH["bend"]] += 0.8 * depth * crouch
-    c[:, CH["lift"]] = lift * amp * flight
-    return ph, crouch, flight
-
-
-def _jumps(c, t, n, p, amp, tempo):
-    ph, crouch, flight = _jump(c, t, n, p, amp, tempo)
-    for s in "lr":  # arms swing back in the crouch and up through the flight
-        c[:, CH[f"sh_flex_{s}"]] += -0.5 * _bump(ph, 0.22, 0.2) + 2.0 * _bump(ph, 0.55, 0.22)
-        c[:, CH[f"elbow_{s}"]] += 0.3 * flight
+    _add(c, legs, hip_flex=1.4 * crouch + 0.2 * flight, knee=2.4 * crouch + 0.3 * flight, ankle=0.5 * flight)
+    if legs == "lr":
+        _add(c, "lr", sh_flex=-0.5 * _bump(ph, 0.22, 0.2) + 2.0 * _bump(ph, 0.55, 0.22))
+    c[:, CH["bend"]] += 0.8 * crouch
+    c[:, CH["lift"]] = height * amp * flight
 
 
 def _hop(c, t, n, p, amp, tempo):
     """Stand on `side`, the other knee bent up behind, and hop `count` times on the standing leg."""
-    stand, up = _side_keys(p["side"])
     e = _hold(t, n, 8)
-    c[:, CH[f"knee_{up}"]] += 1.3 * e
-    c[:, CH[f"hip_flex_{up}"]] += 0.35 * e
-    c[:, [CH["sh_abd_l"], CH["sh_abd_r"]]] += 0.4 * e[:, None]
-    c[:, CH["stance_l"]] += (0.5 if stand == "l" else -0.5) * np.clip(2 * e, 0, 1)
+    _add(c, _other(p), knee=1.3 * e, hip_flex=0.35 * e)
+    _add(c, "lr", sh_abd=0.4 * e)
+    c[:, CH["stance_l"]] += (0.5 if p["side"] == "left" else -0.5) * np.clip(2 * e, 0, 1)
     if p["count"]:
-        _jump(c, t, n, p, 0.5 * amp, tempo, lift=0.2, legs=(stand,), period=14)
+        _jump(c, t, n, p, 0.5 * amp, tempo, legs=_sides(p), period=14, height=0.2)
 
 
 def _squat(c, t, n, p, amp, tempo):
-    x = (t - 6) / (36 / tempo)
-    s = np.where((x >= 0) & (x < p["count"]), _bump(x % 1.0, 0.5, 0.45), 0.0)
-    for k in "lr":
-        c[:, CH[f"hip_flex_{k}"]] += 1.7 * amp * s
-        c[:, CH[f"knee_{k}"]] += 2.1 * amp * s
-        c[:, CH[f"sh_flex_{k}"]] += 1.4 * s
+    s = _repeat(t, 6, 36 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.45))
+    _add(c, "lr", hip_flex=1.7 * amp * s, knee=2.1 * amp * s, sh_flex=1.4 * s)
     c[:, CH["bend"]] += 0.5 * s
 
 
 def _kick(c, t, n, p, amp, tempo):
-    k, o = _side_keys(p["side"])
-    x = t / n
+    x, k, o = t / n, _sides(p), _other(p)
     swing = _bump(x, 0.5, 0.3)
-    c[:, CH[f"hip_flex_{k}"]] += 1.3 * amp * swing
-    c[:, CH[f"knee_{k}"]] += 1.5 * _bump(x, 0.36, 0.14) + 0.9 * _bump(x, 0.66, 0.14)  # chamber, recoil
-    c[:, CH[f"ankle_{k}"]] += 0.6 * swing
-    c[:, CH[f"knee_{o}"]] += 0.15 * swing
+    _add(c, k, hip_flex=1.3 * amp * swing, ankle=0.6 * swing,
+         knee=1.5 * _bump(x, 0.36, 0.14) + 0.9 * _bump(x, 0.66, 0.14))  # chamber, extend, recoil
+    _add(c, o, knee=0.15 * swing, sh_flex=0.5 * swing)
+    _add(c, "lr", sh_abd=0.4 * swing)
     c[:, CH["bend"]] -= 0.15 * swing
     c[:, CH["stance_l"]] += (0.5 if o == "l" else -0.5) * np.clip(4 * _bump(x, 0.5, 0.4), 0, 1)
-    c[:, [CH["sh_abd_l"], CH["sh_abd_r"]]] += 0.4 * swing[:, None]
-    c[:, CH[f"sh_flex_{o}"]] += 0.5 * swing
 
 
 def _lunge(c, t, n, p, amp, tempo):
-    """Step forward with `side`, sink until the back knee points down, step back (the swing knee lifts
-    the stepping foot on the way out and back)."""
-    k, b = _side_keys(p["side"])
-    x = t / n
+    """Step forward with `side` (its knee lifts the foot out and back), sink until the back knee points
+    down, step back; the back foot carries the steps."""
+    x, k, b = t / n, _sides(p), _other(p)
     e = _ease((x - 0.1) / 0.25) * _ease((0.9 - x) / 0.25)
-    c[:, CH[f"hip_flex_{k}"]] += 1.0 * amp * e
-    c[:, CH[f"knee_{k}"]] += 1.1 * amp * e + 0.6 * (_bump(x, 0.2, 0.1) + _bump(x, 0.8, 0.1))
-    c[:, CH[f"hip_flex_{b}"]] -= 0.45 * amp * e
-    c[:, CH[f"knee_{b}"]] += 0.45 * amp * e
-    c[:, CH[f"ankle_{b}"]] += 0.3 * e
-    stepping = np.clip(4 * (_bump(x, 0.2, 0.12) + _bump(x, 0.8, 0.12)), 0, 1)
-    c[:, CH["stance_l"]] += (0.5 if b == "l" else -0.5) * stepping  # the back foot carries the steps
+    _add(c, k, hip_flex=1.0 * amp * e, knee=1.1 * amp * e + 0.6 * (_bump(x, 0.2, 0.1) + _bump(x, 0.8, 0.1)))
+    _add(c, b, hip_flex=-0.45 * amp * e, knee=0.45 * amp * e, ankle=0.3 * e)
     c[:, CH["bend"]] += 0.1 * e
+    stepping = np.clip(4 * (_bump(x, 0.2, 0.12) + _bump(x, 0.8, 0.12)), 0, 1)
+    c[:, CH["stance_l"]] += (0.5 if b == "l" else -0.5) * stepping
 
 
 def _sit(c, t, n, p, amp, tempo, down=True):
     """Lower onto an (invisible) chair: thighs level, shins upright, leaning forward on the way."""
     x = _ease((t - 6) / (n - 16))
-    e = x if down else 1 - x
-    move = _bump(x, 0.5, 0.5)
-    for k in "lr":
-        c[:, CH[f"hip_flex_{k}"]] += 1.45 * e
-        c[:, CH[f"knee_{k}"]] += 1.5 * e
-        c[:, CH[f"sh_flex_{k}"]] += 0.8 * move
+    e, move = (x if down else 1 - x), _bump(x, 0.5, 0.5)
+    _add(c, "lr", hip_flex=1.45 * e, knee=1.5 * e, sh_flex=0.8 * move)
     c[:, CH["bend"]] += 0.5 * move + 0.1 * e
 
 
-def _stand_up(c, t, n, p, amp, tempo):
-    _sit(c, t, n, p, amp, tempo, down=False)
-
-
 def _wave(c, t, n, p, amp, tempo):
-    e = _hold(t, n, 8)
+    """Upper arm out to the side, forearm up (twist), the elbow swinging the hand side to side."""
     osc = np.sin(2 * np.pi * 1.6 * tempo * t / FPS)
-    for s in ("l", "r") if p["side"] == "both" else _side_keys(p["side"])[:1]:
-        for name, v in (("sh_abd", 1.25), ("sh_flex", 0.3), ("sh_twist", 1.5), ("sh_horiz", 0.0)):
-            _mix(c, f"{name}_{s}", v, e)
-        _mix(c, f"elbow_{s}", 1.3 + 0.45 * amp * osc, e)
-
-
-def _raise(c, t, n, p, amp, tempo):
-    e = _hold(t, n, 12)
-    for s in ("l", "r") if p["side"] == "both" else _side_keys(p["side"])[:1]:
-        for name, v in (("sh_flex", 2.85), ("sh_abd", 0.15), ("elbow", 0.1), ("sh_horiz", 0.0)):
-            _mix(c, f"{name}_{s}", v, e)
+    _arm_pose(c, _sides(p), _hold(t, n, 8), sh_abd=1.25, sh_flex=0.3, sh_twist=1.5,
+              elbow=1.3 + 0.45 * amp * osc)
 
 
 def _clap(c, t, n, p, amp, tempo):
     """Arms forward at chest height; the hands meet `count` times (open -> closed -> open per clap)."""
-    e = _hold(t, n, 6)
-    x = (t - 8) / (12 / tempo)
-    close = np.where((x >= 0) & (x < p["count"]), _bump(x % 1.0, 0.5, 0.5), 0.0)
-    for s in "lr":
-        for name, v in (("sh_flex", 1.1), ("sh_abd", 0.0), ("elbow", 0.9)):
-            _mix(c, f"{name}_{s}", v, e)
-        _mix(c, f"sh_horiz_{s}", -0.15 - 0.35 * close, e)
+    close = _repeat(t, 8, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.5))
+    _arm_pose(c, "lr", _hold(t, n, 6), sh_flex=1.1, elbow=0.9, sh_horiz=-0.15 - 0.35 * close)
 
 
 def _punch(c, t, n, p, amp, tempo):
     """Guard up, then `count` punches per hand (alternating when both): the elbow straightens fast."""
-    e = _hold(t, n, 6)
-    sides = ("l", "r") if p["side"] == "both" else _side_keys(p["side"])[:1]
-    x = (t - 8) / (12 / tempo)
-    for s in "lr":
-        for name, v in (("sh_flex", 1.0), ("sh_abd", 0.2), ("elbow", 2.0), ("sh_horiz", -0.35)):
-            _mix(c, f"{name}_{s}", v, e)
+    _arm_pose(c, "lr", _hold(t, n, 6), sh_flex=1.0, sh_abd=0.2, elbow=2.0, sh_horiz=-0.35)
+    sides = _sides(p)
     for i, s in enumerate(sides):
-        xs = x - i / len(sides)
-        hit = np.where((xs >= 0) & (xs < p["count"]), _bump(xs % 1.0, 0.5, 0.3), 0.0)
-        c[:, CH[f"sh_flex_{s}"]] += 0.45 * hit
-        c[:, CH[f"elbow_{s}"]] -= 1.9 * amp * hit
-        c[:, CH[f"sh_horiz_{s}"]] += 0.2 * hit
+        hit = _repeat(t, 8 + 6 * i / tempo, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.3))
+        _add(c, s, sh_flex=0.45 * hit, elbow=-1.9 * amp * hit, sh_horiz=0.2 * hit)
         c[:, CH["twist"]] += (-0.25 if s == "l" else 0.25) * hit
-
-
-def _arms_out(c, t, n, p, amp, tempo):
-    e = _hold(t, n, 10)
-    for s in "lr":
-        for name, v in (("sh_abd", 1.5), ("sh_flex", 0.0), ("elbow", 0.05), ("sh_horiz", 0.0)):
-            _mix(c, f"{name}_{s}", v, e)
 
 
 def _reach(c, t, n, p, amp, tempo):
     e = _hold(t, n, 12)
-    s = _side_keys(p["side"])[0]
-    for name, v in (("sh_flex", 1.5), ("sh_abd", 0.05), ("elbow", 0.05), ("sh_horiz", -0.15)):
-        _mix(c, f"{name}_{s}", v, e)
+    _arm_pose(c, _sides(p), e, sh_flex=1.5, sh_abd=0.05, elbow=0.05, sh_horiz=-0.15)
     c[:, CH["bend"]] += 0.4 * amp * e
-    c[:, CH["twist"]] += (-0.25 if s == "l" else 0.25) * e
-
-
-def _hips(c, t, n, p, amp, tempo):
-    e = _hold(t, n, 10)
-    for s in "lr":
-        for name, v in (("sh_abd", 0.75), ("sh_flex", -0.1), ("sh_twist", -1.4), ("elbow", 1.7)):
-            _mix(c, f"{name}_{s}", v, e)
+    c[:, CH["twist"]] += (-0.25 if p["side"] == "left" else 0.25) * e
 
 
 def _stretch(c, t, n, p, amp, tempo):
-    e = _hold(t, n, 12)
-    for s in "lr":
-        for name, v in (("sh_flex", 2.9), ("sh_abd", 0.2), ("elbow", 0.1), ("sh_horiz", 0.0)):
-            _mix(c, f"{name}_{s}", v, e)
+    _arm_pose(c, "lr", _hold(t, n, 12), sh_flex=2.9, sh_abd=0.2, elbow=0.1)
     lean = np.sin(2 * np.pi * np.clip((t - 14) / (n - 28), 0, 1))  # first toward `side`, then the other
     c[:, CH["side"]] += (1 if p["side"] == "left" else -1) * 0.35 * amp * lean
 
 
+HELD_POSES = {"raise": dict(sh_flex=2.85, sh_abd=0.15, elbow=0.1), "arms_out": dict(sh_abd=1.5, elbow=0.05),
+              "hips": dict(sh_abd=0.75, sh_flex=-0.1, sh_twist=-1.4, elbow=1.7)}
+
+
+def _held(kind):
+    """Gestures that move into a pose, hold it and return: raise (one or both arms), arms out, hips."""
+    return lambda c, t, n, p, amp, tempo: _arm_pose(c, _sides(p) if kind == "raise" else "lr",
+                                                    _hold(t, n, 11), **HELD_POSES[kind])
+
+
 ACTIONS = {"stand": lambda *a: None, "walk": _walk, "sidestep": _sidestep, "circle": _circle, "run": _run,
-           "turn": _turn, "jump": _jumps, "squat": _squat, "kick": _kick, "lunge": _lunge, "hop": _hop,
-           "sit_down": _sit, "stand_up": _stand_up, "wave": _wave, "raise": _raise, "clap": _clap,
-           "punch": _punch, "arms_out": _arms_out, "reach": _reach, "hips": _hips, "stretch": _stretch}
+           "turn": _turn, "jump": _jump, "squat": _squat, "kick": _kick, "lunge": _lunge, "hop": _hop,
+           "sit_down": _sit, "stand_up": partial(_sit, down=False), "wave": _wave, "clap": _clap,
+           "punch": _punch, "reach": _reach, "stretch": _stretch} | {k: _held(k) for k in HELD_POSES}
 
 
 def _frames(kind, p, tempo, rng):
@@ -618,7 +579,7 @@ def plan_clip(index, seed):
     subset = _pick(rng, [name for name, share in SUBSETS.items() for _ in range(round(share * 100))])
     segments, total = [], 0
     if subset == "static":
-        pose = _pick(rng, STILL_POSES)
+        pose = _pick(rng, list(STILL))
         kind, gesture, freeze = STATIC_POSES[pose]
         side = _pick(rng, SIDES + ("both",) if pose == "raise" else SIDES)
         p = {"side": side, "count": 1 if kind == "squat" else 0, "pose": pose}
