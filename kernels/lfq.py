@@ -221,14 +221,20 @@ def _mass_bwd_kernel(
     tl.store(dz_ptr + rows[:, None] * D + cols[None, :], dz, mask=(rows[:, None] < N) & (cols[None, :] < D))
 
 
+# (BLOCK_N, BLOCK_K) of the entropy kernels: register-sized tiles on a GPU; the interpreter runs programs one
+# after another in Python, so there few large tiles are fastest.
+TILES_GPU = (64, 128)
+TILES_INTERPRETER = (128, 2048)
+
+
 def _blocks(d: int):
-    """(D_PAD, BLOCK_N, BLOCK_K, target number of programs). The interpreter runs programs one after another
-    in Python, so it gets few large tiles; a GPU gets register-sized tiles and enough programs for its SMs."""
-    d_pad = max(16, triton.next_power_of_2(d))
+    """(D_PAD, BLOCK_N, BLOCK_K, target number of programs: 4 per SM on a GPU) for d bits."""
+    block_n, block_k = TILES_INTERPRETER if INTERPRET else TILES_GPU
     if INTERPRET:
-        return d_pad, 128, min(2048, max(16, 2**d)), 1
-    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    return d_pad, 64, min(128, max(16, 2**d)), 4 * sms
+        programs = 4
+    else:
+        programs = 4 * torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return max(16, triton.next_power_of_2(d)), block_n, max(16, min(block_k, 2**d)), programs
 
 
 def _quantize_triton(z: torch.Tensor):

@@ -136,6 +136,21 @@ def test_entropy_matches_dense_float64(path, d, temperature, dtype):
     assert max(errors.values()) < TOLERANCE[dtype], errors
 
 
+@pytest.mark.parametrize("d", [4, 10])
+def test_triton_entropy_with_small_tiles(monkeypatch, d):
+    # GPU-like tiling in the interpreter: many code blocks, and sample tiles shared unevenly between splits
+    monkeypatch.setattr(lfq, "BACKEND", "triton")
+    monkeypatch.setattr(lfq, "TILES_INTERPRETER", (16, 16 if d == 4 else 128))
+    z = torch.randn(301, d, generator=torch.Generator().manual_seed(d)).requires_grad_()
+    z64 = z.detach().double().requires_grad_()
+    got, want = lfq_entropy(z, 0.3), dense_entropies(z64, 0.3)
+    for g, w in zip(got, want, strict=True):
+        assert g.item() == pytest.approx(w.item(), rel=1e-5)
+        grad = torch.autograd.grad(g, z, retain_graph=True)[0]
+        grad_want = torch.autograd.grad(w, z64, retain_graph=True)[0]
+        torch.testing.assert_close(grad.double(), grad_want, rtol=0, atol=1e-5 * grad_want.abs().max().item())
+
+
 def test_entropy_extremes_closed_form(path):
     # z = 0: every p_n uniform, so both entropies are d log 2. Sharp, distinct codes (T -> 0): each p_n is
     # one-hot (sample entropy 0) and q is uniform over the N codes used (codebook entropy log N).
