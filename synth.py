@@ -128,7 +128,7 @@ STILL = {  # static pose -> (whole-body captions, upper-body sentence, lower-bod
               "the {side} arm stretched forward, the back bent", PARTS["stand"][1]),
     "squat": (("is in a deep squat", "holds a low squat"), "the arms held forward",
               "the knees and hips deeply bent in a squat"),
-    "sit": (("is sitting on a chair", "sits still"), "the arms resting",
+    "sit": (("is sitting on a chair", "sits on a chair without moving"), "the arms resting",
             "the knees bent at a right angle, sitting"),
     "balance": (("stands on the {side} leg", "balances on the {side} foot"), "the arms out for balance",
                 "the {side} leg straight, the {other} knee bent, foot up"),
@@ -312,26 +312,21 @@ def _sidestep(c, t, n, p, amp, tempo):
     c[:, CH["stance_l"]] = lead_weight if lead == "l" else 1 - lead_weight
 
 
-def _turning(c, n, p, angle):
-    """Yaw rate: a bell over the segment that integrates exactly to `angle` (left positive)."""
-    w = _edges(n)
+def _turn(c, t, n, p, amp, tempo, angle=None):
+    """Yaw rate: a bell over the segment that integrates exactly to `angle` (left positive); in a plain
+    turn the feet step in place (marching), as strongly as the body turns."""
+    w, march = _edges(n), angle is None
+    angle = np.radians(p["angle"]) if march else angle
     c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * angle * w / w.sum()
-    return w
+    if march:
+        steps = c.copy()
+        _gait(steps, t, 1.3 * tempo, 0.0, 0.6, 0.05, march=0.35)
+        c[:] = c + (steps - c) * np.sqrt(w)[:, None]
 
 
 def _circle(c, t, n, p, amp, tempo):
     _gait(c, t, 0.9 * tempo, 0.34 * amp, 0.8 * amp, 0.2)
-    _turning(c, n, p, 2 * np.pi)
-
-
-def _turn(c, t, n, p, amp, tempo):
-    """Step in place (marching) while the pelvis yaws by `angle`, the steps as strong as the turn."""
-    w = np.sqrt(_turning(c, n, p, np.radians(p["angle"])))[:, None]
-    steps = np.tile([NEUTRAL[k] for k in CHANNELS], (n, 1))
-    _gait(steps, t, 1.3 * tempo, 0.0, 0.6, 0.05, march=0.35)
-    keep = [CH["yaw_rate"]]
-    steps[:, keep] = c[:, keep]
-    c[:] = c * (1 - w) + steps * w
+    _turn(c, t, n, p, amp, tempo, angle=2 * np.pi)
 
 
 def _run(c, t, n, p, amp, tempo):
@@ -671,16 +666,11 @@ def _clip_for_writer(index, seed):
     return clip
 
 
-def _init_worker():
-    torch.set_num_threads(1)  # one process per core; torch's own threads only contend with each other
-
-
 def _clips(size, seed, workers):
-    _init_worker()
     if workers <= 1:
         yield from (_clip_for_writer(index, seed) for index in range(size))
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from pool.imap(partial(_clip_for_writer, seed=seed), range(size), chunksize=64)
 
 
