@@ -4,11 +4,9 @@ captions + one upper-body and one lower-body description), still poses repeated 
 image clips), named subsets, and an `ood` split that holds whole kinds of motion out (Table 5).
 
 A clip is a plan of 1-3 segments (a whole-body action, optionally with an upper-body gesture on top),
-each a set of joint-angle channels over time. Channels are cross-faded across segment boundaries, turned
-into local axis-angle rotations, run through data.forward_kinematics, and the root is placed from the feet:
-its height puts the lowest foot joint on the floor (plus a flight height while jumping), and its xz path
-moves with the stance (lower) foot, so planted feet do not slide. data.features_from_joints makes the
-features, exactly as for real data.
+each a set of joint-angle channels over time, cross-faded across segment boundaries, turned into local
+rotations and run through data.forward_kinematics; the root is placed from the feet (the lowest foot on
+the floor, the supporting foot planted), and data.features_from_joints makes the features, as for real data.
 
     generate_clip(index, seed) -> {"id", "feats", "captions", "parts", "subset", "kinds", "split", "joints"}
     make_splits(size, seed) -> {"train": [ids], "val": [...], "test": [...], "ood": [...]}
@@ -80,14 +78,14 @@ CAPTIONS = {
             "balances on the {side} leg and hops {times}"),
     "sit_down": ("sits down", "sits down on a chair", "lowers into a seated position"),
     "stand_up": ("stands up", "gets up from a chair", "rises from a seated position"),
-    "wave": ("waves {the_hand}", "waves with {the_hand}", "raises {the_hand} and waves"),
-    "raise": ("raises {the_arm} above the head and lowers {it}", "lifts {the_arm} up high",
+    "wave": ("waves {the_hand}", "waves with {the_hand}", "lifts {the_hand} to wave"),
+    "raise": ("raises {the_arm} above the head", "lifts {the_arm} up high",
               "puts {the_arm} up in the air and back down"),
     "clap": ("claps the hands {times}", "claps {times}", "claps {count_word} time{s} in front of the chest"),
     "punch": ("punches forward with {the_hand} {times}", "throws {count_word} punch{es} with {the_hand}",
               "boxes with {the_hand}, punching {times}"),
     "arms_out": ("stretches both arms out to the sides", "holds the arms out sideways",
-                 "spreads the arms wide to the sides and lowers them"),
+                 "spreads the arms wide to the sides"),
     "reach": ("reaches forward with the {side} hand", "leans forward and reaches out with the {side} arm",
               "extends the {side} arm forward to grab something"),
     "hips": ("puts the hands on the hips", "places both hands on the hips", "rests the hands on the hips"),
@@ -152,7 +150,7 @@ def _words(p):
             "run_noun": {"slow": "jog", "normal": "run", "fast": "sprint"}[speed],
             "the_arm": "both arms" if side == "both" else f"the {side} arm",
             "the_hand": "both hands" if side == "both" else f"the {side} hand",
-            "it": "them" if side == "both" else "it", "times": TIMES[count], "count_word": COUNT_WORDS[count],
+            "times": TIMES[count], "count_word": COUNT_WORDS[count],
             "s": "" if count == 1 else "s", "es": "" if count == 1 else "es"}
 
 
@@ -167,17 +165,13 @@ def _gerund(phrase):
 
 def _texts(plan, rng):
     """2-3 whole-body captions (random subject, paraphrase and connector each) + part-level sentences."""
-    segments = plan["segments"]
+    still = STILL[plan["segments"][0]["p"]["pose"]] if plan["subset"] == "static" else None
     captions = []
     for _ in range(_pick(rng, (2, 3, 3))):
         phrases = []
-        for seg in segments:
-            words = _words(seg["p"])
-            if plan["subset"] == "static":
-                phrases.append(_pick(rng, STILL[seg["p"]["pose"]][0]).format(**words))
-                continue
-            phrase = _pick(rng, CAPTIONS[seg["kind"]]).format(**words)
-            if seg["gesture"]:
+        for seg in plan["segments"]:
+            phrase = _pick(rng, still[0] if still else CAPTIONS[seg["kind"]]).format(**_words(seg["p"]))
+            if seg["gesture"] and not still:
                 gesture = _pick(rng, CAPTIONS[seg["gesture"]]).format(**_words(seg["gp"]))
                 phrase = gesture if seg["kind"] == "stand" else f"{phrase} while {_gerund(gesture)}"
             phrases.append(phrase)
@@ -185,17 +179,13 @@ def _texts(plan, rng):
                          for ph in phrases[1:])
         captions.append(f"{_pick(rng, SUBJECTS)} {phrases[0]}{joined}.")
     parts = []
-    for seg in segments:
-        words = _words(seg["p"])
-        if plan["subset"] == "static":
-            parts.append([f"held still, {s}".format(**words) for s in STILL[seg["p"]["pose"]][1:]])
-            continue
-        upper, lower = (s.format(**words) for s in PARTS[seg["kind"]])
-        if seg["gesture"]:
+    for seg in plan["segments"]:
+        upper, lower = [f"held still, {s}" for s in still[1:]] if still else PARTS[seg["kind"]]
+        if seg["gesture"] and not still:
             upper = PARTS[seg["gesture"]][0].format(**_words(seg["gp"]))
-        parts.append([upper, lower])
-    return captions, {name: ", then ".join(p[i] for p in parts) + "."
-                       for i, name in enumerate(["upper", "lower"])}
+        parts.append((upper.format(**_words(seg["p"])), lower.format(**_words(seg["p"]))))
+    return captions, {"upper": ", then ".join(u for u, _ in parts) + ".",
+                      "lower": ", then ".join(low for _, low in parts) + "."}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,20 +239,16 @@ def _add(c, sides, **channels):
             c[:, CH[f"{name}_{s}"]] += value
 
 
-def _arm_pose(c, sides, w, sh_flex=0.0, sh_abd=0.0, sh_horiz=0.0, sh_twist=0.0, elbow=0.0):
-    """Blend the arms of `sides` toward a pose with weight w (0 keeps what the body action does)."""
-    for name, value in (("sh_flex", sh_flex), ("sh_abd", sh_abd), ("sh_horiz", sh_horiz),
-                        ("sh_twist", sh_twist), ("elbow", elbow)):
+def _arm_pose(c, sides, w, **pose):
+    """Blend the arms of `sides` toward a pose (unnamed arm channels: 0) with weight w in [0, 1]."""
+    for name in ("sh_flex", "sh_abd", "sh_horiz", "sh_twist", "elbow"):
         for s in sides:
-            c[:, CH[f"{name}_{s}"]] = c[:, CH[f"{name}_{s}"]] * (1 - w) + value * w
+            c[:, CH[f"{name}_{s}"]] += (pose.get(name, 0.0) - c[:, CH[f"{name}_{s}"]]) * w
 
 
 def _sides(p):
-    return {"left": "l", "right": "r", "both": "lr"}[p["side"]]
-
-
-def _other(p):
-    return {"left": "r", "right": "l"}[p["side"]]
+    """("l", "r") for side=left, ("r", "l") for right, ("lr", "") for both: the named limb(s), the other."""
+    return {"left": ("l", "r"), "right": ("r", "l"), "both": ("lr", "")}[p["side"]]
 
 
 def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.0):
@@ -304,8 +290,8 @@ def _sidestep(c, t, n, p, amp, tempo):
     then close (the trailing leg swings in, the leading one supports): the body moves toward `side`."""
     psi = (0.8 * tempo * t / FPS) % 1.0
     spread = 0.25 * amp * np.where(psi < 0.5, _ease(psi / 0.4), 1 - _ease((psi - 0.5) / 0.4))
-    lead = _sides(p)
-    for s, start in ((lead, 0.0), (_other(p), 0.5)):
+    lead, trail = _sides(p)
+    for s, start in ((lead, 0.0), (trail, 0.5)):
         lift = np.sin(np.pi * np.clip((psi - start) / 0.4, 0, 1)) ** 2
         _add(c, s, hip_abd=spread, sh_abd=0.5 * spread, knee=0.6 * lift)
     lead_weight = np.select([psi < 0.4, (psi >= 0.5) & (psi < 0.9)], [0.0, 1.0], 0.5)
@@ -353,11 +339,11 @@ def _jump(c, t, n, p, amp, tempo, legs="lr", period=20, height=0.22):
 def _hop(c, t, n, p, amp, tempo):
     """Stand on `side`, the other knee bent up behind, and hop `count` times on the standing leg."""
     e = _hold(t, n, 8)
-    _add(c, _other(p), knee=1.3 * e, hip_flex=0.35 * e)
+    _add(c, _sides(p)[1], knee=1.3 * e, hip_flex=0.35 * e)
     _add(c, "lr", sh_abd=0.4 * e)
     c[:, CH["stance_l"]] += (0.5 if p["side"] == "left" else -0.5) * np.clip(2 * e, 0, 1)
     if p["count"]:
-        _jump(c, t, n, p, 0.5 * amp, tempo, legs=_sides(p), period=14, height=0.2)
+        _jump(c, t, n, p, 0.5 * amp, tempo, legs=_sides(p)[0], period=14, height=0.2)
 
 
 def _squat(c, t, n, p, amp, tempo):
@@ -367,7 +353,7 @@ def _squat(c, t, n, p, amp, tempo):
 
 
 def _kick(c, t, n, p, amp, tempo):
-    x, k, o = t / n, _sides(p), _other(p)
+    (k, o), x = _sides(p), t / n
     swing = _bump(x, 0.5, 0.3)
     _add(c, k, hip_flex=1.3 * amp * swing, ankle=0.6 * swing,
          knee=1.5 * _bump(x, 0.36, 0.14) + 0.9 * _bump(x, 0.66, 0.14))  # chamber, extend, recoil
@@ -380,7 +366,7 @@ def _kick(c, t, n, p, amp, tempo):
 def _lunge(c, t, n, p, amp, tempo):
     """Step forward with `side` (its knee lifts the foot out and back), sink until the back knee points
     down, step back; the back foot carries the steps."""
-    x, k, b = t / n, _sides(p), _other(p)
+    (k, b), x = _sides(p), t / n
     e = _ease((x - 0.1) / 0.25) * _ease((0.9 - x) / 0.25)
     _add(c, k, hip_flex=1.0 * amp * e, knee=1.1 * amp * e + 0.6 * (_bump(x, 0.2, 0.1) + _bump(x, 0.8, 0.1)))
     _add(c, b, hip_flex=-0.45 * amp * e, knee=0.45 * amp * e, ankle=0.3 * e)
@@ -400,7 +386,7 @@ def _sit(c, t, n, p, amp, tempo, down=True):
 def _wave(c, t, n, p, amp, tempo):
     """Upper arm out to the side, forearm up (twist), the elbow swinging the hand side to side."""
     osc = np.sin(2 * np.pi * 1.6 * tempo * t / FPS)
-    _arm_pose(c, _sides(p), _hold(t, n, 8), sh_abd=1.25, sh_flex=0.3, sh_twist=1.5,
+    _arm_pose(c, _sides(p)[0], _hold(t, n, 8), sh_abd=1.25, sh_flex=0.3, sh_twist=1.5,
               elbow=1.3 + 0.45 * amp * osc)
 
 
@@ -413,8 +399,7 @@ def _clap(c, t, n, p, amp, tempo):
 def _punch(c, t, n, p, amp, tempo):
     """Guard up, then `count` punches per hand (alternating when both): the elbow straightens fast."""
     _arm_pose(c, "lr", _hold(t, n, 6), sh_flex=1.0, sh_abd=0.2, elbow=2.0, sh_horiz=-0.35)
-    sides = _sides(p)
-    for i, s in enumerate(sides):
+    for i, s in enumerate(_sides(p)[0]):
         hit = _repeat(t, 8 + 6 * i / tempo, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.3))
         _add(c, s, sh_flex=0.45 * hit, elbow=-1.9 * amp * hit, sh_horiz=0.2 * hit)
         c[:, CH["twist"]] += (-0.25 if s == "l" else 0.25) * hit
@@ -422,7 +407,7 @@ def _punch(c, t, n, p, amp, tempo):
 
 def _reach(c, t, n, p, amp, tempo):
     e = _hold(t, n, 12)
-    _arm_pose(c, _sides(p), e, sh_flex=1.5, sh_abd=0.05, elbow=0.05, sh_horiz=-0.15)
+    _arm_pose(c, _sides(p)[0], e, sh_flex=1.5, sh_abd=0.05, elbow=0.05, sh_horiz=-0.15)
     c[:, CH["bend"]] += 0.4 * amp * e
     c[:, CH["twist"]] += (-0.25 if p["side"] == "left" else 0.25) * e
 
@@ -439,7 +424,7 @@ HELD_POSES = {"raise": dict(sh_flex=2.85, sh_abd=0.15, elbow=0.1), "arms_out": d
 
 def _held(kind):
     """Gestures that move into a pose, hold it and return: raise (one or both arms), arms out, hips."""
-    return lambda c, t, n, p, amp, tempo: _arm_pose(c, _sides(p) if kind == "raise" else "lr",
+    return lambda c, t, n, p, amp, tempo: _arm_pose(c, _sides(p)[0] if kind == "raise" else "lr",
                                                     _hold(t, n, 11), **HELD_POSES[kind])
 
 
@@ -450,16 +435,14 @@ ACTIONS = {"stand": lambda *a: None, "walk": _walk, "sidestep": _sidestep, "circ
 
 
 def _frames(kind, p, tempo, rng):
-    """Frames a segment needs (before the clip's total is clamped to the allowed range)."""
+    """Frames a segment needs at this tempo (counted actions: as many as the count needs)."""
     count = p.get("count", 1)
     fixed = {"jump": 20 + 20 * count, "squat": 12 + 36 * count, "hop": 22 + 14 * count, "kick": 44,
-             "lunge": 56, "sit_down": 48, "stand_up": 48, "turn": 30 + p.get("angle", 0) // 6,
+             "lunge": 56, "sit_down": 48, "stand_up": 48, "turn": (30 + p.get("angle", 0) // 6) * tempo,
              "clap": 16 + 12 * count, "punch": 18 + 12 * count, "raise": 56, "arms_out": 56, "reach": 56,
              "hips": 56, "stretch": 80}
-    if kind in fixed:
-        return int(fixed[kind] / tempo) if kind not in ("turn",) else int(fixed[kind])
     low, high = {"circle": (110, 150), "walk": (50, 100), "run": (40, 80)}.get(kind, (40, 80))
-    return int(rng.integers(low, high))
+    return int(fixed[kind] / tempo) if kind in fixed else int(rng.integers(low, high))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -620,8 +603,8 @@ def _channels(plan, rng):
         segments.append(c)
     swayed = [CH[k] for k in ("bend", "side", "twist", "nod", "sh_flex_l", "sh_flex_r", "sh_abd_l",
                               "sh_abd_r", "elbow_l", "elbow_r")]
-    amp, freq, phase = rng.uniform(0.005, 0.03, (2, len(swayed))), rng.uniform(0.1, 0.5, (2, len(swayed))), \
-        rng.uniform(0, 2 * np.pi, (2, len(swayed)))
+    amp, freq, phase = (rng.uniform(low, high, (2, len(swayed))) for low, high in
+                        ((0.005, 0.03), (0.1, 0.5), (0, 2 * np.pi)))
     if plan["subset"] == "static":  # one frozen frame, with a random constant offset instead of sway
         c = np.repeat(segments[0][plan["segments"][0]["freeze"]][None], STATIC_FRAMES + 1, 0)
         c[:, EVENTS] = 0
