@@ -515,17 +515,13 @@ def _place(rel, lift, stance_l):
 def _join(segments):
     """Concatenate segments' channels; across each boundary b, x = (1 - s) A + s B with s a smoothstep over
     [b - BLEND, b + BLEND] and A, B held at their last/first value outside their own frames (no pops)."""
-    T, t, start = sum(len(s) for s in segments), np.arange(sum(len(s) for s in segments)), 0
-    for k, seg in enumerate(segments):
-        after = T - start - len(seg)
-        held = np.concatenate([np.repeat(seg[:1], start, 0), seg, np.repeat(seg[-1:], after, 0)])
-        if k == 0:
-            x = held
-        else:
-            s = np.repeat(_ease((t - start + BLEND) / (2 * BLEND))[:, None], len(CHANNELS), 1)
-            s[:, EVENTS] = t[:, None] >= start
-            x = x * (1 - s) + held * s
-        start += len(seg)
+    x = segments[0]
+    for seg in segments[1:]:
+        t = np.arange(len(x) + len(seg))
+        s = np.repeat(_ease((t - len(x) + BLEND) / (2 * BLEND))[:, None], len(CHANNELS), 1)
+        s[:, EVENTS] = t[:, None] >= len(x)
+        x = (np.concatenate([x, np.repeat(x[-1:], len(seg), 0)]) * (1 - s)
+             + np.concatenate([np.repeat(seg[:1], len(x), 0), seg]) * s)
     return x
 
 
@@ -556,11 +552,11 @@ def plan_clip(index, seed):
     u, tempo, amp = rng.random(), rng.uniform(0.9, 1.1), rng.uniform(0.85, 1.15)
     subset = _pick(rng, [name for name, share in SUBSETS.items() for _ in range(round(share * 100))])
     segments, total = [], 0
-    if subset == "static":
+    if subset == "static":  # one action's pose at `freeze` of the way through it
         pose = _pick(rng, list(STILL))
         kind, gesture, freeze = STATIC_POSES[pose]
         side = _pick(rng, SIDES + ("both",) if pose == "raise" else SIDES)
-        p = {"side": side, "count": 1 if kind == "squat" else 0, "pose": pose}
+        p = {"side": side, "count": int(kind == "squat"), "pose": pose}
         n = _frames(gesture or kind, p, tempo, rng)
         segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": p, "n": n,
                          "freeze": int(freeze * (n - 1))})
@@ -584,9 +580,9 @@ def plan_clip(index, seed):
     if subset != "static":
         segments[-1]["n"] += total - sum(s["n"] for s in segments)
     kinds = sorted({k for s in segments for k in (s["kind"], s["gesture"]) if k})
-    split = "ood" if set(kinds) & set(OOD_KINDS) else next(
-        name for name, edge in zip(("train", "val", "test"), np.cumsum([s for _, s in SPLIT_SHARES]),
-                                   strict=True) if u < edge or name == "test")
+    edges = np.cumsum([share for _, share in SPLIT_SHARES])
+    split = "ood" if set(kinds) & set(OOD_KINDS) else \
+        SPLIT_SHARES[min(np.searchsorted(edges, u, "right"), 2)][0]
     return {"index": index, "subset": subset, "segments": segments, "frames": total, "tempo": tempo,
             "amp": amp, "kinds": kinds, "split": split}
 
