@@ -134,6 +134,11 @@ STILL = {  # static pose -> (whole-body captions, upper-body sentence, lower-bod
              "the arms out for balance", "the {side} leg kicked up in front"),
     "lunge": (("holds a lunge with the {side} leg in front", "stays low in a {side} leg lunge"),
               "the arms near the body", "the {side} leg forward with the knee bent, the other leg behind")}
+STATIC_POSES = {  # pose -> (whole-body kind, gesture, fraction of the action at which it is frozen)
+    "stand": ("stand", None, 0.5), "raise": ("stand", "raise", 0.5), "arms_out": ("stand", "arms_out", 0.5),
+    "hips": ("stand", "hips", 0.5), "reach": ("stand", "reach", 0.5), "squat": ("squat", None, 0.5),
+    "sit": ("sit_down", None, 1.0), "balance": ("hop", None, 0.5), "kick": ("kick", None, 0.48),
+    "lunge": ("lunge", None, 0.5)}
 COUNT_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 TIMES = {0: "", 1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
 
@@ -482,17 +487,17 @@ def _rotations(c):
     collar = _q(2, np.full(T, COLLAR))
     for s, (hip, knee, ankle, clav, shoulder, elbow) in (("l", (1, 4, 7, 13, 16, 18)),
                                                          ("r", (2, 5, 8, 14, 17, 19))):
-        m = (lambda x: x * np.array([1, 1, -1, -1])) if s == "r" else (lambda x: x)
+        m = np.array([1, 1, -1, -1]) if s == "r" else 1  # mirror through x = 0 for the right side
         flex, knee_bend = g(f"hip_flex_{s}"), g(f"knee_{s}")
-        q[:, hip] = m(_qmul(_q(2, g(f"hip_abd_{s}")), _q(0, -flex)))
+        q[:, hip] = _qmul(_q(2, g(f"hip_abd_{s}")), _q(0, -flex)) * m
         q[:, knee] = _q(0, knee_bend)
         q[:, ankle] = _q(0, FOOT_TILT + flex - knee_bend + g(f"ankle_{s}"))  # foot stays level by default
-        q[:, clav] = m(collar)
+        q[:, clav] = collar * m
         # upper arm in the chest frame = swing out (y) * out to the side (z) * forward (x) * twist (y);
         # the shoulder's local rotation undoes the collar's.
         arm = _qmul(_q(1, g(f"sh_horiz_{s}")), _q(2, g(f"sh_abd_{s}")), _q(0, -g(f"sh_flex_{s}")),
                     _q(1, g(f"sh_twist_{s}")))
-        q[:, shoulder] = m(_qmul(collar * np.array([1, -1, -1, -1]), arm))
+        q[:, shoulder] = _qmul(collar * np.array([1, -1, -1, -1]), arm) * m
         q[:, elbow] = _q(0, -g(f"elbow_{s}"))
     return _axis_angle(q)
 
@@ -527,13 +532,6 @@ def _join(segments):
 
 # ----------------------------------------------------------------------------------------------
 # Plans (every random choice that the text depends on), clips, splits.
-STATIC_POSES = {  # pose -> (whole-body kind, gesture, fraction of the action at which it is frozen)
-    "stand": ("stand", None, 0.5), "raise": ("stand", "raise", 0.5), "arms_out": ("stand", "arms_out", 0.5),
-    "hips": ("stand", "hips", 0.5), "reach": ("stand", "reach", 0.5), "squat": ("squat", None, 0.5),
-    "sit": ("sit_down", None, 1.0), "balance": ("hop", None, 0.5), "kick": ("kick", None, 0.48),
-    "lunge": ("lunge", None, 0.5)}
-
-
 def _pick(rng, choices):
     return choices[int(rng.integers(len(choices)))]
 
@@ -613,7 +611,7 @@ def _channels(plan, rng):
     return c
 
 
-def generate_clip(index, seed):
+def generate_clip(index, seed, with_joints=True):
     """Clip `index` of the dataset with this seed, deterministic in (index, seed): the write_dataset
     record (id, feats [T, 263] float32, captions, parts, subset) + kinds, split, joints [T + 1, 22, 3]."""
     plan = plan_clip(index, seed)
@@ -626,8 +624,9 @@ def generate_clip(index, seed):
         torch.set_num_threads(threads)
     joints = _place(rel.astype(np.float64), c[:, CH["lift"]], c[:, CH["stance_l"]]).astype(np.float32)
     captions, parts = _texts(plan, np.random.default_rng([seed, index, 2]))
-    return {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
-            "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"], "joints": joints}
+    clip = {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
+            "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"]}
+    return clip | {"joints": joints} if with_joints else clip
 
 
 def make_splits(size, seed):
@@ -639,18 +638,12 @@ def make_splits(size, seed):
     return splits
 
 
-def _clip_for_writer(index, seed):
-    clip = generate_clip(index, seed)
-    del clip["joints"]
-    return clip
-
-
 def _clips(size, seed, workers):
     if workers <= 1:
-        yield from (_clip_for_writer(index, seed) for index in range(size))
+        yield from (generate_clip(index, seed, with_joints=False) for index in range(size))
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(partial(_clip_for_writer, seed=seed), range(size), chunksize=64)
+        yield from pool.imap(partial(generate_clip, seed=seed, with_joints=False), range(size), chunksize=64)
 
 
 def generate(size, seed=0, workers=1):
