@@ -20,6 +20,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from data import features_from_joints, forward_kinematics
 
@@ -638,18 +639,19 @@ def make_splits(size, seed):
     return splits
 
 
-def _clips(size, seed, workers):
+def _clips(size, seed, workers, progress):
+    bar = partial(tqdm, total=size, desc="synth", unit="clip", disable=not progress)
     if workers <= 1:
-        yield from (generate_clip(index, seed, with_joints=False) for index in range(size))
+        yield from bar(generate_clip(index, seed, with_joints=False) for index in range(size))
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(partial(generate_clip, seed=seed, with_joints=False), range(size), chunksize=64)
+        yield from bar(pool.imap(partial(generate_clip, seed=seed, with_joints=False), range(size), 64))
 
 
-def generate(size, seed=0, workers=1):
-    """(iterator over the `size` clips in index order, without joints; splits) for data.write_dataset.
-    workers > 1 generates in that many processes."""
-    return _clips(size, seed, workers), make_splits(size, seed)
+def generate(size, seed=0, workers=1, progress=True):
+    """(iterator over the `size` clips in index order, without joints, with a tqdm bar; splits) for
+    data.write_dataset. workers > 1 generates in that many processes."""
+    return _clips(size, seed, workers, progress), make_splits(size, seed)
 
 
 if __name__ == "__main__":

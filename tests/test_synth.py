@@ -115,7 +115,7 @@ def test_splits_hold_ood_kinds_out():
 
 
 def test_generate_streams_the_same_clips_from_worker_processes():
-    clips, splits = synth.generate(4, SEED, workers=2)
+    clips, splits = synth.generate(4, SEED, workers=2, progress=False)
     clips = list(clips)
     assert [c["id"] for c in clips] == [synth.clip_id(i) for i in range(4)] and "joints" not in clips[0]
     for i, clip in enumerate(clips):
