@@ -384,11 +384,10 @@ def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = F
     sample_entropy = (torch.nn.functional.softplus(-x) + x * torch.sigmoid(-x)).sum(-1).mean()
 
     mass = _CodeMass.apply(z, float(temperature))  # [K] = sum_n p_n
-    count = torch.tensor(float(z.shape[0]), dtype=mass.dtype, device=mass.device)
     if distributed and dist.is_available() and dist.is_initialized():
         mass = _AllReduceSum.apply(mass)
-        dist.all_reduce(count)
-    q = mass / count
+    q = mass / mass.sum()  # sum_c mass(c) = N (all ranks' N); dividing by the computed sum removes the
+    # common part of the rounding error of p_n (the fp32 logits are only as exact as eps * sum_i |2 z_ni / T|)
     # 0 log 0 = 0: a code whose mass underflowed to 0 has p_n(c) = 0 for every n, so clamping inside the log
     # changes neither the value nor the gradient that reaches z.
     codebook_entropy = -(q * torch.log(q.clamp_min(torch.finfo(q.dtype).tiny))).sum()
