@@ -10,7 +10,7 @@ the floor, the supporting foot planted), and data.features_from_joints makes the
 
     generate_clip(index, seed) -> {"id", "feats", "captions", "parts", "subset", "kinds", "split", "joints"}
     make_splits(size, seed) -> {"train": [ids], "val": [...], "test": [...], "ood": [...]}
-    generate(size, seed, workers) -> (iterator of clips in index order, splits)   # used by `python data.py`
+    generate(size, seed, workers) -> (iterator of clips in index order, splits)   # `python data.py` uses it
     python synth.py --size 8 --seed 0     # print a few plans and captions
 """
 
@@ -578,7 +578,8 @@ def plan_clip(index, seed):
     total = STATIC_FRAMES if subset == "static" else max(total, MIN_FRAMES)
     if subset != "static":
         segments[-1]["n"] += total - sum(s["n"] for s in segments)
-    kinds = sorted({k for s in segments for k in (s["kind"], s["gesture"]) if k})
+    kinds = sorted({k for s in segments for k in (s["kind"], s["gesture"]) if k} if subset != "static" else
+                   {"static", segments[0]["p"]["pose"]})  # a still pose is its own kind (balance is no hop)
     edges = np.cumsum([share for _, share in SPLIT_SHARES])
     split = "ood" if set(kinds) & set(OOD_KINDS) else \
         SPLIT_SHARES[min(np.searchsorted(edges, u, "right"), 2)][0]
