@@ -5,8 +5,8 @@ image clips), named subsets, and an `ood` split that holds whole kinds of motion
 
 A clip is a plan of 1-3 segments (a whole-body action, optionally with an upper-body gesture on top),
 each a set of joint-angle channels over time, cross-faded across segment boundaries, turned into local
-rotations and run through data.forward_kinematics; the root is placed from the feet (the lowest foot on
-the floor, the supporting foot planted), and data.features_from_joints makes the features, as for real data.
+rotations and run through motion.forward_kinematics; the root is placed from the feet (the lowest foot on
+the floor, the supporting foot planted), and motion.features_from_joints makes the features, as for real data.
 
     generate_clip(index, seed) -> {"id", "feats", "captions", "parts", "subset", "kinds", "split", "joints"}
     make_splits(size, seed) -> {"train": [ids], "val": [...], "test": [...], "ood": [...]}
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import features_from_joints, forward_kinematics
+from motion import features_from_joints, forward_kinematics
 
 FPS = 20
 MIN_FRAMES, MAX_FRAMES = 40, 196  # feature frames per clip (joints have one more)
@@ -477,7 +477,7 @@ def _axis_angle(q):
 
 
 def _rotations(c):
-    """Channels [T, C] -> local axis-angle rotations [T, 22, 3] for data.forward_kinematics."""
+    """Channels [T, C] -> local axis-angle rotations [T, 22, 3] for motion.forward_kinematics."""
     T = len(c)
     g = lambda name: c[:, CH[name]]
     q = np.zeros((T, 22, 4))

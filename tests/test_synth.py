@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import synth
-from data import H3D_OFFSETS, H3D_PARENTS, features_from_joints
+from motion import H3D_OFFSETS, H3D_PARENTS, features_from_joints
 
 SEED = 7
 FEET = [7, 10, 8, 11]  # l_ankle, l_foot, r_ankle, r_foot
@@ -64,7 +64,7 @@ def test_record_format_lengths_and_features(sample):
         assert 2 <= len(clip["captions"]) <= 3 and all(c.strip() for c in clip["captions"])
         assert clip["parts"]["upper"].strip() and clip["parts"]["lower"].strip()
         assert clip["subset"] in synth.SUBSETS
-    for clip in sample[:5]:  # the features are exactly data.features_from_joints of the joints
+    for clip in sample[:5]:  # the features are exactly motion.features_from_joints of the joints
         np.testing.assert_array_equal(clip["feats"], features_from_joints(clip["joints"]))
 
 
