@@ -1,0 +1,177 @@
+"""tokenizer.py: shapes and code ranges against float64 references, learning (beats the mean; the entropy
+penalty raises utilisation), checkpoint round trip, exact resume, clear errors, encode mode, sweep."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import data
+import synth
+import tokenizer as tk
+
+TINY = dict(tk.CONFIG, width=16, depth=1, vq_dim=8, codebook_size=64, window=32, batch_size=8, lr=2e-3,
+            warmup_iters=10, log_every=10, ckpt_every=1000, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """48 synthetic clips: 36 train, 12 test."""
+    root = tmp_path_factory.mktemp("tok") / "tiny"
+    clips = [synth.generate_clip(i, 0) for i in range(48)]
+    ids = [c["id"] for c in clips]
+    data.write_dataset(root, clips, name="tiny", joints_num=22, splits={"train": ids[:36], "test": ids[36:]})
+    return root
+
+
+def tiny_cfg(dataset, tmp_path, **kw):
+    return dict(TINY, data_dir=str(dataset), out_dir=str(tmp_path), **kw)
+
+
+def raw_feats(dataset, split, n=4, T=32):
+    d = tk.open_dataset(dataset)
+    return torch.stack([torch.from_numpy(np.array(d.motion(i)[:T])) for i in d.split(split)[:n]])
+
+
+def bits_index(z):  # float64 reference of eq. (2)'s Index(z) = sum_i 2^(i-1) [z_i > 0]
+    return ((z > 0).long() * (2 ** torch.arange(z.shape[-1]))).sum(-1)
+
+
+@pytest.mark.parametrize("kind,joints", [("lfq2d", 22), ("lfq2d", 52), ("lfq1d", 22), ("vq", 22),
+                                         ("rvq", 22)])
+def test_shapes_and_code_ranges(kind, joints):
+    D = 12 * joints - 1
+    cfg = dict(TINY, kind=kind, joints_num=joints, feat_dim=D)
+    torch.manual_seed(0)
+    model = tk.Tokenizer(cfg, np.zeros(D), np.ones(D))
+    feats = torch.randn(3, 24, D)
+    model.train()(model.normalise(feats), 0)  # VQ: the first training batch initialises the codebook
+    model.eval()
+    codes = model.encode(feats)
+    P = {"lfq2d": 8 if joints == 52 else 6, "rvq": TINY["n_quantizers"]}.get(kind, 1)
+    assert model.P == P and codes.shape == (3, 6, P) and codes.dtype == torch.int64
+    assert 0 <= codes.min() and codes.max() < model.K == 64
+    assert model.decode(codes).shape == (3, 24, D)
+    z = model._encode_z(model.normalise(feats)).double()
+    if kind.startswith("lfq"):
+        assert torch.equal(codes, bits_index(z))
+    else:  # nearest codebook vector, layer after layer on the residual (RVQ), in float64
+        residual, layers = z[:, :, 0], model.quantizer.layers if kind == "rvq" else [model.quantizer]
+        for i, layer in enumerate(layers):  # (the codebook starts with repeated rows: ties are fine)
+            book = layer.codebook.double()
+            dist2 = ((residual[..., None, :] - book) ** 2).sum(-1)
+            chosen = dist2.gather(-1, codes[..., i : i + 1])[..., 0]
+            torch.testing.assert_close(chosen, dist2.min(-1).values, rtol=1e-6, atol=1e-6)
+            residual = residual - book[codes[..., i]]
+
+
+def mean_baseline(dataset):
+    """MPJPE (mm) and normalised-feature MAE of predicting the train mean for every test frame, float64."""
+    d = tk.open_dataset(dataset)
+    err, mae, frames = 0.0, 0.0, 0
+    for i in d.split("test"):
+        x = np.asarray(d.motion(i), np.float64)
+        x = x[: len(x) // 4 * 4]
+        guess = np.broadcast_to(d.mean.astype(np.float64), x.shape)
+        j, jg = data.recover_from_ric(x, 22), data.recover_from_ric(guess.copy(), 22)
+        err += np.linalg.norm((j - j[:, :1]) - (jg - jg[:, :1]), axis=-1).mean(-1).sum()
+        mae += np.abs((x - d.mean) / d.std).mean(-1).sum()
+        frames += len(x)
+    return 1000 * err / frames, mae / frames
+
+
+def test_learns_and_entropy_raises_utilisation(dataset, tmp_path):
+    cfg = tiny_cfg(dataset, tmp_path, width=32, max_iters=300)
+    with_entropy = tk.train(dict(cfg, run="entropy"), progress=False)["metrics"]
+    without = tk.train(dict(cfg, run="none", entropy_weight=0.0, entropy_weight_end=0.0),
+                       progress=False)["metrics"]
+    mpjpe_mean, mae_mean = mean_baseline(dataset)
+    assert with_entropy["mpjpe_mm"] < 0.8 * mpjpe_mean and with_entropy["feature_mae"] < 0.8 * mae_mean
+    assert with_entropy["utilisation"] > without["utilisation"] + 0.1
+
+
+@pytest.mark.parametrize("kind", ["lfq2d", "vq"])
+def test_checkpoint_round_trip(dataset, tmp_path, kind):
+    result = tk.train(tiny_cfg(dataset, tmp_path, kind=kind, max_iters=20), progress=False)
+    loaded = tk.load(tmp_path / "default")
+    feats = raw_feats(dataset, "test")
+    codes = result["model"].encode(feats)
+    assert torch.equal(loaded.encode(feats), codes)
+    assert torch.equal(loaded.decode(codes), result["model"].decode(codes))
+    saved = json.loads((tmp_path / "default" / "metrics.json").read_text())
+    again = tk.evaluate(loaded, tk.open_dataset(dataset))
+    assert {k: saved[k] for k in again} == again
+
+
+@pytest.mark.parametrize("kind", ["rvq", "lfq2d"])
+def test_resume_continues_the_same_loss_curve(dataset, tmp_path, kind):
+    cfg = tiny_cfg(dataset, tmp_path, kind=kind, lr_decay_iters=16, warmup_iters=4)
+    straight = tk.train(dict(cfg, run="straight", max_iters=16), progress=False)["history"]
+    tk.train(dict(cfg, run="split", max_iters=8), progress=False)
+    resumed = tk.train(dict(cfg, run="split", max_iters=16, resume=True), progress=False)["history"]
+    assert len(straight) == len(resumed) == 16
+    assert [h["loss"] for h in resumed] == [h["loss"] for h in straight]
+
+
+def test_bad_settings_give_one_clear_error(dataset, tmp_path):
+    cfg = tiny_cfg(dataset, tmp_path, max_iters=2)
+    model = tk.train(cfg, progress=False)["model"]
+    with pytest.raises(ValueError, match="T = 18 frames is not a positive multiple of 4"):
+        model.encode(torch.zeros(1, 18, 263))
+    with pytest.raises(ValueError, match="power of two.*K = 1000"):
+        tk.Tokenizer(dict(cfg, codebook_size=1000, joints_num=22, feat_dim=263))
+    with pytest.raises(ValueError, match="window = 30 frames is not a multiple of 4"):
+        tk.train(dict(cfg, window=30), progress=False)
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 64\)"):
+        model.decode(torch.full((1, 2, 6), 64))
+    wide = tmp_path / "wide"  # a 52-joint dataset: 623-wide features
+    rng = np.random.default_rng(0)
+    data.write_dataset(wide, [{"id": f"c{i}", "feats": rng.normal(size=(44, 623)).astype(np.float32),
+                               "captions": ["a person moves"]} for i in range(3)], name="wide", joints_num=52,
+                       splits={"train": ["c0", "c1"], "test": ["c2"]})
+    with pytest.raises(ValueError, match=f"{wide}: its features are 623 wide .* tokenizer's are 263 wide"):
+        tk.encode_dataset(tmp_path / "default", wide)
+    with pytest.raises(ValueError, match="cannot resume.*feat_dim"):
+        tk.train(dict(cfg, data_dir=str(wide), resume=True, max_iters=4), progress=False)
+
+
+def test_encode_mode_writes_every_clips_codes(dataset, tmp_path):
+    tk.train(tiny_cfg(dataset, tmp_path, max_iters=5), progress=False)
+    out = tk.encode_dataset(tmp_path / "default", dataset)
+    assert out == dataset / "tokens" / "default"
+    model, d = tk.load(tmp_path / "default"), tk.open_dataset(dataset)
+    codes, offsets = np.load(out / "codes.npy", mmap_mode="r"), np.load(out / "offsets.npy")
+    meta = json.loads((out / "meta.json").read_text())
+    assert codes.dtype == np.uint16 and offsets.dtype == np.int64 and codes.shape == (offsets[-1], 6)
+    lengths = np.diff(d.offsets)
+    assert (lengths % 4).any(), "the tiny dataset should hold clips whose length is not a multiple of 4"
+    assert meta["cropped"]["clips"] == (lengths % 4 > 0).sum()
+    assert meta["cropped"]["frames_dropped"] == (lengths % 4).sum()
+    assert (meta["K"], meta["P"], meta["dataset"]) == (64, 6, "tiny")
+    for i in range(len(d)):
+        T = lengths[i] // 4 * 4
+        expect = model.encode(torch.from_numpy(np.array(d.motion(i)[:T]))[None])[0].numpy()
+        np.testing.assert_array_equal(codes[offsets[i] : offsets[i + 1]], expect)
+
+
+def test_sweep_collects_every_run_and_reuses_finished_ones(dataset, tmp_path):
+    cfg = tiny_cfg(dataset, tmp_path, sweep_kinds="vq,lfq2d", sweep_log2k="4,5", sweep_iters=3)
+    results = tk.sweep(cfg)
+    runs = [tmp_path / "sweep" / f"{k}_K{K}" for k in ("vq", "lfq2d") for K in (16, 32)]
+    assert [(r["kind"], r["K"]) for r in results] == [("vq", 16), ("vq", 32), ("lfq2d", 16), ("lfq2d", 32)]
+    assert results == [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["results"] == results
+    assert (tmp_path / "sweep" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    stamps = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
+    assert tk.sweep(cfg) == results
+    assert [(r / "metrics.json").stat().st_mtime_ns for r in runs] == stamps
+
+
+def test_command_line_overrides(tmp_path):
+    config = tmp_path / "paper.json"
+    config.write_text(json.dumps({"codebook_size": 16384, "batch_size": 256}))
+    got = tk.parse_args([f"--config={config}", "--batch_size=4", "--resume", "--lr=0.5"])
+    assert got == {"codebook_size": 16384, "batch_size": 4, "resume": True, "lr": 0.5}
+    with pytest.raises(SystemExit, match="unknown argument '--nope=1'"):
+        tk.parse_args(["--nope=1"])

@@ -1,0 +1,668 @@
+"""Motion tokenizers (paper §4.2, §5.3, Table 6, Table 11, Figures 4/5): the 2D lookup-free quantizer
+(2D-LFQ) and the baselines it is compared with (VQ, RVQ, 1D-LFQ); training, test metrics, encoding a
+dataset to motion codes, and the codebook-size sweep.
+
+    python tokenizer.py                                   # 2D-LFQ on data/synth -> out/tokenizer/default/
+    python tokenizer.py --config=configs/tokenizer_paper.json          # the paper's settings (a GPU)
+    torchrun --nproc_per_node 8 tokenizer.py --config=...              # DDP (nccl on CUDA, gloo on CPU)
+    python tokenizer.py --resume                          # continue out/tokenizer/<run> from its checkpoint
+    python tokenizer.py --encode                          # every clip's codes -> data/synth/tokens/default/
+    python tokenizer.py --sweep --sweep_iters=300         # Figures 4/5 + Table 11 -> out/tokenizer/sweep/
+
+API: load(run_dir) -> Tokenizer with .encode(feats [B, T, D]) -> codes [B, T/4, P] (int64 in [0, K)) and
+.decode(codes) -> feats [B, T, D], both on raw (unnormalised) features, and .K, .P. P is the number of
+codes per time step: the body-part slots for 2D-LFQ, 1 for VQ and 1D-LFQ, n_quantizers for RVQ (whose
+codes[..., l] are the l-th residual layer's, each layer with its own K codes).
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+import data as motion_data
+from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
+
+# config: plain values, overridden by --config=file.json, then by --key=value
+CONFIG = dict(
+    kind="lfq2d",  # lfq2d (the paper's 2D-LFQ) | lfq1d | vq | rvq
+    data_dir="data/synth",
+    out_dir="out/tokenizer",
+    run="default",  # weights -> out_dir/run/, codes -> data_dir/tokens/run/
+    codebook_size=1024,  # K; LFQ: d = log2 K bits per code (the paper: 16384)
+    width=64, depth=2,  # conv channels; residual blocks per temporal resolution (dilations 1, 3, 9, ...)
+    vq_dim=64, ema_decay=0.99,  # VQ/RVQ: code vector size (the paper: 512), codebook EMA
+    n_quantizers=4, quantizer_dropout=0.2,  # RVQ: layers; chance that a step uses only the first n ~ U{1..L}
+    window=48,  # training crop in frames, a multiple of 4 (the paper's T2M-GPT setting: 64)
+    batch_size=32,  # global batch, split over DDP ranks (the paper: 256)
+    max_iters=1500,  # the paper: 300k
+    lr=1e-3, warmup_iters=100, weight_decay=0.0, grad_clip=1.0,  # AdamW (the paper: lr 1e-4)
+    lr_decay_iters=0,  # cosine decay to lr/10 over this many steps (0: max_iters)
+    recon_weight=1.0,  # smooth-L1 on normalised features
+    joint_weight=1.0,  # L1 on root-aligned joint positions (metres) through data.recover_from_ric
+    commit_weight=0.25,  # ||z - sg(q)||^2
+    entropy_weight=0.1,  # LFQ: E_n[H(p_n)] - H(E_n[p_n]) (Yu et al. 2023), its weight goes linearly ...
+    entropy_weight_end=0.1,  # ... to this one over entropy_anneal_iters steps (0: constant)
+    entropy_anneal_iters=0,
+    entropy_temperature=0.1,  # logits 2 z.c / T: at |z| ~ 1, T = 0.01 saturates the softmax (no gradient)
+    seed=1337, device="auto", ckpt_every=500,
+    log_every=50,  # progress-bar refresh; its utilisation is over the last log_every batches
+    eval_clips=0,  # test clips for metrics.json (0: the whole test split)
+    resume=False, encode=False, sweep=False,  # modes: continue a run, write a dataset's codes, the sweep
+    sweep_kinds="vq,rvq,lfq2d,lfq1d",
+    sweep_log2k="8,9,10,11,12,13,14",
+    sweep_iters=300,  # the one identical budget of every sweep run (with batch_size, window, ...)
+)
+ARCH_KEYS = ("kind", "codebook_size", "width", "depth", "vq_dim", "n_quantizers", "joints_num", "feat_dim")
+ALPHA = 4  # temporal downsampling (§4.2, α = 4): two stride-2 convolutions
+
+
+# model: the conv encoder/decoder of T2M-GPT, generalised from Conv1d over time to Conv2d over (time, part)
+def conv(dims, c_in, c_out, k, stride=1, dilation=1):
+    """Kernel k (stride, dilation) over time; in 2D also a kernel of 3 (1 when k == 1) over the part axis
+    with stride 1, so the P part slots are kept all the way while neighbouring parts exchange information."""
+    pad = (dilation * (k - 1) + 1 - stride) // 2  # keeps T (stride 1) or halves it (k = 4, stride 2)
+    if dims == 1:
+        return nn.Conv1d(c_in, c_out, k, stride, pad, dilation)
+    kp = 3 if k > 1 else 1
+    return nn.Conv2d(c_in, c_out, (k, kp), (stride, 1), (pad, kp // 2), (dilation, 1))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, dims, width, dilation):
+        super().__init__()
+        self.conv1 = conv(dims, width, width, 3, dilation=dilation)
+        self.conv2 = conv(dims, width, width, 1)
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+def encoder(dims, c_in, c_out, width, depth):  # T -> T/2 -> T/4
+    layers = [conv(dims, c_in, width, 3), nn.ReLU()]
+    for _ in range(2):
+        layers += [conv(dims, width, width, 4, 2), *(ResBlock(dims, width, 3**i) for i in range(depth))]
+    return nn.Sequential(*layers, conv(dims, width, c_out, 3))
+
+
+def decoder(dims, c_in, c_out, width, depth):  # T/4 -> T/2 -> T, mirroring the encoder
+    layers = [conv(dims, c_in, width, 3), nn.ReLU()]
+    for _ in range(2):
+        layers += [*(ResBlock(dims, width, 3**i) for i in reversed(range(depth))),
+                   nn.Upsample(scale_factor=2 if dims == 1 else (2, 1)), conv(dims, width, width, 3)]
+    return nn.Sequential(*layers, conv(dims, width, width, 3), nn.ReLU(), conv(dims, width, c_out, 3))
+
+
+class LFQ(nn.Module):
+    """Lookup-free quantizer (§4.2, eq. 2): q_i = sign(z_i) in {-1, +1}, Index(z) = sum_i 2^(i-1) 1{z_i > 0}.
+    The codebook is {-1, +1}^d with d = log2 K: nothing to learn, nothing to look up."""
+
+    def __init__(self, K, temperature):
+        super().__init__()
+        if K < 2 or K & (K - 1):
+            raise ValueError(f"LFQ needs the codebook size K to be a power of two (K = 2^d), got K = {K}")
+        self.bits, self.temperature = int(math.log2(K)), temperature
+
+    def forward(self, z, step):
+        q, codes = lfq_quantize(z)  # straight-through gradient
+        # Entropy penalty (Yu et al. 2023): low entropy of each sample's soft code assignment (confident
+        # codes), high entropy of the batch-averaged assignment (all codes used); under DDP the average
+        # runs over the samples of all ranks.
+        sample_h, codebook_h = lfq_entropy(z, self.temperature, distributed=dist.is_initialized())
+        return q, codes, {"commit": F.mse_loss(z, q.detach()), "entropy": sample_h - codebook_h}
+
+    def nearest(self, z):
+        return lfq_quantize(z)[1]
+
+    def lookup(self, codes):
+        return lfq_codes(codes, self.bits)
+
+
+class VQ(nn.Module):
+    """Vector quantizer with an EMA codebook and dead-code reset (T2M-GPT's QuantizeEMAReset):
+    code_c = EMA(sum of the z assigned to c) / EMA(count of c); a code whose EMA count is below 1 becomes a
+    random encoder output of the batch. Under DDP the sums and counts are all-reduced and the replacements
+    come from rank 0, so every rank keeps the same codebook."""
+
+    def __init__(self, K, dim, decay):
+        super().__init__()
+        self.K, self.decay = K, decay
+        self.register_buffer("codebook", torch.zeros(K, dim))
+        self.register_buffer("ema_sum", torch.zeros(K, dim))
+        self.register_buffer("ema_count", torch.zeros(K))  # all codes dead: the first update resets them
+
+    def _random_rows(self, flat):  # CPU generator: its state is all that a resume has to restore
+        rows = flat[torch.randint(len(flat), (self.K,)).to(flat.device)].contiguous()
+        if dist.is_initialized():
+            dist.broadcast(rows, 0)
+        return rows
+
+    @torch.no_grad()
+    def _ema_update(self, flat, codes):
+        counts = torch.bincount(codes, minlength=self.K).to(flat.dtype)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
+        if dist.is_initialized():
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
+        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        used = (self.ema_count >= 1.0)[:, None]
+        self.codebook.copy_(torch.where(used, self.ema_sum / self.ema_count[:, None],
+                                        self._random_rows(flat)))
+
+    def nearest(self, z):  # argmin_c ||z - code_c||^2, [..., dim] -> [...]
+        flat = z.reshape(-1, z.shape[-1])
+        dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.pow(2).sum(1)
+        return dist2.argmin(1).view(z.shape[:-1])
+
+    def forward(self, z, step):
+        flat = z.detach().reshape(-1, z.shape[-1])
+        codes = self.nearest(flat)
+        if self.training:
+            self._ema_update(flat, codes)
+        q = F.embedding(codes, self.codebook).view(z.shape)
+        return z + (q - z).detach(), codes.view(z.shape[:-1]), {"commit": F.mse_loss(z, q)}
+
+    def lookup(self, codes):  # [...] -> [..., dim]
+        return F.embedding(codes, self.codebook)
+
+
+class RVQ(nn.Module):
+    """Residual VQ (Lee et al. 2022; MoMask): layer l quantizes what the layers before it left,
+    r_l = r_(l-1) - q_(l-1); the output is sum_l q_l. Quantizer dropout: with probability p a training step
+    uses only the first n layers, n ~ U{1..L}, drawn from (seed, step): the same on every DDP rank and
+    after a resume."""
+
+    def __init__(self, K, dim, decay, n_quantizers, dropout, seed):
+        super().__init__()
+        self.layers = nn.ModuleList(VQ(K, dim, decay) for _ in range(n_quantizers))
+        self.dropout, self.seed = dropout, seed
+
+    def forward(self, z, step):
+        n = len(self.layers)
+        if self.training:
+            rng = np.random.default_rng([self.seed, step])
+            n = int(rng.integers(1, n + 1)) if rng.random() < self.dropout else n
+        residual, total, codes, commit = z, torch.zeros_like(z), [], 0.0
+        for layer in self.layers[:n]:
+            q, c, aux = layer(residual, step)
+            # layer l's commitment ||r_l - sg(q_l)||^2 reaches z through r_l = z - sum_(k<l) sg(q_k)
+            q = q.detach()
+            total, residual, commit = total + q, residual - q, commit + aux["commit"] / n
+            codes.append(c)
+        # one straight-through for the sum, so z gets the output's gradient (not n times it)
+        return z + (total - z).detach(), torch.cat(codes, -1), {"commit": commit}
+
+    def nearest(self, z):  # z [..., 1, dim] -> codes [..., L]
+        codes, residual = [], z
+        for layer in self.layers:
+            codes.append(layer.nearest(residual))
+            residual = residual - layer.lookup(codes[-1])
+        return torch.cat(codes, -1)
+
+    def lookup(self, codes):  # codes [..., L] -> sum of the L layers' vectors [..., 1, dim]
+        return sum(layer.lookup(codes[..., i : i + 1]) for i, layer in enumerate(self.layers))
+
+
+class Tokenizer(nn.Module):
+    """Raw features [B, T, D] <-> codes [B, T/4, P]. mean/std are buffers: the weights carry their
+    normalisation. The encoder output z is [B, T/4, S, code_dim] (S = P for 2D-LFQ, 1 otherwise)."""
+
+    def __init__(self, cfg, mean=None, std=None):
+        super().__init__()
+        kind, K, width, depth, D = (cfg[k] for k in ("kind", "codebook_size", "width", "depth", "feat_dim"))
+        self.kind, self.K, self.joints_num, self.feat_dim = kind, K, cfg["joints_num"], D
+        self.register_buffer("mean", torch.zeros(D) if mean is None else torch.as_tensor(mean).float())
+        self.register_buffer("std", torch.ones(D) if std is None else torch.as_tensor(std).float())
+        if kind in ("lfq2d", "lfq1d"):
+            self.quantizer = LFQ(K, cfg["entropy_temperature"])
+            code_dim = self.quantizer.bits
+        elif kind == "vq":
+            self.quantizer, code_dim = VQ(K, cfg["vq_dim"], cfg["ema_decay"]), cfg["vq_dim"]
+        elif kind == "rvq":
+            self.quantizer = RVQ(K, cfg["vq_dim"], cfg["ema_decay"], cfg["n_quantizers"],
+                                 cfg["quantizer_dropout"], cfg["seed"])
+            code_dim = cfg["vq_dim"]
+        else:
+            raise ValueError(f"unknown tokenizer kind {kind!r}: expected lfq2d, lfq1d, vq or rvq")
+        self.P = cfg["n_quantizers"] if kind == "rvq" else 1  # codes per time step (2D-LFQ: below)
+        if kind == "lfq2d":
+            # §4.2: the clip is a single-channel image T x D x 1, its feature columns grouped by body part
+            # (data.part_columns: root, torso, arms, legs [, hands]). The parts differ in width (root 7
+            # columns, a leg 50), so the feature axis cannot be cut into P equal strided patches; padding
+            # them to one width under one shared kernel would filter root velocities and arm rotations
+            # alike, though they mean different things. So each part gets its own linear lift to `width`
+            # channels (and its own projection back in the decoder): a regular [width, T, P] grid on which
+            # Conv2d works as on an image, downsampling time by α = 4 and keeping the P part slots:
+            # E(M) is [T/4, P, d] and every code belongs to one body part.
+            parts = motion_data.part_columns(self.joints_num)
+            order = torch.cat([torch.as_tensor(c, dtype=torch.long) for c in parts.values()])
+            if sorted(order.tolist()) != list(range(D)):
+                raise ValueError(f"data.part_columns({self.joints_num}) does not cover the {D} columns once")
+            self.part_names, self.part_sizes = list(parts), [len(c) for c in parts.values()]
+            self.P = len(parts)
+            self.register_buffer("part_order", order, persistent=False)  # columns regrouped part by part
+            self.register_buffer("unorder", torch.argsort(order), persistent=False)  # and back
+            self.lift = nn.ModuleList(nn.Linear(n, width) for n in self.part_sizes)
+            self.unlift = nn.ModuleList(nn.Linear(width, n) for n in self.part_sizes)
+            self.encoder = encoder(2, width, code_dim, width, depth)
+            self.decoder = decoder(2, code_dim, width, width, depth)
+        else:
+            self.encoder = encoder(1, D, code_dim, width, depth)
+            self.decoder = decoder(1, code_dim, D, width, depth)
+
+    def normalise(self, feats):
+        return (feats - self.mean) / self.std
+
+    def denormalise(self, x):
+        return x * self.std + self.mean
+
+    def _encode_z(self, x):  # normalised [B, T, D] -> z [B, T/4, S, code_dim]
+        if self.kind == "lfq2d":
+            parts = x[..., self.part_order].split(self.part_sizes, -1)
+            h = torch.stack([lift(p) for lift, p in zip(self.lift, parts, strict=True)], -1)  # [B, T, C, P]
+            return self.encoder(h.transpose(1, 2)).permute(0, 2, 3, 1)  # [B, C, T, P] -> [B, T/4, P, d]
+        return self.encoder(x.transpose(1, 2)).transpose(1, 2).unsqueeze(2)
+
+    def _decode_q(self, q):  # [B, T/4, S, code_dim] -> normalised [B, T, D]
+        if self.kind == "lfq2d":
+            h = self.decoder(q.permute(0, 3, 1, 2)).transpose(1, 2)  # [B, T, C, P]
+            parts = [unlift(h[..., i]) for i, unlift in enumerate(self.unlift)]
+            return torch.cat(parts, -1)[..., self.unorder]
+        return self.decoder(q.squeeze(2).transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x, step=0):
+        """Normalised features -> (reconstruction, codes, auxiliary losses): what training runs."""
+        q, codes, aux = self.quantizer(self._encode_z(x), step)
+        return self._decode_q(q), codes, aux
+
+    @torch.no_grad()
+    def encode(self, feats):
+        """Raw features [B, T, D] (T a multiple of 4) -> codes [B, T/4, P] int64 in [0, K)."""
+        B, T, D = feats.shape if feats.ndim == 3 else (0, 0, 0)
+        if D != self.feat_dim:
+            raise ValueError(f"tokenizer.encode: expected features [B, T, {self.feat_dim}], "
+                             f"got {tuple(feats.shape)}")
+        if T % ALPHA or not T:
+            raise ValueError(f"tokenizer.encode: T = {T} frames is not a positive multiple of {ALPHA} (the "
+                             f"temporal downsampling α); crop the clip to {T // ALPHA * ALPHA} frames")
+        return self.quantizer.nearest(self._encode_z(self.normalise(feats.to(self.mean.device).float())))
+
+    @torch.no_grad()
+    def decode(self, codes):
+        """Codes [B, T', P] -> raw features [B, 4 T', D]."""
+        if codes.ndim != 3 or codes.shape[-1] != self.P or codes.is_floating_point():
+            raise ValueError(f"tokenizer.decode: expected integer codes [B, T', {self.P}], "
+                             f"got {codes.dtype} {tuple(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.K):
+            raise ValueError(f"tokenizer.decode: codes must lie in [0, {self.K}), "
+                             f"got [{codes.min()}, {codes.max()}]")
+        return self.denormalise(self._decode_q(self.quantizer.lookup(codes.to(self.mean.device).long())))
+
+
+# losses and metrics
+def root_aligned(joints):  # [..., J, 3]: positions relative to the pelvis, per frame (as MPJPE is measured)
+    return joints - joints[..., :1, :]
+
+
+def code_counts(codes, K, layers):
+    """codes [..., S] -> counts [layers, K]: one row per RVQ layer, else one row for all part slots."""
+    codes = codes.reshape(-1, codes.shape[-1]).cpu()
+    if layers == 1:
+        return torch.bincount(codes.reshape(-1), minlength=K)[None].float()
+    counts = torch.zeros(layers, K)
+    for layer in range(codes.shape[1]):  # fewer columns than layers when RVQ dropped its last layers
+        counts[layer] = torch.bincount(codes[:, layer], minlength=K).float()
+    return counts
+
+
+def code_stats(counts):
+    """Utilisation: the fraction of the K codes used at least once; perplexity: exp(entropy of the code
+    histogram), K when all codes are used equally often (both averaged over RVQ layers)."""
+    p = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    return {"utilisation": float((counts > 0).float().mean()),
+            "perplexity": float(torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum(1)).mean())}
+
+
+def lr_at(step, cfg):  # linear warm-up, then cosine from lr to lr/10 over lr_decay_iters
+    if step < cfg["warmup_iters"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup_iters"]
+    span = max(1, (cfg["lr_decay_iters"] or cfg["max_iters"]) - cfg["warmup_iters"])
+    return cfg["lr"] * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (step - cfg["warmup_iters"]) / span))))
+
+
+def compute_losses(model, core, feats, step, cfg):
+    """Raw features [B, T, D] -> (losses, codes). §4.2: reconstruction, a joint-position term (the
+    perceptual loss's role), commitment, the LFQ entropy penalty; no GAN loss (dropped for stability).
+    `model` is `core` or its DDP wrapper."""
+    x = core.normalise(feats)
+    recon, codes, aux = model(x, step)
+    with torch.no_grad():
+        joints = root_aligned(motion_data.recover_from_ric(feats, core.joints_num))
+    joints_hat = root_aligned(motion_data.recover_from_ric(core.denormalise(recon), core.joints_num))
+    out = {"recon": F.smooth_l1_loss(recon, x), "joints": F.l1_loss(joints_hat, joints), **aux}
+    anneal = min(1.0, step / cfg["entropy_anneal_iters"]) if cfg["entropy_anneal_iters"] else 0.0
+    entropy_weight = cfg["entropy_weight"] + (cfg["entropy_weight_end"] - cfg["entropy_weight"]) * anneal
+    out["loss"] = (cfg["recon_weight"] * out["recon"] + cfg["joint_weight"] * out["joints"]
+                   + cfg["commit_weight"] * out["commit"] + entropy_weight * out.get("entropy", 0))
+    out["mpjpe"] = (joints_hat - joints).detach().norm(dim=-1).mean() * 1000  # mm
+    return out, codes
+
+
+def length_batches(data, clips, max_batch=64):
+    """(clip indices, raw features [n, T, D]) over `clips` grouped by their length cropped to a multiple of
+    4 (the last T mod 4 frames are dropped), so that whole clips go through the network in batches."""
+    frames = np.diff(data.offsets)[clips] // ALPHA * ALPHA
+    for T in np.unique(frames):
+        group = clips[frames == T]
+        for start in range(0, len(group), max_batch):
+            idx = group[start : start + max_batch]
+            rows = (data.offsets[idx][:, None] + np.arange(T)).reshape(-1)
+            feats = torch.from_numpy(np.asarray(data.motions[rows], dtype=np.float32))
+            yield idx, feats.view(len(idx), T, -1)
+
+
+@torch.no_grad()
+def evaluate(model, data, split="test", max_clips=0):
+    """Whole clips through encode/decode: root-aligned MPJPE in mm (joints via recover_from_ric), MAE on
+    normalised features, codebook utilisation and perplexity of the codes."""
+    clips = data.split(split)[: max_clips or None]
+    if not len(clips):
+        raise ValueError(f"{data.root}: split {split!r} is empty")
+    layers = model.P if model.kind == "rvq" else 1
+    err = frames = mae = 0.0
+    counts = torch.zeros(layers, model.K)
+    for _, feats in length_batches(data, clips):
+        feats = feats.to(model.mean.device)
+        codes = model.encode(feats)
+        recon = model.decode(codes)
+        joints = root_aligned(motion_data.recover_from_ric(feats, model.joints_num))
+        joints_hat = root_aligned(motion_data.recover_from_ric(recon, model.joints_num))
+        err += float((joints_hat - joints).norm(dim=-1).mean(-1).sum())  # per-frame mean over joints
+        mae += float((model.normalise(recon) - model.normalise(feats)).abs().mean(-1).sum())
+        frames += feats.shape[0] * feats.shape[1]
+        counts += code_counts(codes, model.K, layers)
+    return {"split": split, "clips": len(clips), "mpjpe_mm": 1000 * err / frames, "feature_mae": mae / frames,
+            **code_stats(counts)}
+
+
+# data, checkpoints, loading
+def pick(device):  # "auto": this rank's GPU when there is one, else the CPU
+    auto = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
+    return torch.device(auto if device == "auto" else device)
+
+
+def open_dataset(data_dir, feat_dim=None):
+    data = motion_data.MotionData(data_dir)
+    if feat_dim is not None and data.feat_dim != feat_dim:
+        raise ValueError(f"{data_dir}: its features are {data.feat_dim} wide ({data.joints_num} joints), the "
+                         f"tokenizer's are {feat_dim} wide; train a tokenizer on this dataset")
+    return data
+
+
+def sample_batch(data, clips, lengths, window, batch, seed, step, rank):
+    """Random crops [batch, window, D] of raw features, a function of (seed, step, rank) only: the same
+    batches after --resume, different ones on each DDP rank."""
+    rng = np.random.default_rng([seed, step, rank])
+    pick = rng.integers(len(clips), size=batch)
+    starts = data.offsets[clips[pick]] + rng.integers(0, lengths[pick] - window + 1)
+    rows = (starts[:, None] + np.arange(window)).reshape(-1)
+    return torch.from_numpy(np.asarray(data.motions[rows], dtype=np.float32)).view(batch, window, -1)
+
+
+def atomic_write(path, write):  # write(tmp) then os.replace: an interrupted run never leaves half a file
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def save_checkpoint(run_dir, model, opt, step, history):
+    """model.safetensors (what load() reads) and train_state.pt (what --resume reads), each atomic."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(run_dir / "model.safetensors", lambda p: save_file(weights, str(p)))
+    state = {"model": weights, "optimizer": opt.state_dict(), "step": step, "history": history,
+             "rng": torch.get_rng_state()}
+    atomic_write(run_dir / "train_state.pt", lambda p: torch.save(state, p))
+
+
+def load(run_dir, device="cpu"):
+    """The trained tokenizer in out/tokenizer/<run>/ (config.json + model.safetensors), in eval mode."""
+    run_dir = Path(run_dir)
+    for path in (run_dir / "config.json", run_dir / "model.safetensors"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing, so {run_dir} is not a trained tokenizer run")
+    model = Tokenizer(json.loads((run_dir / "config.json").read_text()))
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    return model.to(device).eval()
+
+
+# training: one process, or DDP under torchrun
+def train(cfg, progress=True):
+    """Train into out_dir/run/; returns {"model", "history" (per-step losses), "metrics" (test split)}."""
+    cfg = dict(cfg)
+    if cfg["window"] % ALPHA:
+        raise ValueError(f"window = {cfg['window']} frames is not a multiple of {ALPHA} (the downsampling α)")
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    device = pick(cfg["device"])
+    if world > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if cfg["batch_size"] % world:
+        raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks")
+    run_dir = Path(cfg["out_dir"]) / cfg["run"]
+    data = open_dataset(cfg["data_dir"])
+    cfg.update(joints_num=data.joints_num, feat_dim=data.feat_dim)
+    clips = data.split("train")
+    lengths = np.diff(data.offsets)[clips]
+    clips, lengths = clips[lengths >= cfg["window"]], lengths[lengths >= cfg["window"]]
+    if not len(clips):
+        raise ValueError(f"{cfg['data_dir']}: no train clip has the window's {cfg['window']} frames")
+
+    torch.manual_seed(cfg["seed"])
+    model = Tokenizer(cfg, data.mean, data.std).to(device)
+    opt = torch.optim.AdamW(model.parameters(), cfg["lr"], (0.9, 0.99), weight_decay=cfg["weight_decay"])
+    start, history = 0, []
+    if cfg["resume"]:
+        if not (run_dir / "train_state.pt").is_file():
+            raise FileNotFoundError(f"{run_dir / 'train_state.pt'}: no checkpoint to resume from")
+        saved = json.loads((run_dir / "config.json").read_text())
+        differ = {k: (saved.get(k), cfg[k]) for k in ARCH_KEYS if saved.get(k) != cfg[k]}
+        if differ:
+            raise ValueError(f"{run_dir}: cannot resume, the model would differ from the checkpoint's "
+                             f"(setting: (saved, now)) {differ}")
+        state = torch.load(run_dir / "train_state.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, history = state["step"], state["history"]
+        torch.set_rng_state(state["rng"])
+    elif rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {k: v for k, v in cfg.items() if k not in ("resume", "encode")})
+    ddp = model
+    if world > 1:  # broadcast_buffers=False: the VQ buffers are kept in sync by the quantizer itself
+        ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    layers = model.P if model.kind == "rvq" else 1
+    usage = torch.zeros(layers, model.K)
+    n_params = sum(p.numel() for p in model.parameters())
+    t0 = time.time()
+    model.train()
+    bar = tqdm(range(start, cfg["max_iters"]), initial=start, total=cfg["max_iters"], dynamic_ncols=True,
+               desc=f"{cfg['kind']} K={model.K} {n_params / 1e6:.2f}M", disable=rank > 0 or not progress)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        feats = sample_batch(data, clips, lengths, cfg["window"], cfg["batch_size"] // world, cfg["seed"],
+                             step, rank)
+        out, codes = compute_losses(ddp, model, feats.to(device), step, cfg)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if cfg["grad_clip"]:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+        history.append({k: v.item() for k, v in out.items()})
+        usage += code_counts(codes, model.K, layers)
+        if (step + 1) % cfg["log_every"] == 0 or step + 1 == cfg["max_iters"]:
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", mpjpe=f"{history[-1]['mpjpe']:.1f}mm",
+                            util=f"{code_stats(usage)['utilisation']:.3f}")
+            usage.zero_()
+        if rank == 0 and ((step + 1) % cfg["ckpt_every"] == 0 or step + 1 == cfg["max_iters"]):
+            save_checkpoint(run_dir, model, opt, step + 1, history)
+    bar.close()
+
+    metrics = None
+    if rank == 0:
+        model.eval()
+        metrics = evaluate(model, data, "test", cfg["eval_clips"])
+        metrics.update(kind=cfg["kind"], K=model.K, P=model.P, params=n_params, steps=cfg["max_iters"],
+                       seconds=round(time.time() - t0, 1))
+        write_json(run_dir / "metrics.json", metrics)
+        if progress:
+            print(json.dumps(metrics))
+    if world > 1:
+        dist.barrier()
+        del ddp  # DDP holds the process group: free it first so that the group is torn down cleanly
+        dist.destroy_process_group()
+    return {"model": model, "history": history, "metrics": metrics}
+
+
+# encoding a dataset to codes (train.py reads these and never runs the encoder)
+@torch.no_grad()
+def encode_dataset(run_dir, data_dir, device="cpu"):
+    """Every clip's codes -> data_dir/tokens/<run>/: codes.npy [total_steps, P] (uint16 while K <= 65536),
+    offsets.npy int64 [N+1] (clip i is codes[offsets[i]:offsets[i+1]]), meta.json."""
+    run_dir = Path(run_dir)
+    model = load(run_dir, device)
+    data = open_dataset(data_dir, model.feat_dim)
+    frames = np.diff(data.offsets)
+    offsets = np.concatenate([[0], np.cumsum(frames // ALPHA)]).astype(np.int64)  # T mod 4 frames dropped
+    out = Path(data_dir) / "tokens" / run_dir.name
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    dtype = np.uint16 if model.K <= 65536 else np.int32
+    codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", dtype, (int(offsets[-1]), model.P))
+    for idx, feats in tqdm(length_batches(data, np.arange(len(data))), desc="encode", disable=not len(data)):
+        for i, clip_codes in zip(idx, model.encode(feats.to(device)).cpu().numpy(), strict=True):
+            codes[offsets[i] : offsets[i + 1]] = clip_codes
+    codes.flush()
+    del codes
+    np.save(tmp / "offsets.npy", offsets)
+    write_json(tmp / "meta.json", {
+        "K": model.K, "P": model.P, "kind": model.kind, "parts": getattr(model, "part_names", None),
+        "tokenizer": str(run_dir), "dataset": data.meta.get("name"), "data_dir": str(data_dir),
+        "clips": len(data), "frames_per_code": ALPHA, "dtype": np.dtype(dtype).name,
+        "cropped": {"clips": int((frames % ALPHA > 0).sum()), "frames_dropped": int((frames % ALPHA).sum()),
+                    "note": f"a clip of T frames is cropped to its first T - T mod {ALPHA} frames"}})
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    if out.exists():  # swap the finished folder in, then remove the old one
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+# sweep: Figures 4/5 (VQ, RVQ, 2D-LFQ against K) and Table 11 (2D vs 1D LFQ), one identical budget each
+
+NAMES = {"vq": "VQ", "rvq": "RVQ", "lfq2d": "2D-LFQ", "lfq1d": "1D-LFQ"}
+
+
+def sweep(cfg):
+    root = Path(cfg["out_dir"]) / (cfg["run"] if cfg["run"] != "default" else "sweep")
+    kinds, results = cfg["sweep_kinds"].split(","), []
+    for kind in kinds:
+        for K in [2 ** int(b) for b in cfg["sweep_log2k"].split(",")]:
+            sub = dict(cfg, kind=kind, codebook_size=K, max_iters=cfg["sweep_iters"], sweep=False,
+                       ckpt_every=cfg["sweep_iters"], run=f"{root.name}/{kind}_K{K}", resume=False)
+            run_dir = root / f"{kind}_K{K}"
+            if (run_dir / "metrics.json").is_file():  # a rerun of the sweep skips the runs it has finished
+                saved = json.loads((run_dir / "config.json").read_text())
+                if all(saved.get(k) == v for k, v in sub.items() if k in saved and k != "sweep"):
+                    results.append(json.loads((run_dir / "metrics.json").read_text()))
+                    continue
+            results.append(train(sub, progress=False)["metrics"])
+            print(f"sweep {kind} K={K}: MPJPE {results[-1]['mpjpe_mm']:.1f} mm, utilisation "
+                  f"{results[-1]['utilisation']:.3f} ({results[-1]['seconds']:.0f} s)", flush=True)
+    write_json(root / "sweep.json", {"iters": cfg["sweep_iters"], "batch_size": cfg["batch_size"],
+                                     "data_dir": cfg["data_dir"], "results": results})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in zip(axes, ("mpjpe_mm", "utilisation"), ("reconstruction MPJPE, mm (Fig. 4)",
+                              "codebook utilisation on the test split (Fig. 5)"), strict=True):
+        for kind in kinds:
+            rows = [r for r in results if r["kind"] == kind]
+            ax.plot([r["K"] for r in rows], [r[key] for r in rows], "o-", label=NAMES[kind])
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="codebook size K", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{cfg['data_dir']}: {cfg['sweep_iters']} steps x batch {cfg['batch_size']} per run")
+    fig.tight_layout()
+    atomic_write(root / "sweep.png", lambda p: fig.savefig(p, format="png", dpi=100))
+    print("| tokenizer | K | params | MPJPE (mm) | feature MAE | utilisation | perplexity |\n" + "|---" * 7)
+    for r in results:
+        print(f"| {NAMES[r['kind']]} | {r['K']} | {r['params'] / 1e6:.2f}M | {r['mpjpe_mm']:.1f} | "
+              f"{r['feature_mae']:.3f} | {r['utilisation']:.3f} | {r['perplexity']:.1f} |")
+    return results
+
+
+# command line: --config=file.json first, then --key=value (a bare --flag turns a boolean on)
+def parse_args(argv):
+    overrides = {}
+    for arg in argv:
+        key, eq, value = arg.removeprefix("--").partition("=")
+        if not arg.startswith("--") or (key not in CONFIG and key != "config"):
+            raise SystemExit(f"tokenizer.py: unknown argument {arg!r}; settings: config, {', '.join(CONFIG)}")
+        if key == "config":  # earlier in the precedence than any --key=value, wherever it stands
+            overrides = {**json.loads(Path(value).read_text()), **overrides}
+            if set(overrides) - set(CONFIG):
+                raise SystemExit(f"{value}: unknown settings {sorted(set(overrides) - set(CONFIG))}")
+        elif isinstance(CONFIG[key], bool):
+            overrides[key] = value.lower() in ("1", "true", "yes") if eq else True
+        else:
+            try:
+                overrides[key] = type(CONFIG[key])(value)
+            except ValueError:
+                raise SystemExit(f"tokenizer.py: --{key} takes a {type(CONFIG[key]).__name__}, "
+                                 f"got {value!r}") from None
+    return overrides
+
+
+def main(argv):
+    overrides = parse_args(argv)
+    cfg = {**CONFIG, **overrides}
+    run_dir = Path(cfg["out_dir"]) / cfg["run"]
+    if cfg["sweep"]:
+        sweep(cfg)
+    elif cfg["encode"]:
+        print(f"wrote {encode_dataset(run_dir, cfg['data_dir'], pick(cfg['device']))}")
+    else:
+        if cfg["resume"] and (run_dir / "config.json").is_file():  # the run's settings, then the overrides
+            cfg = {**CONFIG, **json.loads((run_dir / "config.json").read_text()), **overrides}
+        train(cfg)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
