@@ -7,7 +7,7 @@ dataset to motion codes, and the codebook-size sweep.
     torchrun --nproc_per_node 8 tokenizer.py --config=...              # DDP (nccl on CUDA, gloo on CPU)
     python tokenizer.py --resume                          # continue out/tokenizer/<run> from its checkpoint
     python tokenizer.py --encode                          # every clip's codes -> data/synth/tokens/default/
-    python tokenizer.py --sweep --sweep_iters=300         # Figures 4/5 + Table 11 -> out/tokenizer/sweep/
+    python tokenizer.py --sweep --batch_size=16           # Figures 4/5 + Table 11 -> out/tokenizer/sweep/
 
 API: load(run_dir) -> Tokenizer with .encode(feats [B, T, D]) -> codes [B, T/4, P] (int64 in [0, K)) and
 .decode(codes) -> feats [B, T, D], both on raw (unnormalised) features, and .K, .P. P is the number of
@@ -37,9 +37,8 @@ from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
 # config: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
     kind="lfq2d",  # lfq2d (the paper's 2D-LFQ) | lfq1d | vq | rvq
-    data_dir="data/synth",
-    out_dir="out/tokenizer",
-    run="default",  # weights -> out_dir/run/, codes -> data_dir/tokens/run/
+    data_dir="data/synth", out_dir="out/tokenizer",
+    run_name="default",  # weights -> out_dir/run_name/, codes -> data_dir/tokens/run_name/
     codebook_size=1024,  # K; LFQ: d = log2 K bits per code (the paper: 16384)
     width=64, depth=2,  # conv channels; residual blocks per temporal resolution (dilations 1, 3, 9, ...)
     vq_dim=64, ema_decay=0.99,  # VQ/RVQ: code vector size (the paper: 512), codebook EMA
@@ -53,16 +52,14 @@ CONFIG = dict(
     joint_weight=1.0,  # L1 on root-aligned joint positions (metres) through data.recover_from_ric
     commit_weight=0.25,  # ||z - sg(q)||^2
     entropy_weight=0.1,  # LFQ: E_n[H(p_n)] - H(E_n[p_n]) (Yu et al. 2023), its weight goes linearly ...
-    entropy_weight_end=0.1,  # ... to this one over entropy_anneal_iters steps (0: constant)
-    entropy_anneal_iters=0,
+    entropy_weight_end=0.1, entropy_anneal_iters=0,  # ... to this one over this many steps (0: constant)
     entropy_temperature=0.1,  # logits 2 z.c / T: at |z| ~ 1, T = 0.01 saturates the softmax (no gradient)
     seed=1337, device="auto", ckpt_every=500,
     log_every=50,  # progress-bar refresh; its utilisation is over the last log_every batches
     eval_clips=0,  # test clips for metrics.json (0: the whole test split)
     resume=False, encode=False, sweep=False,  # modes: continue a run, write a dataset's codes, the sweep
-    sweep_kinds="vq,rvq,lfq2d,lfq1d",
-    sweep_log2k="8,9,10,11,12,13,14",
-    sweep_iters=300,  # the one identical budget of every sweep run (with batch_size, window, ...)
+    sweep_kinds="vq,rvq,lfq2d,lfq1d", sweep_log2k="8,9,10,11,12,13,14",  # sweep: tokenizers x K = 2^b
+    sweep_iters=400,  # the one identical budget of every sweep run (with batch_size, window, ...)
 )
 ARCH_KEYS = ("kind", "codebook_size", "width", "depth", "vq_dim", "n_quantizers", "joints_num", "feat_dim")
 ALPHA = 4  # temporal downsampling (§4.2, α = 4): two stride-2 convolutions
@@ -131,7 +128,7 @@ class LFQ(nn.Module):
 
 class VQ(nn.Module):
     """Vector quantizer with an EMA codebook and dead-code reset (T2M-GPT's QuantizeEMAReset):
-    code_c = EMA(sum of the z assigned to c) / EMA(count of c); a code whose EMA count is below 1 becomes a
+    code_c = EMA(sum of the z assigned to c) / EMA(count of c); a code whose EMA count is too low becomes a
     random encoder output of the batch. Under DDP the sums and counts are all-reduced and the replacements
     come from rank 0, so every rank keeps the same codebook."""
 
@@ -157,7 +154,10 @@ class VQ(nn.Module):
             dist.all_reduce(sums)
         self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
-        used = (self.ema_count >= 1.0)[:, None]
+        # T2M-GPT resets codes whose EMA count is below 1 with 4096 vectors a batch for 512 codes: 1/8 of a
+        # uniformly used code's count. min(1, N / 8K) keeps that ratio for small batches, where a count of 1
+        # would reset codes in use at every step (it equals 1 at T2M-GPT's and the paper's batch sizes).
+        used = (self.ema_count >= (counts.sum() / (8 * self.K)).clamp(max=1.0))[:, None]
         self.codebook.copy_(torch.where(used, self.ema_sum / self.ema_count[:, None],
                                         self._random_rows(flat)))
 
@@ -467,7 +467,7 @@ def train(cfg, progress=True):
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if cfg["batch_size"] % world:
         raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks")
-    run_dir = Path(cfg["out_dir"]) / cfg["run"]
+    run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     data = open_dataset(cfg["data_dir"])
     cfg.update(joints_num=data.joints_num, feat_dim=data.feat_dim)
     clips = data.split("train")
@@ -497,9 +497,9 @@ def train(cfg, progress=True):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", {k: v for k, v in cfg.items() if k not in ("resume", "encode")})
     ddp = model
-    if world > 1:  # broadcast_buffers=False: the VQ buffers are kept in sync by the quantizer itself
+    if world > 1:  # no buffer sync per forward: the VQ buffers are kept in sync by the quantizer itself
         ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
     layers = model.P if model.kind == "rvq" else 1
     usage = torch.zeros(layers, model.K)
     n_params = sum(p.numel() for p in model.parameters())
@@ -526,7 +526,6 @@ def train(cfg, progress=True):
             usage.zero_()
         if rank == 0 and ((step + 1) % cfg["ckpt_every"] == 0 or step + 1 == cfg["max_iters"]):
             save_checkpoint(run_dir, model, opt, step + 1, history)
-    bar.close()
 
     metrics = None
     if rank == 0:
@@ -586,12 +585,12 @@ NAMES = {"vq": "VQ", "rvq": "RVQ", "lfq2d": "2D-LFQ", "lfq1d": "1D-LFQ"}
 
 
 def sweep(cfg):
-    root = Path(cfg["out_dir"]) / (cfg["run"] if cfg["run"] != "default" else "sweep")
+    root = Path(cfg["out_dir"]) / (cfg["run_name"] if cfg["run_name"] != "default" else "sweep")
     kinds, results = cfg["sweep_kinds"].split(","), []
     for kind in kinds:
         for K in [2 ** int(b) for b in cfg["sweep_log2k"].split(",")]:
             sub = dict(cfg, kind=kind, codebook_size=K, max_iters=cfg["sweep_iters"], sweep=False,
-                       ckpt_every=cfg["sweep_iters"], run=f"{root.name}/{kind}_K{K}", resume=False)
+                       ckpt_every=cfg["sweep_iters"], run_name=f"{root.name}/{kind}_K{K}", resume=False)
             run_dir = root / f"{kind}_K{K}"
             if (run_dir / "metrics.json").is_file():  # a rerun of the sweep skips the runs it has finished
                 saved = json.loads((run_dir / "config.json").read_text())
@@ -621,7 +620,7 @@ def sweep(cfg):
     fig.suptitle(f"{cfg['data_dir']}: {cfg['sweep_iters']} steps x batch {cfg['batch_size']} per run")
     fig.tight_layout()
     atomic_write(root / "sweep.png", lambda p: fig.savefig(p, format="png", dpi=100))
-    print("| tokenizer | K | params | MPJPE (mm) | feature MAE | utilisation | perplexity |\n" + "|---" * 7)
+    print("| tokenizer | K | params | MPJPE (mm) | feature MAE | utilisation | perplexity |\n|" + "---|" * 7)
     for r in results:
         print(f"| {NAMES[r['kind']]} | {r['K']} | {r['params'] / 1e6:.2f}M | {r['mpjpe_mm']:.1f} | "
               f"{r['feature_mae']:.3f} | {r['utilisation']:.3f} | {r['perplexity']:.1f} |")
@@ -653,7 +652,7 @@ def parse_args(argv):
 def main(argv):
     overrides = parse_args(argv)
     cfg = {**CONFIG, **overrides}
-    run_dir = Path(cfg["out_dir"]) / cfg["run"]
+    run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     if cfg["sweep"]:
         sweep(cfg)
     elif cfg["encode"]:
