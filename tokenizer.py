@@ -113,9 +113,8 @@ class LFQ(nn.Module):
 
     def forward(self, z, step):
         q, codes = lfq_quantize(z)  # straight-through gradient
-        # Entropy penalty (Yu et al. 2023): low entropy of each sample's soft code assignment (confident
-        # codes), high entropy of the batch-averaged assignment (all codes used); under DDP the average
-        # runs over the samples of all ranks.
+        # Entropy penalty (Yu et al. 2023): confident soft assignment per sample (low H), all codes used on
+        # average over the batch (high H of the mean); under DDP the mean runs over all ranks' samples.
         sample_h, codebook_h = lfq_entropy(z, self.temperature, distributed=dist.is_initialized())
         return q, codes, {"commit": F.mse_loss(z, q.detach()), "entropy": sample_h - codebook_h}
 
@@ -317,12 +316,11 @@ def root_aligned(joints):  # [..., J, 3]: positions relative to the pelvis, per 
 
 
 def code_counts(codes, K, layers):
-    """codes [..., S] -> counts [layers, K]: one row per RVQ layer, else one row for all part slots."""
-    codes = codes.reshape(-1, codes.shape[-1]).cpu()
-    if layers == 1:
-        return torch.bincount(codes.reshape(-1), minlength=K)[None].float()
+    """codes [..., S] -> counts [layers, K]: one row per RVQ layer (a row stays 0 when quantizer dropout
+    skipped its layer), else one row for all part slots."""
+    codes = codes.reshape(-1, codes.shape[-1] if layers > 1 else 1).cpu()
     counts = torch.zeros(layers, K)
-    for layer in range(codes.shape[1]):  # fewer columns than layers when RVQ dropped its last layers
+    for layer in range(codes.shape[1]):
         counts[layer] = torch.bincount(codes[:, layer], minlength=K).float()
     return counts
 
@@ -644,8 +642,8 @@ def parse_args(argv):
             try:
                 overrides[key] = type(CONFIG[key])(value)
             except ValueError:
-                raise SystemExit(f"tokenizer.py: --{key} takes a {type(CONFIG[key]).__name__}, "
-                                 f"got {value!r}") from None
+                wanted = type(CONFIG[key]).__name__
+                raise SystemExit(f"tokenizer.py: --{key} must be {wanted}, got {value!r}") from None
     return overrides
 
 
@@ -664,4 +662,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ValueError, FileNotFoundError) as e:  # bad settings or data: one clear line, no traceback
+        raise SystemExit(f"tokenizer.py: {e}") from None
