@@ -83,8 +83,8 @@ def mean_baseline(dataset):
 
 def test_learns_and_entropy_raises_utilisation(dataset, tmp_path):
     cfg = tiny_cfg(dataset, tmp_path, width=32, max_iters=300)
-    with_entropy = tk.train(dict(cfg, run="entropy"), progress=False)["metrics"]
-    without = tk.train(dict(cfg, run="none", entropy_weight=0.0, entropy_weight_end=0.0),
+    with_entropy = tk.train(dict(cfg, run_name="entropy"), progress=False)["metrics"]
+    without = tk.train(dict(cfg, run_name="none", entropy_weight=0.0, entropy_weight_end=0.0),
                        progress=False)["metrics"]
     mpjpe_mean, mae_mean = mean_baseline(dataset)
     assert with_entropy["mpjpe_mm"] < 0.8 * mpjpe_mean and with_entropy["feature_mae"] < 0.8 * mae_mean
@@ -107,9 +107,9 @@ def test_checkpoint_round_trip(dataset, tmp_path, kind):
 @pytest.mark.parametrize("kind", ["rvq", "lfq2d"])
 def test_resume_continues_the_same_loss_curve(dataset, tmp_path, kind):
     cfg = tiny_cfg(dataset, tmp_path, kind=kind, lr_decay_iters=16, warmup_iters=4)
-    straight = tk.train(dict(cfg, run="straight", max_iters=16), progress=False)["history"]
-    tk.train(dict(cfg, run="split", max_iters=8), progress=False)
-    resumed = tk.train(dict(cfg, run="split", max_iters=16, resume=True), progress=False)["history"]
+    straight = tk.train(dict(cfg, run_name="straight", max_iters=16), progress=False)["history"]
+    tk.train(dict(cfg, run_name="split", max_iters=8), progress=False)
+    resumed = tk.train(dict(cfg, run_name="split", max_iters=16, resume=True), progress=False)["history"]
     assert len(straight) == len(resumed) == 16
     assert [h["loss"] for h in resumed] == [h["loss"] for h in straight]
 
