@@ -13,6 +13,8 @@ $(VENV)/.installed: requirements.txt
 demo: $(VENV)/.installed
 	$(PY) data.py --out data/synth_demo --size 2000
 	$(PY) data.py --data data/synth_demo --show 0,1,2 --gif_dir out/demo
+	$(PY) tokenizer.py --data_dir=data/synth_demo --run_name=demo --max_iters=300
+	$(PY) tokenizer.py --encode --data_dir=data/synth_demo --run_name=demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -21,4 +23,4 @@ test: lint
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf out data/synth_demo
+	rm -rf out/demo out/tokenizer/demo data/synth_demo
