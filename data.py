@@ -99,6 +99,19 @@ def _group_slices(J):
     return [slice(0, 1), slice(1, 3), slice(3, 4), slice(4, r), slice(r, o), slice(o, v), slice(v, v + 4)]
 
 
+def replace_dir(tmp, out_dir):
+    """Put the finished folder `tmp` at `out_dir`: old -> trash, new -> out_dir, then delete the old one
+    (two renames on one file system: a reader sees the old folder or the new one, never half of either)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, trash / "old")
+        os.replace(tmp, out_dir)
+        shutil.rmtree(trash)
+    else:
+        os.replace(tmp, out_dir)
+
+
 def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, strict=False, source=None):
     """Validate and stream `clips` (dicts {"id", "feats" [T, D], "captions", "parts", "subset"}) into
     out_dir atomically. Bad clips are skipped and counted per reason (strict: one error naming the clip).
@@ -170,13 +183,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
                 "parts": {k: v.tolist() for k, v in part_columns(joints_num).items()},
                 "source": source, "summary": summary}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if out_dir.exists():  # swap: old -> trash, new -> out_dir, then delete the old one
-            trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, trash / "old")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(trash)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -556,24 +556,26 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     dtype = np.uint16 if model.K <= 65536 else np.int32
-    codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", dtype, (int(offsets[-1]), model.P))
-    for idx, feats in tqdm(length_batches(data, np.arange(len(data))), desc="encode", disable=not len(data)):
-        for i, clip_codes in zip(idx, model.encode(feats.to(device)).cpu().numpy(), strict=True):
-            codes[offsets[i] : offsets[i + 1]] = clip_codes
-    codes.flush()
-    del codes
-    np.save(tmp / "offsets.npy", offsets)
-    write_json(tmp / "meta.json", {
-        "K": model.K, "P": model.P, "kind": model.kind, "parts": getattr(model, "part_names", None),
-        "tokenizer": str(run_dir), "dataset": data.meta.get("name"), "data_dir": str(data_dir),
-        "clips": len(data), "frames_per_code": ALPHA, "dtype": np.dtype(dtype).name,
-        "cropped": {"clips": int((frames % ALPHA > 0).sum()), "frames_dropped": int((frames % ALPHA).sum()),
-                    "note": f"a clip of T frames is cropped to its first T - T mod {ALPHA} frames"}})
-    old = out.with_name(f".{out.name}.old{os.getpid()}")
-    if out.exists():  # swap the finished folder in, then remove the old one
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    try:  # an interrupted encode leaves the previous codes as they were and no half folder
+        codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", dtype, (int(offsets[-1]), model.P))
+        with tqdm(total=len(data), desc="encode", unit="clip") as bar:
+            for idx, feats in length_batches(data, np.arange(len(data))):
+                for i, clip_codes in zip(idx, model.encode(feats.to(device)).cpu().numpy(), strict=True):
+                    codes[offsets[i] : offsets[i + 1]] = clip_codes
+                bar.update(len(idx))
+        codes.flush()
+        del codes
+        np.save(tmp / "offsets.npy", offsets)
+        write_json(tmp / "meta.json", {
+            "K": model.K, "P": model.P, "kind": model.kind, "parts": getattr(model, "part_names", None),
+            "tokenizer": str(run_dir), "dataset": data.meta.get("name"), "data_dir": str(data_dir),
+            "clips": len(data), "frames_per_code": ALPHA, "dtype": np.dtype(dtype).name,
+            "cropped": {"clips": int((frames % ALPHA > 0).sum()),
+                        "frames_dropped": int((frames % ALPHA).sum()),
+                        "note": f"a clip of T frames is cropped to its first T - T mod {ALPHA} frames"}})
+        motion_data.replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
