@@ -1,13 +1,12 @@
 """Motion tokenizers (paper §4.2, §5.3, Table 6, Table 11, Figures 4/5): the 2D lookup-free quantizer
 (2D-LFQ) and the baselines it is compared with (VQ, RVQ, 1D-LFQ); training, test metrics, encoding a
-dataset to motion codes, and the codebook-size sweep.
+dataset to motion codes. The codebook-size sweep of Figures 4/5 and Table 11 is sweep.py.
 
     python tokenizer.py                                   # 2D-LFQ on data/synth -> out/tokenizer/default/
     python tokenizer.py --config=configs/tokenizer_paper.json          # the paper's settings (a GPU)
     torchrun --nproc_per_node 8 tokenizer.py --config=...              # DDP (nccl on CUDA, gloo on CPU)
     python tokenizer.py --resume                          # continue out/tokenizer/<run> from its checkpoint
     python tokenizer.py --encode                          # every clip's codes -> data/synth/tokens/default/
-    python tokenizer.py --sweep --batch_size=16           # Figures 4/5 + Table 11 -> out/tokenizer/sweep/
 
 API: load(run_dir) -> Tokenizer with .encode(feats [B, T, D]) -> codes [B, T/4, P] (int64 in [0, K)) and
 .decode(codes) -> feats [B, T, D], both on raw (unnormalised) features, and .K, .P. P is the number of
@@ -57,9 +56,7 @@ CONFIG = dict(
     seed=1337, device="auto", ckpt_every=500,
     log_every=50,  # progress-bar refresh; its utilisation is over the last log_every batches
     eval_clips=0,  # test clips for metrics.json (0: the whole test split)
-    resume=False, encode=False, sweep=False,  # modes: continue a run, write a dataset's codes, the sweep
-    sweep_kinds="vq,rvq,lfq2d,lfq1d", sweep_log2k="8,9,10,11,12,13,14",  # sweep: tokenizers x K = 2^b
-    sweep_iters=400,  # the one identical budget of every sweep run (with batch_size, window, ...)
+    resume=False, encode=False,  # modes: continue a run, write a dataset's codes
 )
 ARCH_KEYS = ("kind", "codebook_size", "width", "depth", "vq_dim", "n_quantizers", "joints_num", "feat_dim")
 ALPHA = 4  # temporal downsampling (§4.2, α = 4): two stride-2 convolutions
@@ -579,73 +576,26 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
     return out
 
 
-# sweep: Figures 4/5 (VQ, RVQ, 2D-LFQ against K) and Table 11 (2D vs 1D LFQ), one identical budget each
-
-NAMES = {"vq": "VQ", "rvq": "RVQ", "lfq2d": "2D-LFQ", "lfq1d": "1D-LFQ"}
-
-
-def sweep(cfg):
-    root = Path(cfg["out_dir"]) / (cfg["run_name"] if cfg["run_name"] != "default" else "sweep")
-    kinds, results = cfg["sweep_kinds"].split(","), []
-    for kind in kinds:
-        for K in [2 ** int(b) for b in cfg["sweep_log2k"].split(",")]:
-            sub = dict(cfg, kind=kind, codebook_size=K, max_iters=cfg["sweep_iters"], sweep=False,
-                       ckpt_every=cfg["sweep_iters"], run_name=f"{root.name}/{kind}_K{K}", resume=False)
-            run_dir = root / f"{kind}_K{K}"
-            if (run_dir / "metrics.json").is_file():  # a rerun of the sweep skips the runs it has finished
-                saved = json.loads((run_dir / "config.json").read_text())
-                if all(saved.get(k) == v for k, v in sub.items() if k in saved and k != "sweep"):
-                    results.append(json.loads((run_dir / "metrics.json").read_text()))
-                    continue
-            results.append(train(sub, progress=False)["metrics"])
-            print(f"sweep {kind} K={K}: MPJPE {results[-1]['mpjpe_mm']:.1f} mm, utilisation "
-                  f"{results[-1]['utilisation']:.3f} ({results[-1]['seconds']:.0f} s)", flush=True)
-    write_json(root / "sweep.json", {"iters": cfg["sweep_iters"], "batch_size": cfg["batch_size"],
-                                     "data_dir": cfg["data_dir"], "results": results})
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in zip(axes, ("mpjpe_mm", "utilisation"), ("reconstruction MPJPE, mm (Fig. 4)",
-                              "codebook utilisation on the test split (Fig. 5)"), strict=True):
-        for kind in kinds:
-            rows = [r for r in results if r["kind"] == kind]
-            ax.plot([r["K"] for r in rows], [r[key] for r in rows], "o-", label=NAMES[kind])
-        ax.set_xscale("log", base=2)
-        ax.set(xlabel="codebook size K", title=title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"{cfg['data_dir']}: {cfg['sweep_iters']} steps x batch {cfg['batch_size']} per run")
-    fig.tight_layout()
-    atomic_write(root / "sweep.png", lambda p: fig.savefig(p, format="png", dpi=100))
-    print("| tokenizer | K | params | MPJPE (mm) | feature MAE | utilisation | perplexity |\n|" + "---|" * 7)
-    for r in results:
-        print(f"| {NAMES[r['kind']]} | {r['K']} | {r['params'] / 1e6:.2f}M | {r['mpjpe_mm']:.1f} | "
-              f"{r['feature_mae']:.3f} | {r['utilisation']:.3f} | {r['perplexity']:.1f} |")
-    return results
-
-
 # command line: --config=file.json first, then --key=value (a bare --flag turns a boolean on)
-def parse_args(argv):
+def parse_args(argv, config=CONFIG, prog="tokenizer.py"):
+    """--key=value overrides of `config`'s plain values (sweep.py passes its own)."""
     overrides = {}
     for arg in argv:
         key, eq, value = arg.removeprefix("--").partition("=")
-        if not arg.startswith("--") or (key not in CONFIG and key != "config"):
-            raise SystemExit(f"tokenizer.py: unknown argument {arg!r}; settings: config, {', '.join(CONFIG)}")
+        if not arg.startswith("--") or (key not in config and key != "config"):
+            raise SystemExit(f"{prog}: unknown argument {arg!r}; settings: config, {', '.join(config)}")
         if key == "config":  # earlier in the precedence than any --key=value, wherever it stands
             overrides = {**json.loads(Path(value).read_text()), **overrides}
-            if set(overrides) - set(CONFIG):
-                raise SystemExit(f"{value}: unknown settings {sorted(set(overrides) - set(CONFIG))}")
-        elif isinstance(CONFIG[key], bool):
+            if set(overrides) - set(config):
+                raise SystemExit(f"{value}: unknown settings {sorted(set(overrides) - set(config))}")
+        elif isinstance(config[key], bool):
             overrides[key] = value.lower() in ("1", "true", "yes") if eq else True
         else:
             try:
-                overrides[key] = type(CONFIG[key])(value)
+                overrides[key] = type(config[key])(value)
             except ValueError:
-                wanted = type(CONFIG[key]).__name__
-                raise SystemExit(f"tokenizer.py: --{key} must be {wanted}, got {value!r}") from None
+                wanted = type(config[key]).__name__
+                raise SystemExit(f"{prog}: --{key} must be {wanted}, got {value!r}") from None
     return overrides
 
 
@@ -653,9 +603,7 @@ def main(argv):
     overrides = parse_args(argv)
     cfg = {**CONFIG, **overrides}
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
-    if cfg["sweep"]:
-        sweep(cfg)
-    elif cfg["encode"]:
+    if cfg["encode"]:
         print(f"wrote {encode_dataset(run_dir, cfg['data_dir'], pick(cfg['device']))}")
     else:
         if cfg["resume"] and (run_dir / "config.json").is_file():  # the run's settings, then the overrides

@@ -1,5 +1,5 @@
 """tokenizer.py: shapes and code ranges against float64 references, learning (beats the mean; the entropy
-penalty raises utilisation), checkpoint round trip, exact resume, clear errors, encode mode, sweep."""
+penalty raises utilisation), checkpoint round trip, exact resume, clear errors, encode mode, and sweep.py."""
 
 import json
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import data
+import sweep
 import synth
 import tokenizer as tk
 
@@ -156,15 +157,15 @@ def test_encode_mode_writes_every_clips_codes(dataset, tmp_path):
 
 
 def test_sweep_collects_every_run_and_reuses_finished_ones(dataset, tmp_path):
-    cfg = tiny_cfg(dataset, tmp_path, sweep_kinds="vq,lfq2d", sweep_log2k="4,5", sweep_iters=3)
-    results = tk.sweep(cfg)
+    cfg = tiny_cfg(dataset, tmp_path, kinds="vq,lfq2d", log2k="4,5", iters=3, run_name="sweep")
+    results = sweep.sweep(cfg)
     runs = [tmp_path / "sweep" / f"{k}_K{K}" for k in ("vq", "lfq2d") for K in (16, 32)]
     assert [(r["kind"], r["K"]) for r in results] == [("vq", 16), ("vq", 32), ("lfq2d", 16), ("lfq2d", 32)]
     assert results == [json.loads((r / "metrics.json").read_text()) for r in runs]
     assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["results"] == results
     assert (tmp_path / "sweep" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     stamps = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
-    assert tk.sweep(cfg) == results
+    assert sweep.sweep(cfg) == results
     assert [(r / "metrics.json").stat().st_mtime_ns for r in runs] == stamps
 
 
