@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 import tokenizer
+from common import atomic_write, parse_args, write_json
 
 CONFIG = dict(tokenizer.CONFIG, run_name="sweep",  # runs -> out_dir/run_name/<kind>_K<K>/
               kinds="vq,rvq,lfq2d,lfq1d", log2k="8,9,10,11,12,13,14",  # tokenizers x K = 2^b
@@ -43,7 +44,7 @@ def sweep(cfg):
             results.append(tokenizer.train(sub, progress=False)["metrics"])
             print(f"sweep {kind} K={K}: MPJPE {results[-1]['mpjpe_mm']:.1f} mm, utilisation "
                   f"{results[-1]['utilisation']:.3f} ({results[-1]['seconds']:.0f} s)", flush=True)
-    tokenizer.write_json(root / "sweep.json", {"iters": cfg["iters"], "batch_size": cfg["batch_size"],
+    write_json(root / "sweep.json", {"iters": cfg["iters"], "batch_size": cfg["batch_size"],
                                                "data_dir": cfg["data_dir"], "results": results})
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in zip(axes, ("mpjpe_mm", "utilisation"), ("reconstruction MPJPE, mm (Fig. 4)",
@@ -57,7 +58,7 @@ def sweep(cfg):
         ax.legend()
     fig.suptitle(f"{cfg['data_dir']}: {cfg['iters']} steps x batch {cfg['batch_size']} per run")
     fig.tight_layout()
-    tokenizer.atomic_write(root / "sweep.png", lambda p: fig.savefig(p, format="png", dpi=100))
+    atomic_write(root / "sweep.png", lambda p: fig.savefig(p, format="png", dpi=100))
     plt.close(fig)
     print("| tokenizer | K | params | MPJPE (mm) | feature MAE | utilisation | perplexity |\n|" + "---|" * 7)
     for r in results:
@@ -68,6 +69,6 @@ def sweep(cfg):
 
 if __name__ == "__main__":
     try:
-        sweep({**CONFIG, **tokenizer.parse_args(sys.argv[1:], CONFIG, "sweep.py")})
+        sweep({**CONFIG, **parse_args(sys.argv[1:], CONFIG, "sweep.py")})
     except (ValueError, FileNotFoundError) as e:  # bad settings or data: one clear line, no traceback
         raise SystemExit(f"sweep.py: {e}") from None

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 import data as motion_data
+from common import atomic_write, parse_args, pick_device, write_json
 from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
 
 # config: plain values, overridden by --config=file.json, then by --key=value
@@ -393,11 +394,6 @@ def evaluate(model, data, split="test", max_clips=0):
 
 
 # data, checkpoints, loading
-def pick(device):  # "auto": this rank's GPU when there is one, else the CPU
-    auto = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
-    return torch.device(auto if device == "auto" else device)
-
-
 def open_dataset(data_dir, feat_dim=None):
     data = motion_data.MotionData(data_dir)
     if feat_dim is not None and data.feat_dim != feat_dim:
@@ -414,17 +410,6 @@ def sample_batch(data, clips, lengths, window, batch, seed, step, rank):
     starts = data.offsets[clips[pick]] + rng.integers(0, lengths[pick] - window + 1)
     rows = (starts[:, None] + np.arange(window)).reshape(-1)
     return torch.from_numpy(np.asarray(data.motions[rows], dtype=np.float32)).view(batch, window, -1)
-
-
-def atomic_write(path, write):  # write(tmp) then os.replace: an interrupted run never leaves half a file
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path, obj):
-    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
 def save_checkpoint(run_dir, model, opt, step, history):
@@ -454,7 +439,7 @@ def train(cfg, progress=True):
     if cfg["window"] % ALPHA:
         raise ValueError(f"window = {cfg['window']} frames is not a multiple of {ALPHA} (the downsampling α)")
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    device = pick(cfg["device"])
+    device = pick_device(cfg["device"])
     if world > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -576,35 +561,13 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
     return out
 
 
-# command line: --config=file.json first, then --key=value (a bare --flag turns a boolean on)
-def parse_args(argv, config=CONFIG, prog="tokenizer.py"):
-    """--key=value overrides of `config`'s plain values (sweep.py passes its own)."""
-    overrides = {}
-    for arg in argv:
-        key, eq, value = arg.removeprefix("--").partition("=")
-        if not arg.startswith("--") or (key not in config and key != "config"):
-            raise SystemExit(f"{prog}: unknown argument {arg!r}; settings: config, {', '.join(config)}")
-        if key == "config":  # earlier in the precedence than any --key=value, wherever it stands
-            overrides = {**json.loads(Path(value).read_text()), **overrides}
-            if set(overrides) - set(config):
-                raise SystemExit(f"{value}: unknown settings {sorted(set(overrides) - set(config))}")
-        elif isinstance(config[key], bool):
-            overrides[key] = value.lower() in ("1", "true", "yes") if eq else True
-        else:
-            try:
-                overrides[key] = type(config[key])(value)
-            except ValueError:
-                wanted = type(config[key]).__name__
-                raise SystemExit(f"{prog}: --{key} must be {wanted}, got {value!r}") from None
-    return overrides
-
-
+# command line: --config=file.json first, then --key=value
 def main(argv):
-    overrides = parse_args(argv)
+    overrides = parse_args(argv, CONFIG, "tokenizer.py")
     cfg = {**CONFIG, **overrides}
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     if cfg["encode"]:
-        print(f"wrote {encode_dataset(run_dir, cfg['data_dir'], pick(cfg['device']))}")
+        print(f"wrote {encode_dataset(run_dir, cfg['data_dir'], pick_device(cfg['device']))}")
     else:
         if cfg["resume"] and (run_dir / "config.json").is_file():  # the run's settings, then the overrides
             cfg = {**CONFIG, **json.loads((run_dir / "config.json").read_text()), **overrides}

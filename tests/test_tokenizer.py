@@ -11,6 +11,7 @@ import data
 import sweep
 import synth
 import tokenizer as tk
+from common import parse_args
 
 TINY = dict(tk.CONFIG, width=16, depth=1, vq_dim=8, codebook_size=64, window=32, batch_size=8, lr=2e-3,
             warmup_iters=10, log_every=10, ckpt_every=1000, device="cpu")
@@ -172,7 +173,8 @@ def test_sweep_collects_every_run_and_reuses_finished_ones(dataset, tmp_path):
 def test_command_line_overrides(tmp_path):
     config = tmp_path / "paper.json"
     config.write_text(json.dumps({"codebook_size": 16384, "batch_size": 256}))
-    got = tk.parse_args([f"--config={config}", "--batch_size=4", "--resume", "--lr=0.5"])
+    argv = [f"--config={config}", "--batch_size=4", "--resume", "--lr=0.5"]
+    got = parse_args(argv, tk.CONFIG, "tokenizer.py")
     assert got == {"codebook_size": 16384, "batch_size": 4, "resume": True, "lr": 0.5}
     with pytest.raises(SystemExit, match="unknown argument '--nope=1'"):
-        tk.parse_args(["--nope=1"])
+        parse_args(["--nope=1"], tk.CONFIG, "tokenizer.py")
