@@ -1,0 +1,501 @@
+"""The large motion model (paper §4.1, §5.1): a Hugging Face causal LM (GPT-2 family, Llama-2/3) that speaks
+motion as a foreign language, with its text tokenizer, the motion vocabulary, the instruction format, the
+loss masks and constrained generation. train.py fine-tunes it, sample.py and eval.py generate with it.
+
+One training sample (DESIGN.md), time-major, the P part codes of a step together:
+
+    <text tokens of the instruction> <mot> c(0,0) … c(0,P−1) c(1,0) … c(T−1,P−1) </mot> <eos>
+
+The instruction is a template around the normalised caption, e.g. "generate a motion: a man walks forward."
+(every pair is a question–answer instance {X_Q, X_M}, §4.1), sometimes with MotionBase's part texts appended
+("… upper body: the arms swing. lower body: the legs take steps."). Code c of the tokenizer's codebook is
+vocabulary id motion_ids[c]: with motion_vocab="add" a block of K new rows appended to the embedding and the
+head; with "reuse" (the paper's choice for its LFQ codebook, §5.1) the K least frequent text tokens of the
+captions, repurposed. <mot> and </mot> are always new tokens (§4.1), and <pad> where the family lacks one.
+
+Training minimises eq. (1), L(Θ) = −Σ_j log P_Θ(y_j | desc, ŷ_{1:j−1}); collate() marks which tokens count:
+loss="whole" counts instruction and motion tokens (the paper's choice: Table 10, better than "motion", which
+counts only the motion codes and </mot>). generate() is constrained, so every output parses into codes [T, P].
+
+    lm = model.build("gpt2-tiny", K=1024, P=6, captions=train_texts)      # or "gpt2-medium", a local folder
+    ids, kinds = lm.sample_ids("A man walks forward.", codes)              # codes int [T, P]
+    batch = lm.collate([(ids, kinds), ...])                                # input_ids, attention_mask, labels
+    codes = lm.generate(["a man waves."], temperature=0)[0]                # int64 [T, P]
+    lm.save("out/lm/default"); lm = model.load("out/lm/default")
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import tiktoken
+import torch
+import torch.nn.functional as F
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+from tiktoken_ext.openai_public import r50k_pat_str
+from tokenizers import ByteLevelBPETokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
+
+from common import write_json
+
+
+# registry: each named model's architecture (--init=scratch, memory estimates, the benchmark need no weights)
+def _gpt2(hf_id, n_layer, n_embd, n_head, n_ctx=1024, vocab_size=50257, lr=2e-4, dropout=0.1):
+    return dict(family="gpt2", hf_id=hf_id, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_ctx=n_ctx,
+                vocab_size=vocab_size, lr=lr, dropout=dropout)
+
+
+def _llama(hf_id, n_layer, n_embd, n_head, n_kv_head, n_inner, n_ctx, vocab_size, rope, lr=2e-5):
+    return dict(family="llama", hf_id=hf_id, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+                n_kv_head=n_kv_head, n_inner=n_inner, n_ctx=n_ctx, vocab_size=vocab_size, rope=rope, lr=lr)
+
+
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+# lr: the paper's fine-tuning rates (§5.1: 2e-4 GPT-2, 2e-5 Llama); tiny models train from scratch at 1e-3.
+# Tiny models have no hf_id (no weights) and vocab_size None: their BPE is trained on the captions in build().
+REGISTRY = {
+    "gpt2": _gpt2("gpt2", 12, 768, 12),
+    "gpt2-medium": _gpt2("gpt2-medium", 24, 1024, 16),
+    "gpt2-large": _gpt2("gpt2-large", 36, 1280, 20),
+    "llama2-7b": _llama("meta-llama/Llama-2-7b-hf", 32, 4096, 32, 32, 11008, 4096, 32000, ROPE),
+    "llama2-13b": _llama("meta-llama/Llama-2-13b-hf", 40, 5120, 40, 40, 13824, 4096, 32000, ROPE),
+    "llama3.1-8b": _llama("meta-llama/Llama-3.1-8B", 32, 4096, 32, 8, 14336, 131072, 128256, LLAMA3_ROPE),
+    "gpt2-tiny": _gpt2(None, 4, 192, 6, n_ctx=512, vocab_size=None, lr=1e-3, dropout=0.0),
+    "llama-tiny": _llama(None, 4, 192, 6, 2, 512, 512, None, ROPE, lr=1e-3),
+}
+VOCAB_MULTIPLE = 64  # the grown vocabulary is rounded up (nanoGPT's 50304): aligned head matmuls on a GPU
+
+
+def model_spec(name_or_path):
+    """The registry entry of a named model, or the spec of a local Hugging Face folder (from its config)."""
+    if name_or_path in REGISTRY:
+        return {"name": name_or_path, **REGISTRY[name_or_path]}
+    path = Path(name_or_path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"unknown model {name_or_path!r}: one of {', '.join(REGISTRY)}, "
+                         "or a local Hugging Face folder (with config.json)")
+    c = AutoConfig.from_pretrained(path, local_files_only=True)
+    if c.model_type == "gpt2":
+        spec = _gpt2(str(path), c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size,
+                     dropout=c.resid_pdrop)
+    elif c.model_type == "llama":
+        spec = _llama(str(path), c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
+                      c.num_key_value_heads, c.intermediate_size, c.max_position_embeddings, c.vocab_size,
+                      dict(c.rope_parameters))
+    else:
+        raise ValueError(f"{path}: model_type {c.model_type!r} is not supported (gpt2, llama)")
+    return {"name": str(path), **spec}
+
+
+def hf_config(spec, vocab_size=None):
+    """A transformers config of the spec's architecture (no weights needed)."""
+    vocab_size = vocab_size or spec["vocab_size"]
+    if vocab_size is None:
+        raise ValueError(f"{spec['name']}: the vocabulary size comes from its trained BPE; pass vocab_size")
+    if spec["family"] == "gpt2":
+        d = spec["dropout"]
+        return GPT2Config(n_layer=spec["n_layer"], n_embd=spec["n_embd"], n_head=spec["n_head"],
+                          n_positions=spec["n_ctx"], vocab_size=vocab_size, resid_pdrop=d, embd_pdrop=d,
+                          attn_pdrop=d, bos_token_id=None, eos_token_id=None)
+    return LlamaConfig(num_hidden_layers=spec["n_layer"], hidden_size=spec["n_embd"],
+                       num_attention_heads=spec["n_head"], num_key_value_heads=spec["n_kv_head"],
+                       intermediate_size=spec["n_inner"], max_position_embeddings=spec["n_ctx"],
+                       vocab_size=vocab_size, rope_parameters=dict(spec["rope"]), rms_norm_eps=1e-5,
+                       bos_token_id=None, eos_token_id=None)
+
+
+# instructions: every pair is a question-answer instance {X_Q, X_M} (§4.1), worded by one of a few templates
+TEMPLATES = [
+    "generate a motion: {text}",
+    "show me how a person moves: {text}",
+    "what motion matches this description? {text}",
+]
+PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body caption plus one per body part
+
+
+def normalise_caption(text):
+    """The one normalisation of captions, for training and sampling alike: single spaces, lower case."""
+    text = " ".join(text.split()).lower()
+    if not text:
+        raise ValueError("empty caption")
+    return text
+
+
+def instruction_text(caption, parts=None, template=0):
+    """The instruction X_Q: a template around the normalised caption, and the part texts if given."""
+    text = normalise_caption(caption)
+    for name in PARTS if parts else ():
+        text += f" {name} body: {normalise_caption(parts[name])}"
+    return TEMPLATES[template].format(text=text)
+
+
+# text tokenizers: tiktoken (GPT-2's BPE, or a BPE trained on the captions) or the checkpoint's own (Llama)
+class TextTokenizer:
+    """A tiktoken Encoding built from vocab.json + merges.txt (`files` holds their bytes, which save() writes
+    back), or a Hugging Face tokenizer; encode() adds no special tokens."""
+
+    def __init__(self, tok, files=None):
+        self.tok, self.files = tok, files
+        if files is not None:
+            self.n_vocab, self.eos_id, self.bos_id, self.pad_id = tok.n_vocab, tok.eot_token, None, None
+            self.special_ids = {tok.eot_token}
+        else:
+            self.n_vocab, self.eos_id, self.bos_id = len(tok), tok.eos_token_id, tok.bos_token_id
+            self.pad_id = tok.pad_token_id
+            self.special_ids = set(tok.all_special_ids) | set(tok.added_tokens_decoder)
+
+    def encode(self, text):
+        if self.files:
+            return self.tok.encode_ordinary(text)
+        return self.tok.encode(text, add_special_tokens=False)
+
+    def encode_batch(self, texts):
+        if self.files:
+            return self.tok.encode_ordinary_batch(texts)
+        return self.tok(texts, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids):
+        return self.tok.decode(ids)
+
+    def save(self, folder):
+        if self.files is None:
+            self.tok.save_pretrained(folder)
+        for name, data in (self.files or {}).items():
+            (Path(folder) / name).write_bytes(data)
+
+
+def bpe_from_files(vocab_json, merges_txt):
+    """GPT-2's BPE from a vocab.json + merges.txt pair (= OpenAI's encoder.json + vocab.bpe) as a tiktoken
+    Encoding: the same loader for GPT-2 checkpoints, tiktoken's cached gpt2 files and the tiny models' BPE."""
+    saved = os.environ.get("TIKTOKEN_CACHE_DIR")
+    # "": tiktoken reads the files as they are. With a cache it keeps a copy keyed by the *path* and returns
+    # that copy the next time, so a run folder whose BPE was retrained would be read as the old one.
+    os.environ["TIKTOKEN_CACHE_DIR"] = ""
+    try:
+        ranks = data_gym_to_mergeable_bpe_ranks(str(merges_txt), str(vocab_json))
+    finally:
+        os.environ.pop("TIKTOKEN_CACHE_DIR") if saved is None else os.environ.update(TIKTOKEN_CACHE_DIR=saved)
+    vocab_bytes, merges_bytes = Path(vocab_json).read_bytes(), Path(merges_txt).read_bytes()
+    eot = json.loads(vocab_bytes).get("<|endoftext|>", len(ranks))
+    enc = tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                            special_tokens={"<|endoftext|>": eot})
+    return TextTokenizer(enc, {"vocab.json": vocab_bytes, "merges.txt": merges_bytes})
+
+
+def tiktoken_gpt2_files():
+    """(encoder.json, vocab.bpe) in tiktoken's cache. tiktoken.get_encoding("gpt2") downloads them when
+    absent, with no timeout, so we look first (tiktoken/load.py's layout: a file is named sha1 of its URL)."""
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        cache = os.environ["TIKTOKEN_CACHE_DIR"]
+    else:
+        cache = os.environ.get("DATA_GYM_CACHE_DIR", os.path.join(tempfile.gettempdir(), "data-gym-cache"))
+    url = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"  # as tiktoken_ext.openai_public
+    files = [Path(cache, hashlib.sha1(f"{url}{name}".encode()).hexdigest())
+             for name in ("encoder.json", "vocab.bpe")]
+    if not cache or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"GPT-2's tokenizer is not on disk (no vocab.json + merges.txt beside the "
+                                f"weights, no tiktoken cache in {cache or '(disabled)'}): fetch it with "
+                                "`hf download gpt2 vocab.json merges.txt`")
+    return files
+
+
+def train_bpe(texts, vocab_size):
+    """A byte-level BPE (GPT-2's scheme) trained on `texts`, written as a vocab.json + merges.txt pair like
+    GPT-2's and loaded through the same path. The vocabulary: 256 bytes, the merges, then <|endoftext|>."""
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, show_progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)
+        vocab = json.loads(Path(tmp, "vocab.json").read_text())
+        Path(tmp, "vocab.json").write_text(json.dumps({**vocab, "<|endoftext|>": len(vocab)}))
+        return bpe_from_files(Path(tmp, "vocab.json"), Path(tmp, "merges.txt"))
+
+
+def reuse_ids(counts, candidates, K):
+    """The K least frequent of `candidates` under `counts` (token id -> count): motion_vocab="reuse" (§5.1).
+    Ties go to the higher id: BPE learns its rarest merges last. Every chosen token must be unused."""
+    chosen = sorted(candidates, key=lambda i: (counts.get(i, 0), -i))[:K]
+    missing = K - sum(counts.get(i, 0) == 0 for i in chosen)
+    if missing:
+        raise ValueError(f"motion_vocab=reuse needs {K} text tokens that the captions never use, but the "
+                         f"tokenizer has only {K - missing} ({missing} missing): use motion_vocab=add")
+    return sorted(chosen)
+
+
+class MotionLM:
+    """The LM, its text tokenizer and the motion vocabulary (motion_ids[c] is code c's vocabulary id)."""
+
+    def __init__(self, lm, text, *, K, P, motion_ids, mot_id, end_mot_id, pad_id, mode, spec):
+        self.lm, self.text, self.K, self.P, self.mode, self.spec = lm, text, K, P, mode, spec
+        self.motion_ids = torch.as_tensor(motion_ids, dtype=torch.long)
+        self.mot_id, self.end_mot_id, self.pad_id, self.eos_id = mot_id, end_mot_id, pad_id, text.eos_id
+        self.reused = set(self.motion_ids.tolist()) if mode == "reuse" else set()
+
+    def prompt_ids(self, caption, parts=None, template=0):
+        """[<bos> where the tokenizer has one] + the instruction's text tokens + <mot>."""
+        ids = self.text.encode(instruction_text(caption, parts, template))
+        if not self.reused.isdisjoint(ids):
+            raise ValueError(f"caption {caption!r} uses text tokens that this model reuses as motion codes")
+        return ([] if self.text.bos_id is None else [self.text.bos_id]) + ids + [self.mot_id]
+
+    def sample_ids(self, caption, codes, parts=None, template=0):
+        """One training sequence and the kind of each token: 1 instruction (with <mot>, <eos>), 2 motion code,
+        3 </mot>."""
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[1] != self.P or codes.shape[0] == 0:
+            raise ValueError(f"codes must be [T >= 1, P={self.P}], got {list(codes.shape)}")
+        if codes.min() < 0 or codes.max() >= self.K:
+            raise ValueError(f"codes must lie in [0, {self.K}), got {codes.min()}..{codes.max()}")
+        prompt = self.prompt_ids(caption, parts, template)
+        motion = self.motion_ids.numpy()[codes.reshape(-1)].tolist()  # time-major: a step's P codes together
+        kinds = [1] * len(prompt) + [2] * len(motion) + [3, 1]
+        return prompt + motion + [self.end_mot_id, self.eos_id], kinds
+
+    def collate(self, samples, loss="whole"):
+        """Right-padded LongTensors input_ids, attention_mask, kinds (0 on padding) and labels: input_ids
+        where the token counts, else -100: "whole" counts every token (Table 10), "motion" the codes and
+        </mot>. The labels are not shifted: Hugging Face models shift them inside."""
+        if loss not in ("whole", "motion"):
+            raise ValueError(f"loss must be 'whole' or 'motion', got {loss!r}")
+        B, L = len(samples), max(len(ids) for ids, _ in samples)
+        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        kinds = torch.zeros(B, L, dtype=torch.long)
+        for b, (ids, k) in enumerate(samples):
+            input_ids[b, :len(ids)], kinds[b, :len(ids)] = torch.tensor(ids), torch.tensor(k)
+        counted = kinds > 0 if loss == "whole" else kinds >= 2
+        return dict(input_ids=input_ids, attention_mask=(kinds > 0).long(), kinds=kinds,
+                    labels=input_ids.masked_fill(~counted, -100))
+
+    @torch.no_grad()
+    def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
+                 top_p=1.0, generator=None, template=0):
+        """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
+        padding and the KV cache. Constrained: after <mot> only motion codes, </mot> only after whole steps of
+        P codes and at least min_steps steps, forced at max_steps (default: what fits in the context);
+        steps=n gives exactly n. temperature 0 is greedy; top_k 0 and top_p 1 are off. `generator` (on the
+        model's device) makes sampling reproducible."""
+        if steps is not None:
+            min_steps = max_steps = steps
+        if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got {temperature}, "
+                             f"{top_k}, {top_p}")
+        prompts = [self.prompt_ids(p, template=template) if isinstance(p, str) else
+                   self.prompt_ids(*p, template=template) for p in prompts]
+        B, L, P, dev = len(prompts), max(map(len, prompts)), self.P, self.lm.device
+        # each row's longest motion: its prompt, T·P codes, </mot> and <eos> within the context
+        limit = torch.tensor([(self.spec["n_ctx"] - len(p) - 2) // P for p in prompts], device=dev)
+        if max_steps is not None:
+            limit = limit.clamp(max=max_steps)
+        if min_steps < 1 or (limit < min_steps).any():
+            raise ValueError(f"cannot generate {min_steps} steps: at most {limit.min().item()} fit "
+                             f"(context {self.spec['n_ctx']}, max_steps {max_steps})")
+        ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(B, L, dtype=torch.long)
+        for b, p in enumerate(prompts):
+            ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
+        V = self.lm.get_output_embeddings().weight.shape[0]
+        is_code = torch.zeros(V, dtype=torch.bool, device=dev)
+        is_code[self.motion_ids] = True
+        n = torch.zeros(B, dtype=torch.long, device=dev)  # codes emitted per row
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        out, cache, training = [], None, self.lm.training
+        self.lm.eval()
+        try:
+            while not done.all():
+                res = self.lm(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
+                              use_cache=True)
+                cache, logits = res.cache, res.logits[:, -1].float()
+                whole = n % P == 0
+                allowed = is_code.expand(B, V) & ~(whole & (n // P >= limit))[:, None]
+                allowed[:, self.end_mot_id] = whole & (n // P >= min_steps)
+                tok = _pick(logits.masked_fill(~allowed, -torch.inf), temperature, top_k, top_p, generator)
+                ended = tok == self.end_mot_id
+                n += (~done & ~ended).long()
+                done |= ended
+                out.append(tok)
+                # finished rows are fed along unchanged, their positions held so that they stay in range
+                ids, mask = tok[:, None], F.pad(mask, (0, 1), value=1)
+                pos = pos[:, -1:] + (~done[:, None]).long()
+        finally:
+            self.lm.train(training)
+        code_of = torch.full((V,), -1, dtype=torch.long, device=dev)
+        code_of[self.motion_ids] = torch.arange(self.K, device=dev)
+        toks = code_of[torch.stack(out, 1)]
+        return [toks[b, :n[b]].view(-1, P).cpu().numpy() for b in range(B)]
+
+    def save(self, run_dir, state_dict=None):
+        """run_dir/model/ (a Hugging Face folder, safetensors), run_dir/text_tokenizer/ and
+        run_dir/motion_vocab.json, each put in place whole. `state_dict`: a full state dict gathered
+        elsewhere (FSDP rank 0)."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, write in (("model", lambda d: self.lm.save_pretrained(d, state_dict=state_dict)),
+                            ("text_tokenizer", self.text.save)):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=run_dir))
+            write(tmp)
+            _replace_dir(tmp, run_dir / name)
+        write_json(run_dir / "motion_vocab.json", dict(
+            K=self.K, P=self.P, motion_ids=self.motion_ids.tolist(), mot_id=self.mot_id,
+            end_mot_id=self.end_mot_id, eos_id=self.eos_id, pad_id=self.pad_id, mode=self.mode,
+            family=self.spec["family"], text_tokenizer="tiktoken" if self.text.files else "hf",
+            spec=self.spec))
+
+
+def checkpoint_dir(spec):
+    """The local folder of a model's weights: the path given, or the Hugging Face cache's snapshot of its id.
+    Never the network: weights that are not on disk are one clear error."""
+    if spec["name"] not in REGISTRY:
+        return Path(spec["hf_id"])
+    try:
+        return Path(snapshot_download(spec["hf_id"], local_files_only=True))
+    except LocalEntryNotFoundError:
+        gated = " (Llama weights are gated: accept the licence on the hub and `hf auth login` first)"
+        raise FileNotFoundError(
+            f"{spec['hf_id']} is not on disk (Hugging Face cache {hub_constants.HF_HUB_CACHE}): fetch it "
+            f"with `hf download {spec['hf_id']}`{gated if spec['family'] == 'llama' else ''}, or pass "
+            "--model=PATH to a local folder") from None
+
+
+def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", bpe_vocab_size=512,
+          dtype=None, seed=0):
+    """A MotionLM for codebook size K and P codes per step. `model`: a registry name or a local Hugging Face
+    folder; init "pretrained" loads its weights, "scratch" draws the same architecture at random (Table 9),
+    "auto" is scratch for the tiny models and pretrained otherwise. `captions` (train captions and part texts)
+    train the tiny models' BPE and, for motion_vocab="reuse", count the text tokens. dtype None = fp32."""
+    spec = model_spec(model)
+    if init == "auto":
+        init = "scratch" if spec["hf_id"] is None else "pretrained"
+    if init not in ("scratch", "pretrained") or motion_vocab not in ("add", "reuse"):
+        raise ValueError(f"init must be auto|scratch|pretrained and motion_vocab add|reuse: {init!r}, "
+                         f"{motion_vocab!r}")
+    if init == "pretrained" and spec["hf_id"] is None:
+        raise ValueError(f"{model} has no pretrained weights: use init=scratch")
+    captions = [normalise_caption(c) for c in captions]
+    folder = None
+    if spec["hf_id"] is not None:
+        try:
+            folder = checkpoint_dir(spec)
+        except FileNotFoundError:  # a GPT-2 from scratch can take its tokenizer from tiktoken's cache
+            if init == "pretrained" or spec["family"] == "llama":
+                raise
+    if spec["hf_id"] is None:  # the BPE learns from the instructions the model will read
+        text = train_bpe([instruction_text(c, template=i % len(TEMPLATES)) for i, c in enumerate(captions)],
+                         bpe_vocab_size)
+    elif spec["family"] == "llama":
+        text = TextTokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+    elif folder is not None and (folder / "merges.txt").is_file():
+        text = bpe_from_files(folder / "vocab.json", folder / "merges.txt")
+    else:
+        text = bpe_from_files(*tiktoken_gpt2_files())
+
+    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
+        torch.manual_seed(seed)
+        lm = None
+        if init == "pretrained":
+            lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
+                                                      dtype=dtype or torch.float32)
+        n_text = lm.get_input_embeddings().weight.shape[0] if lm else spec["vocab_size"] or text.n_vocab
+        # new rows after the text vocabulary: <mot>, </mot>, [<pad>], then the K codes (add)
+        mot_id, end_mot_id = n_text, n_text + 1
+        pad_id = n_text + 2 if text.pad_id is None else text.pad_id
+        first = n_text + 2 + (text.pad_id is None)
+        if motion_vocab == "add":
+            motion_ids, used = list(range(first, first + K)), first + K
+        else:
+            counts = _count_tokens(text, captions)
+            motion_ids = reuse_ids(counts, [i for i in range(text.n_vocab) if i not in text.special_ids], K)
+            used = first
+        vocab = -(-used // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+        if lm is None:  # from scratch every row is random: build at the full size
+            lm = AutoModelForCausalLM.from_config(hf_config(spec, vocab), dtype=dtype or torch.float32)
+        else:
+            _grow_vocab(lm, vocab)
+    lm.config.pad_token_id, lm.config.eos_token_id = pad_id, text.eos_id
+    return MotionLM(lm, text, K=K, P=P, motion_ids=motion_ids, mot_id=mot_id, end_mot_id=end_mot_id,
+                    pad_id=pad_id, mode=motion_vocab, spec={**spec, "vocab_size": vocab})
+
+
+def load(run_dir, device="cpu", dtype=None):
+    """The MotionLM that save() wrote to run_dir (dtype None: as saved)."""
+    run_dir = Path(run_dir)
+    for name in ("motion_vocab.json", "model/config.json", "text_tokenizer"):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir / name} not found: a model run folder holds model/, "
+                                    "text_tokenizer/ and motion_vocab.json")
+    v = json.loads((run_dir / "motion_vocab.json").read_text())
+    folder = run_dir / "text_tokenizer"
+    if v["text_tokenizer"] == "tiktoken":
+        text = bpe_from_files(folder / "vocab.json", folder / "merges.txt")
+    else:
+        text = TextTokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+    lm = AutoModelForCausalLM.from_pretrained(run_dir / "model", local_files_only=True, dtype=dtype or "auto")
+    return MotionLM(lm.to(device), text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
+                    end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"])
+
+
+def _count_tokens(text, captions):
+    """Text-token counts over every form in which the captions reach the model: each template, and the part
+    labels (a token never seen here is free to become a motion code)."""
+    forms = [instruction_text(c, template=t) for t in range(len(TEMPLATES)) for c in captions]
+    forms.append(instruction_text(captions[0], dict.fromkeys(PARTS, captions[0])))
+    return Counter(i for ids in text.encode_batch(forms) for i in ids)
+
+
+def _grow_vocab(lm, vocab):
+    """Append rows up to `vocab` to the input embedding and the head (one tensor when tied, as GPT-2's). Each
+    new row is the old rows' mean plus Gaussian noise at their per-dimension spread: transformers' default
+    (mean_resizing=True) makes the new rows equal to within ~1e-6, and the motion codes would start alike."""
+    n_old = lm.get_input_embeddings().weight.shape[0]
+    lm.resize_token_embeddings(vocab, mean_resizing=False)
+    weights = {id(w): w for w in (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)}
+    with torch.no_grad():
+        for w in weights.values():
+            old = w[:n_old].float()
+            noise = torch.randn(vocab - n_old, w.shape[1]).to(w.device)
+            w[n_old:] = (old.mean(0) + old.std(0) * noise).to(w.dtype)
+
+
+def _replace_dir(tmp, dest):
+    """Swap the finished folder tmp in at dest: a reader sees the old folder or the new one, never half."""
+    if dest.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, trash / "old")
+        os.replace(tmp, dest)
+        shutil.rmtree(trash)
+    else:
+        os.replace(tmp, dest)
+
+
+def _pick(logits, temperature, top_k, top_p, generator):
+    """One token per row from logits [B, V] already masked to the allowed tokens (so top-k and top-p choose
+    among those): greedy at temperature 0, else a sample from the tempered, truncated softmax."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k:
+        kth = logits.topk(min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    if top_p < 1:  # nucleus: the most likely tokens whose mass reaches top_p (the first always stays)
+        sorted_logits, order = logits.sort(-1, descending=True)
+        p = sorted_logits.softmax(-1)
+        sorted_logits = sorted_logits.masked_fill(p.cumsum(-1) - p >= top_p, -torch.inf)
+        logits = logits.scatter(-1, order, sorted_logits)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+
+def token_losses(logits, input_ids):
+    """Per-token cross-entropy [B, L] in nats of input_ids[:, t] given logits[:, t−1]; column 0 is 0."""
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    return F.pad(ce.view(input_ids.shape[0], -1), (1, 0))
