@@ -305,7 +305,7 @@ class MotionLM:
             ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
         ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
-        V = self.lm.get_output_embeddings().weight.shape[0]
+        V = self.lm.config.vocab_size
         is_code = torch.zeros(V, dtype=torch.bool, device=dev)
         is_code[self.motion_ids] = True
         n = torch.zeros(B, dtype=torch.long, device=dev)  # codes emitted per row
@@ -449,7 +449,7 @@ def _count_tokens(text, captions):
     """Text-token counts over every form in which the captions reach the model: each template, and the part
     labels (a token never seen here is free to become a motion code)."""
     forms = [instruction_text(c, template=t) for t in range(len(TEMPLATES)) for c in captions]
-    forms.append(instruction_text(captions[0], dict.fromkeys(PARTS, captions[0])))
+    forms += [instruction_text(c, dict.fromkeys(PARTS, c)) for c in captions[:1]]
     return Counter(i for ids in text.encode_batch(forms) for i in ids)
 
 

@@ -1,0 +1,417 @@
+"""model.py: the motion vocabulary, the sequence layout and loss masks, the text tokenizers, constrained
+generation and save/load. References are independent of the code under test: hand-written ids and labels,
+Hugging Face `tokenizers` for BPE ids, a no-cache forward for the KV-cache path, safetensors read directly
+for the old embedding rows, published parameter counts for the registry."""
+
+import hashlib
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from tokenizers import ByteLevelBPETokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+import model
+
+CAPTIONS = [
+    "a man walks forward.", "a woman takes a few steps backward.", "someone jumps twice, then waves!",
+    "a person turns left by 90 degrees.", "the person squats down and stands up again.",
+    "a man raises both arms; then claps.", "someone kicks with the right leg.", "a woman runs in a circle.",
+    "the arms swing back and forth with the steps.", "the legs take steps backward.",
+    "held still, the right arm raised straight up.", "the left hand waves side to side at head height.",
+] * 5
+TRICKY = ["a man walks forward.", "Someone's kick: 90° — then «wave»!", "naïve café, 日本語 ok?\n",
+          "  two  spaces"]
+
+
+def bytes_to_unicode():
+    """GPT-2's map of the 256 bytes to printable characters, in its vocabulary order (encoder.py)."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
+
+
+B2U = bytes_to_unicode()
+MERGES = ["a l", "Ġ w", "Ġw al", "k s"]  # ids 256..259: "al", "Ġw", "Ġwal", "ks"; <|endoftext|> is 260
+
+
+def write_bpe(folder, merges=MERGES):
+    """A GPT-2-layout vocab.json + merges.txt: the 256 bytes in GPT-2's order, the merges, <|endoftext|>."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {c: i for i, c in enumerate(B2U.values())}
+    for m in merges:
+        vocab["".join(m.split())] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    """A local Hugging Face GPT-2 folder: random weights (save_pretrained) and the hand-made BPE files."""
+    folder = write_bpe(tmp_path_factory.mktemp("gpt2_local"))
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=261, n_layer=2, n_embd=32, n_head=2, n_positions=128)
+    GPT2LMHeadModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    """A local Hugging Face Llama folder: random untied weights and its own (HF) tokenizer."""
+    folder = tmp_path_factory.mktemp("llama_local")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CAPTIONS, vocab_size=300, special_tokens=["<s>", "</s>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>")
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return model.build("gpt2-tiny", K=16, P=3, captions=CAPTIONS)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    return model.build("llama-tiny", K=16, P=3, captions=CAPTIONS)
+
+
+# text: captions, instructions, tokenizers
+def test_normalise_caption_and_instruction():
+    assert model.normalise_caption("  A  Man\tWALKS forward.\n") == "a man walks forward."
+    with pytest.raises(ValueError, match="empty caption"):
+        model.normalise_caption(" \n\t")
+    parts = {"upper": "The right arm  waves.", "lower": "the legs stand still."}
+    assert model.instruction_text("A man waves.", parts) == (
+        "generate a motion: a man waves. upper body: the right arm waves. lower body: the legs stand still.")
+    assert model.instruction_text("A man waves.", template=1) == "show me how a person moves: a man waves."
+
+
+def test_tiktoken_from_files_gives_hand_computed_ids(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    folder = write_bpe(tmp_path / "bpe")
+    text = model.bpe_from_files(folder / "vocab.json", folder / "merges.txt")
+    a, w = list(B2U.values()).index("a"), list(B2U.values()).index("w")  # GPT-2 byte ids: "!" is 0
+    assert (a, w) == (64, 86)
+    # " walks": Ġ w a l k s -> (a l) -> (Ġ w) -> (Ġw al) -> (k s) = Ġwal ks; "walks" has no Ġ: w al ks
+    assert text.encode(" walks") == [258, 259]
+    assert text.encode("walks a") == [86, 256, 259, 220, 64]  # " a" is Ġ a (Ġ = byte 32 = id 220)
+    assert text.eos_id == 260 and text.n_vocab == 261 and text.decode([258, 259]) == " walks"
+    # the same path (the same file name) after the files changed gives the new ranks, not a cached copy
+    write_bpe(folder, merges=["k s"])
+    text = model.bpe_from_files(folder / "vocab.json", folder / "merges.txt")
+    assert text.encode(" walks") == [220, 86, 64, 75, 256]
+
+
+def test_gpt2_from_tiktoken_cache_or_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="GPT-2's tokenizer is not on disk.*hf download gpt2") as e:
+        model.tiktoken_gpt2_files()
+    assert "\n" not in str(e.value)
+    src = write_bpe(tmp_path / "src")  # tiktoken names a cached file by the sha1 of its URL
+    url = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+    for name, ours in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+        (tmp_path / hashlib.sha1(f"{url}{name}".encode()).hexdigest()).write_bytes((src / ours).read_bytes())
+    assert model.bpe_from_files(*model.tiktoken_gpt2_files()).encode(" walks") == [258, 259]
+
+
+def test_bpe_round_trip_matches_hf_tokenizers_and_survives_save_load(tiny, tmp_path):
+    for s in TRICKY:
+        assert tiny.text.decode(tiny.text.encode(s)) == s
+    tiny.text.save(tmp_path)
+    reference = ByteLevelBPETokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    loaded = model.bpe_from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    for s in TRICKY + CAPTIONS[:12]:
+        assert tiny.text.encode(s) == reference.encode(s).ids == loaded.encode(s)
+    assert loaded.n_vocab == tiny.text.n_vocab and loaded.eos_id == tiny.text.eos_id == tiny.text.n_vocab - 1
+    assert len(tiny.text.encode("the person squats down")) < len("the person squats down") / 2  # it merged
+
+
+# the sequence and the loss masks
+def test_sample_layout(tiny):
+    codes = np.array([[1, 2, 3], [4, 5, 15]])
+    ids, kinds = tiny.sample_ids("A man  walks.", codes)
+    prompt = tiny.prompt_ids("a man walks.")
+    m = tiny.motion_ids.tolist()
+    assert tiny.text.decode(prompt[:-1]) == "generate a motion: a man walks." and prompt[-1] == tiny.mot_id
+    assert ids == prompt + [m[1], m[2], m[3], m[4], m[5], m[15], tiny.end_mot_id, tiny.eos_id]
+    assert kinds == [1] * len(prompt) + [2] * 6 + [3, 1]
+    with pytest.raises(ValueError, match=r"codes must be \[T >= 1, P=3\]"):
+        tiny.sample_ids("a man walks.", np.zeros((4, 2), dtype=int))
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 16\)"):
+        tiny.sample_ids("a man walks.", np.full((1, 3), 16))
+
+
+def test_loss_masks_on_a_hand_built_batch(tiny):
+    a = ([7, 8, 9, tiny.mot_id, 40, 41, 42, tiny.end_mot_id, tiny.eos_id], [1, 1, 1, 1, 2, 2, 2, 3, 1])
+    b = ([5, tiny.mot_id, 43, tiny.end_mot_id, tiny.eos_id], [1, 1, 2, 3, 1])
+    pad, end, eos, mot, X = tiny.pad_id, tiny.end_mot_id, tiny.eos_id, tiny.mot_id, -100
+    whole = tiny.collate([a, b], loss="whole")
+    assert whole["input_ids"].tolist() == [[7, 8, 9, mot, 40, 41, 42, end, eos],
+                                           [5, mot, 43, end, eos, pad, pad, pad, pad]]
+    assert whole["attention_mask"].tolist() == [[1] * 9, [1] * 5 + [0] * 4]
+    assert whole["kinds"].tolist() == [a[1], b[1] + [0] * 4]
+    assert whole["labels"].tolist() == [[7, 8, 9, mot, 40, 41, 42, end, eos],
+                                        [5, mot, 43, end, eos, X, X, X, X]]
+    motion = tiny.collate([a, b], loss="motion")
+    assert motion["labels"].tolist() == [[X, X, X, X, 40, 41, 42, end, X], [X, X, 43, end, X, X, X, X, X]]
+    with pytest.raises(ValueError, match="loss must be 'whole' or 'motion'"):
+        tiny.collate([a], loss="text")
+    # Hugging Face shifts the labels inside: its loss is the mean (or the sum / num_items_in_batch) of
+    # -log p(x_t | x_<t) over the counted t, here written out token by token
+    tiny.lm.eval()
+    batch = {k: motion[k] for k in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        out = tiny.lm(**batch)
+        summed = tiny.lm(**batch, num_items_in_batch=torch.tensor(2.0)).loss
+    logp = out.logits.log_softmax(-1)
+    counted = [(0, t) for t in range(4, 8)] + [(1, 2), (1, 3)]
+    nll = torch.stack([-logp[i, t - 1, batch["input_ids"][i, t]] for i, t in counted])
+    torch.testing.assert_close(out.loss, nll.mean())
+    torch.testing.assert_close(summed, nll.sum() / 2)
+    losses = model.token_losses(out.logits, batch["input_ids"])
+    assert losses.shape == (2, 9) and (losses[:, 0] == 0).all()
+    torch.testing.assert_close(torch.stack([losses[i, t] for i, t in counted]), nll)
+
+
+# the motion vocabulary
+def _sgd_step_changes(mlm, old):
+    """One SGD step on a batch holding every motion code. -> (every code's input row changed, every new head
+    row changed). The head's new rows include the rounding rows that never appear in the input: with GPT-2's
+    tied weights, their change shows that the head's gradient reaches the shared tensor."""
+    emb, head = mlm.lm.get_input_embeddings().weight, mlm.lm.get_output_embeddings().weight
+    codes = mlm.motion_ids
+    before_in, before_out = emb[codes].detach().clone(), head[old:].detach().clone()
+    ids = [mlm.sample_ids(c, np.arange(mlm.K).reshape(-1, mlm.P)) for c in CAPTIONS[:2]]
+    mlm.lm.train()
+    mlm.lm(**{k: v for k, v in mlm.collate(ids).items() if k != "kinds"}).loss.backward()
+    torch.optim.SGD(mlm.lm.parameters(), lr=1.0).step()
+    mlm.lm.zero_grad()
+    return (emb[codes] != before_in).any(1).all().item(), (head[old:] != before_out).any(1).all().item()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_add_keeps_old_rows_and_makes_new_rows_distinct_and_trainable(family, gpt2_dir, llama_dir):
+    folder = gpt2_dir if family == "gpt2" else llama_dir
+    mlm = model.build(str(folder), K=16, P=2, captions=CAPTIONS)  # auto: a local folder loads its weights
+    saved = load_file(folder / "model.safetensors")
+    emb, head = mlm.lm.get_input_embeddings().weight, mlm.lm.get_output_embeddings().weight
+    old = {"gpt2": 261, "llama": 300}[family]
+    new_rows = 3 + 16  # <mot>, </mot>, <pad> and the codes, then rounded up to a multiple of 64
+    assert emb.shape[0] == head.shape[0] == mlm.lm.config.vocab_size == -(-(old + new_rows) // 64) * 64
+    assert mlm.motion_ids.tolist() == list(range(old + 3, old + 3 + 16))
+    assert (mlm.mot_id, mlm.end_mot_id, mlm.pad_id) == (old, old + 1, old + 2)
+    if family == "gpt2":
+        assert head is emb  # still tied
+        assert torch.equal(emb[:old], saved["transformer.wte.weight"])
+    else:
+        assert torch.equal(emb[:old], saved["model.embed_tokens.weight"])
+        assert torch.equal(head[:old], saved["lm_head.weight"])
+    for w in (emb, head):
+        new = w[old:].detach()
+        # pairwise distances of the new rows (transformers' default init leaves them ~1e-6 apart)
+        assert torch.cdist(new, new).add(torch.eye(len(new)) * 1e9).min() > 1e-2
+        assert (new.std(0) > 0.1 * w[:old].detach().std(0)).all()  # at the old rows' scale
+    assert _sgd_step_changes(mlm, old) == (True, True)
+
+
+def test_reuse_picks_the_least_frequent_tokens():
+    counts = {0: 5, 2: 3, 4: 1, 6: 9}  # ids 1, 3, 5 never occur; 7 is a special token, not a candidate
+    assert model.reuse_ids(counts, range(7), 2) == [3, 5]  # ties: the higher id (BPE's rarest merges)
+    assert model.reuse_ids(counts, range(7), 3) == [1, 3, 5]
+    with pytest.raises(ValueError, match=r"needs 5 text tokens .* only 3 \(2 missing\)"):
+        model.reuse_ids(counts, range(7), 5)
+
+
+def test_reuse_on_a_checkpoint_repurposes_unused_tokens(gpt2_dir):
+    mlm = model.build(str(gpt2_dir), K=20, P=2, captions=CAPTIONS, motion_vocab="reuse")
+    reference = ByteLevelBPETokenizer(str(gpt2_dir / "vocab.json"), str(gpt2_dir / "merges.txt"))
+    forms = [model.instruction_text(c, template=t) for c in CAPTIONS for t in range(len(model.TEMPLATES))]
+    forms.append(model.instruction_text(CAPTIONS[0], {"upper": CAPTIONS[1], "lower": CAPTIONS[2]}))
+    used = {i for f in forms for i in reference.encode(f).ids}
+    unused = sorted(set(range(260)) - used)  # 260 is <|endoftext|>
+    assert mlm.motion_ids.tolist() == unused[-20:]
+    assert mlm.lm.config.vocab_size == 320 and (mlm.mot_id, mlm.end_mot_id, mlm.pad_id) == (261, 262, 263)
+    ids, kinds = mlm.sample_ids(CAPTIONS[0], [[0, 19]])
+    assert ids[-4:-2] == [unused[-20], unused[-1]]
+    with pytest.raises(ValueError, match=f"only {len(unused)} \\({250 - len(unused)} missing\\)"):
+        model.build(str(gpt2_dir), K=250, P=2, captions=CAPTIONS, motion_vocab="reuse")
+
+
+# constrained generation
+def bias_logits(mlm, bias):
+    """Add `bias` [V] to the head's output (a forward hook), to push the sampler towards chosen tokens."""
+    return mlm.lm.get_output_embeddings().register_forward_hook(lambda mod, inp, out: out + bias)
+
+
+def test_generation_is_constrained(tiny):
+    V, g = tiny.lm.config.vocab_size, torch.Generator().manual_seed(0)
+    prompts = ["a man walks forward.", ("someone jumps twice.", {"upper": "arms up.", "lower": "legs jump."})]
+    out = tiny.generate(prompts * 3, min_steps=2, max_steps=6, generator=g)
+    assert all(o.dtype == np.int64 and o.shape[1] == 3 and 2 <= len(o) <= 6 and o.min() >= 0 and o.max() < 16
+               for o in out)
+    cases = [  # (what the model is pushed to, generate's arguments, the steps each output must have)
+        ({tiny.end_mot_id: 100.0}, dict(min_steps=3), 3),  # wants to stop: at the first whole step allowed
+        ({tiny.end_mot_id: -100.0}, dict(max_steps=4), 4),  # never wants to: forced at max_steps
+        ({tiny.end_mot_id: 100.0}, dict(steps=5), 5),
+        ({tiny.end_mot_id: -100.0}, dict(steps=2), 2),
+        ({tiny.eos_id: 100.0, 5: 100.0, tiny.mot_id: 100.0}, dict(steps=3), 3),  # text tokens: never
+    ]
+    for push, kwargs, steps in cases:
+        bias = torch.zeros(V)
+        for i, b in push.items():
+            bias[i] = b
+        hook = bias_logits(tiny, bias)
+        out = tiny.generate(prompts * 2, generator=g, **kwargs)
+        hook.remove()
+        assert [o.shape for o in out] == [(steps, 3)] * 4 and min(o.min() for o in out) >= 0
+    bias = torch.zeros(V)
+    bias[tiny.motion_ids[11]] = 100.0
+    hook = bias_logits(tiny, bias)
+    assert (tiny.generate(prompts, steps=3, generator=g)[0] == 11).all()  # vocabulary id -> code
+    hook.remove()
+    with pytest.raises(ValueError, match="cannot generate 200 steps: at most 16[0-9] fit"):
+        tiny.generate(["walk."], min_steps=200)
+
+
+def test_generation_fills_the_context_by_default(gpt2_dir):
+    """No max_steps: each prompt gets what fits in the context (128 here) after its own length."""
+    mlm = model.build(str(gpt2_dir), K=16, P=2, captions=CAPTIONS)
+    bias = torch.zeros(mlm.lm.config.vocab_size)
+    bias[mlm.end_mot_id] = -100.0
+    hook = bias_logits(mlm, bias)
+    prompts = ["walk.", "a woman takes a few steps backward, then jumps."]
+    out = mlm.generate(prompts, temperature=0)
+    hook.remove()
+    lengths = [len(mlm.prompt_ids(p)) for p in prompts]
+    assert [len(o) for o in out] == [(128 - n - 2) // 2 for n in lengths]
+    assert lengths[1] + 2 * len(out[0]) > 128  # the long prompt's row kept going past its own context
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_greedy_batch_equals_alone_and_kv_cache_equals_full_forward(name, tiny, tiny_llama):
+    mlm = tiny if name == "gpt2-tiny" else tiny_llama
+    prompts = ["walk.", "a woman takes a few steps backward, then someone jumps twice and waves!", "run."]
+    batched = mlm.generate(prompts, steps=6, temperature=0)
+    for p, o in zip(prompts, batched, strict=True):
+        assert np.array_equal(mlm.generate([p], steps=6, temperature=0)[0], o)
+    # the reference: one forward over prompt + generated codes without a cache, argmax over the motion codes
+    prompt = mlm.prompt_ids(prompts[1])
+    full = torch.tensor([prompt + mlm.motion_ids[torch.from_numpy(batched[1]).flatten()].tolist()])
+    with torch.no_grad():
+        logits = mlm.lm(full).logits[0, len(prompt) - 1:-1]
+    assert logits[:, mlm.motion_ids].argmax(-1).tolist() == batched[1].flatten().tolist()
+
+
+def test_sampling_settings(tiny):
+    prompts = ["a man walks forward.", "a woman runs in a circle."]
+    greedy = tiny.generate(prompts, steps=4, temperature=0)
+    for kwargs in (dict(top_k=1), dict(top_p=1e-6)):
+        g = torch.Generator().manual_seed(1)
+        sampled = tiny.generate(prompts, steps=4, temperature=1.5, generator=g, **kwargs)
+        assert all(np.array_equal(a, b) for a, b in zip(greedy, sampled, strict=True))
+    a, b = (tiny.generate(prompts, steps=4, top_k=5, top_p=0.9, generator=torch.Generator().manual_seed(7))
+            for _ in range(2))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    with pytest.raises(ValueError, match="0 < top_p <= 1"):
+        tiny.generate(prompts, top_p=0)
+
+
+# checkpoints and models
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_save_load_gives_the_same_logits(name, tiny, tiny_llama, tmp_path):
+    mlm = tiny if name == "gpt2-tiny" else tiny_llama
+    mlm.save(tmp_path / "run")
+    mlm.save(tmp_path / "run")  # a second save swaps the folders in place
+    back = model.load(tmp_path / "run")
+    written = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert written == ["model", "motion_vocab.json", "text_tokenizer"]  # no temporary folders left
+    batch = mlm.collate([mlm.sample_ids(c, np.arange(9).reshape(3, 3)) for c in CAPTIONS[:3]])
+    mlm.lm.eval()
+    with torch.no_grad():
+        args = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        assert torch.equal(mlm.lm(**args).logits, back.lm(**args).logits)  # the same fp32 weights: exact
+    assert back.motion_ids.tolist() == mlm.motion_ids.tolist() and back.spec == mlm.spec
+    assert (back.mot_id, back.end_mot_id, back.eos_id, back.pad_id) == (mlm.mot_id, mlm.end_mot_id,
+                                                                        mlm.eos_id, mlm.pad_id)
+    assert [back.text.encode(s) for s in TRICKY] == [mlm.text.encode(s) for s in TRICKY]
+    (tmp_path / "run" / "motion_vocab.json").unlink()
+    with pytest.raises(FileNotFoundError, match="motion_vocab.json not found"):
+        model.load(tmp_path / "run")
+
+
+def test_local_folder_loads_pretrained(gpt2_dir, llama_dir, tmp_path):
+    spec = model.model_spec(str(gpt2_dir))
+    assert {k: spec[k] for k in ("family", "n_layer", "n_embd", "n_head", "n_ctx", "vocab_size")} == dict(
+        family="gpt2", n_layer=2, n_embd=32, n_head=2, n_ctx=128, vocab_size=261)
+    mlm = model.build(str(gpt2_dir), K=8, P=2, captions=CAPTIONS, init="pretrained")
+    assert mlm.text.encode(" walks") == [258, 259] and mlm.eos_id == 260  # the folder's own BPE files
+    saved = load_file(gpt2_dir / "model.safetensors")
+    assert torch.equal(mlm.lm.transformer.h[1].mlp.c_fc.weight, saved["transformer.h.1.mlp.c_fc.weight"])
+    llama = model.build(str(llama_dir), K=8, P=2, captions=CAPTIONS)
+    assert llama.spec["family"] == "llama" and llama.spec["n_kv_head"] == 2
+    assert llama.prompt_ids("walk.")[0] == llama.text.bos_id == 0 and llama.eos_id == 1  # its own tokenizer
+    assert [o.shape for o in llama.generate(["walk.", "a man runs."], steps=2)] == [(2, 2)] * 2
+    llama.save(tmp_path / "run")
+    back = model.load(tmp_path / "run")
+    assert back.text.encode(TRICKY[1]) == llama.text.encode(TRICKY[1]) and back.text.bos_id == 0
+
+
+def test_missing_or_unknown_models_are_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(model.hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+
+    def no_network(*args):
+        raise AssertionError("model.build tried the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    for name, hint in (("gpt2-medium", "`hf download gpt2-medium`"),
+                       ("llama2-13b", "`hf download meta-llama/Llama-2-13b-hf` .*gated")):
+        with pytest.raises(FileNotFoundError, match=f"is not on disk .*{hint}") as e:
+            model.build(name, K=8, P=2, captions=CAPTIONS)
+        assert "\n" not in str(e.value)
+    with pytest.raises(FileNotFoundError, match="GPT-2's tokenizer is not on disk"):
+        model.build("gpt2", K=8, P=2, captions=CAPTIONS, init="scratch")
+    with pytest.raises(ValueError, match="unknown model 'gpt3': one of gpt2, gpt2-medium, .*llama-tiny") as e:
+        model.build("gpt3", K=8, P=2, captions=CAPTIONS)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="gpt2-tiny has no pretrained weights"):
+        model.build("gpt2-tiny", K=8, P=2, captions=CAPTIONS, init="pretrained")
+
+
+def test_registry_architectures_have_the_published_sizes():
+    published = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080,
+                 "llama2-7b": 6_738_415_616, "llama2-13b": 13_015_864_320, "llama3.1-8b": 8_030_261_248}
+    for name, n in published.items():
+        with torch.device("meta"):
+            lm = AutoModelForCausalLM.from_config(model.hf_config(model.model_spec(name)))
+        assert sum(p.numel() for p in lm.parameters()) == n, name
+    assert model.REGISTRY["gpt2-medium"]["lr"] == 2e-4 and model.REGISTRY["llama2-13b"]["lr"] == 2e-5
+
+
+def test_tiny_models_have_1_to_3m_parameters(tiny, tiny_llama):
+    for mlm in (tiny, tiny_llama):
+        assert 1e6 < sum(p.numel() for p in mlm.lm.parameters()) < 3e6 and mlm.spec["n_ctx"] == 512
