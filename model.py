@@ -27,10 +27,10 @@ counts only the motion codes and </mot>). generate() is constrained, so every ou
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import tiktoken
@@ -44,7 +44,7 @@ from tiktoken_ext.openai_public import r50k_pat_str
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
 
-from common import write_json
+from common import make_temp_dir, replace_dir, write_json
 
 
 # registry: each named model's architecture (--init=scratch, memory estimates, the benchmark need no weights)
@@ -170,21 +170,18 @@ class TextTokenizer:
     def save(self, folder):
         if self.files is None:
             self.tok.save_pretrained(folder)
-        for name, data in (self.files or {}).items():
+            return
+        for name, data in self.files.items():
             (Path(folder) / name).write_bytes(data)
 
 
 def bpe_from_files(vocab_json, merges_txt):
     """GPT-2's BPE from a vocab.json + merges.txt pair (= OpenAI's encoder.json + vocab.bpe) as a tiktoken
     Encoding: the same loader for GPT-2 checkpoints, tiktoken's cached gpt2 files and the tiny models' BPE."""
-    saved = os.environ.get("TIKTOKEN_CACHE_DIR")
-    # "": tiktoken reads the files as they are. With a cache it keeps a copy keyed by the *path* and returns
-    # that copy the next time, so a run folder whose BPE was retrained would be read as the old one.
-    os.environ["TIKTOKEN_CACHE_DIR"] = ""
-    try:
+    # An empty cache dir makes tiktoken read the files as they are. With a cache it keeps a copy keyed by the
+    # *path* and returns that copy the next time: a run folder whose BPE was retrained would read as the old.
+    with mock.patch.dict(os.environ, TIKTOKEN_CACHE_DIR=""):
         ranks = data_gym_to_mergeable_bpe_ranks(str(merges_txt), str(vocab_json))
-    finally:
-        os.environ.pop("TIKTOKEN_CACHE_DIR") if saved is None else os.environ.update(TIKTOKEN_CACHE_DIR=saved)
     vocab_bytes, merges_bytes = Path(vocab_json).read_bytes(), Path(merges_txt).read_bytes()
     eot = json.loads(vocab_bytes).get("<|endoftext|>", len(ranks))
     enc = tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
@@ -340,12 +337,11 @@ class MotionLM:
         run_dir/motion_vocab.json, each put in place whole. `state_dict`: a full state dict gathered
         elsewhere (FSDP rank 0)."""
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         for name, write in (("model", lambda d: self.lm.save_pretrained(d, state_dict=state_dict)),
                             ("text_tokenizer", self.text.save)):
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=run_dir))
+            tmp = make_temp_dir(run_dir / name)
             write(tmp)
-            _replace_dir(tmp, run_dir / name)
+            replace_dir(tmp, run_dir / name)
         write_json(run_dir / "motion_vocab.json", dict(
             K=self.K, P=self.P, motion_ids=self.motion_ids.tolist(), mot_id=self.mot_id,
             end_mot_id=self.end_mot_id, eos_id=self.eos_id, pad_id=self.pad_id, mode=self.mode,
@@ -465,17 +461,6 @@ def _grow_vocab(lm, vocab):
             old = w[:n_old].float()
             noise = torch.randn(vocab - n_old, w.shape[1]).to(w.device)
             w[n_old:] = (old.mean(0) + old.std(0) * noise).to(w.dtype)
-
-
-def _replace_dir(tmp, dest):
-    """Swap the finished folder tmp in at dest: a reader sees the old folder or the new one, never half."""
-    if dest.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, trash / "old")
-        os.replace(tmp, dest)
-        shutil.rmtree(trash)
-    else:
-        os.replace(tmp, dest)
 
 
 def _pick(logits, temperature, top_k, top_p, generator):

@@ -256,6 +256,9 @@ def test_reuse_on_a_checkpoint_repurposes_unused_tokens(gpt2_dir):
     assert mlm.lm.config.vocab_size == 320 and (mlm.mot_id, mlm.end_mot_id, mlm.pad_id) == (261, 262, 263)
     ids, kinds = mlm.sample_ids(CAPTIONS[0], [[0, 19]])
     assert ids[-4:-2] == [unused[-20], unused[-1]]
+    assert 256 in mlm.motion_ids  # "al" on its own ("Ġwal" holds it) is in no caption: now a motion code
+    with pytest.raises(ValueError, match="uses text tokens that this model reuses as motion codes"):
+        mlm.prompt_ids("a tall man")  # t al l
     with pytest.raises(ValueError, match=f"only {len(unused)} \\({250 - len(unused)} missing\\)"):
         model.build(str(gpt2_dir), K=250, P=2, captions=CAPTIONS, motion_vocab="reuse")
 
