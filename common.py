@@ -1,8 +1,14 @@
 """Small helpers the stage scripts share (DESIGN.md allows one such module): --key=value config parsing,
-atomic file writes, and picking the device for this process."""
+the scripts' entry point (one-line errors), atomic writes of files and folders, and picking the device for
+this process."""
 
 import json
 import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -31,11 +37,90 @@ def parse_args(argv, config, prog):
     return overrides
 
 
-def atomic_write(path, write):  # write(tmp) then os.replace: an interrupted run never leaves half a file
+def cli(main, prog):
+    """A script's entry point: main(sys.argv[1:]). Bad settings or input (ValueError, OSError, whose messages
+    name the file and the problem) end it with one line `<prog>: <message>` and exit status 1; Ctrl-C with one
+    line `<prog>: interrupted; <what main's KeyboardInterrupt says it left as it was>` and status 130 (128 +
+    SIGINT, as a shell reports it). NANOMOTION_DEBUG=1 lets the exception through, with its traceback."""
+    if os.environ.get("NANOMOTION_DEBUG", "0") != "0":
+        return main(sys.argv[1:])
+    try:
+        return main(sys.argv[1:])
+    except KeyboardInterrupt as e:
+        print("; ".join([f"{prog}: interrupted", *map(str, e.args)]), file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, OSError) as e:
+        sys.exit(f"{prog}: {e}")
+
+
+# Atomic writes: a file or folder is built under a temporary name beside its place, then renamed into it, so
+# a reader sees the old version or the new one, never half of either. A failed or interrupted write removes
+# its temp; one that was killed (kill -9, a lost machine) cannot, so temp names carry the owner,
+# .<name>.tmp-<host>-<pid>-<random>, and the next write to the same place removes those of this host whose
+# process is gone. (The host keeps a run on another machine sharing the folder from looking dead.)
+def _temp_prefix(path):
+    return f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)  # signal 0 is not sent: it only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True
+
+
+def _remove(path):  # a file or a folder, if it is there
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_dead_temps(path):
+    """Remove the temp files and folders that writes to `path` left behind when their process died."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    owned = re.compile(rf"\.{re.escape(path.name)}\.tmp-{re.escape(socket.gethostname())}-(\d+)-\w+")
+    for p in path.parent.iterdir() if path.parent.is_dir() else ():
+        if (m := owned.fullmatch(p.name)) and not _alive(int(m[1])):
+            _remove(p)
+
+
+def atomic_write(path, write):
+    """write(tmp), then os.replace(tmp, path)."""
+    path = Path(path)
+    remove_dead_temps(path)
+    tmp = path.with_name(_temp_prefix(path) + os.urandom(4).hex())
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:  # a failed write leaves the old file as it was and no temp
+        _remove(tmp)
+
+
+def make_temp_dir(out_dir):
+    """A new empty folder beside out_dir in which to build it; replace_dir then puts it in place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir), dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
+    return tmp
+
+
+def replace_dir(tmp, out_dir):
+    """Put the finished folder `tmp` at `out_dir`: old -> trash, new -> out_dir, then delete the old one
+    (two renames on one file system: a reader sees the old folder or the new one, never half of either)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, trash / "old")
+        os.replace(tmp, out_dir)
+        shutil.rmtree(trash)
+    else:
+        os.replace(tmp, out_dir)
 
 
 def write_json(path, obj):
@@ -45,3 +130,4 @@ def write_json(path, obj):
 def pick_device(device):  # "auto": this rank's GPU when there is one, else the CPU
     auto = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
     return torch.device(auto if device == "auto" else device)
+
