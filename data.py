@@ -19,11 +19,12 @@ parts; optional split files. Sequences longer than 196 frames (at 20 fps) are cu
 """
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import shutil
-import tempfile
+import signal
 import zlib
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common import cli, make_temp_dir, replace_dir
 from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names them in data.py)
     H3D_OFFSETS,
     H3D_PARENTS,
@@ -99,19 +101,6 @@ def _group_slices(J):
     return [slice(0, 1), slice(1, 3), slice(3, 4), slice(4, r), slice(r, o), slice(o, v), slice(v, v + 4)]
 
 
-def replace_dir(tmp, out_dir):
-    """Put the finished folder `tmp` at `out_dir`: old -> trash, new -> out_dir, then delete the old one
-    (two renames on one file system: a reader sees the old folder or the new one, never half of either)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, trash / "old")
-        os.replace(tmp, out_dir)
-        shutil.rmtree(trash)
-    else:
-        os.replace(tmp, out_dir)
-
-
 def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, strict=False, source=None):
     """Validate and stream `clips` (dicts {"id", "feats" [T, D], "captions", "parts", "subset"}) into
     out_dir atomically. Bad clips are skipped and counted per reason (strict: one error naming the clip).
@@ -119,9 +108,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
     Returns the summary (also in meta.json)."""
     out_dir = Path(out_dir)
     feat_dim = 12 * joints_num - 1
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private
+    tmp = make_temp_dir(out_dir)
     membership = {}
     for split_name, ids in (splits or {}).items():
         for i in ids:
@@ -400,21 +387,22 @@ def _convert(job):
         return [{"id": name, "file": str(path), "error": f"cannot load ({type(e).__name__}: {e})"}]
 
 
+def _worker_init():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent stops us
+    torch.set_num_threads(1)
+
+
 def convert(loader, files, workers=1, splits=None, **kwargs):
     """Yield the clips of every source file ({name: path}), converted by `workers` processes, in order.
-    Every clip cut from file `name` goes to the split splits[name] (else default_split(name))."""
+    Every clip cut from file `name` goes to the split splits[name] (else default_split(name)). A consumer that
+    may stop early closes it (contextlib.closing): that terminates and joins the workers there and then."""
     jobs = [(loader, name, path, kwargs) for name, path in files.items()]
-    pool = multiprocessing.Pool(workers, torch.set_num_threads, (1,)) if workers > 1 else None
-    try:
+    with multiprocessing.Pool(workers, _worker_init) if workers > 1 else contextlib.nullcontext() as pool:
         results = pool.imap(_convert, jobs, chunksize=8) if pool else map(_convert, jobs)
         for job, clips in tqdm(zip(jobs, results, strict=True), total=len(jobs), desc="convert", unit="file"):
             for clip in clips:
                 clip["split"] = (splits or {}).get(job[1]) or default_split(job[1])
                 yield clip
-    finally:  # also when the consumer stops early (strict error)
-        if pool:
-            pool.terminate()
-
 
 
 def _list_files(folder, suffix):
@@ -444,36 +432,38 @@ def main(argv=None):
         for key in args.show.split(","):  # an id, else an index
             i = ds._index.get(key, int(key) if key.isdigit() else -1)
             if not 0 <= i < len(ds):
-                p.error(f"{ds.root}: no clip with id or index {key!r} ({len(ds)} clips)")
+                raise ValueError(f"{ds.root}: no clip with id or index {key!r} ({len(ds)} clips)")
             path = Path(args.gif_dir) / f"{ds.meta['name']}_{ds.ids[i].replace('/', '_')}.gif"
             render_gif(recover_from_ric(np.array(ds.motion(i)), ds.joints_num), path,
                        title=ds.texts[i]["captions"][0], fps=ds.fps)
             print(f"{path}: {ds.ids[i]} ({len(ds.motion(i))} frames) {ds.texts[i]['captions'][0]!r}")
         return
     out = Path(args.out or f"data/{args.source}")
+    splits, joints_num, source = None, 22, {args.source: str(args.src)}
     if args.source == "synth":
         import synth
         clips, splits = synth.generate(args.size, args.seed, args.workers)
-        summary = write_dataset(out, clips, name=out.name, joints_num=22, splits=splits, strict=args.strict,
-                                source={"synth": {"size": args.size, "seed": args.seed}})
+        source = {"synth": {"size": args.size, "seed": args.seed}}
+    elif not args.src or not Path(args.src).is_dir():
+        raise ValueError(f"--source {args.source} needs --src DIR (an existing folder), got {args.src!r}")
+    elif args.source == "humanml3d":
+        files = _list_files(Path(args.src) / "new_joint_vecs", ".npy")
+        clips = convert(load_humanml3d, files, args.workers, read_splits(args.src), src=args.src)
     else:
-        if not args.src or not Path(args.src).is_dir():
-            p.error(f"--source {args.source} needs --src DIR (an existing folder), got {args.src!r}")
-        if args.source == "humanml3d":
-            files = _list_files(Path(args.src) / "new_joint_vecs", ".npy")
-            clips = convert(load_humanml3d, files, args.workers, read_splits(args.src), src=args.src)
-        else:
-            if not args.smplx_model_dir:
-                p.error("--source smplx needs --smplx_model_dir DIR (the SMPL-X model files)")
-            files = _list_files(Path(args.src) / "motions", ".npz")
-            clips = convert(load_smplx, files, args.workers, read_splits(args.src), src=args.src,
-                            model_dir=args.smplx_model_dir, gender=args.gender, src_fps=args.src_fps,
-                            up=args.up)
-        joints_num = 22 if args.source == "humanml3d" else 52
-        summary = write_dataset(out, clips, name=out.name, joints_num=joints_num, strict=args.strict,
-                                source={args.source: str(args.src)})
+        if not args.smplx_model_dir:
+            raise ValueError("--source smplx needs --smplx_model_dir DIR (the SMPL-X model files)")
+        files = _list_files(Path(args.src) / "motions", ".npz")
+        clips = convert(load_smplx, files, args.workers, read_splits(args.src), src=args.src,
+                        model_dir=args.smplx_model_dir, gender=args.gender, src_fps=args.src_fps, up=args.up)
+        joints_num = 52
+    try:  # closing: a strict error or Ctrl-C inside write_dataset stops the worker processes right there
+        with contextlib.closing(clips):
+            summary = write_dataset(out, clips, name=out.name, joints_num=joints_num, splits=splits,
+                                    strict=args.strict, source=source)
+    except KeyboardInterrupt as e:
+        raise KeyboardInterrupt(f"{out} left as it was") from e
     print(f"{out}: {json.dumps(summary)}")
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "data.py")

@@ -16,6 +16,7 @@ the floor, the supporting foot planted), and motion.features_from_joints makes t
 
 import argparse
 import multiprocessing
+import signal
 from functools import partial
 
 import numpy as np
@@ -645,13 +646,16 @@ def _clips(size, seed, workers, progress):
     if workers <= 1:
         yield from bar(generate_clip(index, seed, with_joints=False) for index in range(size))
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    fork = multiprocessing.get_context("fork")
+    # Ctrl-C reaches the whole process group: the workers ignore it, and the parent stops them
+    with fork.Pool(workers, signal.signal, (signal.SIGINT, signal.SIG_IGN)) as pool:
         yield from bar(pool.imap(partial(generate_clip, seed=seed, with_joints=False), range(size), 64))
 
 
 def generate(size, seed=0, workers=1, progress=True):
     """(iterator over the `size` clips in index order, without joints, with a tqdm bar; splits) for
-    data.write_dataset. workers > 1 generates in that many processes."""
+    data.write_dataset. workers > 1 generates in that many processes, until the iterator is exhausted or
+    closed: a consumer that may stop early closes it (contextlib.closing)."""
     return _clips(size, seed, workers, progress), make_splits(size, seed)
 
 

@@ -331,5 +331,5 @@ def test_show_renders_clips_by_index_and_id(tmp_path, fixtures_dir):
                        name="ds", joints_num=22, splits={"train": ["walk/1", "b"]})
     data.main(["--data", str(tmp_path / "ds"), "--show", "walk/1,1", "--gif_dir", str(tmp_path / "gifs")])
     assert sorted(p.name for p in (tmp_path / "gifs").iterdir()) == ["ds_b.gif", "ds_walk_1.gif"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match=r"ds: no clip with id or index '2' \(2 clips\)"):
         data.main(["--data", str(tmp_path / "ds"), "--show", "2"])
