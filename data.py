@@ -179,23 +179,50 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
 
 class JsonLines:
     """A .jsonl file as a read-only list of dicts, each line parsed when accessed (memory-mapped, so a
-    million clips' texts stay on disk)."""
+    million clips' texts stay on disk). A line that is not JSON is reported with its file and line number."""
 
     def __init__(self, path):
+        self.path = Path(path)
         empty = os.path.getsize(path) == 0  # (an empty file cannot be memory-mapped)
         self.buf = np.zeros(0, np.uint8) if empty else np.memmap(path, dtype=np.uint8, mode="r")
         self.ends = np.flatnonzero(self.buf == ord("\n")) + 1
+        if len(self.buf) and self.buf[-1] != ord("\n"):  # a last line cut short still counts (and fails)
+            self.ends = np.r_[self.ends, len(self.buf)]
         self.starts = np.r_[0, self.ends[:-1]]
 
     def __len__(self):
         return len(self.ends)
 
     def __getitem__(self, i):
-        return json.loads(self.buf[self.starts[i]:self.ends[i]].tobytes())
+        try:
+            return json.loads(self.buf[self.starts[i]:self.ends[i]].tobytes())
+        except ValueError as e:  # (a JSONDecodeError counts lines and columns within this one line)
+            where, why = f"line {range(len(self))[i] + 1}", e
+            if isinstance(e, json.JSONDecodeError):
+                where, why = f"{where}, column {e.colno}", e.msg
+            raise ValueError(f"{self.path}: {where}: not valid JSON ({why})") from None
+
+
+def _load_npy(path, mmap_mode=None):  # np.load, naming the file when it is cut short or not an .npy array
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError) as e:
+        raise ValueError(f"{path}: truncated or not an .npy array ({e})") from None
+
+
+def _first_non_finite_row(a, rows=1 << 16):
+    """Index of the first row of `a` holding a NaN or inf, else None. Slices keep the temporary small; the
+    whole 20k-clip synth set (2.1 GB) takes 0.1 s from the page cache, 0.2-0.8 s from disk (2 CPU cores)."""
+    for start in range(0, len(a), rows):
+        finite = np.isfinite(a[start:start + rows]).all(1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
 
 
 class MotionData:
-    """Read-only view of a dataset folder written by write_dataset (motions memory-mapped)."""
+    """Read-only view of a dataset folder written by write_dataset (motions memory-mapped). Opening it checks
+    every file's shape and that no frame holds NaN or inf: a damaged folder fails here, naming the file."""
 
     FILES = ["meta.json", "motions.npy", "offsets.npy", "texts.jsonl", "mean.npy", "std.npy"]
 
@@ -205,25 +232,38 @@ class MotionData:
         if missing:
             raise FileNotFoundError(f"{self.root}: not a dataset folder, missing {', '.join(missing)} "
                                     f"(write one with `python data.py`)")
-        self.meta = json.loads((self.root / "meta.json").read_text(encoding="utf-8"))
-        self.joints_num, self.feat_dim = self.meta["joints_num"], self.meta["feat_dim"]
-        self.fps = self.meta["fps"]
-        self.motions = np.load(self.root / "motions.npy", mmap_mode="r")
-        self.offsets = np.load(self.root / "offsets.npy")
+        meta = self.root / "meta.json"
+        try:
+            self.meta = json.loads(meta.read_text(encoding="utf-8"))
+            self.joints_num, self.feat_dim = self.meta["joints_num"], self.meta["feat_dim"]
+            self.fps = self.meta["fps"]
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"{meta}: not a dataset's meta.json ({type(e).__name__}: {e})") from None
+        self.motions = _load_npy(self.root / "motions.npy", mmap_mode="r")
+        self.offsets = _load_npy(self.root / "offsets.npy")
         self.texts = JsonLines(self.root / "texts.jsonl")
-        self.ids = [t["id"] for t in self.texts]
-        self.mean, self.std = np.load(self.root / "mean.npy"), np.load(self.root / "std.npy")
+        self.ids = [t.get("id") if isinstance(t, dict) else None for t in self.texts]
+        if None in self.ids:
+            raise ValueError(f"{self.texts.path}: line {self.ids.index(None) + 1} is not a record with an id")
+        self.mean, self.std = _load_npy(self.root / "mean.npy"), _load_npy(self.root / "std.npy")
         problems = []
         if self.motions.ndim != 2 or self.motions.shape[1] != self.feat_dim:
             problems.append(f"motions.npy has shape {self.motions.shape}, meta says feat_dim {self.feat_dim}")
-        if len(self.offsets) != len(self.ids) + 1 or self.offsets[0] != 0 or \
-                self.offsets[-1] != len(self.motions) or (np.diff(self.offsets) <= 0).any():
+        o = self.offsets
+        if o.ndim != 1 or o.dtype.kind != "i" or len(o) != len(self.ids) + 1 or o[0] != 0 or \
+                o[-1] != len(self.motions) or (np.diff(o) <= 0).any():
             problems.append(f"offsets.npy ({len(self.offsets)} entries) does not match texts.jsonl "
                             f"({len(self.ids)} clips) and motions.npy ({len(self.motions)} frames)")
         if self.mean.shape != (self.feat_dim,) or self.std.shape != (self.feat_dim,):
-            problems.append(f"mean/std shapes {self.mean.shape}/{self.std.shape}, not ({self.feat_dim},)")
+            problems.append(f"mean.npy/std.npy have shapes {self.mean.shape}/{self.std.shape}, "
+                            f"not ({self.feat_dim},)")
         if problems:
             raise ValueError(f"{self.root}: inconsistent dataset: " + "; ".join(problems))
+        row = _first_non_finite_row(self.motions)
+        if row is not None:
+            i = int(np.searchsorted(self.offsets, row, side="right")) - 1
+            raise ValueError(f"{self.root / 'motions.npy'}: NaN or inf in clip {self.ids[i]!r} (index {i}, "
+                             f"frame {row - self.offsets[i]}); write the dataset again")
         self._index = {i: n for n, i in enumerate(self.ids)}
 
     def __len__(self):
