@@ -11,13 +11,12 @@ it has already finished with the same settings.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 import tokenizer
-from common import atomic_write, parse_args, write_json
+from common import atomic_write, cli, parse_args, write_json
 
 CONFIG = dict(tokenizer.CONFIG, run_name="sweep",  # runs -> out_dir/run_name/<kind>_K<K>/
               kinds="vq,rvq,lfq2d,lfq1d", log2k="8,9,10,11,12,13,14",  # tokenizers x K = 2^b
@@ -67,8 +66,14 @@ def sweep(cfg):
     return results
 
 
-if __name__ == "__main__":
+def main(argv):
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "sweep.py")}
     try:
-        sweep({**CONFIG, **parse_args(sys.argv[1:], CONFIG, "sweep.py")})
-    except (ValueError, FileNotFoundError) as e:  # bad settings or data: one clear line, no traceback
-        raise SystemExit(f"sweep.py: {e}") from None
+        sweep(cfg)
+    except KeyboardInterrupt as e:
+        root = Path(cfg["out_dir"]) / cfg["run_name"]
+        raise KeyboardInterrupt(f"the runs finished in {root} are kept, and a rerun skips them") from e
+
+
+if __name__ == "__main__":
+    cli(main, "sweep.py")

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 import data as motion_data
-from common import atomic_write, parse_args, pick_device, write_json
+from common import atomic_write, cli, make_temp_dir, parse_args, pick_device, replace_dir, write_json
 from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
 
 # config: plain values, overridden by --config=file.json, then by --key=value
@@ -403,13 +402,14 @@ def open_dataset(data_dir, feat_dim=None):
 
 
 def sample_batch(data, clips, lengths, window, batch, seed, step, rank):
-    """Random crops [batch, window, D] of raw features, a function of (seed, step, rank) only: the same
-    batches after --resume, different ones on each DDP rank."""
+    """(clip indices [batch], random crops [batch, window, D] of their raw features), a function of (seed,
+    step, rank) only: the same batches after --resume, different ones on each DDP rank."""
     rng = np.random.default_rng([seed, step, rank])
     pick = rng.integers(len(clips), size=batch)
     starts = data.offsets[clips[pick]] + rng.integers(0, lengths[pick] - window + 1)
     rows = (starts[:, None] + np.arange(window)).reshape(-1)
-    return torch.from_numpy(np.asarray(data.motions[rows], dtype=np.float32)).view(batch, window, -1)
+    feats = torch.from_numpy(np.asarray(data.motions[rows], dtype=np.float32)).view(batch, window, -1)
+    return clips[pick], feats
 
 
 def save_checkpoint(run_dir, model, opt, step, history):
@@ -490,9 +490,14 @@ def train(cfg, progress=True):
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        feats = sample_batch(data, clips, lengths, cfg["window"], cfg["batch_size"] // world, cfg["seed"],
-                             step, rank)
+        idx, feats = sample_batch(data, clips, lengths, cfg["window"], cfg["batch_size"] // world,
+                                  cfg["seed"], step, rank)
         out, codes = compute_losses(ddp, model, feats.to(device), step, cfg)
+        if not torch.isfinite(out["loss"]):  # stop before NaN reaches the weights (and any checkpoint)
+            bad = ~feats.isfinite().flatten(1).all(1).numpy()
+            ids = sorted({data.ids[i] for i in idx[bad if bad.any() else slice(None)]})
+            raise ValueError(f"{cfg['data_dir']}: step {step}: loss {out['loss'].item()} on clips {ids} (NaN "
+                             "or inf in their features, or the training diverged); stopped before the update")
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         if cfg["grad_clip"]:
@@ -534,9 +539,7 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
     frames = np.diff(data.offsets)
     offsets = np.concatenate([[0], np.cumsum(frames // ALPHA)]).astype(np.int64)  # T mod 4 frames dropped
     out = Path(data_dir) / "tokens" / run_dir.name
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = make_temp_dir(out)
     dtype = np.uint16 if model.K <= 65536 else np.int32
     try:  # an interrupted encode leaves the previous codes as they were and no half folder
         codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", dtype, (int(offsets[-1]), model.P))
@@ -555,7 +558,7 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
             "cropped": {"clips": int((frames % ALPHA > 0).sum()),
                         "frames_dropped": int((frames % ALPHA).sum()),
                         "note": f"a clip of T frames is cropped to its first T - T mod {ALPHA} frames"}})
-        motion_data.replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -567,15 +570,19 @@ def main(argv):
     cfg = {**CONFIG, **overrides}
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     if cfg["encode"]:
-        print(f"wrote {encode_dataset(run_dir, cfg['data_dir'], pick_device(cfg['device']))}")
+        try:
+            print(f"wrote {encode_dataset(run_dir, cfg['data_dir'], pick_device(cfg['device']))}")
+        except KeyboardInterrupt as e:
+            out = Path(cfg["data_dir"]) / "tokens" / run_dir.name
+            raise KeyboardInterrupt(f"{out} left as it was") from e
     else:
         if cfg["resume"] and (run_dir / "config.json").is_file():  # the run's settings, then the overrides
             cfg = {**CONFIG, **json.loads((run_dir / "config.json").read_text()), **overrides}
-        train(cfg)
+        try:
+            train(cfg)
+        except KeyboardInterrupt as e:
+            raise KeyboardInterrupt(f"{run_dir} keeps its checkpoints (--resume continues the last)") from e
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (ValueError, FileNotFoundError) as e:  # bad settings or data: one clear line, no traceback
-        raise SystemExit(f"tokenizer.py: {e}") from None
+    cli(main, "tokenizer.py")
