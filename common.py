@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 
 def parse_args(argv, config, prog):
@@ -131,3 +132,35 @@ def pick_device(device):  # "auto": this rank's GPU when there is one, else the 
     auto = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
     return torch.device(auto if device == "auto" else device)
 
+
+# process groups: one process, or one per GPU (or CPU rank) under torchrun
+def distributed_setup(device="auto"):
+    """-> (rank, world, device). Under torchrun (WORLD_SIZE > 1) this joins the process group: nccl on CUDA,
+    gloo on the CPU. Multi-node runs need nothing more here: torchrun's rendezvous sets the variables."""
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    device = pick_device(device)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def distributed_teardown():
+    """Leave the process group. Call it after dropping every DDP/FSDP-wrapped model: they hold the group, and
+    destroying it under them hangs or warns at exit."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def recover_dir(path):
+    """A folder that replace_dir was swapping when the process died between its two renames is missing, and
+    the previous version sits aside in `.<name>.old-*/old`: put it back. -> path, or None if there is none."""
+    path = Path(path)
+    if not path.exists():
+        for aside in sorted(path.parent.glob(f".{path.name}.old-*/old")):
+            os.replace(aside, path)
+            shutil.rmtree(aside.parent, ignore_errors=True)
+            break
+    return path if path.exists() else None
