@@ -43,8 +43,11 @@ from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 from tiktoken_ext.openai_public import r50k_pat_str
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
+from transformers.utils import logging as hf_logging
 
 from common import make_temp_dir, replace_dir, write_json
+
+hf_logging.disable_progress_bar()  # one-shard "Loading weights" / "Writing model shards" bars: noise
 
 
 # registry: each named model's architecture (--init=scratch, memory estimates, the benchmark need no weights)

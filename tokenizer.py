@@ -16,7 +16,6 @@ codes[..., l] are the l-th residual layer's, each layer with its own K codes).
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +29,17 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 import data as motion_data
-from common import atomic_write, cli, make_temp_dir, parse_args, pick_device, replace_dir, write_json
+from common import (
+    atomic_write,
+    cli,
+    distributed_setup,
+    distributed_teardown,
+    make_temp_dir,
+    parse_args,
+    pick_device,
+    replace_dir,
+    write_json,
+)
 from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
 
 # config: plain values, overridden by --config=file.json, then by --key=value
@@ -438,12 +447,7 @@ def train(cfg, progress=True):
     cfg = dict(cfg)
     if cfg["window"] % ALPHA:
         raise ValueError(f"window = {cfg['window']} frames is not a multiple of {ALPHA} (the downsampling α)")
-    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    device = pick_device(cfg["device"])
-    if world > 1:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank, world, device = distributed_setup(cfg["device"])
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if cfg["batch_size"] % world:
         raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks")
@@ -521,10 +525,8 @@ def train(cfg, progress=True):
         write_json(run_dir / "metrics.json", metrics)
         if progress:
             print(json.dumps(metrics))
-    if world > 1:
-        dist.barrier()
-        del ddp  # DDP holds the process group: free it first so that the group is torn down cleanly
-        dist.destroy_process_group()
+    del ddp  # DDP holds the process group: free it first so that the group is torn down cleanly
+    distributed_teardown()
     return {"model": model, "history": history, "metrics": metrics}
 
 

@@ -42,7 +42,6 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from tqdm import tqdm
-from transformers.utils import logging as hf_logging
 
 import data as motion_data
 import model as lm_model
@@ -83,7 +82,6 @@ CONFIG = dict(
     estimate=False, gpus=0, gpu_gib=0.0,  # print the memory estimate (for `gpus` GPUs of gpu_gib) and stop
     seed=1337, device="auto", resume=False,
 )
-hf_logging.disable_progress_bar()  # save_pretrained's one-shard "Writing" bars would break up our own
 # dcp in one process says so at every save and load
 warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
 ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run")  # what a --resume must not change
