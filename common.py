@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 def parse_args(argv, config, prog):
     """--config=file.json, then --key=value overrides of `config`'s plain values (`prog` names the script in
-    errors). A bare --flag turns a boolean on."""
+    errors). A bare --flag turns a boolean on; a list setting takes one item per --key=value."""
     overrides = {}
     for arg in argv:
         key, eq, value = arg.removeprefix("--").partition("=")
@@ -29,6 +29,8 @@ def parse_args(argv, config, prog):
                 raise SystemExit(f"{value}: unknown settings {sorted(set(overrides) - set(config))}")
         elif isinstance(config[key], bool):
             overrides[key] = value.lower() in ("1", "true", "yes") if eq else True
+        elif isinstance(config[key], list):  # a list setting: each --key=value adds one item
+            overrides[key] = [*overrides.get(key, []), value]
         else:
             try:
                 overrides[key] = type(config[key])(value)

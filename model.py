@@ -283,7 +283,8 @@ class MotionLM:
         padding and the KV cache. Constrained: after <mot> only motion codes, </mot> only after whole steps of
         P codes and at least min_steps steps, forced at max_steps (default: what fits in the context);
         steps=n gives exactly n. temperature 0 is greedy; top_k 0 and top_p 1 are off. `generator` (on the
-        model's device) makes sampling reproducible."""
+        model's device) makes sampling reproducible; a list of them, one per prompt, makes each prompt's
+        sample independent of the rest of the batch."""
         if steps is not None:
             min_steps = max_steps = steps
         if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
@@ -480,7 +481,11 @@ def _pick(logits, temperature, top_k, top_p, generator):
         p = sorted_logits.softmax(-1)
         sorted_logits = sorted_logits.masked_fill(p.cumsum(-1) - p >= top_p, -torch.inf)
         logits = logits.scatter(-1, order, sorted_logits)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+    probs = logits.softmax(-1)
+    if isinstance(generator, (list, tuple)):  # one per row: a row's draws do not depend on the other rows
+        return torch.cat([torch.multinomial(p[None], 1, generator=g)[0] for p, g in zip(probs, generator,
+                                                                                         strict=True)])
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 def token_losses(logits, input_ids):

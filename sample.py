@@ -1,0 +1,128 @@
+"""Text -> motion: the language model writes motion codes, the tokenizer decodes them to features, the
+features become joints (recover_from_ric), and each take is saved as joints .npy [T, J, 3] (metres) and a
+stick-figure GIF (paper §4.1: generation is next-token prediction after the instruction; DESIGN.md: Sampling).
+
+    python sample.py --text="a person jumps twice, then waves the left hand"
+    python sample.py --text="a man walks forward." --text="someone squats." --num_samples=3 --seconds=4
+    python sample.py --file=prompts.txt --lm_dir=out/lm/default        # one text a line
+
+Writes out/samples/<run>/<text>_<take>.npy and .gif. A take is a function of (--seed, the text, the take
+number) only: the same command gives the same motions, and a text's motion does not depend on what else is
+in the batch. For scripts and eval.py:
+
+    import sample
+    joints = sample.generate(["a man waves."], num_samples=2)   # list of float32 [T, J, 3], text-major
+"""
+
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import model as lm_model
+from common import cli, parse_args, pick_device
+from motion import recover_from_ric, render_gif
+
+# settings: plain values, overridden by --config=file.json, then by --key=value
+CONFIG = dict(
+    text=[],  # one --text=... per text
+    file="",  # a text file of prompts, one a line (added to --text)
+    lm_dir="out/lm/default",  # the train.py run to sample from
+    out_dir="out/samples",  # takes go to out_dir/<run>/
+    num_samples=1,  # takes per text
+    seconds=0.0,  # the motion's length (0: the model ends it with </mot>)
+    temperature=-1.0, top_k=-1, top_p=-1.0,  # < 0: DEFAULTS below
+    seed=0, batch_size=32, device="auto", gif=True,
+)
+# Sampling defaults for the default run. Plain sampling at temperature 1 draws unlikely codes that the motion
+# never recovers from; a lower temperature with a nucleus keeps the motion on the caption.
+DEFAULTS = dict(temperature=0.7, top_k=0, top_p=0.95)
+FPS, FRAMES_PER_CODE = 20, 4  # the datasets' frame rate; the tokenizer's temporal downsampling (α = 4)
+
+
+def load_run(lm_dir, device="cpu"):
+    """(the language model, its tokenizer) of a train.py run, checked to belong together."""
+    import tokenizer  # scripts -> tokenizer; imported here so that `import sample` stays light
+
+    lm_dir = Path(lm_dir)
+    config = lm_dir / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: missing, so {lm_dir} is not a trained language model run "
+                                f"(train one with `python train.py --run_name={lm_dir.name}`)")
+    cfg = json.loads(config.read_text())
+    lm = lm_model.load(lm_dir, device)
+    tok_config = Path(cfg["tokenizer"]) / "config.json"
+    if not tok_config.is_file():
+        raise FileNotFoundError(f"{tok_config}: missing; {lm_dir} was trained on that tokenizer run's codes")
+    arch = tokenizer.Tokenizer(json.loads(tok_config.read_text()))  # K and P, before any weights are read
+    if (arch.K, arch.P) != (lm.K, lm.P):
+        raise ValueError(f"{lm_dir}: its motion vocabulary has K = {lm.K}, P = {lm.P} but the tokenizer run "
+                         f"{cfg['tokenizer']} it names has K = {arch.K}, P = {arch.P}")
+    return lm, tokenizer.load(cfg["tokenizer"], device)
+
+
+_runs = {}
+
+
+def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, seed=0,
+             seconds=None, device="cpu", batch_size=32):
+    """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
+    Settings left None take DEFAULTS. Runs are cached per (lm_dir, device)."""
+    lm_dir = str(lm_dir or "out/lm/default")
+    if (lm_dir, str(device)) not in _runs:
+        _runs[lm_dir, str(device)] = load_run(lm_dir, device)
+    lm, tok = _runs[lm_dir, str(device)]
+    for text in texts:
+        if not text.strip():
+            raise ValueError("empty text: nothing to generate a motion for")
+    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
+    steps = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
+    jobs = [(text, take) for text in texts for take in range(num_samples)]
+    joints = []
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
+        # one generator per take, seeded by (seed, text, take): a take does not depend on its batch
+        gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
+            [seed, zlib.crc32(text.encode()), take]).generate_state(1)[0])) for text, take in batch]
+        codes = lm.generate([text for text, _ in batch], steps=steps, generator=gens, **settings)
+        for c in codes:
+            with torch.no_grad():
+                feats = tok.decode(torch.as_tensor(c, device=tok.mean.device)[None])[0]
+            joints.append(recover_from_ric(feats.float().cpu().numpy(), tok.joints_num).astype(np.float32))
+    return joints
+
+
+def slug(text, limit=60):
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "text"
+
+
+def main(argv):
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "sample.py")}
+    texts = list(cfg["text"])
+    if cfg["file"]:
+        path = Path(cfg["file"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such prompt file")
+        texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise ValueError("no text: give --text=\"a person waves\" (repeatable) or --file=prompts.txt")
+    settings = {k: None if cfg[k] < 0 else cfg[k] for k in DEFAULTS}
+    joints = generate(texts, cfg["lm_dir"], cfg["num_samples"], seed=cfg["seed"], seconds=cfg["seconds"],
+                      device=pick_device(cfg["device"]), batch_size=cfg["batch_size"], **settings)
+    out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
+    out.mkdir(parents=True, exist_ok=True)
+    takes = [(text, take) for text in texts for take in range(cfg["num_samples"])]
+    for (text, take), j in zip(takes, joints, strict=True):
+        path = out / f"{slug(text)}_{take}"
+        np.save(path.with_suffix(".npy"), j)
+        if cfg["gif"]:
+            render_gif(j, path.with_suffix(".gif"), title=text, fps=FPS)
+        print(f"{path}.npy{' + .gif' if cfg['gif'] else ''}: {len(j)} frames ({len(j) / FPS:.1f} s) {text!r}")
+
+
+if __name__ == "__main__":
+    cli(main, "sample.py")

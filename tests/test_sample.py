@@ -1,0 +1,103 @@
+"""sample.py: text -> joints through a (briefly) trained run: shapes, lengths, reproducibility independent of
+the batch, the command line's outputs, and one-line errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import data
+import sample
+import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def lm_dir(codes_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm_run")
+    train.train(dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(out),
+                     run_name="r", batch_size=8, max_iters=3, warmup_iters=1, eval_interval=3, eval_iters=1,
+                     device="cpu"), progress=False)
+    return out / "r"
+
+
+def test_generate_shapes_order_and_length(lm_dir):
+    texts = ["a man walks forward.", "someone waves the right hand."]
+    joints = sample.generate(texts, lm_dir, num_samples=2, seconds=1.6)
+    assert len(joints) == 4
+    for j in joints:  # 1.6 s = 8 steps of 4 frames at 20 fps
+        assert j.shape == (32, 22, 3) and j.dtype == np.float32 and np.isfinite(j).all()
+    # text-major: take 0 and 1 of text 0 first; they are different samples of the same text
+    assert not np.array_equal(joints[0], joints[1])
+
+
+def test_a_take_does_not_depend_on_its_batch(lm_dir):
+    alone = sample.generate(["a person jumps twice."], lm_dir, num_samples=2, seed=3, temperature=1.0)
+    mixed = sample.generate(["someone squats down slowly, then stands up.", "a person jumps twice."], lm_dir,
+                            num_samples=2, seed=3, temperature=1.0)
+    for a, b in zip(alone, mixed[2:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    again = sample.generate(["a person jumps twice."], lm_dir, num_samples=2, seed=3, temperature=1.0)
+    np.testing.assert_array_equal(alone[0], again[0])
+    other = sample.generate(["a person jumps twice."], lm_dir, num_samples=1, seed=4, temperature=1.0)
+    assert not np.array_equal(alone[0], other[0])
+
+
+def test_joints_are_the_decoded_codes(lm_dir, codes_dir):
+    """Greedy joints equal an independent chain: the LM's codes -> tokenizer.decode -> recover_from_ric."""
+    import torch
+
+    import tokenizer
+
+    lm, tok = sample.load_run(lm_dir)
+    codes = lm.generate(["a man walks forward."], steps=5, temperature=0)[0]
+    feats = tokenizer.load(codes_dir / "tok" / "t").decode(torch.as_tensor(codes)[None])[0].detach().numpy()
+    expected = data.recover_from_ric(feats, 22)
+    got = sample.generate(["a man walks forward."], lm_dir, seconds=1.0, temperature=0)[0]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_cli_writes_npy_and_gif(lm_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a person claps.\n\nsomeone kicks with the left leg.\n")
+    result = subprocess.run([sys.executable, "sample.py", f"--lm_dir={lm_dir}", f"--file={prompts}",
+                             "--text=a man jumps.", f"--out_dir={tmp_path / 'out'}", "--seconds=1.2",
+                             "--device=cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in (tmp_path / "out" / lm_dir.name).iterdir())
+    assert files == ["a_man_jumps_0.gif", "a_man_jumps_0.npy", "a_person_claps_0.gif", "a_person_claps_0.npy",
+                     "someone_kicks_with_the_left_leg_0.gif", "someone_kicks_with_the_left_leg_0.npy"]
+    assert np.load(tmp_path / "out" / lm_dir.name / "a_man_jumps_0.npy").shape == (24, 22, 3)
+
+
+def test_clear_errors(lm_dir, tmp_path, codes_dir):
+    def one_line(*args):
+        result = subprocess.run([sys.executable, "sample.py", *args, "--device=cpu"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert lines[0].startswith("sample.py: "), result.stderr
+        return lines[0]
+
+    assert "empty text" in one_line(f"--lm_dir={lm_dir}", "--text=   ")
+    assert "not a trained language model run" in one_line(f"--lm_dir={tmp_path / 'none'}", "--text=a man")
+    broken = tmp_path / "broken"
+    shutil.copytree(lm_dir, broken)
+    (broken / "model" / "model.safetensors").unlink()
+    assert "model.safetensors" in one_line(f"--lm_dir={broken}", "--text=a man waves")
+    # a tokenizer run that no longer matches the codes the LM learned
+    other = tmp_path / "tok2"
+    shutil.copytree(codes_dir / "tok" / "t", other)
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "codebook_size": 128}))
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(lm_dir, mismatched)
+    run_cfg = json.loads((mismatched / "config.json").read_text())
+    (mismatched / "config.json").write_text(json.dumps({**run_cfg, "tokenizer": str(other)}))
+    message = one_line(f"--lm_dir={mismatched}", "--text=a man waves")
+    assert f"K = 64, P = 6 but the tokenizer run {other} it names has K = 128, P = 6" in message, message
