@@ -7,6 +7,8 @@ Features (DESIGN.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12
   [0] root angular velocity about +Y, [1:3] root xz velocity in the root frame, [3] root height,
   ric (J-1)*3 root-relative joint positions in the root frame, rot (J-1)*6 joint rotations (6D),
   vel J*3 joint velocities in the root frame, 4 foot contacts (l_ankle, l_foot, r_ankle, r_foot).
+feature_slices(J) is that layout, the one place it is written down; root_aligned and mpjpe are the
+reconstruction measure that tokenizer.py and eval.py share.
 """
 
 from pathlib import Path
@@ -206,13 +208,24 @@ def features_from_joints(joints, feet_thre=0.002):
     return torch.from_numpy(feats) if is_torch else feats
 
 
+def feature_slices(joints_num):
+    """The feature columns of each group, in order (HumanML3D's layout for J joints, D = 12J - 1): root
+    yaw velocity, root xz velocity, root height, ric (J-1)*3, rot6d (J-1)*6, local velocity J*3, contacts."""
+    J = joints_num
+    ric, rot, vel = 4 + (J - 1) * 3, 4 + (J - 1) * 9, 4 + (J - 1) * 9 + J * 3
+    return {"root_yaw_vel": slice(0, 1), "root_xz_vel": slice(1, 3), "root_y": slice(3, 4),
+            "ric": slice(4, ric), "rot6d": slice(ric, rot), "local_vel": slice(rot, vel),
+            "contacts": slice(vel, vel + 4)}
+
+
 def recover_from_ric(feats, joints_num):
     """Features [..., T, D] -> joints [..., T, J, 3]: integrate the root yaw and xz velocity, then
     un-rotate the root-relative positions (HumanML3D recover_from_ric). Differentiable for torch input."""
     is_numpy = isinstance(feats, np.ndarray)
     x = torch.from_numpy(np.array(feats)) if is_numpy else feats  # (a copy: memory maps are read-only)
+    cols = feature_slices(joints_num)
     # yaw_t = 2 * sum_{s<t} feats[s, 0] (feature 0 is half the yaw step: arcsin of a quaternion's y)
-    yaw = 2 * torch.cumsum(F.pad(x[..., :-1, 0], (1, 0)), -1)
+    yaw = 2 * torch.cumsum(F.pad(x[..., :-1, cols["root_yaw_vel"]][..., 0], (1, 0)), -1)
     cos, sin = torch.cos(yaw), torch.sin(yaw)
 
     def unrotate(v, c, s):  # the root rotation's inverse: rotation by -yaw about +Y
@@ -220,11 +233,11 @@ def recover_from_ric(feats, joints_num):
         return torch.stack([vx * c - vz * s, vy, vx * s + vz * c], -1)
 
     # root xz: sum of the previous frames' root-frame velocities turned back into the world frame
-    vel = F.pad(x[..., :-1, 1:3], (0, 0, 1, 0))
+    vel = F.pad(x[..., :-1, cols["root_xz_vel"]], (0, 0, 1, 0))
     step = unrotate(torch.stack([vel[..., 0], torch.zeros_like(vel[..., 0]), vel[..., 1]], -1), cos, sin)
     root = torch.cumsum(step, -2)
-    root = torch.stack([root[..., 0], x[..., 3], root[..., 2]], -1)
-    ric = x[..., 4:4 + (joints_num - 1) * 3].unflatten(-1, (joints_num - 1, 3))
+    root = torch.stack([root[..., 0], x[..., cols["root_y"]][..., 0], root[..., 2]], -1)
+    ric = x[..., cols["ric"]].unflatten(-1, (joints_num - 1, 3))
     ric = unrotate(ric, cos[..., None], sin[..., None])
     joints = torch.cat([root[..., None, :], ric + root[..., None, :] * root.new_tensor([1.0, 0.0, 1.0])], -2)
     return joints.numpy() if is_numpy else joints
@@ -240,8 +253,8 @@ BODY_PARTS = {  # joints of each body part (the root joint is the "root" part)
 def part_columns(joints_num):
     """Feature columns of each body part: root = [0:4] + the root's velocity; every other joint's ric (3),
     rotation (6) and velocity (3) columns go to its part; each foot's contacts to its leg."""
-    J = joints_num
-    ric0, rot0, vel0, contact0 = 4, 4 + (J - 1) * 3, 4 + (J - 1) * 9, 4 + (J - 1) * 9 + J * 3
+    J, cols = joints_num, feature_slices(joints_num)
+    ric0, rot0, vel0, contact0 = (cols[g].start for g in ("ric", "rot6d", "local_vel", "contacts"))
 
     def joint_cols(j):
         return [*range(ric0 + (j - 1) * 3, ric0 + j * 3), *range(rot0 + (j - 1) * 6, rot0 + j * 6),
@@ -255,6 +268,21 @@ def part_columns(joints_num):
     parts["left_leg"] += [contact0, contact0 + 1]
     parts["right_leg"] += [contact0 + 2, contact0 + 3]
     return {name: np.array(sorted(cols), dtype=np.int64) for name, cols in parts.items()}
+
+
+def root_aligned(joints):
+    """Joints [..., J, 3] relative to the pelvis, per frame (numpy or torch): how MPJPE is measured."""
+    return joints - joints[..., :1, :]
+
+
+def mpjpe(joints_a, joints_b):
+    """Mean per-joint position error in millimetres (joints in metres, [..., J, 3], numpy or torch), after
+    aligning the roots of every frame (the tokenizer's Table 6 measure: body shape, not global drift)."""
+    shape_a, shape_b = tuple(joints_a.shape), tuple(joints_b.shape)
+    if shape_a != shape_b:
+        raise ValueError(f"mpjpe: the joints' shapes differ: {shape_a} and {shape_b}")
+    diff = root_aligned(joints_a) - root_aligned(joints_b)
+    return 1000 * ((diff ** 2).sum(-1) ** 0.5).mean()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,629 @@
+"""Evaluation (paper §5.1, Tables 2, 3, 5, 6): every metric of the standard text-to-motion protocol (Guo
+et al. 2022, with T2M-GPT's numerics), the text/motion evaluator they are measured with, and what §5.4 says
+is missing: retrieval against the whole test set, and physical checks on the joints that need no evaluator.
+
+    python eval.py --train_evaluator        # the dual encoder on data/synth -> out/evaluator/synth/
+    python eval.py --lm_dir=                # ground-truth rows only (test and OOD splits)
+    python eval.py                          # generated motions of out/lm/default against ground truth
+    python eval.py --tokenizer=default      # reconstruction only (Table 6): MPJPE, FID, utilisation
+    python eval.py --data_dir=data/humanml3d --t2m_checkpoint=.../finest.tar --glove_dir=... --t2m_meta=...
+
+The protocol, per replication (20 by default; each regenerates the test set): every test clip with one of
+its captions at random and a crop of its length floored to 4-frame units (one unit shorter one time in
+three) at a random offset; shuffled; R-Precision and MMDist within batches of 32 (the last partial batch
+dropped); FID against a second such draw of the real motions; Diversity over 300 random pairs;
+MultiModality over mm_texts texts x mm_samples generations. Each figure is the mean ± 1.96·std/√replications.
+Results: a markdown table per split, and JSON (out/eval/<dataset>/<what>.json) with each figure under its
+name and its 95% interval under <name>_ci.
+"""
+
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+import data as motion_data
+import model as lm_model
+import motion
+from common import atomic_write, parse_args, pick_device, write_json
+from motion import mpjpe  # DESIGN.md's eval.mpjpe: the one definition, in motion.py
+
+CONFIG = dict(
+    data_dir="data/synth",
+    evaluator_dir="",  # our evaluator's folder ("" -> out/evaluator/<dataset name>)
+    # --train_evaluator: the dual encoder (a few minutes on 2 CPU cores for data/synth)
+    train_evaluator=False,
+    width=96, heads=4, text_layers=2, motion_layers=2, dropout=0.0,
+    emb_dim=64,  # fewer dimensions than test clips: the FID covariance stays well-conditioned
+    bpe_vocab_size=1000, max_text_tokens=64,
+    batch_size=128, max_iters=500, lr=1e-3, warmup_iters=100, weight_decay=0.01,
+    temperature=0.1,  # InfoNCE, as TMR
+    duplicate_jaccard=0.8,  # captions with word sets this similar are no negatives of each other
+    # evaluation
+    replications=20, rprecision_batch=32, diversity_times=300, mm_texts=100, mm_samples=30, mm_times=10,
+    eval_clips=0,  # clips per split (0: all): fewer for a quick CPU run; the table says how many
+    lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
+    sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0,  # < 0: sample.py's defaults
+    tokenizer="",  # a tokenizer run (name under out/tokenizer/, or a folder): reconstruction only
+    t2m_checkpoint="", glove_dir="", t2m_meta="",  # Guo et al.'s standard HumanML3D evaluator instead of ours
+    out="",  # JSON path ("" -> out/eval/<dataset>/<what>.json)
+    seed=0, device="auto",
+)
+UNIT, MAX_FRAMES = 4, 196  # the protocol's crop unit (frames) and longest clip
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics on numpy embeddings, the T2M protocol's numerics (T2M-GPT utils/eval_trans.py), float64.
+def euclidean_distances(a, b):
+    """[N, F], [M, F] -> [N, M] with ||a_i - b_j|| (the protocol's expansion, clipped at 0 for rounding)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    sq = (a ** 2).sum(1)[:, None] - 2 * a @ b.T + (b ** 2).sum(1)[None]
+    return np.sqrt(np.maximum(sq, 0))
+
+
+def frechet_distance(a, b):
+    """FID between the Gaussians fitted to a [N, F] and b [M, F] (mean, np.cov with N - 1):
+    ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)). S_a S_b is similar to the symmetric PSD
+    S_a^(1/2) S_b S_a^(1/2), so tr((S_a S_b)^(1/2)) is the sum of the square roots of that matrix's
+    eigenvalues: two symmetric eigendecompositions instead of scipy's general sqrtm, no complex parts."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"frechet_distance needs two sets [N>=2, F] of equal F, got {a.shape} and {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.maximum(w, 0))) @ v.T
+    tr_covmean = np.sqrt(np.maximum(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_covmean)
+
+
+def r_precision(text_emb, motion_emb, top_k=3):
+    """One batch, row i of each a matching pair: the share of texts whose own motion is among the k nearest
+    motions (euclidean), for k = 1..top_k. Ties go to the lower index (argsort, as the protocol)."""
+    order = np.argsort(euclidean_distances(text_emb, motion_emb), axis=1, kind="stable")
+    hit = order[:, :top_k] == np.arange(len(order))[:, None]
+    return np.cumsum(hit, axis=1).clip(max=1).mean(0)
+
+
+def batched_r_precision(text_emb, motion_emb, batch=32):
+    """R@1..3 averaged over the whole batches of `batch` consecutive pairs (the protocol drops the last,
+    partial one) -> (R@1..3, the number of pairs they cover)."""
+    n = len(text_emb) // batch * batch
+    if n == 0:
+        raise ValueError(f"{len(text_emb)} clips, fewer than one R-Precision batch of {batch}")
+    return np.mean([r_precision(text_emb[s:s + batch], motion_emb[s:s + batch]) for s in range(0, n, batch)],
+                   0), n
+
+
+def matching_score(text_emb, motion_emb):
+    """MMDist: the mean distance between matching text and motion embeddings."""
+    return float(np.linalg.norm(np.asarray(text_emb, np.float64) - motion_emb, axis=1).mean())
+
+
+def diversity(emb, times=300, seed=0):
+    """Mean distance over `times` pairs: two independent draws of `times` distinct rows each."""
+    if len(emb) <= times:
+        raise ValueError(f"diversity over {times} pairs needs more than {times} motions, got {len(emb)}")
+    rng = np.random.default_rng(seed)
+    first, second = (rng.choice(len(emb), times, replace=False) for _ in range(2))
+    return float(np.linalg.norm(np.asarray(emb, np.float64)[first] - emb[second], axis=1).mean())
+
+
+def multimodality(emb, times=10, seed=0):
+    """emb [n_text, n_rep, F]: per text, the mean distance over `times` pairs of its generations (the same
+    two draws of distinct generation indices for every text)."""
+    if emb.ndim != 3 or emb.shape[1] <= times:
+        raise ValueError(f"multimodality needs [n_text, n_rep > {times}, F], got {emb.shape}")
+    rng = np.random.default_rng(seed)
+    first, second = (rng.choice(emb.shape[1], times, replace=False) for _ in range(2))
+    return float(np.linalg.norm(np.asarray(emb, np.float64)[:, first] - emb[:, second], axis=2).mean())
+
+
+def codebook_utilisation(codes, K):
+    """The share of the K codes that `codes` (any shape, values in [0, K)) uses at least once."""
+    return len(np.unique(np.asarray(codes))) / K
+
+
+def gallery_retrieval(text_emb, motion_emb, duplicates=None):
+    """Text -> motion retrieval against the whole gallery (TMR's protocol; unlike 32-way R-Precision it does
+    not saturate). Rank of text i = 1 + the motions closer than its nearest positive; positives are motion i
+    and, with `duplicates` [N, N] (bool), the motions whose captions are near-duplicates of caption i (TMR's
+    thresholded protocol, with our near-duplicate rule in place of its sentence-embedding threshold).
+    -> {R@1, R@5, R@10 (shares), median_rank}."""
+    dist = euclidean_distances(text_emb, motion_emb)
+    positive = np.eye(len(dist), dtype=bool) | (False if duplicates is None else duplicates)
+    nearest = np.where(positive, dist, np.inf).min(1)
+    rank = 1 + ((dist < nearest[:, None]) & ~positive).sum(1)
+    return {"R@1": float((rank <= 1).mean()), "R@5": float((rank <= 5).mean()),
+            "R@10": float((rank <= 10).mean()), "median_rank": float(np.median(rank))}
+
+
+def mean_ci(values):
+    """(mean, 95% half-width 1.96·std/√n) over replications, std with n as Guo et al.'s statistics."""
+    values = np.asarray(values, np.float64)
+    return float(values.mean()), float(1.96 * values.std() / math.sqrt(len(values)))
+
+
+def near_duplicates(captions, jaccard=0.8):
+    """[N, N] bool: captions equal after normalisation, or whose word sets overlap by Jaccard >= `jaccard`
+    (TMR filters such negatives with a sentence encoder, which is not available offline)."""
+    texts = [lm_model.normalise_caption(c) for c in captions]
+    words = [set(re.findall(r"[a-z0-9']+", t)) for t in texts]
+    vocab = {w: i for i, w in enumerate(sorted(set().union(*words)))}
+    hot = np.zeros((len(words), len(vocab)), np.float32)
+    for i, ws in enumerate(words):
+        hot[i, [vocab[w] for w in ws]] = 1
+    inter = hot @ hot.T
+    union = hot.sum(1)[:, None] + hot.sum(1)[None] - inter
+    same = np.unique(texts, return_inverse=True)[1].reshape(-1)
+    return (same[:, None] == same[None]) | (inter >= jaccard * np.maximum(union, 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# The evaluator: a dual encoder as Guo et al. / TMR build it. Motion: features without the foot contacts,
+# normalised, two stride-2 convolutions (Guo et al.'s MovementConvEncoder: one token per 4 frames), then a
+# small transformer; text: a small transformer over its own byte-level BPE. Both mean-pool their tokens and
+# end on the unit sphere, where euclidean distance ranks as cosine similarity does in the InfoNCE loss.
+class _Tower(nn.Module):
+    def __init__(self, cfg, layers, max_tokens):
+        super().__init__()
+        w = cfg["width"]
+        self.pos = nn.Parameter(0.02 * torch.randn(max_tokens, w))
+        block = nn.TransformerEncoderLayer(w, cfg["heads"], 4 * w, cfg["dropout"], activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.norm, self.out = nn.LayerNorm(w), nn.Linear(w, cfg["emb_dim"])
+
+    def pool(self, h, pad):  # tokens [B, L, w], pad [B, L] (True = padding) -> unit vectors [B, emb_dim]
+        h = self.norm(self.blocks(h + self.pos[:h.shape[1]], src_key_padding_mask=pad))
+        keep = (~pad).unsqueeze(-1).float()
+        return F.normalize(self.out((h * keep).sum(1) / keep.sum(1)), dim=-1)
+
+
+class TextTower(_Tower):
+    def __init__(self, cfg, n_vocab):
+        super().__init__(cfg, cfg["text_layers"], cfg["max_text_tokens"])
+        self.tok = nn.Embedding(n_vocab + 1, cfg["width"])  # the last id pads
+
+    def forward(self, ids, pad):
+        return self.pool(self.tok(ids), pad)
+
+
+class MotionTower(_Tower):
+    def __init__(self, cfg):
+        super().__init__(cfg, cfg["motion_layers"], MAX_FRAMES // UNIT)
+        self.conv1 = nn.Conv1d(cfg["feat_dim"] - 4, cfg["width"], 4, 2, 1)
+        self.conv2 = nn.Conv1d(cfg["width"], cfg["width"], 4, 2, 1)
+
+    def forward(self, x, lengths):  # normalised [B, T, D - 4], zero beyond each length (a multiple of 4)
+        h = F.gelu(self.conv1(x.transpose(1, 2)))
+        # zero the half-rate steps past each clip's end, as conv2's own padding is: a clip's embedding is
+        # then the same alone or padded in a batch
+        h = h * (torch.arange(h.shape[-1], device=x.device) < (lengths // 2)[:, None]).unsqueeze(1)
+        h = F.gelu(self.conv2(h)).transpose(1, 2)
+        return self.pool(h, torch.arange(h.shape[1], device=x.device) >= (lengths // UNIT)[:, None])
+
+
+class Evaluator(nn.Module):
+    """The dual encoder with its BPE and the dataset's feature mean/std (its own normalisation, saved with
+    it): embed_texts / embed_motions take captions / raw features and give numpy embeddings."""
+
+    def __init__(self, cfg, bpe, mean=None, std=None):
+        super().__init__()
+        self.cfg, self.bpe = cfg, bpe
+        D = cfg["feat_dim"]
+        self.register_buffer("mean", torch.zeros(D) if mean is None else torch.as_tensor(mean).float())
+        self.register_buffer("std", torch.ones(D) if std is None else torch.as_tensor(std).float())
+        self.text, self.motion = TextTower(cfg, bpe.n_vocab), MotionTower(cfg)
+
+    def text_batch(self, captions):  # -> token ids [B, L], padding [B, L] on this module's device
+        ids = [i[:self.cfg["max_text_tokens"]] or [self.bpe.eos_id] for i in
+               self.bpe.encode_batch([lm_model.normalise_caption(c) for c in captions])]
+        L = max(map(len, ids))
+        out = torch.full((len(ids), L), self.bpe.n_vocab, dtype=torch.long)
+        for b, i in enumerate(ids):
+            out[b, :len(i)] = torch.tensor(i)
+        return out.to(self.mean.device), (out == self.bpe.n_vocab).to(self.mean.device)
+
+    def motion_batch(self, feats):  # raw [T_i, D], T_i a multiple of 4 -> normalised [B, T, D - 4], lengths
+        lengths = torch.tensor([len(f) for f in feats])
+        if (lengths % UNIT).any() or (lengths < UNIT).any() or (lengths > MAX_FRAMES).any():
+            raise ValueError(f"the evaluator takes {UNIT}..{MAX_FRAMES} frames in multiples of {UNIT}, got "
+                             f"{sorted(set(lengths.tolist()))[:5]}")
+        x = torch.zeros(len(feats), int(lengths.max()), self.cfg["feat_dim"] - 4)
+        mean, std = self.mean.cpu(), self.std.cpu()
+        for b, f in enumerate(feats):
+            x[b, :len(f)] = ((torch.as_tensor(np.asarray(f, np.float32)) - mean) / std)[:, :-4]
+        return x.to(self.mean.device), lengths.to(self.mean.device)
+
+    @torch.no_grad()
+    def embed_texts(self, captions, tokens=None):  # tokens: only the standard evaluator reads them
+        self.eval()
+        return np.concatenate([self.text(*self.text_batch(captions[s:s + 512])).cpu().numpy()
+                               for s in range(0, len(captions), 512)])
+
+    @torch.no_grad()
+    def embed_motions(self, feats):
+        self.eval()
+        order = np.argsort([len(f) for f in feats])  # similar lengths together: little padding
+        out = np.zeros((len(feats), self.cfg["emb_dim"]), np.float32)
+        for s in range(0, len(feats), 256):
+            idx = order[s:s + 256]
+            out[idx] = self.motion(*self.motion_batch([feats[i] for i in idx])).cpu().numpy()
+        return out
+
+
+def info_nce(text, motion, duplicates, temperature):
+    """Symmetric InfoNCE over a batch of unit embeddings (row i of each a pair); near-duplicate captions are
+    taken out of each other's negatives."""
+    logits = text @ motion.T / temperature
+    eye = torch.eye(len(text), dtype=torch.bool, device=text.device)
+    logits = logits.masked_fill(torch.as_tensor(duplicates, device=text.device) & ~eye, float("-inf"))
+    target = torch.arange(len(text), device=text.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+# ----------------------------------------------------------------------------------------------
+# The protocol's draws of a split, shared by training (random pairs) and evaluation.
+def protocol_draw(data, clips, rng):
+    """Each clip (in a random order) with one of its captions at random (and that caption's POS tokens when
+    the dataset keeps them) and a crop: its length floored to 4-frame units, one unit less one time in three
+    (dataset_TM_eval.py), at most 196 frames, at a random offset. -> dict of lists."""
+    draw = {"clip": [], "caption": [], "tokens": [], "feats": []}
+    for i in rng.permutation(np.asarray(clips)):
+        record = data.texts[i]
+        k = int(rng.integers(len(record["captions"])))
+        T = len(data.motion(i))
+        units = min(T, MAX_FRAMES) // UNIT
+        length = UNIT * (units - int(units > 1 and rng.random() < 1 / 3))
+        start = int(rng.integers(T - length + 1))
+        draw["clip"].append(int(i))
+        draw["caption"].append(record["captions"][k])
+        draw["tokens"].append(record["tokens"][k] if "tokens" in record else None)
+        draw["feats"].append(np.array(data.motion(i)[start:start + length], dtype=np.float32))
+    draw["tokens"] = None if None in draw["tokens"] else draw["tokens"]
+    return draw
+
+
+def unit_crop(feats):
+    """A generated clip's features to the evaluator's frames: floored to 4-frame units, at most 196 (a clip
+    shorter than one unit repeats its last frame)."""
+    feats = np.asarray(feats, np.float32)
+    if len(feats) < UNIT:
+        feats = np.concatenate([feats, np.repeat(feats[-1:], UNIT - len(feats), 0)])
+    return feats[:min(len(feats), MAX_FRAMES) // UNIT * UNIT]
+
+
+def lr_at(step, cfg):  # linear warm-up, then cosine to lr / 10
+    if step < cfg["warmup_iters"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup_iters"]
+    x = (step - cfg["warmup_iters"]) / max(1, cfg["max_iters"] - cfg["warmup_iters"])
+    return cfg["lr"] * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, x))))
+
+
+def train_evaluator(cfg, progress=True):
+    """Contrastive training on the train split -> the Evaluator, also saved to out/evaluator/<dataset>/
+    (model.safetensors, config.json, the BPE's vocab.json + merges.txt, metrics.json with R-Precision on
+    validation and test)."""
+    t0 = time.time()
+    data = motion_data.MotionData(cfg["data_dir"])
+    train = data.split("train")
+    torch.manual_seed(cfg["seed"])
+    rng = np.random.default_rng(cfg["seed"])
+    captions = [lm_model.normalise_caption(c) for i in train for c in data.texts[i]["captions"]]
+    bpe = lm_model.train_bpe(captions, cfg["bpe_vocab_size"])
+    arch = {k: cfg[k] for k in ("width", "heads", "text_layers", "motion_layers", "dropout", "emb_dim",
+                                "max_text_tokens")}
+    arch |= {"feat_dim": data.feat_dim, "dataset": data.meta["name"]}
+    device = pick_device(cfg["device"])
+    ev = Evaluator(arch, bpe, data.mean, data.std).to(device)
+    opt = torch.optim.AdamW(ev.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    bar = tqdm(range(cfg["max_iters"]), desc="evaluator", disable=not progress)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        draw = protocol_draw(data, rng.choice(train, min(cfg["batch_size"], len(train)), replace=False), rng)
+        ev.train()
+        loss = info_nce(ev.text(*ev.text_batch(draw["caption"])), ev.motion(*ev.motion_batch(draw["feats"])),
+                        near_duplicates(draw["caption"], cfg["duplicate_jaccard"]), cfg["temperature"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    metrics = {"train_seconds": round(time.time() - t0, 1), "iters": cfg["max_iters"]}
+    for split in ("val", "test"):  # R-Precision of the ground truth, one protocol draw
+        if (data.root / f"{split}.txt").is_file() and len(data.split(split)) >= cfg["rprecision_batch"]:
+            draw = protocol_draw(data, data.split(split), np.random.default_rng(cfg["seed"]))
+            r, _ = batched_r_precision(ev.embed_texts(draw["caption"]), ev.embed_motions(draw["feats"]),
+                                       cfg["rprecision_batch"])
+            metrics |= {f"{split}_R@{k + 1}": round(float(r[k]), 4) for k in range(3)}
+    out = Path(cfg["evaluator_dir"] or Path("out/evaluator") / data.meta["name"])
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in ev.state_dict().items()}
+    atomic_write(out / "model.safetensors", lambda p: save_file(weights, str(p)))
+    for name, content in bpe.files.items():
+        atomic_write(out / name, lambda p, c=content: p.write_bytes(c))
+    write_json(out / "config.json", arch)
+    write_json(out / "metrics.json", metrics)
+    print(f"{out}: {json.dumps(metrics)}")
+    return ev, metrics
+
+
+def load_evaluator(folder, device="cpu"):
+    """A trained Evaluator from its folder (what train_evaluator wrote), in eval mode."""
+    folder = Path(folder)
+    for name in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: missing, so {folder} is no trained evaluator "
+                                    f"(train one with `python eval.py --train_evaluator`)")
+    ev = Evaluator(json.loads((folder / "config.json").read_text()),
+                   lm_model.bpe_from_files(folder / "vocab.json", folder / "merges.txt"))
+    ev.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return ev.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Physical checks: no evaluator, just the joints [T, 22, 3] (metres, +Y up, SMPL order, facing +Z at the
+# start as recover_from_ric gives them) against the clip's plan. A plan is what synth.plan_clip returns and
+# synth may store in texts.jsonl as "plan": {"subset", "segments": [{"kind", "gesture", "p", "gp", "n"}]};
+# a one-segment, non-static plan doing one checked action (a gesture alone rides on "stand") is checked.
+CHECKED = ("walk", "sidestep", "turn", "jump", "squat", "kick", "raise", "hop", "lunge")
+FOOT = {"left": [7, 10], "right": [8, 11]}  # ankle, toe
+OTHER = {"left": "right", "right": "left"}
+FLIGHT = 0.03  # m: both feet this far above the clip's lowest foot = off the ground
+
+
+def plan_action(plan):
+    """(kind, parameters) of a plan that is one checked action, else None."""
+    if not plan or plan["subset"] == "static" or len(plan["segments"]) != 1:
+        return None
+    seg = plan["segments"][0]
+    kind, params = ((seg["gesture"], seg["gp"]) if seg["kind"] == "stand" and seg["gesture"] else
+                    (seg["kind"], seg["p"]) if not seg["gesture"] else (None, None))
+    return (kind, params) if kind in CHECKED else None
+
+
+def _runs(mask, min_len=2):  # the number of runs of at least min_len consecutive True
+    edges = np.diff(np.r_[0, np.asarray(mask, np.int8), 0])
+    return int(((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)) >= min_len).sum())
+
+
+def physical_check(joints, kind, p):
+    """Does the motion do what the plan says? The thresholds sit between the ground-truth clips of the kind
+    and those of the same kind with other parameters (tests/test_eval.py checks both)."""
+    j = np.asarray(joints, np.float64)
+    across = j[:, 2] - j[:, 1]  # left hip -> right hip: the body's right
+    heading = np.unwrap(np.arctan2(across[:, 2], -across[:, 0]))  # 0 = facing +Z, + = turned left (to +X)
+    forward = np.array([np.sin(heading[0]), 0, np.cos(heading[0])])
+    left = np.array([np.cos(heading[0]), 0, -np.sin(heading[0])])
+    travel = j[-1, 0] - j[0, 0]
+    foot = {s: j[:, FOOT[s], 1].min(1) for s in FOOT}  # lowest joint of each foot over the floor
+    floor = min(f.min() for f in foot.values())
+    foot = {s: f - floor for s, f in foot.items()}
+    flights = _runs(np.minimum(foot["left"], foot["right"]) > FLIGHT)
+    pelvis, s = j[:, 0, 1], p.get("side")
+    if kind == "walk":  # root displacement along the facing, in the stated direction
+        along = (1 if p["dir"] == "forward" else -1) * travel @ forward
+        return along > 0.5 and along > abs(travel @ left)
+    if kind == "sidestep":
+        sideways = (1 if s == "left" else -1) * travel @ left
+        return sideways > 0.3 and sideways > abs(travel @ forward)
+    if kind == "turn":  # the facing change is nearer the stated angle than any other of 45, 90, 135, 180
+        return abs(np.degrees(heading[-1] - heading[0]) - (1 if s == "left" else -1) * p["angle"]) < 22.5
+    if kind == "jump":  # n flight phases, both feet together
+        return flights == p["count"] and abs(np.median(foot["left"] - foot["right"])) < 0.05
+    if kind == "hop":  # n flight phases on one foot: the other foot held up
+        return flights == p["count"] and np.median(foot[OTHER[s]] - foot[s]) > 0.1
+    if kind == "squat":  # n dips of the pelvis by 30 cm, feet on the ground
+        return flights == 0 and _runs(pelvis < pelvis.max() - 0.3) == p["count"]
+    if kind == "kick":  # the kicking ankle rises 30 cm above the other's highest point
+        return j[:, FOOT[s][0], 1].max() > j[:, FOOT[OTHER[s]][0], 1].max() + 0.3
+    if kind == "raise":  # the wrist above the head (15); the other wrist not, unless both
+        above = {w: (j[:, wrist, 1] - j[:, 15, 1]).max() > 0.05 for w, wrist in (("left", 20), ("right", 21))}
+        return above["left"] and above["right"] if s == "both" else above[s] and not above[OTHER[s]]
+    if kind == "lunge":  # at the lowest pelvis (10 cm down), the named foot half a metre ahead of the other
+        low = int(np.argmin(pelvis))
+        ahead = (j[low, FOOT[s][1]] - j[low, FOOT[OTHER[s]][1]]) @ forward
+        return pelvis.max() - pelvis[low] > 0.1 and ahead > 0.5
+    raise ValueError(f"no physical check for kind {kind!r} (checked: {', '.join(CHECKED)})")
+
+
+def action_accuracy(results):
+    """[(kind, passed)] -> (mean over kinds of each kind's pass rate, {kind: pass rate})."""
+    per_kind = {}
+    for kind, passed in results:
+        per_kind.setdefault(kind, []).append(bool(passed))
+    rates = {k: float(np.mean(v)) for k, v in sorted(per_kind.items())}
+    return (float(np.mean(list(rates.values()))) if rates else float("nan")), rates
+
+
+def clip_plans(data, clips):
+    """Each clip's plan: texts.jsonl's "plan" where the dataset stores it; a synth dataset written before
+    plans were stored gets it from synth.plan_clip (id = index, meta.json has the seed); else None."""
+    records = [data.texts[i] for i in clips]
+    source = (data.meta.get("source") or {}).get("synth")
+    if source is None:
+        return [r.get("plan") for r in records]
+    import synth
+    return [r["plan"] if "plan" in r else synth.plan_clip(int(r["id"]), source["seed"]) for r in records]
+
+
+# ----------------------------------------------------------------------------------------------
+# The protocol over a split: ground truth always, a model's generations when `generate` is given.
+def _figures(ev, draw, motion_emb, reference_emb, cfg, seed):
+    """One replication's figures for a draw (its captions) and the motion embeddings that answer it."""
+    text_emb = ev.embed_texts(draw["caption"], draw["tokens"])
+    r, n = batched_r_precision(text_emb, motion_emb, cfg["rprecision_batch"])
+    times = cfg["diversity_times"] if len(motion_emb) > cfg["diversity_times"] else 100  # T2M-GPT's fallback
+    duplicates = near_duplicates(draw["caption"], cfg["duplicate_jaccard"])
+    gallery = gallery_retrieval(text_emb, motion_emb, duplicates)
+    return {"R@1": r[0], "R@2": r[1], "R@3": r[2], "FID": frechet_distance(reference_emb, motion_emb),
+            "MMDist": matching_score(text_emb[:n], motion_emb[:n]),
+            "Diversity": diversity(motion_emb, min(times, len(motion_emb) - 1), seed),
+            **{f"gallery_{k}": v for k, v in gallery.items()}}
+
+
+def evaluate_split(ev, data, clips, cfg, generate=None, progress=True):
+    """{"clips", "action_clips", "ground truth": figures, "model": figures (with `generate`)}: each figure's
+    mean over cfg["replications"] and its 95% interval (<name>_ci). Where clips have plans, the physical
+    checks give action_accuracy and each kind's pass rate (action_<kind>); on the real clips they are the
+    ceiling. generate(texts, num_samples, seed) -> joints [T, J, 3] per text and sample, text-major."""
+    checked = {i: a for i, plan in zip(clips.tolist(), clip_plans(data, clips), strict=True)
+               if (a := plan_action(plan))}
+
+    def actions(joints_of):  # clip index -> joints  =>  action_accuracy and each kind's pass rate
+        if not checked:
+            return {}
+        acc, rates = action_accuracy([(a[0], physical_check(joints_of(i), *a)) for i, a in checked.items()])
+        return {"action_accuracy": acc} | {f"action_{k}": v for k, v in rates.items()}
+
+    real = actions(lambda i: motion.recover_from_ric(np.array(data.motion(i)), data.joints_num))
+    rows = {"ground truth": []} | ({"model": []} if generate else {})
+    for rep in tqdm(range(cfg["replications"]), desc="replications", disable=not progress):
+        rng = np.random.default_rng([cfg["seed"], rep])
+        reference = protocol_draw(data, clips, rng)
+        reference_emb = ev.embed_motions(reference["feats"])
+        gt = protocol_draw(data, clips, rng)  # the ground-truth row: real motions drawn again, as a model's
+        gt_emb = ev.embed_motions(gt["feats"])
+        rows["ground truth"].append(_figures(ev, gt, gt_emb, reference_emb, cfg, rep) | real)
+        if generate:
+            joints = generate(reference["caption"], 1, rep)
+            feats = [unit_crop(motion.features_from_joints(j)) for j in joints]
+            fig = _figures(ev, reference, ev.embed_motions(feats), reference_emb, cfg, rep)
+            fig |= actions(dict(zip(reference["clip"], joints, strict=True)).__getitem__)
+            if cfg["mm_samples"] > 0 and cfg["mm_texts"] > 0:
+                texts = reference["caption"][:cfg["mm_texts"]]
+                mm = generate(texts, cfg["mm_samples"], 10_000 + rep)
+                mm_emb = ev.embed_motions([unit_crop(motion.features_from_joints(j)) for j in mm])
+                fig["MultiModality"] = multimodality(mm_emb.reshape(len(texts), cfg["mm_samples"], -1),
+                                                     cfg["mm_times"], rep)
+            rows["model"].append(fig)
+    out = {"clips": len(clips), "action_clips": len(checked)}
+    for name, reps in rows.items():
+        out[name] = {}
+        for key in reps[0]:
+            out[name][key], out[name][f"{key}_ci"] = mean_ci([r[key] for r in reps])
+    return out
+
+
+@torch.no_grad()
+def evaluate_tokenizer(ev, tok, data, clips):
+    """Table 6's setting: whole clips (cropped to 4-frame units) through encode/decode. MPJPE in mm
+    (root-aligned, motion.mpjpe) over all frames, codebook utilisation (per RVQ layer, averaged, as the
+    tokenizer's own metrics.json), and the FID between the evaluator's embeddings of the real and the
+    reconstructed clips (deterministic: no replications)."""
+    import tokenizer
+    err, frames, codes, real, recon = 0.0, 0, [], [], []
+    for _, feats in tokenizer.length_batches(data, clips):
+        feats = feats.to(tok.mean.device)
+        codes.append(tok.encode(feats))
+        out = tok.decode(codes[-1])
+        err += float(mpjpe(motion.recover_from_ric(out, tok.joints_num),
+                           motion.recover_from_ric(feats, tok.joints_num))) * feats.shape[0] * feats.shape[1]
+        frames += feats.shape[0] * feats.shape[1]
+        real += list(feats[:, :MAX_FRAMES].cpu().numpy())
+        recon += list(out[:, :MAX_FRAMES].cpu().numpy())
+    codes = torch.cat([c.reshape(-1, tok.P) for c in codes]).cpu().numpy()
+    layers = [codes[:, k] for k in range(tok.P)] if tok.kind == "rvq" else [codes]
+    return {"clips": len(clips), "mpjpe_mm": err / frames,
+            "FID": frechet_distance(ev.embed_motions(real), ev.embed_motions(recon)),
+            "utilisation": float(np.mean([codebook_utilisation(c, tok.K) for c in layers]))}
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
+           "gallery_R@1", "gallery_R@10", "gallery_median_rank"]
+
+
+def markdown_table(result):
+    """A split's result -> a markdown table of the COLUMNS per row, "mean ± ci" ("-" where a row has none),
+    then each kind's action pass rate per row."""
+    rows = {name: fig for name, fig in result.items() if isinstance(fig, dict)}
+    lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, fig in rows.items():
+        cells = [f"{fig[c]:.3g} ± {fig[c + '_ci']:.2g}" if c in fig else "-" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    kinds = sorted({k for fig in rows.values() for k in fig if k.startswith("action_") and k[-3:] != "_ci"}
+                   - {"action_accuracy"})
+    if kinds:
+        lines += ["", f"| action ({result['action_clips']} clips) | " + " | ".join(rows) + " |",
+                  "|---" * (len(rows) + 1) + "|"]
+        lines += [f"| {k[7:]} | " + " | ".join(f"{fig.get(k, np.nan):.2f}" for fig in rows.values()) + " |"
+                  for k in kinds]
+    return "\n".join(lines)
+
+
+def _generator(cfg):
+    """sample.generate with this run's settings, as generate(texts, num_samples, seed) -> joints."""
+    if not (Path(cfg["lm_dir"]) / "config.json").is_file():
+        raise FileNotFoundError(f"{cfg['lm_dir']}: no trained LM run (train one with train.py, or pass "
+                                f"--lm_dir= for the ground-truth rows only)")
+    import sample
+    settings = {k: (None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"]) for k in ("temperature", "top_k",
+                                                                                       "top_p")}
+    return lambda texts, num_samples, seed: sample.generate(list(texts), lm_dir=cfg["lm_dir"],
+                                                            num_samples=num_samples, seed=seed, **settings)
+
+
+def main(argv):
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "eval.py")}
+    if cfg["train_evaluator"]:
+        train_evaluator(cfg)
+        return
+    data = motion_data.MotionData(cfg["data_dir"])
+    device = pick_device(cfg["device"])
+    if cfg["t2m_checkpoint"]:
+        import t2m_evaluator
+        ev = t2m_evaluator.load(cfg["t2m_checkpoint"], cfg["glove_dir"], cfg["t2m_meta"], device)
+        evaluator = "t2m"
+    else:
+        folder = Path(cfg["evaluator_dir"] or Path("out/evaluator") / data.meta["name"])
+        ev, evaluator = load_evaluator(folder, device), str(folder)
+        if ev.cfg["feat_dim"] != data.feat_dim:
+            raise ValueError(f"{folder}: trained on {ev.cfg['feat_dim']}-wide features, {data.root} has "
+                             f"{data.feat_dim}; train an evaluator on this dataset")
+    splits = [s for s in ("test", "ood") if (data.root / f"{s}.txt").is_file()]
+    clips = {s: data.split(s)[:cfg["eval_clips"] or None] for s in splits}
+    results = {"dataset": str(data.root), "evaluator": evaluator, "settings": cfg}
+    if cfg["tokenizer"]:
+        import tokenizer
+        run = Path(cfg["tokenizer"])
+        run = run if run.is_dir() else Path("out/tokenizer") / run
+        tok = tokenizer.load(run, device)
+        what = f"tokenizer_{run.name}"
+        for s in splits:
+            results[s] = evaluate_tokenizer(ev, tok, data, clips[s])
+        print(f"| {run.name} | split | clips | MPJPE (mm) | FID | utilisation |\n|---|---|---|---|---|---|")
+        for s in splits:
+            r = results[s]
+            print(f"| | {s} | {r['clips']} | {r['mpjpe_mm']:.1f} | {r['FID']:.3f} | {r['utilisation']:.3f} |")
+    else:
+        generate = _generator(cfg) if cfg["lm_dir"] else None
+        what = Path(cfg["lm_dir"]).name if generate else "ground_truth"
+        for s in splits:
+            results[s] = evaluate_split(ev, data, clips[s], cfg, generate)
+            mm = f", MultiModality {cfg['mm_texts']} texts x {cfg['mm_samples']}" if generate else ""
+            print(f"\n{data.root} {s}: {len(clips[s])} clips, {cfg['replications']} replications{mm}\n")
+            print(markdown_table(results[s]))
+    out = Path(cfg["out"] or Path("out/eval") / data.meta["name"] / f"{what}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, results)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except (ValueError, FileNotFoundError) as e:  # bad settings or input: one line, the file and the problem
+        raise SystemExit(f"eval.py: {e}") from None

@@ -1,0 +1,407 @@
+"""eval.py: every metric against hand-computed cases and closed forms, the evaluator learning on a small synth
+dataset, the physical checks on real synth clips (and failing on mismatched plans), the protocol end to end on
+ground truth, and Guo et al.'s standard evaluator loaded from a random checkpoint of the original layout."""
+
+import json
+import math
+import pickle
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+import data
+import eval as ev_mod
+import motion
+import synth
+import t2m_evaluator
+import tokenizer as tk
+
+SEED = 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The models here are tiny: one torch thread is about as fast alone, and far faster on a shared CPU,
+    where two threads that meet at every operation keep waiting for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---- metrics ---------------------------------------------------------------------------------------
+# 1-D embeddings: texts at 0, 1, 3; motions at 0.1, 2.2, 1.2. Distances text -> motion (own motion first):
+# text 0: 0.1 (m0), 2.1, 1.1 -> own motion nearest; text 1: 0.9, 1.2 (m1), 0.2 -> m2, m0, m1: rank 3;
+# text 2: 2.9, 0.8, 1.8 (m2) -> m1, m2, m0: rank 2.
+TEXT, MOTION = np.array([[0.0], [1.0], [3.0]]), np.array([[0.1], [2.2], [1.2]])
+
+
+def test_r_precision_and_matching_score_hand_case():
+    np.testing.assert_allclose(ev_mod.r_precision(TEXT, MOTION), [1 / 3, 2 / 3, 1.0])
+    assert ev_mod.matching_score(TEXT, MOTION) == pytest.approx((0.1 + 1.2 + 1.8) / 3)
+
+
+def test_batched_r_precision_drops_the_partial_batch():
+    text, mot = np.concatenate([TEXT, TEXT + 10, [[50.0]]]), np.concatenate([MOTION, MOTION + 10, [[0.0]]])
+    r, n = ev_mod.batched_r_precision(text, mot, batch=3)  # two batches like the hand case, one pair left out
+    assert n == 6
+    np.testing.assert_allclose(r, [1 / 3, 2 / 3, 1.0])
+    with pytest.raises(ValueError, match="fewer than one R-Precision batch of 32"):
+        ev_mod.batched_r_precision(text, mot)
+
+
+def test_gallery_retrieval_hand_case():
+    g = ev_mod.gallery_retrieval(TEXT, MOTION)  # ranks 1, 3, 2
+    assert g == pytest.approx({"R@1": 1 / 3, "R@5": 1.0, "R@10": 1.0, "median_rank": 2.0})
+    # captions 1 and 2 near-duplicates: text 1's nearest positive is m2 (0.2), text 2's is m1 (0.8): rank 1
+    dup = np.zeros((3, 3), bool)
+    dup[1, 2] = dup[2, 1] = True
+    assert ev_mod.gallery_retrieval(TEXT, MOTION, dup) == pytest.approx(
+        {"R@1": 1.0, "R@5": 1.0, "R@10": 1.0, "median_rank": 1.0})
+
+
+def test_r_precision_aligned_is_one_and_shuffled_is_chance():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(32, 16))
+    np.testing.assert_array_equal(ev_mod.r_precision(emb, emb + 1e-3 * rng.normal(size=emb.shape)), [1, 1, 1])
+    chance = np.mean([ev_mod.r_precision(rng.normal(size=(32, 16)), rng.normal(size=(32, 16)))
+                      for _ in range(300)], 0)
+    np.testing.assert_allclose(chance, np.array([1, 2, 3]) / 32, atol=0.015)
+
+
+def fixed_moments(rng, mean, cov, n=500):
+    """n points whose sample mean and np.cov are exactly `mean` and `cov` (a whitened sample, recoloured)."""
+    x = rng.normal(size=(n, len(mean)))
+    x -= x.mean(0)
+    x = x @ np.linalg.inv(np.linalg.cholesky(np.atleast_2d(np.cov(x, rowvar=False)))).T
+    return x @ np.linalg.cholesky(cov).T + mean
+
+
+def test_frechet_distance_closed_forms():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(400, 8)) @ rng.normal(size=(8, 8))
+    assert abs(ev_mod.frechet_distance(a, a)) < 1e-8
+    # 1-D: (mu1 - mu2)^2 + (sigma1 - sigma2)^2
+    one = ev_mod.frechet_distance(fixed_moments(rng, [1.0], [[4.0]]), fixed_moments(rng, [-2.0], [[9.0]]))
+    assert one == pytest.approx(9.0 + 1.0)
+    # 2-D, covariances that do not commute: tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)) for a 2x2 M = S1 S2
+    s1, s2 = np.array([[2.0, 1.0], [1.0, 2.0]]), np.array([[1.0, 0.0], [0.0, 3.0]])
+    tr_sqrt = math.sqrt(np.trace(s1 @ s2) + 2 * math.sqrt(np.linalg.det(s1) * np.linalg.det(s2)))
+    expected = (1.0 ** 2 + 2.0 ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    got = ev_mod.frechet_distance(fixed_moments(rng, [0.0, 0.0], s1), fixed_moments(rng, [1.0, -2.0], s2))
+    assert got == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="two sets"):
+        ev_mod.frechet_distance(a, a[:, :3])
+
+
+def mean_chi_distance(sigma, F):
+    """E||x - y|| for independent x, y ~ N(0, sigma^2 I_F): sigma sqrt(2) E[chi_F], in closed form
+    2 sigma Gamma((F+1)/2) / Gamma(F/2)."""
+    return 2 * sigma * math.exp(math.lgamma((F + 1) / 2) - math.lgamma(F / 2))
+
+
+def test_diversity_and_multimodality():
+    rng = np.random.default_rng(2)
+    assert ev_mod.diversity(np.ones((400, 4)), 300) == 0
+    emb = rng.normal(size=(5000, 16))
+    assert ev_mod.diversity(emb, 300, seed=3) == pytest.approx(mean_chi_distance(1.0, 16), abs=0.15)
+    assert ev_mod.diversity(emb, 300, seed=3) == ev_mod.diversity(emb, 300, seed=3)
+    with pytest.raises(ValueError, match="more than 300 motions"):
+        ev_mod.diversity(emb[:300], 300)
+    # generations of one text spread with sigma = 0.5 around a per-text centre that MultiModality ignores
+    gen = 0.5 * rng.normal(size=(200, 30, 16)) + 100 * rng.normal(size=(200, 1, 16))
+    assert ev_mod.multimodality(gen, 10) == pytest.approx(mean_chi_distance(0.5, 16), abs=0.08)
+    assert ev_mod.multimodality(np.repeat(gen[:, :1], 30, 1), 10) == 0
+    with pytest.raises(ValueError, match="n_rep > 10"):
+        ev_mod.multimodality(gen[:, :10], 10)
+
+
+def test_small_measures_hand_cases():
+    assert ev_mod.codebook_utilisation(np.array([[0, 1], [1, 3]]), 8) == 3 / 8
+    mean, ci = ev_mod.mean_ci([1.0, 2.0, 3.0, 4.0])
+    assert (mean, ci) == pytest.approx((2.5, 1.96 * math.sqrt(1.25) / 2))
+    dup = ev_mod.near_duplicates(["A man walks.", "a  man walks", "a man walks forward quickly",
+                                  "a man walks forward", "a man walks backward"])
+    # words {a, man, walks}: 0 = 1; 3 vs 2: 4/5 = 0.8 (near); 4 vs 3: 3/5 (not); 4 vs 0: 3/4 (not)
+    assert dup[0, 1] and dup[2, 3] and not dup[3, 4] and not dup[0, 4] and dup.diagonal().all()
+    np.testing.assert_array_equal(dup, dup.T)
+
+
+def test_mpjpe_is_root_aligned_millimetres():
+    assert ev_mod.mpjpe is motion.mpjpe
+    a = np.zeros((2, 3, 3))
+    b = a.copy()
+    b[:, 1] += [0.003, 0.004, 0.0]  # joint 1 off by 5 mm, the other two exact: mean 5/3 mm
+    assert motion.mpjpe(a, b) == pytest.approx(5 / 3)
+    assert motion.mpjpe(a, b + [[[1.0, 2.0, 3.0]], [[-1.0, 0.5, 0.0]]]) == pytest.approx(5 / 3)  # root moves
+    assert float(motion.mpjpe(torch.from_numpy(a), torch.from_numpy(b))) == pytest.approx(5 / 3)
+    with pytest.raises(ValueError, match="shapes"):
+        motion.mpjpe(a, b[:1])
+
+
+def test_feature_slices_tile_the_features():
+    for J in (22, 52):
+        cols = list(motion.feature_slices(J).values())
+        assert cols[0].start == 0 and cols[-1].stop == 12 * J - 1
+        assert all(x.stop == y.start for x, y in zip(cols[:-1], cols[1:], strict=True))
+        assert [c.stop - c.start for c in cols] == [1, 2, 1, (J - 1) * 3, (J - 1) * 6, J * 3, 4]
+
+
+# ---- physical checks on real synth clips ----------------------------------------------------------------
+def find(kind, n=1, **params):
+    """(index, params) of the first n one-action clips of `kind` with these parameters."""
+    found = []
+    for index in range(20000):
+        action = ev_mod.plan_action(synth.plan_clip(index, SEED))
+        if action and action[0] == kind and all(action[1].get(k) == v for k, v in params.items()):
+            found.append((index, action[1]))
+            if len(found) == n:
+                return found
+    raise AssertionError(f"no clip of kind {kind} {params}")
+
+
+def joints_of(index):  # what eval.py sees of a real clip: its features back to joints
+    return motion.recover_from_ric(synth.generate_clip(index, SEED, with_joints=False)["feats"], 22)
+
+
+# kind, parameters of the clips, wrong parameters for the same clips
+CASES = [("walk", {"dir": "forward"}, [{"dir": "backward"}]),
+         ("walk", {"dir": "backward"}, [{"dir": "forward"}]),
+         ("sidestep", {"side": "left"}, [{"side": "right"}]),
+         ("sidestep", {"side": "right"}, [{"side": "left"}]),
+         ("turn", {"side": "left", "angle": 90}, [{"side": "right", "angle": 90}, {"angle": 135}]),
+         ("turn", {"side": "right", "angle": 180}, [{"side": "right", "angle": 135}]),
+         ("jump", {"count": 2}, [{"count": 1}, {"count": 3}]), ("jump", {"count": 4}, [{"count": 3}]),
+         ("squat", {"count": 2}, [{"count": 1}, {"count": 3}]),
+         ("kick", {"side": "left"}, [{"side": "right"}]), ("kick", {"side": "right"}, [{"side": "left"}]),
+         ("raise", {"side": "left"}, [{"side": "right"}, {"side": "both"}]),
+         ("raise", {"side": "both"}, [{"side": "left"}, {"side": "right"}]),
+         ("hop", {"side": "left", "count": 3}, [{"side": "right", "count": 3}, {"side": "left", "count": 2}]),
+         ("lunge", {"side": "right"}, [{"side": "left"}]), ("lunge", {"side": "left"}, [{"side": "right"}])]
+
+
+@pytest.mark.parametrize("kind,params,wrong", CASES, ids=[f"{k}-{'-'.join(map(str, p.values()))}"
+                                                          for k, p, _ in CASES])
+def test_physical_checks_pass_on_real_clips_and_fail_on_mismatched_plans(kind, params, wrong):
+    for index, full in find(kind, 3, **params):
+        j = joints_of(index)
+        assert ev_mod.physical_check(j, kind, full), (index, full)
+        for w in wrong:
+            assert not ev_mod.physical_check(j, kind, {**full, **w}), (index, full, w)
+
+
+def test_physical_checks_tell_kinds_apart():
+    jump, hop = find("jump", count=2)[0], find("hop", side="left", count=2)[0]
+    assert not ev_mod.physical_check(joints_of(jump[0]), "hop", {"side": "left", "count": 2})
+    assert not ev_mod.physical_check(joints_of(hop[0]), "jump", {"count": 2})
+    squat = find("squat", count=1)[0]
+    assert not ev_mod.physical_check(joints_of(squat[0]), "lunge", {"side": "left"})
+    with pytest.raises(ValueError, match="no physical check for kind 'clap'"):
+        ev_mod.physical_check(joints_of(squat[0]), "clap", {})
+
+
+def test_plan_action_and_action_accuracy():
+    stand = {"kind": "stand", "gesture": "raise", "p": {}, "gp": {"side": "left"}, "n": 60}
+    assert ev_mod.plan_action({"subset": "gestures", "segments": [stand]}) == ("raise", {"side": "left"})
+    assert ev_mod.plan_action({"subset": "static", "segments": [stand]}) is None
+    assert ev_mod.plan_action({"subset": "gestures", "segments": [stand, stand]}) is None
+    walk_wave = {"kind": "walk", "gesture": "wave", "p": {"dir": "forward"}, "gp": {"side": "left"}, "n": 60}
+    assert ev_mod.plan_action({"subset": "locomotion", "segments": [walk_wave]}) is None
+    acc, rates = ev_mod.action_accuracy([("walk", True), ("walk", False), ("jump", True)])
+    assert acc == pytest.approx(0.75) and rates == {"jump": 1.0, "walk": 0.5}
+
+
+# ---- the evaluator and the protocol on a small synth dataset --------------------------------------------
+SMALL = dict(ev_mod.CONFIG, width=64, heads=4, text_layers=1, motion_layers=1, emb_dim=32, bpe_vocab_size=400,
+             batch_size=64, max_iters=120, lr=2e-3, warmup_iters=20, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """480 synth clips (400 train, 40 val, 40 test) and an evaluator trained on them briefly."""
+    root = tmp_path_factory.mktemp("eval")
+    clips = [synth.generate_clip(i, SEED, with_joints=False) for i in range(480)]
+    ids = [c["id"] for c in clips]
+    data.write_dataset(root / "ds", clips, name="small", joints_num=22,
+                       splits={"train": ids[:400], "val": ids[400:440], "test": ids[440:]},
+                       source={"synth": {"size": 480, "seed": SEED}})
+    torch.manual_seed(0)
+    cfg = dict(SMALL, data_dir=str(root / "ds"), evaluator_dir=str(root / "ev"))
+    ev, metrics = ev_mod.train_evaluator(cfg, progress=False)
+    return root, ev, metrics
+
+
+def test_evaluator_learns(small):
+    root, ev, metrics = small
+    assert metrics["val_R@1"] > 0.3 and metrics["val_R@3"] > 0.6, metrics  # chance: 1/32 and 3/32
+    assert json.loads((root / "ev" / "metrics.json").read_text()) == metrics
+
+
+def test_evaluator_round_trip_and_batch_invariance(small):
+    root, ev, _ = small
+    loaded = ev_mod.load_evaluator(root / "ev")
+    ds = data.MotionData(root / "ds")
+    feats = [np.array(ds.motion(i)[:n]) for i, n in ((0, 40), (1, 64), (2, 100))]
+    captions = [ds.texts[i]["captions"][0] for i in range(3)]
+    batch, alone = loaded.embed_motions(feats), np.concatenate([loaded.embed_motions([f]) for f in feats])
+    np.testing.assert_allclose(batch, alone, atol=1e-5)  # padding in a batch does not change an embedding
+    np.testing.assert_allclose(batch, ev.embed_motions(feats), atol=1e-6)
+    np.testing.assert_allclose(loaded.embed_texts(captions), ev.embed_texts(captions), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        loaded.embed_motions([feats[0][:39]])
+    with pytest.raises(FileNotFoundError, match="no trained evaluator"):
+        ev_mod.load_evaluator(root / "nowhere")
+
+
+def test_ground_truth_protocol_end_to_end(small, capsys):
+    root, _, _ = small
+    out = root / "gt.json"
+    ev_mod.main([f"--data_dir={root / 'ds'}", f"--evaluator_dir={root / 'ev'}", "--lm_dir=",
+                 "--replications=3", f"--out={out}", "--device=cpu"])
+    res = json.loads(out.read_text())["test"]["ground truth"]
+    for name in ("R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "gallery_R@1", "gallery_R@10",
+                 "gallery_median_rank", "action_accuracy"):
+        assert name in res and f"{name}_ci" in res
+    assert res["R@1"] <= res["R@2"] <= res["R@3"] and res["R@1"] > 0.2
+    assert 0 <= res["FID"] < 0.5 * res["Diversity"] ** 2  # the same motions, drawn twice
+    assert res["action_accuracy"] == 1.0 and res["action_accuracy_ci"] == 0.0  # real clips pass their checks
+    printed = capsys.readouterr().out
+    assert "| ground truth |" in printed and "40 clips, 3 replications" in printed and "| action (" in printed
+    with pytest.raises(FileNotFoundError, match="no trained LM run"):
+        ev_mod.main([f"--data_dir={root / 'ds'}", f"--evaluator_dir={root / 'ev'}", f"--lm_dir={root / 'x'}"])
+
+
+def test_generated_path_with_stand_in_models(small):
+    """A stand-in "model" that answers each caption with a real clip of that caption scores like the ground
+    truth (MultiModality 0: it always gives the same motion); one that answers everything with the same clip
+    is at chance: all 32 motions tie and the stable sort ranks the first one first."""
+    root, ev, _ = small
+    ds = data.MotionData(root / "ds")
+    clip_of = {}
+    for i in range(len(ds)):
+        for c in ds.texts[i]["captions"]:
+            clip_of.setdefault(c, i)
+    joints = lambda i: motion.recover_from_ric(np.array(ds.motion(i)), 22)
+    good = lambda texts, n, seed: [joints(clip_of[t]) for t in texts for _ in range(n)]
+    bad = lambda texts, n, seed: [joints(0) for t in texts for _ in range(n)]
+    cfg = dict(ev_mod.CONFIG, replications=2, mm_texts=8, mm_samples=12)
+    res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, good, progress=False)
+    gt, model = res["ground truth"], res["model"]
+    assert model["R@1"] > gt["R@1"] - 0.15 and model["FID"] < 0.5 * gt["Diversity"] ** 2
+    assert model["MultiModality"] == 0 and model["action_accuracy"] >= 0.9
+    kinds = {k for k in gt if k.startswith("action_") and not k.endswith("_ci")} - {"action_accuracy"}
+    assert kinds and kinds <= set(model) and res["action_clips"] > 0
+    res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, bad, progress=False)
+    assert res["model"]["R@1"] == pytest.approx(1 / 32) and res["model"]["Diversity"] == 0
+    assert res["model"]["FID"] > 10 * res["ground truth"]["FID"]
+    assert res["model"]["action_accuracy"] < 0.5
+
+
+def test_tokenizer_reconstruction_matches_the_tokenizers_own_metrics(small, capsys):
+    root, _, _ = small
+    cfg = dict(tk.CONFIG, data_dir=str(root / "ds"), out_dir=str(root / "tok"), run_name="t", width=16,
+               depth=1, codebook_size=64, window=32, batch_size=8, max_iters=3, warmup_iters=1, device="cpu")
+    tk.train(cfg, progress=False)
+    ev_mod.main([f"--data_dir={root / 'ds'}", f"--evaluator_dir={root / 'ev'}", "--device=cpu",
+                 f"--tokenizer={root / 'tok' / 't'}", f"--out={root / 'tok.json'}"])
+    got = json.loads((root / "tok.json").read_text())["test"]
+    own = json.loads((root / "tok" / "t" / "metrics.json").read_text())  # tokenizer.py's own test loop
+    assert got["mpjpe_mm"] == pytest.approx(own["mpjpe_mm"], rel=1e-4)
+    assert got["utilisation"] == pytest.approx(own["utilisation"])
+    assert got["FID"] > 0 and got["clips"] == 40
+    assert f"| | test | 40 | {got['mpjpe_mm']:.1f} |" in capsys.readouterr().out
+
+
+# ---- Guo et al.'s standard evaluator ---------------------------------------------------------------------
+# The state-dict layout of text_mot_match/model/finest.tar, written out from EricGuo5513/text-to-motion's
+# networks/modules.py with the HumanML3D evaluator's sizes (word 300, POS 15, text hidden 512, motion hidden
+# 1024, co-embedding 512, movement 512, input 263 - 4).
+def gru(inp, hid):  # nn.GRU(inp, hid, bidirectional=True): gates r, z, n stacked
+    shapes = {"weight_ih_l0": (3 * hid, inp), "weight_hh_l0": (3 * hid, hid), "bias_ih_l0": (3 * hid,),
+              "bias_hh_l0": (3 * hid,)}
+    return {f"gru.{k}{direction}": v for direction in ("", "_reverse") for k, v in shapes.items()}
+
+
+def co_emb(hid, out=512):
+    return {"output_net.0.weight": (hid, 2 * hid), "output_net.0.bias": (hid,), "output_net.1.weight": (hid,),
+            "output_net.1.bias": (hid,), "output_net.3.weight": (out, hid), "output_net.3.bias": (out,),
+            "hidden": (2, 1, hid)}
+
+
+LAYOUT = {
+    "movement_encoder": {"main.0.weight": (512, 259, 4), "main.0.bias": (512,),
+                         "main.3.weight": (512, 512, 4), "main.3.bias": (512,),
+                         "out_net.weight": (512, 512), "out_net.bias": (512,)},
+    "text_encoder": {"pos_emb.weight": (300, 15), "pos_emb.bias": (300,), "input_emb.weight": (512, 300),
+                     "input_emb.bias": (512,), **gru(512, 512), **co_emb(512)},
+    "motion_encoder": {"input_emb.weight": (1024, 512), "input_emb.bias": (1024,), **gru(1024, 1024),
+                       **co_emb(1024)},
+}
+
+
+@pytest.fixture(scope="module")
+def t2m_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2m")
+    g = torch.Generator().manual_seed(0)
+    state = {name: OrderedDict((k, 0.05 * torch.randn(shape, generator=g)) for k, shape in layout.items())
+             for name, layout in LAYOUT.items()}
+    state |= {"opt_text_encoder": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
+              "opt_motion_encoder": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]},
+              "epoch": 99, "iter": 1000}
+    torch.save(state, root / "finest.tar")
+    words = ["unk", "sos", "eos", "a", "man", "walks", "left"]
+    vectors = np.random.default_rng(0).normal(size=(len(words), 300)).astype(np.float32)
+    np.save(root / "our_vab_data.npy", vectors)
+    (root / "our_vab_words.pkl").write_bytes(pickle.dumps(words))
+    (root / "our_vab_idx.pkl").write_bytes(pickle.dumps({w: i for i, w in enumerate(words)}))
+    np.save(root / "mean.npy", np.zeros(263, np.float32))
+    np.save(root / "std.npy", np.ones(263, np.float32))
+    return root
+
+
+def test_t2m_evaluator_loads_the_original_layout_and_runs(t2m_files):
+    root = t2m_files
+    ev = t2m_evaluator.load(root / "finest.tar", root, root)
+    for name, module in ev.modules().items():
+        assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == LAYOUT[name]
+    tokens = [["a/DET", "man/NOUN", "walks/VERB", "left/ADV"], ["a/DET", "zebra/NOUN"] * 15]
+    text = ev.embed_texts(["a man walks left", "a zebra " * 15], tokens)
+    rng = np.random.default_rng(0)
+    motions = ev.embed_motions([rng.normal(size=(n, 263)).astype(np.float32) for n in (40, 196, 64)])
+    assert text.shape == (2, 512) and motions.shape == (3, 512)
+    assert np.isfinite(text).all() and np.isfinite(motions).all()
+    # a caption's embedding does not depend on the others in its batch (lengths 6 and 22 packed together)
+    np.testing.assert_allclose(ev.embed_texts(["a man walks left"], tokens[:1]), text[:1], atol=1e-5)
+    with pytest.raises(ValueError, match="part-of-speech tokens"):
+        ev.embed_texts(["a man walks left"])
+
+
+def test_t2m_word_vectorizer_vip_classes_and_unknown_words(t2m_files):
+    words = t2m_evaluator.WordVectorizer(t2m_files)
+    vectors = np.load(t2m_files / "our_vab_data.npy")
+    vec, pos = words["left/ADV"]  # "left" is a location word: Loc_VIP overrides its ADV tag
+    np.testing.assert_array_equal(vec, vectors[6])
+    assert pos.argmax() == t2m_evaluator.POS.index("Loc_VIP") and pos.sum() == 1
+    assert words["man/NOUN"][1].argmax() == t2m_evaluator.POS.index("NOUN")
+    vec, pos = words["zebra/NOUN"]  # not in the vocabulary: unk, OTHER
+    np.testing.assert_array_equal(vec, vectors[0])
+    assert pos.argmax() == t2m_evaluator.POS.index("OTHER")
+
+
+def test_t2m_loader_refuses_unsafe_pickles_and_wrong_layouts(t2m_files, tmp_path):
+    for name in ("our_vab_data.npy", "our_vab_words.pkl"):
+        (tmp_path / name).write_bytes((t2m_files / name).read_bytes())
+    (tmp_path / "our_vab_idx.pkl").write_bytes(pickle.dumps(OrderedDict(unk=0)))  # names a class: refused
+    with pytest.raises(ValueError, match="our_vab_idx.pkl: not a plain-data pickle"):
+        t2m_evaluator.WordVectorizer(tmp_path)
+    state = torch.load(t2m_files / "finest.tar", weights_only=True)
+    state["motion_encoder"]["input_emb.weight"] = torch.zeros(1024, 300)
+    torch.save(state, tmp_path / "bad.tar")
+    with pytest.raises(ValueError, match="bad.tar: motion_encoder does not fit"):
+        t2m_evaluator.load(tmp_path / "bad.tar", t2m_files, t2m_files)
+    np.save(tmp_path / "mean.npy", np.zeros(263, np.float32))
+    with pytest.raises(FileNotFoundError, match="std.npy: missing"):
+        t2m_evaluator.load(t2m_files / "finest.tar", t2m_files, tmp_path)
