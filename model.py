@@ -64,7 +64,8 @@ def _llama(hf_id, n_layer, n_embd, n_head, n_kv_head, n_inner, n_ctx, vocab_size
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
 ROPE = {"rope_type": "default", "rope_theta": 10000.0}
-# lr: the paper's fine-tuning rates (§5.1: 2e-4 GPT-2, 2e-5 Llama); tiny models train from scratch at 1e-3.
+# lr: the paper's fine-tuning rates (§5.1: 2e-4 GPT-2, 2e-5 Llama); tiny models train from scratch at 3e-3
+# (on synth, 3e-3 reached a val motion loss of 2.40 after 100 steps of 32 where 1e-3 reached 3.45).
 # Tiny models have no hf_id (no weights) and vocab_size None: their BPE is trained on the captions in build().
 REGISTRY = {
     "gpt2": _gpt2("gpt2", 12, 768, 12),
@@ -73,8 +74,8 @@ REGISTRY = {
     "llama2-7b": _llama("meta-llama/Llama-2-7b-hf", 32, 4096, 32, 32, 11008, 4096, 32000, ROPE),
     "llama2-13b": _llama("meta-llama/Llama-2-13b-hf", 40, 5120, 40, 40, 13824, 4096, 32000, ROPE),
     "llama3.1-8b": _llama("meta-llama/Llama-3.1-8B", 32, 4096, 32, 8, 14336, 131072, 128256, LLAMA3_ROPE),
-    "gpt2-tiny": _gpt2(None, 4, 192, 6, n_ctx=512, vocab_size=None, lr=1e-3, dropout=0.0),
-    "llama-tiny": _llama(None, 4, 192, 6, 2, 512, 512, None, ROPE, lr=1e-3),
+    "gpt2-tiny": _gpt2(None, 4, 192, 6, n_ctx=512, vocab_size=None, lr=3e-3, dropout=0.0),
+    "llama-tiny": _llama(None, 4, 192, 6, 2, 512, 512, None, ROPE, lr=3e-3),
 }
 VOCAB_MULTIPLE = 64  # the grown vocabulary is rounded up (nanoGPT's 50304): aligned head matmuls on a GPU
 

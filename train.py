@@ -65,15 +65,15 @@ CONFIG = dict(
     loss="whole",  # whole: instruction and motion tokens count (Table 10: the paper's) | motion: motion only
     data_dir="data/synth", tokenizer_run="default",  # the codes in data_dir/tokens/<tokenizer_run>/
     out_dir="out/lm", run_name="default",  # the run folder is out_dir/run_name
-    max_iters=900,
+    max_iters=400,
     batch_size=32,  # global, in sequences (paper: 1024): split over ranks, then into micro-batches ...
     gradient_accumulation_steps=1,  # ... this many per rank and step
-    lr=0.0,  # 0: the family's (model.REGISTRY): fine-tuning 2e-4 GPT-2, 2e-5 Llama (paper); tiny 1e-3
+    lr=0.0,  # 0: the family's (model.REGISTRY): fine-tuning 2e-4 GPT-2, 2e-5 Llama (paper); tiny 3e-3
     min_lr=0.0,  # end of the cosine schedule (0: lr / 10)
-    warmup_iters=50, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
+    warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
     dropout=0.0,
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
-    eval_interval=300,  # evaluate, keep the best model and write the last checkpoint every this many steps
+    eval_interval=100,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
     dtype="auto",  # auto: bf16 on a GPU that has it, else fp32 | bfloat16 | float32
     compile=False,  # torch.compile the model (GPU)
