@@ -40,12 +40,12 @@ from motion import mpjpe  # DESIGN.md's eval.mpjpe: the one definition, in motio
 CONFIG = dict(
     data_dir="data/synth",
     evaluator_dir="",  # our evaluator's folder ("" -> out/evaluator/<dataset name>)
-    # --train_evaluator: the dual encoder (a few minutes on 2 CPU cores for data/synth)
+    # --train_evaluator: the dual encoder (data/synth: 6 min on 2 busy CPU cores with OMP_NUM_THREADS=1)
     train_evaluator=False,
     width=96, heads=4, text_layers=2, motion_layers=2, dropout=0.0,
     emb_dim=64,  # fewer dimensions than test clips: the FID covariance stays well-conditioned
     bpe_vocab_size=1000, max_text_tokens=64,
-    batch_size=128, max_iters=500, lr=1e-3, warmup_iters=100, weight_decay=0.01,
+    batch_size=128, max_iters=1000, lr=1e-3, warmup_iters=100, weight_decay=0.01,
     temperature=0.1,  # InfoNCE, as TMR
     duplicate_jaccard=0.8,  # captions with word sets this similar are no negatives of each other
     # evaluation
@@ -546,13 +546,17 @@ COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "
            "gallery_R@1", "gallery_R@10", "gallery_median_rank"]
 
 
+def _cell(mean, ci):  # 3 decimals; a figure below 0.01 (a ground-truth FID) in scientific notation
+    return f"{mean:.3f} ± {ci:.3f}" if mean == 0 or abs(mean) >= 0.01 else f"{mean:.1e} ± {ci:.1e}"
+
+
 def markdown_table(result):
     """A split's result -> a markdown table of the COLUMNS per row, "mean ± ci" ("-" where a row has none),
     then each kind's action pass rate per row."""
     rows = {name: fig for name, fig in result.items() if isinstance(fig, dict)}
     lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, fig in rows.items():
-        cells = [f"{fig[c]:.3g} ± {fig[c + '_ci']:.2g}" if c in fig else "-" for c in COLUMNS]
+        cells = [_cell(fig[c], fig[c + "_ci"]) if c in fig else "-" for c in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     kinds = sorted({k for fig in rows.values() for k in fig if k.startswith("action_") and k[-3:] != "_ci"}
                    - {"action_accuracy"})
