@@ -20,7 +20,6 @@ name and its 95% interval under <name>_ci.
 import json
 import math
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from tqdm import tqdm
 import data as motion_data
 import model as lm_model
 import motion
-from common import atomic_write, parse_args, pick_device, write_json
+from common import atomic_write, cli, parse_args, pick_device, write_json
 from motion import mpjpe  # DESIGN.md's eval.mpjpe: the one definition, in motion.py
 
 CONFIG = dict(
@@ -627,7 +626,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (ValueError, FileNotFoundError) as e:  # bad settings or input: one line, the file and the problem
-        raise SystemExit(f"eval.py: {e}") from None
+    cli(main, "eval.py")
