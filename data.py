@@ -39,6 +39,7 @@ from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names the
     SMPLX52_OFFSETS,
     SMPLX52_PARENTS,
     SMPLX_TO_52,
+    feature_slices,
     features_from_joints,
     forward_kinematics,
     part_columns,
@@ -94,11 +95,6 @@ def default_split(clip_id):
     """Deterministic 80/10/10 train/val/test split by a hash of the id."""
     u = zlib.crc32(clip_id.encode()) / 2 ** 32
     return "train" if u < 0.8 else "val" if u < 0.9 else "test"
-
-
-def _group_slices(J):
-    r, o, v = 4 + (J - 1) * 3, 4 + (J - 1) * 9, 4 + (J - 1) * 9 + J * 3
-    return [slice(0, 1), slice(1, 3), slice(3, 4), slice(4, r), slice(r, o), slice(o, v), slice(v, v + 4)]
 
 
 def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, strict=False, source=None):
@@ -157,7 +153,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
         # columns from being blown up), floored at 1e-3.
         mean = total / n_train
         std = np.sqrt(np.maximum(sq_total / n_train - mean ** 2, 0))
-        for g in _group_slices(joints_num):
+        for g in feature_slices(joints_num).values():
             std[g] = std[g].mean()
         np.save(tmp / "mean.npy", mean.astype(np.float32))
         np.save(tmp / "std.npy", np.maximum(std, 1e-3).astype(np.float32))

@@ -41,6 +41,7 @@ from common import (
     write_json,
 )
 from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
+from motion import mpjpe, root_aligned
 
 # config: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
@@ -317,10 +318,6 @@ class Tokenizer(nn.Module):
 
 
 # losses and metrics
-def root_aligned(joints):  # [..., J, 3]: positions relative to the pelvis, per frame (as MPJPE is measured)
-    return joints - joints[..., :1, :]
-
-
 def code_counts(codes, K, layers):
     """codes [..., S] -> counts [layers, K]: one row per RVQ layer (a row stays 0 when quantizer dropout
     skipped its layer), else one row for all part slots."""
@@ -391,13 +388,13 @@ def evaluate(model, data, split="test", max_clips=0):
         feats = feats.to(model.mean.device)
         codes = model.encode(feats)
         recon = model.decode(codes)
-        joints = root_aligned(motion_data.recover_from_ric(feats, model.joints_num))
-        joints_hat = root_aligned(motion_data.recover_from_ric(recon, model.joints_num))
-        err += float((joints_hat - joints).norm(dim=-1).mean(-1).sum())  # per-frame mean over joints
+        joints = motion_data.recover_from_ric(feats, model.joints_num)
+        joints_hat = motion_data.recover_from_ric(recon, model.joints_num)
+        err += float(mpjpe(joints_hat, joints)) * feats.shape[0] * feats.shape[1]  # mm, weighted by frames
         mae += float((model.normalise(recon) - model.normalise(feats)).abs().mean(-1).sum())
         frames += feats.shape[0] * feats.shape[1]
         counts += code_counts(codes, model.K, layers)
-    return {"split": split, "clips": len(clips), "mpjpe_mm": 1000 * err / frames, "feature_mae": mae / frames,
+    return {"split": split, "clips": len(clips), "mpjpe_mm": err / frames, "feature_mae": mae / frames,
             **code_stats(counts)}
 
 
