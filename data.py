@@ -64,8 +64,9 @@ class BadClip(ValueError):
 
 
 def _check_clip(clip, feat_dim, seen):
-    """-> (feats float32 [T, D], captions) or raises BadClip. Loaders report a file that failed to load
-    as {"id", "file", "error": message}."""
+    """-> (feats float32 [T, D], captions, tokens) or raises BadClip. `tokens` (HumanML3D's part-of-speech
+    tokens of each caption, which Guo et al.'s standard evaluator reads) stays aligned with the captions kept,
+    or is None. Loaders report a file that failed to load as {"id", "file", "error": message}."""
     where = clip.get("file") or f"clip {clip.get('id')!r}"
     if "error" in clip:
         raise BadClip("load_error", where, clip["error"])
@@ -76,19 +77,21 @@ def _check_clip(clip, feat_dim, seen):
         raise BadClip("nan_or_inf", where, "features contain NaN or inf")
     if len(feats) < MIN_FRAMES:
         raise BadClip("too_short", where, f"{len(feats)} frames, fewer than {MIN_FRAMES}")
-    captions = []
-    for c in clip.get("captions") or []:
+    captions, tokens, all_tokens = [], [], clip.get("tokens")
+    for k, c in enumerate(clip.get("captions") or []):
         try:
             c = c.decode("utf-8") if isinstance(c, bytes) else str(c)
+            pos = all_tokens[k].decode("utf-8").split() if all_tokens is not None else None
         except UnicodeDecodeError:
             raise BadClip("bad_caption", clip.get("text_file", where), "caption is not valid UTF-8") from None
         if c.strip():
             captions.append(c.strip())
+            tokens.append(pos)
     if not captions:
         raise BadClip("bad_caption", clip.get("text_file", where), "no caption (empty or missing)")
     if clip["id"] in seen:
         raise BadClip("duplicate_id", where, f"id {clip['id']!r} appears twice")
-    return feats, captions
+    return feats, captions, tokens if all_tokens is not None else None
 
 
 def default_split(clip_id):
@@ -120,7 +123,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
             header_len = mf.tell()
             for clip in clips:
                 try:
-                    feats, captions = _check_clip(clip, feat_dim, seen)
+                    feats, captions, tokens = _check_clip(clip, feat_dim, seen)
                 except BadClip as e:
                     if strict:
                         raise
@@ -130,7 +133,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
                 mf.write(feats.tobytes())
                 offsets.append(offsets[-1] + len(feats))
                 record = {"id": clip["id"], "captions": captions, "parts": clip.get("parts") or {},
-                          "subset": clip.get("subset", "")}
+                          "subset": clip.get("subset", ""), **({"tokens": tokens} if tokens else {})}
                 tf.write(json.dumps(record, ensure_ascii=False) + "\n")
                 # a given split table, else the clip's own "split" (loaders), else a hash of the id
                 in_splits = membership.get(clip["id"], []) if splits else [clip.get("split")
@@ -336,7 +339,8 @@ def read_splits(src):
 
 def load_humanml3d(name, src, fps=20):
     """HumanML3D layout: new_joint_vecs/<name>.npy [T, 263], texts/<name>.txt lines caption#tokens#start#end.
-    start = end = 0 captions the whole clip; other lines caption the sub-clip [start, end) seconds."""
+    start = end = 0 captions the whole clip; other lines caption the sub-clip [start, end) seconds. The
+    tokens ("a/DET man/NOUN ...") are kept beside the captions for the standard evaluator."""
     src = Path(src)
     feats = np.load(src / "new_joint_vecs" / f"{name}.npy", allow_pickle=False)
     by_range = {}
@@ -345,14 +349,15 @@ def load_humanml3d(name, src, fps=20):
         fields = line.split(b"#")
         start, end = (float(fields[2]), float(fields[3])) if len(fields) >= 4 else (0.0, 0.0)
         start, end = (0.0 if np.isnan(start) else start), (0.0 if np.isnan(end) else end)  # nan = whole
-        by_range.setdefault((start, end), []).append(fields[0])
+        by_range.setdefault((start, end), []).append((fields[0], fields[1] if len(fields) > 1 else b""))
     clips = []
-    for (start, end), captions in (by_range or {(0.0, 0.0): []}).items():
+    for (start, end), lines in (by_range or {(0.0, 0.0): []}).items():
         whole = start == 0 and end == 0
         clips.append({"id": name if whole else f"{name}@{start:g}-{end:g}", "text_file": str(text),
                       "file": str(src / "new_joint_vecs" / f"{name}.npy"),
                       "feats": feats if whole else feats[int(start * fps):int(end * fps)],
-                      "captions": captions, "parts": {}, "subset": "humanml3d"})
+                      "captions": [c for c, _ in lines], "tokens": [t for _, t in lines],  # "word/POS ..."
+                      "parts": {}, "subset": "humanml3d"})
     return clips
 
 

@@ -50,6 +50,7 @@ CONFIG = dict(
     # evaluation
     replications=20, rprecision_batch=32, diversity_times=300, mm_texts=100, mm_samples=30, mm_times=10,
     eval_clips=0,  # clips per split (0: all): fewer for a quick CPU run; the table says how many
+    splits="test,ood",  # which splits (val: for choosing sampling settings, never test)
     lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
     sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0,  # < 0: sample.py's defaults
     tokenizer="",  # a tokenizer run (name under out/tokenizer/, or a folder): reconstruction only
@@ -596,7 +597,7 @@ def main(argv):
         if ev.cfg["feat_dim"] != data.feat_dim:
             raise ValueError(f"{folder}: trained on {ev.cfg['feat_dim']}-wide features, {data.root} has "
                              f"{data.feat_dim}; train an evaluator on this dataset")
-    splits = [s for s in ("test", "ood") if (data.root / f"{s}.txt").is_file()]
+    splits = [s for s in cfg["splits"].split(",") if (data.root / f"{s}.txt").is_file()]
     clips = {s: data.split(s)[:cfg["eval_clips"] or None] for s in splits}
     results = {"dataset": str(data.root), "evaluator": evaluator, "settings": cfg}
     if cfg["tokenizer"]:

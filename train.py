@@ -6,7 +6,7 @@ motion codes (what `python tokenizer.py --encode` wrote to data/<name>/tokens/<r
 next-token prediction, eq. (1) of §4.1, on the whole sequence (instruction and motion, the paper's choice in
 Table 10) or on the motion tokens only (--loss=motion).
 
-    python train.py                                          # gpt2-tiny from scratch on data/synth (CPU)
+    python train.py                                          # gpt2-tiny from scratch on data/synth (~6 min)
     python train.py --model=gpt2-medium                      # fine-tune GPT-2 medium (one GPU, bf16)
     torchrun --nproc_per_node 8 train.py --model=llama2-13b  # FSDP2 over 8 GPUs (auto: FSDP above ~1B params)
     python train.py --resume                                 # continue out/lm/default from last/
@@ -65,15 +65,15 @@ CONFIG = dict(
     loss="whole",  # whole: instruction and motion tokens count (Table 10: the paper's) | motion: motion only
     data_dir="data/synth", tokenizer_run="default",  # the codes in data_dir/tokens/<tokenizer_run>/
     out_dir="out/lm", run_name="default",  # the run folder is out_dir/run_name
-    max_iters=400,
-    batch_size=32,  # global, in sequences (paper: 1024): split over ranks, then into micro-batches ...
+    max_iters=800,
+    batch_size=16,  # global, in sequences (paper: 1024): split over ranks, then into micro-batches ...
     gradient_accumulation_steps=1,  # ... this many per rank and step
     lr=0.0,  # 0: the family's (model.REGISTRY): fine-tuning 2e-4 GPT-2, 2e-5 Llama (paper); tiny 3e-3
     min_lr=0.0,  # end of the cosine schedule (0: lr / 10)
     warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
     dropout=0.0,
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
-    eval_interval=100,  # evaluate, keep the best model and write the last checkpoint every this many steps
+    eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
     dtype="auto",  # auto: bf16 on a GPU that has it, else fp32 | bfloat16 | float32
     compile=False,  # torch.compile the model (GPU)

@@ -172,7 +172,8 @@ def write_h3d_source(src, feats):
             (src / "texts" / f"{name}.txt").write_text(f"a person walks {name}#a/DET person/NOUN#0.0#0.0\n")
     (src / "texts" / "012314.txt").write_text("a person walks forward.#a/DET#0.0#0.0\n"
                                               "the person turns around#the/DET#2.0#6.5\n"
-                                              "someone spins#x#2.0#6.5\nthey walk#they/PRON#0#0\n")
+                                              "someone spins#x#2.0#6.5\n   #blank/X#0#0\n"
+                                              "they walk#they/PRON walk/VERB#0#0\n")
     (src / "texts" / "badutf.txt").write_bytes(b"\xff\xfe caption#x#0.0#0.0\n")
     (src / "train.txt").write_text("012314\nkit\n")
     (src / "test.txt").write_text("000002\n")
@@ -198,6 +199,9 @@ def test_humanml3d_loader_cuts_time_ranges_counts_bad_files_and_runs_in_parallel
     np.testing.assert_array_equal(ds.motion(ds.index("000002")), feats[:100])
     assert ds.texts[whole]["captions"] == ["a person walks forward.", "they walk"]
     assert ds.texts[cut]["captions"] == ["the person turns around", "someone spins"]
+    # the part-of-speech tokens (for the standard evaluator) stay with their captions; the blank one's go
+    assert ds.texts[whole]["tokens"] == [["a/DET"], ["they/PRON", "walk/VERB"]]
+    assert ds.texts[cut]["tokens"] == [["the/DET"], ["x"]]
     assert sorted(ds.ids[i] for i in ds.split("train")) == ["012314", "012314@2-6.5"]
     assert [ds.ids[i] for i in ds.split("test")] == ["000002"]
     with pytest.raises(ValueError, match=r"texts/badutf\.txt: caption is not valid UTF-8"):
