@@ -427,6 +427,15 @@ def save_checkpoint(run_dir, model, opt, step, history):
     atomic_write(run_dir / "train_state.pt", lambda p: torch.save(state, p))
 
 
+def codes_shape(run_dir):
+    """(K, P) of a tokenizer run from its config.json alone (no weights read): what its codes look like."""
+    config = Path(run_dir) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: missing, so {run_dir} is not a tokenizer run")
+    model = Tokenizer(json.loads(config.read_text()))
+    return model.K, model.P
+
+
 def load(run_dir, device="cpu"):
     """The trained tokenizer in out/tokenizer/<run>/ (config.json + model.safetensors), in eval mode."""
     run_dir = Path(run_dir)

@@ -150,16 +150,12 @@ class Codes:
             raise ValueError(f"{root}: codes {self.codes.shape} for {len(self.offsets) - 1} clips do not "
                              f"match {data.root} ({len(data)} clips) or P = {self.P}; remake them with "
                              f"{make}")
-        tok_config = Path(self.meta["tokenizer"]) / "config.json"
-        if not tok_config.is_file():
-            raise FileNotFoundError(f"{tok_config}: the tokenizer run these codes came from is missing")
-        import tokenizer  # the codes' K and P must be the tokenizer run's (P from its architecture)
+        import tokenizer  # the codes' K and P must be those of the tokenizer run they came from
 
-        tok = tokenizer.Tokenizer(json.loads(tok_config.read_text()))
-        if (tok.K, tok.P) != (self.K, self.P):
+        K, P = tokenizer.codes_shape(self.meta["tokenizer"])
+        if (K, P) != (self.K, self.P):
             raise ValueError(f"{root / 'meta.json'}: K = {self.K}, P = {self.P}, but the tokenizer run "
-                             f"{self.meta['tokenizer']} has K = {tok.K}, P = {tok.P}; remake them with "
-                             f"{make}")
+                             f"{self.meta['tokenizer']} has K = {K}, P = {P}; remake them with {make}")
 
     def clip(self, i):
         return np.asarray(self.codes[self.offsets[i]:self.offsets[i + 1]], dtype=np.int64)
@@ -271,6 +267,10 @@ def memory_estimate(hf_config, n_params, cfg, world, parallel, seq, bf16):
            "activations": acts, "logits": 10 * micro * seq * vocab}
     est["total"] = sum(est.values())
     return est
+
+
+def pick_parallel(parallel, world, n_params):  # auto: shard the model (FSDP2) above 1B parameters
+    return "single" if world == 1 else parallel if parallel != "auto" else "fsdp" if n_params > 1e9 else "ddp"
 
 
 def print_estimate(est, model_name, world, parallel, gpu_bytes):
@@ -385,7 +385,6 @@ def build_or_load(cfg, run_dir, codes, data, rank, world):
                 texts += [*data.texts[i]["captions"], *(data.texts[i].get("parts") or {}).values()]
             lm = lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=texts, init=cfg["init"],
                                 motion_vocab=cfg["motion_vocab"], seed=cfg["seed"])
-            run_dir.mkdir(parents=True, exist_ok=True)
             lm.save(run_dir)
         if world > 1:
             dist.barrier()
@@ -426,18 +425,16 @@ def train(cfg, progress=True):
             m.p = cfg["dropout"]
     n_ctx = lm.lm.config.max_position_embeddings
     train_pairs, val_pairs = (Pairs(lm, data, codes, s, n_ctx) for s in ("train", "val"))
-    for name, pairs in (("train", train_pairs), ("val", val_pairs)):
-        if any(pairs.skipped.values()) and rank == 0:
-            print(f"train.py: {name} split: skipped {pairs.skipped['too_long']} clips longer than the "
-                  f"model's context of {n_ctx} tokens and {pairs.skipped['empty_caption']} with an empty "
-                  f"caption")
+    for name, skip in (("train", train_pairs.skipped), ("val", val_pairs.skipped)):
+        if any(skip.values()) and rank == 0:
+            print(f"train.py: {name} split: skipped {skip['too_long']} clips longer than the model's context "
+                  f"of {n_ctx} tokens and {skip['empty_caption']} with an empty caption")
     if len(train_pairs) < cfg["batch_size"] or not len(val_pairs):
         raise ValueError(f"{cfg['data_dir']}: {len(train_pairs)} usable train clips (batch_size "
                          f"{cfg['batch_size']}) and {len(val_pairs)} val clips")
 
     n_params = sum(p.numel() for p in lm.lm.parameters())
-    parallel = "single" if world == 1 else cfg["parallel"] if cfg["parallel"] != "auto" else \
-        "fsdp" if n_params > 1e9 else "ddp"
+    parallel = pick_parallel(cfg["parallel"], world, n_params)
     est = memory_estimate(lm.lm.config, n_params, cfg, world, parallel, int(train_pairs.lengths.max()), bf16)
     gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
     if rank == 0:
@@ -452,10 +449,8 @@ def train(cfg, progress=True):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.95),
                             fused=device.type == "cuda")
-    progress_state = {"step": 0, "history": [], "evals": [], "best": float("inf"), "tokens": 0,
-                      "seconds": 0.0}
-    if cfg["resume"]:
-        progress_state = load_last(run_dir, lm.lm, opt, rank)
+    progress_state = load_last(run_dir, lm.lm, opt, rank) if cfg["resume"] else \
+        {"step": 0, "history": [], "evals": [], "best": float("inf"), "tokens": 0, "seconds": 0.0}
     start, history, evals = progress_state["step"], progress_state["history"], progress_state["evals"]
     autocast = torch.autocast("cuda", torch.bfloat16) if bf16 and parallel != "fsdp" else nullcontext()
     val_quick = sorted((val_pairs.fixed(i) for i in range(len(val_pairs) if not cfg["eval_iters"] else
@@ -568,8 +563,7 @@ def estimate(cfg):
     hf = lm_model.hf_config(spec)
     with torch.device("meta"):
         n_params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(hf).parameters())
-    parallel = "single" if world == 1 else cfg["parallel"] if cfg["parallel"] != "auto" else \
-        "fsdp" if n_params > 1e9 else "ddp"
+    parallel = pick_parallel(cfg["parallel"], world, n_params)
     est = memory_estimate(hf, n_params, cfg, world, parallel, min(hf.max_position_embeddings, 512),
                           cfg["dtype"] != "float32")
     print_estimate(est, cfg["model"], world, parallel, cfg["gpu_gib"] * 2**30)

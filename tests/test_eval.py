@@ -14,6 +14,7 @@ import torch
 import data
 import eval as ev_mod
 import motion
+import physical
 import synth
 import t2m_evaluator
 import tokenizer as tk
@@ -154,7 +155,7 @@ def find(kind, n=1, **params):
     """(index, params) of the first n one-action clips of `kind` with these parameters."""
     found = []
     for index in range(20000):
-        action = ev_mod.plan_action(synth.plan_clip(index, SEED))
+        action = physical.plan_action(synth.plan_clip(index, SEED))
         if action and action[0] == kind and all(action[1].get(k) == v for k, v in params.items()):
             found.append((index, action[1]))
             if len(found) == n:
@@ -187,29 +188,29 @@ CASES = [("walk", {"dir": "forward"}, [{"dir": "backward"}]),
 def test_physical_checks_pass_on_real_clips_and_fail_on_mismatched_plans(kind, params, wrong):
     for index, full in find(kind, 3, **params):
         j = joints_of(index)
-        assert ev_mod.physical_check(j, kind, full), (index, full)
+        assert physical.physical_check(j, kind, full), (index, full)
         for w in wrong:
-            assert not ev_mod.physical_check(j, kind, {**full, **w}), (index, full, w)
+            assert not physical.physical_check(j, kind, {**full, **w}), (index, full, w)
 
 
 def test_physical_checks_tell_kinds_apart():
     jump, hop = find("jump", count=2)[0], find("hop", side="left", count=2)[0]
-    assert not ev_mod.physical_check(joints_of(jump[0]), "hop", {"side": "left", "count": 2})
-    assert not ev_mod.physical_check(joints_of(hop[0]), "jump", {"count": 2})
+    assert not physical.physical_check(joints_of(jump[0]), "hop", {"side": "left", "count": 2})
+    assert not physical.physical_check(joints_of(hop[0]), "jump", {"count": 2})
     squat = find("squat", count=1)[0]
-    assert not ev_mod.physical_check(joints_of(squat[0]), "lunge", {"side": "left"})
+    assert not physical.physical_check(joints_of(squat[0]), "lunge", {"side": "left"})
     with pytest.raises(ValueError, match="no physical check for kind 'clap'"):
-        ev_mod.physical_check(joints_of(squat[0]), "clap", {})
+        physical.physical_check(joints_of(squat[0]), "clap", {})
 
 
 def test_plan_action_and_action_accuracy():
     stand = {"kind": "stand", "gesture": "raise", "p": {}, "gp": {"side": "left"}, "n": 60}
-    assert ev_mod.plan_action({"subset": "gestures", "segments": [stand]}) == ("raise", {"side": "left"})
-    assert ev_mod.plan_action({"subset": "static", "segments": [stand]}) is None
-    assert ev_mod.plan_action({"subset": "gestures", "segments": [stand, stand]}) is None
+    assert physical.plan_action({"subset": "gestures", "segments": [stand]}) == ("raise", {"side": "left"})
+    assert physical.plan_action({"subset": "static", "segments": [stand]}) is None
+    assert physical.plan_action({"subset": "gestures", "segments": [stand, stand]}) is None
     walk_wave = {"kind": "walk", "gesture": "wave", "p": {"dir": "forward"}, "gp": {"side": "left"}, "n": 60}
-    assert ev_mod.plan_action({"subset": "locomotion", "segments": [walk_wave]}) is None
-    acc, rates = ev_mod.action_accuracy([("walk", True), ("walk", False), ("jump", True)])
+    assert physical.plan_action({"subset": "locomotion", "segments": [walk_wave]}) is None
+    acc, rates = physical.action_accuracy([("walk", True), ("walk", False), ("jump", True)])
     assert acc == pytest.approx(0.75) and rates == {"jump": 1.0, "walk": 0.5}
 
 
