@@ -288,7 +288,8 @@ def mpjpe(joints_a, joints_b):
 # ----------------------------------------------------------------------------------------------
 def render_gif(joints, path, title=None, fps=20):
     """Stick figure [T, J, 3] (+Y up) -> animated GIF. The camera follows the root; the floor (y = 0) is a
-    0.5 m grid fixed in the world, so walking shows as the grid sliding by."""
+    0.5 m grid fixed in the world, so walking shows as the grid sliding by, and the root's path so far is
+    drawn on it (the trail). The title is wrapped, not cut."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -307,8 +308,10 @@ def render_gif(joints, path, title=None, fps=20):
     lines = [ax.plot([], [], [], color=c, linewidth=2, marker="o", markersize=2)[0]
              for c in colors[:len(chains)]]
     floor = [ax.plot([], [], [], color="0.7", linewidth=0.6)[0] for _ in range(2 * 5)]
+    trail = ax.plot([], [], [], color="#8c564b", linewidth=1.2)[0]
     if title:
-        fig.suptitle(title if len(title) < 60 else title[:57] + "...", fontsize=8)
+        import textwrap
+        fig.suptitle("\n".join(textwrap.wrap(title, 60)), fontsize=8)
 
     def draw(t):
         cx, cz = joints[t, 0, 0], joints[t, 0, 2]
@@ -321,7 +324,8 @@ def render_gif(joints, path, title=None, fps=20):
             line.set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
         for line, chain in zip(lines, chains, strict=True):
             line.set_data_3d(joints[t, chain, 0], joints[t, chain, 1], joints[t, chain, 2])
-        return lines + floor
+        trail.set_data_3d(joints[:t + 1, 0, 0], np.zeros(t + 1), joints[:t + 1, 0, 2])
+        return lines + floor + [trail]
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     FuncAnimation(fig, draw, frames=len(joints)).save(str(path), writer=PillowWriter(fps=fps))
