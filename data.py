@@ -36,9 +36,12 @@ from common import cli, make_temp_dir, replace_dir
 from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names them in data.py)
     H3D_OFFSETS,
     H3D_PARENTS,
+    MAX_FRAMES,
+    MIN_FRAMES,
     SMPLX52_OFFSETS,
     SMPLX52_PARENTS,
     SMPLX_TO_52,
+    STILL_FRAMES,
     feature_slices,
     features_from_joints,
     forward_kinematics,
@@ -51,7 +54,6 @@ from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names the
 # On-disk dataset (DESIGN.md): data/<name>/ meta.json, motions.npy [total_frames, D] float32 +
 # offsets.npy int64 [N+1] (clip i = motions[offsets[i]:offsets[i+1]]), texts.jsonl, <split>.txt,
 # mean.npy / std.npy (train split). Written into a temporary folder, then renamed into place.
-MIN_FRAMES = 40
 SKIP_REASONS = ["load_error", "nan_or_inf", "too_short", "wrong_width", "bad_caption", "duplicate_id"]
 
 
@@ -326,8 +328,6 @@ class TextMotionDataset(torch.utils.data.Dataset):
 # Real-data loaders. Each source file becomes a list of clips in write_dataset's format; a file that
 # fails to load becomes {"id", "file", "error"} (counted as load_error). Worker processes convert
 # files in parallel; pieces of one sequence share its split (no train/test leakage).
-MAX_FRAMES = 196  # longest clip (HumanML3D: 9.8 s at 20 fps); longer sequences are cut evenly
-STILL_FRAMES = 64  # a single pose (an image) is held for 64 frames (MotionBase, appendix A.1)
 
 
 def read_splits(src):

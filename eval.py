@@ -34,7 +34,7 @@ import data as motion_data
 import model as lm_model
 import motion
 from common import atomic_write, cli, parse_args, pick_device, write_json
-from motion import mpjpe  # DESIGN.md's eval.mpjpe: the one definition, in motion.py
+from motion import MAX_FRAMES, mpjpe  # DESIGN.md's eval.mpjpe: the one definition, in motion.py
 from physical import action_accuracy, clip_plans, physical_check, plan_action
 
 CONFIG = dict(
@@ -59,7 +59,7 @@ CONFIG = dict(
     out="",  # JSON path ("" -> out/eval/<dataset>/<what>.json)
     seed=0, device="auto",
 )
-UNIT, MAX_FRAMES = 4, 196  # the protocol's crop unit (frames) and longest clip
+UNIT = 4  # the protocol's crop unit (frames); clips are at most motion.MAX_FRAMES long
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ import torch
 import torch.nn.functional as F
 from smplx.lbs import batch_rigid_transform, batch_rodrigues
 
+# Clip conventions every stage shares (HumanML3D's): 20 fps; clips of 40 to 196 feature frames (2 to 9.8 s),
+# longer sequences cut evenly; a single pose (an image) held for 64 frames (MotionBase, appendix A.1).
+FPS = 20
+MIN_FRAMES, MAX_FRAMES = 40, 196
+STILL_FRAMES = 64
+
 # ----------------------------------------------------------------------------------------------
 # Skeleton. SMPL joint order; the body faces +Z, its left is +X, up is +Y.
 # 0 pelvis 1 l_hip 2 r_hip 3 spine1 4 l_knee 5 r_knee 6 spine2 7 l_ankle 8 r_ankle 9 spine3 10 l_foot
@@ -100,11 +106,13 @@ def forward_kinematics(rotations, root_positions, offsets=H3D_OFFSETS, parents=H
 
 # ----------------------------------------------------------------------------------------------
 # Quaternions (w, x, y, z), numpy float64, broadcasting over leading dims.
-def _qmul(a, b):
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+def qmul(a, *rest):
+    """The Hamilton product a * b * c * ... (applied right to left as rotations)."""
+    for b in rest:
+        (aw, ax, ay, az), (bw, bx, by, bz) = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
+        a = np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                      aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+    return a
 
 
 def _qinv(q):
@@ -165,7 +173,7 @@ def _inverse_kinematics(joints, parents, chains, raw_offsets):
     rots = np.concatenate([root_quat[:, None], bone_rot], 1)  # indexed by joint
     chain_starts = {chain[1] for chain in chains}
     prev = [0 if j in chain_starts else parents[j] for j in range(1, len(parents))]
-    return np.concatenate([root_quat[:, None], _qmul(_qinv(rots[:, prev]), bone_rot)], 1)
+    return np.concatenate([root_quat[:, None], qmul(_qinv(rots[:, prev]), bone_rot)], 1)
 
 
 def features_from_joints(joints, feet_thre=0.002):
@@ -197,7 +205,7 @@ def features_from_joints(joints, feet_thre=0.002):
     mats = _qmatrix(quats[:, 1:])
     cont6d = np.concatenate([mats[..., 0], mats[..., 1]], -1)  # first two columns of each rotation
     root_vel = _qrot(r_rot[1:], pos[1:, 0] - pos[:-1, 0])
-    r_velocity = np.arcsin(_qmul(r_rot[1:], _qinv(r_rot[:-1]))[:, 2])  # half the yaw step
+    r_velocity = np.arcsin(qmul(r_rot[1:], _qinv(r_rot[:-1]))[:, 2])  # half the yaw step
     ric = pos.copy()
     ric[..., [0, 2]] -= pos[:, :1, [0, 2]]
     ric = _qrot(r_rot[:, None], ric)

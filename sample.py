@@ -24,7 +24,7 @@ import torch
 
 import model as lm_model
 from common import cli, parse_args, pick_device
-from motion import recover_from_ric, render_gif
+from motion import FPS, recover_from_ric, render_gif
 
 # settings: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
@@ -46,7 +46,7 @@ CONFIG = dict(
 #   greedy    0.458  0.771  0.102  0.450             0.245       (one motion per text: no MultiModality)
 # (real val motions: R@1 0.932, R@3 1.000, action accuracy 1.000).
 DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95)
-FPS, FRAMES_PER_CODE = 20, 4  # the datasets' frame rate; the tokenizer's temporal downsampling (α = 4)
+FRAMES_PER_CODE = 4  # the tokenizer's temporal downsampling (α = 4)
 
 
 def load_run(lm_dir, device="cpu"):

@@ -23,11 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from motion import features_from_joints, forward_kinematics
+from motion import FPS, MAX_FRAMES, MIN_FRAMES, STILL_FRAMES, features_from_joints, forward_kinematics, qmul
 
-FPS = 20
-MIN_FRAMES, MAX_FRAMES = 40, 196  # feature frames per clip (joints have one more)
-STATIC_FRAMES = 64  # a still pose repeated to 64 frames, as MotionBase does with images (appendix A.1)
 BLEND = 6  # frames on each side of a segment boundary over which channels are cross-faded
 SUBSETS = {"locomotion": 0.28, "sports": 0.2, "daily": 0.2, "gestures": 0.2, "static": 0.12}  # name: share
 OOD_KINDS = ("hop", "lunge")  # never in train/val/test: only in ood.txt (the paper's UNSEEN subsets)
@@ -462,14 +459,6 @@ def _q(axis, angle):
     return q
 
 
-def _qmul(a, *rest):
-    for b in rest:
-        (aw, ax, ay, az), (bw, bx, by, bz) = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
-        a = np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                      aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
-    return a
-
-
 def _axis_angle(q):
     """Unit quaternion -> axis * angle, angle = 2 atan2(|v|, w) in [0, pi]."""
     q = np.where(q[..., :1] < 0, -q, q)
@@ -484,22 +473,22 @@ def _rotations(c):
     q = np.zeros((T, 22, 4))
     q[..., 0] = 1
     q[:, 0] = _q(1, np.cumsum(g("yaw_rate")))  # pelvis: heading only
-    q[:, [3, 6, 9]] = _qmul(_q(1, g("twist") / 3), _q(0, g("bend") / 3), _q(2, -g("side") / 3))[:, None]
+    q[:, [3, 6, 9]] = qmul(_q(1, g("twist") / 3), _q(0, g("bend") / 3), _q(2, -g("side") / 3))[:, None]
     q[:, 12] = _q(0, g("nod"))
     collar = _q(2, np.full(T, COLLAR))
     for s, (hip, knee, ankle, clav, shoulder, elbow) in (("l", (1, 4, 7, 13, 16, 18)),
                                                          ("r", (2, 5, 8, 14, 17, 19))):
         m = np.array([1, 1, -1, -1]) if s == "r" else 1  # mirror through x = 0 for the right side
         flex, knee_bend = g(f"hip_flex_{s}"), g(f"knee_{s}")
-        q[:, hip] = _qmul(_q(2, g(f"hip_abd_{s}")), _q(0, -flex)) * m
+        q[:, hip] = qmul(_q(2, g(f"hip_abd_{s}")), _q(0, -flex)) * m
         q[:, knee] = _q(0, knee_bend)
         q[:, ankle] = _q(0, FOOT_TILT + flex - knee_bend + g(f"ankle_{s}"))  # foot stays level by default
         q[:, clav] = collar * m
         # upper arm in the chest frame = swing out (y) * out to the side (z) * forward (x) * twist (y);
         # the shoulder's local rotation undoes the collar's.
-        arm = _qmul(_q(1, g(f"sh_horiz_{s}")), _q(2, g(f"sh_abd_{s}")), _q(0, -g(f"sh_flex_{s}")),
+        arm = qmul(_q(1, g(f"sh_horiz_{s}")), _q(2, g(f"sh_abd_{s}")), _q(0, -g(f"sh_flex_{s}")),
                     _q(1, g(f"sh_twist_{s}")))
-        q[:, shoulder] = _qmul(collar * np.array([1, -1, -1, -1]), arm) * m
+        q[:, shoulder] = qmul(collar * np.array([1, -1, -1, -1]), arm) * m
         q[:, elbow] = _q(0, -g(f"elbow_{s}"))
     return _axis_angle(q)
 
@@ -576,7 +565,7 @@ def plan_clip(index, seed):
             break
         segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": gp, "n": min(n, MAX_FRAMES)})
         total += segments[-1]["n"]
-    total = STATIC_FRAMES if subset == "static" else max(total, MIN_FRAMES)
+    total = STILL_FRAMES if subset == "static" else max(total, MIN_FRAMES)
     if subset != "static":
         segments[-1]["n"] += total - sum(s["n"] for s in segments)
     kinds = sorted({k for s in segments for k in (s["kind"], s["gesture"]) if k} if subset != "static" else
@@ -603,7 +592,7 @@ def _channels(plan, rng):
     amp, freq, phase = (rng.uniform(low, high, (2, len(swayed))) for low, high in
                         ((0.005, 0.03), (0.1, 0.5), (0, 2 * np.pi)))
     if plan["subset"] == "static":  # one frozen frame, with a random constant offset instead of sway
-        c = np.repeat(segments[0][plan["segments"][0]["freeze"]][None], STATIC_FRAMES + 1, 0)
+        c = np.repeat(segments[0][plan["segments"][0]["freeze"]][None], STILL_FRAMES + 1, 0)
         c[:, EVENTS] = 0
         c[:, swayed] += (amp * np.sin(phase)).sum(0)
         return c

@@ -109,7 +109,8 @@ def decoder(dims, c_in, c_out, width, depth):  # T/4 -> T/2 -> T, mirroring the 
 
 
 class LFQ(nn.Module):
-    """Lookup-free quantizer (§4.2, eq. 2): q_i = sign(z_i) in {-1, +1}, Index(z) = sum_i 2^(i-1) 1{z_i > 0}.
+    """Lookup-free quantizer (§4.2, eq. 2): q_i = sign(z_i) in {-1, +1}, Index(z) = sum_i 2^i 1{z_i > 0} with
+    dimension 0 the least significant bit (as kernels/lfq.py and DESIGN.md; the paper counts from 1: 2^(i-1)).
     The codebook is {-1, +1}^d with d = log2 K: nothing to learn, nothing to look up."""
 
     def __init__(self, K, temperature):

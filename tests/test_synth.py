@@ -92,7 +92,7 @@ def test_static_clips_are_one_pose_held_for_64_frames():
                if synth.plan_clip(i, SEED)["subset"] == "static"]
     assert len(statics) >= 10
     for clip in statics:
-        assert len(clip["feats"]) == synth.STATIC_FRAMES
+        assert len(clip["feats"]) == synth.STILL_FRAMES
         j = clip["joints"]
         np.testing.assert_array_equal(j, np.broadcast_to(j[:1], j.shape))
         assert np.abs(clip["joints"][0, FEET, 1].min()) < 3e-3

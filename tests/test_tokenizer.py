@@ -36,7 +36,7 @@ def raw_feats(dataset, split, n=4, T=32):
     return torch.stack([torch.from_numpy(np.array(d.motion(i)[:T])) for i in d.split(split)[:n]])
 
 
-def bits_index(z):  # float64 reference of eq. (2)'s Index(z) = sum_i 2^(i-1) [z_i > 0]
+def bits_index(z):  # float64 reference of eq. (2)'s Index(z) = sum_i 2^i [z_i > 0], dimension 0 first
     return ((z > 0).long() * (2 ** torch.arange(z.shape[-1]))).sum(-1)
 
 
