@@ -99,7 +99,7 @@ def test_bad_input_is_refused():
         lfq_codes(torch.tensor([0, 8]), 3)
     with pytest.raises(ValueError, match="temperature"):
         lfq_entropy(torch.randn(4, 3), temperature=0.0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="idx must be an integer tensor, got torch.float32"):
         lfq_codes(torch.tensor([0.0, 1.0]), 3)
 
 
@@ -166,8 +166,13 @@ def test_entropy_extremes_closed_form(path):
 
 
 def test_entropy_accepts_leading_dims(path):
+    """z [2, 5, 3, 4] is 30 samples of d = 4: the dense float64 formula over those 30 rows."""
+    torch.manual_seed(0)
     z = torch.randn(2, 5, 3, 4)
-    assert torch.equal(torch.stack(lfq_entropy(z, 0.5)), torch.stack(lfq_entropy(z.reshape(-1, 4), 0.5)))
+    sample, codebook = lfq_entropy(z, 0.5)
+    ref_sample, ref_codebook = dense_entropies(z.double().reshape(30, 4), 0.5)
+    assert sample.item() == pytest.approx(ref_sample.item(), rel=1e-5)
+    assert codebook.item() == pytest.approx(ref_codebook.item(), rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------

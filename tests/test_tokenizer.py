@@ -2,6 +2,7 @@
 penalty raises utilisation), checkpoint round trip, exact resume, clear errors, encode mode, and sweep.py."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -178,3 +179,11 @@ def test_command_line_overrides(tmp_path):
     assert got == {"codebook_size": 16384, "batch_size": 4, "resume": True, "lr": 0.5}
     with pytest.raises(SystemExit, match="unknown argument '--nope=1'"):
         parse_args(["--nope=1"], tk.CONFIG, "tokenizer.py")
+
+
+def test_code_stats_on_hand_counts():
+    """Two of four codes used twice each: utilisation 1/2; a uniform histogram over 2 codes: perplexity 2."""
+    stats = tk.code_stats(torch.tensor([[2.0, 2.0, 0.0, 0.0]]))
+    assert stats["utilisation"] == 0.5 and stats["perplexity"] == pytest.approx(2.0, rel=1e-6)
+    stats = tk.code_stats(torch.tensor([[3.0, 1.0, 0.0, 0.0]]))  # exp(-(3/4 ln 3/4 + 1/4 ln 1/4))
+    assert stats["perplexity"] == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
