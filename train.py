@@ -513,6 +513,7 @@ def train(cfg, progress=True):
             bar.set_postfix(post)
             t_last, tokens_since = time.time(), 0
         if (step + 1) % cfg["eval_interval"] == 0 or step + 1 == cfg["max_iters"]:
+            t_eval = time.time()
             val_motion, val_text = evaluate(model, lm, val_quick, micro, device, autocast, rank, world)
             evals.append({"step": step + 1, "val_motion_loss": val_motion, "val_text_loss": val_text,
                           "train_motion_loss": float(np.mean([h["motion"] for h in history[-50:]]))})
@@ -525,6 +526,7 @@ def train(cfg, progress=True):
                 atomic_write(run_dir / "metrics.jsonl",
                              lambda p: p.write_text("".join(json.dumps(e) + "\n" for e in evals)))
                 plot_curves(run_dir / "loss_curve.png", history, evals)
+            t_last += time.time() - t_eval  # tokens/s counts training only, not the eval and checkpoint
     bar.close()
 
     # the final report on the whole validation split (all ranks take part)
