@@ -164,14 +164,12 @@ def test_clear_errors(codes_dir, tmp_path):
 def test_codes_of_another_tokenizer_are_refused(codes_dir, tmp_path):
     meta_path = codes_dir / "ds" / "tokens" / "t" / "meta.json"
     meta = json.loads(meta_path.read_text())
-    bad = tmp_path / "tokens"
     (codes_dir / "ds" / "tokens" / "bad").mkdir(exist_ok=True)
     for f in ("codes.npy", "offsets.npy"):
         (codes_dir / "ds" / "tokens" / "bad" / f).write_bytes((meta_path.parent / f).read_bytes())
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps({**meta, "K": 128}))
     with pytest.raises(ValueError, match=r"K = 128, P = 6, but the tokenizer run .* has K = 64, P = 6"):
         train.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
-    del bad
 
 
 def test_resume_with_another_model_is_refused(codes_dir, tmp_path):
