@@ -11,15 +11,22 @@ The tokenizer is trained with an entropy penalty over the soft code assignment (
     sample_entropy   = mean_n H(p_n)    (pushed down: confident codes)
     codebook_entropy = H(q)             (pushed up: all K codes used)
 
-Two exact shortcuts make this O(K + N*d) memory instead of the usual N x K:
-- the softmax factorises over bits, p_n(c) = prod_i sigmoid(2 * c_i * a_ni) with a = 2z/T, so
-  log sum_c exp(l_n(c)) = sum_i log(2 cosh a_ni) and H(p_n) = sum_i h(sigmoid(2 a_ni)), h the binary entropy;
-- q does not factorise, so it is streamed over tiles of samples x codes and only its K entries are kept;
-  its backward recomputes p tile by tile (never stored).
+The softmax factorises over bits: with a = 2z/T, l_n(c) = sum_i a_ni c_i, so p_n(c) = prod_i p_ni(c_i) with
+p_ni(+-1) = sigmoid(+-2 a_ni). Two exact consequences, neither of which ever forms an N x K tensor:
+- H(p_n) = sum_i h(sigmoid(2 a_ni)), h the binary entropy: a closed form over N x d numbers;
+- the bit split. Cut the d bits into the low d1 = floor(d/2) and the high d2 = d - d1, K1 = 2^d1 low codes
+  and K2 = 2^d2 high codes, c = c_hi * K1 + c_lo (dimension 0 stays the least significant bit). Then
+  p_n(c) = P_lo[n, c_lo] * P_hi[n, c_hi], P_lo = softmax over the K1 low codes of a_lo . c_lo [N, K1] and
+  P_hi likewise [N, K2], and the code mass is one small matrix product:
 
-Two implementations of that stream: Triton kernels (CUDA tensors; CPU tensors under TRITON_INTERPRET=1 when
-BACKEND = "triton") and a chunked PyTorch reference (everything else). The per-sample entropy is a closed
-form over N x d numbers, written once in PyTorch and used by both.
+      mass(c_hi * K1 + c_lo) = sum_n p_n(c) = (P_hi^T P_lo)[c_hi, c_lo]            [K2, K1] = [K]
+
+  N (K1 + K2) exponentials instead of N K, N K multiply-adds. Backward, with G = dL/dmass as [K2, K1]:
+  dL/dP_lo = P_hi G, dL/dP_hi = P_lo G^T, then each half's softmax backward.
+
+Two implementations of the mass: Triton kernels (CUDA tensors; CPU tensors under TRITON_INTERPRET=1 when
+BACKEND = "triton") and a PyTorch reference (everything else). The per-sample entropy is written once in
+PyTorch and used by both.
 
 Public functions: lfq_quantize, lfq_codes, lfq_entropy.
 """
@@ -38,7 +45,9 @@ MAX_BITS = 18  # K = 2^18 codes at most (the paper uses d = 14, K = 16384)
 # TRITON_INTERPRET=1 set before triton is first imported (tests/conftest.py does that without CUDA).
 BACKEND = "auto"
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # Triton kernels run on the CPU, in Python
-REFERENCE_TILE = 1 << 22  # (sample, code) pairs per reference tile: 16 MiB in fp32, at most two tiles alive
+# The reference holds P_lo and P_hi for a chunk of samples: at most this many entries, 16 MiB in fp32
+# (N = 16384 at d = 14 in one chunk; 4096 samples per chunk at d = 18)
+REFERENCE_TILE = 1 << 22
 
 
 def _use_triton(x: torch.Tensor) -> bool:
@@ -53,7 +62,7 @@ def _check_bits(d: int, what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# PyTorch reference (runs anywhere; chunked over samples so it never holds N x K)
+# PyTorch reference (runs anywhere; chunked over samples where N (K1 + K2) would be large)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -73,50 +82,65 @@ def _codes_reference(idx: torch.Tensor, d: int) -> torch.Tensor:
     return bits.to(torch.float32) * 2 - 1
 
 
-def _log_normaliser(a: torch.Tensor) -> torch.Tensor:
-    """log sum_c exp(a . c) = sum_i log(2 cosh a_i) = sum_i |a_i| + log(1 + exp(-2|a_i|)); [N, d] -> [N]."""
-    return (a.abs() + torch.log1p(torch.exp(-2 * a.abs()))).sum(-1)
-
-
-def _mass_tiles(z: torch.Tensor, temperature: float):
-    """Yield (rows, a, p, codes) per chunk of C samples: a = 2z/T [C, d], p [C, K] = softmax over all K codes
-    (computed in place, one [C, K] buffer), codes [K, d] = every code, row c = lfq_codes(c)."""
+def _half_softmaxes(z: torch.Tensor, temperature: float):
+    """Yield (rows, a, P_lo, P_hi, C_lo, C_hi) per chunk of samples: a = 2z/T [C, d]; C_lo [K1, d1] and
+    C_hi [K2, d2] the codes of each half (row c = lfq_codes(c)); P_lo = softmax(a_lo C_lo^T) [C, K1] and
+    P_hi = softmax(a_hi C_hi^T) [C, K2]. At d = 1 the low half has no bits: K1 = 1 and P_lo = 1."""
     n, d = z.shape
-    codes = _codes_reference(torch.arange(2**d, device=z.device), d).to(z.dtype)  # [K, d], K*d floats
-    chunk = max(1, REFERENCE_TILE >> d)
+    d_lo = d // 2
+    codes_lo = _codes_reference(torch.arange(2**d_lo, device=z.device), d_lo).to(z.dtype)
+    codes_hi = _codes_reference(torch.arange(2 ** (d - d_lo), device=z.device), d - d_lo).to(z.dtype)
+    chunk = max(1, REFERENCE_TILE // (len(codes_lo) + len(codes_hi)))
     for start in range(0, n, chunk):
         a = z[start : start + chunk] * (2.0 / temperature)
-        p = (a @ codes.T).sub_(_log_normaliser(a)[:, None]).exp_()  # p_n(c) = exp(l_n(c) - log Z_n), in place
-        yield slice(start, start + chunk), a, p, codes
+        p_lo = torch.softmax(a[:, :d_lo] @ codes_lo.T, dim=1)
+        p_hi = torch.softmax(a[:, d_lo:] @ codes_hi.T, dim=1)
+        yield slice(start, start + chunk), a, p_lo, p_hi, codes_lo, codes_hi
 
 
 def _mass_fwd_reference(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """code_mass(c) = sum_n p_n(c), [K]."""
-    mass = torch.zeros(2 ** z.shape[1], device=z.device, dtype=z.dtype)
-    for _, _, p, _ in _mass_tiles(z, temperature):
-        mass += p.sum(0)
-    return mass
+    """mass(c_hi * K1 + c_lo) = sum_n P_hi[n, c_hi] P_lo[n, c_lo] = (P_hi^T P_lo)[c_hi, c_lo], [K]."""
+    d = z.shape[1]
+    mass = torch.zeros(2 ** (d - d // 2), 2 ** (d // 2), device=z.device, dtype=z.dtype)  # [K2, K1]
+    for _, _, p_lo, p_hi, _, _ in _half_softmaxes(z, temperature):
+        mass.addmm_(p_hi.T, p_lo)
+    return mass.view(-1)
 
 
 def _mass_bwd_reference(z: torch.Tensor, temperature: float, grad_mass: torch.Tensor) -> torch.Tensor:
-    """dL/dz_ni = (2/T) (sum_c p_n(c) g(c) c_i - gbar_n tanh(a_ni)), g = dL/dmass, gbar_n = sum_c p_n(c) g(c).
+    """dL/dz from G = dL/dmass as [K2, K1], recomputing P_lo and P_hi chunk by chunk:
 
-    From dL/dl_n(c) = p_n(c) (g(c) - gbar_n) (softmax backward), dl_n(c)/dz_ni = 2 c_i / T and
-    sum_c p_n(c) c_i = tanh(a_ni) (the mean of bit i under p_n).
+        dL/dP_lo = P_hi G  [C, K1],   dL/dP_hi = P_lo G^T  [C, K2]
+        softmax backward per half: dL/dl_lo(c_lo) = P_lo(c_lo) (dL/dP_lo(c_lo) - gbar_n), likewise for hi;
+        gbar_n = sum_c_lo P_lo dL/dP_lo = sum_c_hi P_hi dL/dP_hi = sum_c p_n(c) g(c), the same for both halves
+        dl(c)/dz_ni = 2 c_i / T and sum_c P(c) c_i = tanh(a_ni) (the mean of bit i), so per half
+        dL/dz_ni = (2/T) (sum_c P(c) dL/dP(c) c_i - gbar_n tanh(a_ni))
     """
+    d = z.shape[1]
+    g = grad_mass.view(2 ** (d - d // 2), 2 ** (d // 2))
     grad_z = torch.empty_like(z)
-    for rows, a, p, codes in _mass_tiles(z, temperature):
-        weighted = p.mul_(grad_mass)  # p_n(c) g(c), [C, K]
-        gbar = weighted.sum(1, keepdim=True)
-        grad_z[rows] = (2.0 / temperature) * (weighted @ codes - gbar * torch.tanh(a))
+    for rows, a, p_lo, p_hi, codes_lo, codes_hi in _half_softmaxes(z, temperature):
+        weighted_lo = (p_hi @ g).mul_(p_lo)  # P_lo dL/dP_lo, [C, K1]
+        weighted_hi = (p_lo @ g.T).mul_(p_hi)  # P_hi dL/dP_hi, [C, K2]
+        gbar = weighted_lo.sum(1, keepdim=True)
+        grad_codes = torch.cat([weighted_lo @ codes_lo, weighted_hi @ codes_hi], dim=1)  # [C, d]
+        grad_z[rows] = (2.0 / temperature) * (grad_codes - gbar * torch.tanh(a))
     return grad_z
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Triton kernels. z is [N, d] row-major; the bit/dimension axis is padded to D_PAD = max(16, 2^ceil(log2 d))
-# (tl.dot needs >= 16) and masked. Bytes below are for fp32 z; the entropy kernels stream N x K (sample, code)
-# pairs through registers and never write them.
+# (tl.dot needs >= 16) and masked, and so are code blocks of fewer than 16 codes (K1 or K2 < 16). Row
+# offsets are int64 (_row_offsets), so N * d >= 2^31 is safe. Bytes below are for fp32 z; the entropy kernels
+# keep P_lo and P_hi in registers and never write them.
 # ---------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _row_offsets(rows, cols, D: tl.constexpr):
+    """Element offsets rows * D + cols [BLOCK_N, D_PAD], in int64: rows * D overflows int32 once N * d >= 2^31
+    (as Liger-Kernel does, the row index is cast before the multiplication)."""
+    return rows.to(tl.int64)[:, None] * D + cols[None, :]
 
 
 @triton.jit
@@ -128,7 +152,7 @@ def _quantize_kernel(z_ptr, q_ptr, idx_ptr, N, D: tl.constexpr, D_PAD: tl.conste
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, D_PAD)
     mask = (rows[:, None] < N) & (cols[None, :] < D)
-    offs = rows[:, None] * D + cols[None, :]
+    offs = _row_offsets(rows, cols, D)
     bits = (tl.load(z_ptr + offs, mask=mask, other=0.0) > 0) & mask
     tl.store(q_ptr + offs, tl.where(bits, 1.0, -1.0).to(q_ptr.dtype.element_ty), mask=mask)
     idx = tl.sum(bits.to(tl.int64) << cols[None, :].to(tl.int64), axis=1)  # bit i <- dimension i
@@ -146,95 +170,141 @@ def _codes_kernel(idx_ptr, q_ptr, N, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK
     idx = tl.load(idx_ptr + rows, mask=rows < N, other=0)
     bits = (idx[:, None] >> cols[None, :].to(tl.int64)) & 1
     mask = (rows[:, None] < N) & (cols[None, :] < D)
-    tl.store(q_ptr + rows[:, None] * D + cols[None, :], bits.to(tl.float32) * 2 - 1, mask=mask)
+    tl.store(q_ptr + _row_offsets(rows, cols, D), bits.to(tl.float32) * 2 - 1, mask=mask)
 
 
 @triton.jit
 def _scaled_rows(z_ptr, rows, cols, N, scale, D: tl.constexpr):
-    """a = (2/T) z for a tile of rows [BLOCK_N, D_PAD] (zero padding) and log Z_n = sum_i log(2 cosh a_ni)."""
+    """a = (2/T) z for a tile of rows [BLOCK_N, D_PAD] (zero padding) and log(2 cosh a) (0 in the padding)."""
     mask = (rows[:, None] < N) & (cols[None, :] < D)
-    a = tl.load(z_ptr + rows[:, None] * D + cols[None, :], mask=mask, other=0.0) * scale
-    log_cosh = tl.abs(a) + tl.log(1.0 + tl.exp(-2.0 * tl.abs(a)))  # log(2 cosh a), overflow-free
-    return a, tl.sum(tl.where(mask, log_cosh, 0.0), axis=1)
+    a = tl.load(z_ptr + _row_offsets(rows, cols, D), mask=mask, other=0.0) * scale
+    log_cosh = tl.abs(a) + tl.log(1.0 + tl.exp(-2.0 * tl.abs(a)))  # overflow-free
+    return a, tl.where(mask, log_cosh, 0.0)
+
+
+@triton.jit
+def _half_probs(a, log_cosh, codes, cols, FIRST: tl.constexpr, BITS: tl.constexpr):
+    """One half's softmax at a block of its codes: bits [FIRST, FIRST + BITS) of the index, 2^BITS codes.
+
+        P[n, c] = exp(sum_{i in half} a_ni s_i(c) - sum_{i in half} log(2 cosh a_ni))     [BLOCK_N, BLOCK_C]
+        S[c, i] = s_i(c) = 2 * bit i of (c << FIRST) - 1 for i in the half, 0 elsewhere    [BLOCK_C, D_PAD]
+    The normaliser is the closed form, so a block needs no other block. Codes >= 2^BITS (the padding of a
+    half with fewer than 16 codes) get P = 0. Returns (P, S).
+    """
+    in_half = (cols >= FIRST) & (cols < FIRST + BITS)
+    bits = ((codes[:, None] << FIRST) >> cols[None, :]) & 1
+    signs = tl.where(in_half[None, :], bits.to(tl.float32) * 2 - 1, 0.0)
+    log_norm = tl.sum(tl.where(in_half[None, :], log_cosh, 0.0), axis=1)
+    logits = tl.dot(a, tl.trans(signs), input_precision="ieee")  # fp32 products: TF32 would ruin small T
+    return tl.where(codes[None, :] < (1 << BITS), tl.exp(logits - log_norm[:, None]), 0.0), signs
 
 
 @triton.jit
 def _mass_fwd_kernel(
-    z_ptr, partial_ptr, N, scale, K, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    z_ptr, partial_ptr, N, scale, D: tl.constexpr, D_LO: tl.constexpr, D_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_LO: tl.constexpr, BLOCK_HI: tl.constexpr,
 ):
-    """partial[s, c] = sum_{n in split s} p_n(c) for the BLOCK_K codes c of this program, p_n = softmax(l_n).
+    """partial[s, c_hi * K1 + c_lo] = sum_{n in split s} P_hi[n, c_hi] P_lo[n, c_lo] for one block of codes.
 
-    Program (k, s) owns codes [k*BLOCK_K, (k+1)*BLOCK_K) and every S-th tile of BLOCK_N samples (S splits on
-    grid axis 1); the host sums the S partial rows: no atomics, a deterministic result. Per tile:
-        a = (2/T) z                                  [BLOCK_N, D_PAD]
-        l = a @ C,  C[i, c] = 2*((c >> i) & 1) - 1   [D_PAD, BLOCK_K], made from the bits of c, never loaded
-        p = exp(l - log Z_n),  log Z_n = sum_i log(2 cosh a_ni)   (the normaliser factorises over bits)
-        acc[c] += sum_n p[n, c]
-    Memory: each program reads its N/S rows of z (4*N*d/S bytes) and writes 4*BLOCK_K bytes: in all
-    4*N*d*K/BLOCK_K bytes read (mostly from L2) and 4*S*K written. Work: 2*N*K*D_PAD flops + N*K exp.
+    Program (h, l, s) owns the block [h*BLOCK_HI, (h+1)*BLOCK_HI) x [l*BLOCK_LO, (l+1)*BLOCK_LO) of the
+    [K2, K1] mass matrix (one block up to d = 14 on a GPU; d = 18, K1 = K2 = 512, has several) and every S-th
+    tile of BLOCK_N samples (S splits on grid axis 2); the host sums the S partial rows: no atomics, a
+    deterministic result. Per tile:
+        a = (2/T) z                                         [BLOCK_N, D_PAD]
+        P_lo = _half_probs(low bits), P_hi = (high bits)   [BLOCK_N, BLOCK_LO], [BLOCK_N, BLOCK_HI]
+        acc += P_hi^T P_lo                                  [BLOCK_HI, BLOCK_LO], one tl.dot
+    Memory: each program reads its N/S rows of z: 4*N*d*(K/(BLOCK_HI*BLOCK_LO)) bytes read in all, 4*S*K
+    written. Work: 2*N*K flops in tl.dot + N*(K1 + K2) exp per code block's share.
     """
-    ks = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    K_LO: tl.constexpr = 1 << D_LO
+    K_HI: tl.constexpr = 1 << (D - D_LO)
+    hi = tl.program_id(0) * BLOCK_HI + tl.arange(0, BLOCK_HI)
+    lo = tl.program_id(1) * BLOCK_LO + tl.arange(0, BLOCK_LO)
     cols = tl.arange(0, D_PAD)
-    codes = tl.where(cols[:, None] < D, ((ks[None, :] >> cols[:, None]) & 1).to(tl.float32) * 2 - 1, 0.0)
-    acc = tl.zeros([BLOCK_K], dtype=tl.float32)
-    for start in range(tl.program_id(1) * BLOCK_N, N, tl.num_programs(1) * BLOCK_N):
+    acc = tl.zeros([BLOCK_HI, BLOCK_LO], dtype=tl.float32)
+    for start in range(tl.program_id(2) * BLOCK_N, N, tl.num_programs(2) * BLOCK_N):
         rows = start + tl.arange(0, BLOCK_N)
-        a, log_norm = _scaled_rows(z_ptr, rows, cols, N, scale, D)
-        logits = tl.dot(a, codes, input_precision="ieee")  # fp32 products: TF32 would ruin small T
-        p = tl.exp(logits - log_norm[:, None])
-        acc += tl.sum(tl.where(rows[:, None] < N, p, 0.0), axis=0)
-    tl.store(partial_ptr + tl.program_id(1) * K + ks, acc, mask=ks < K)
+        a, log_cosh = _scaled_rows(z_ptr, rows, cols, N, scale, D)
+        p_lo, _ = _half_probs(a, log_cosh, lo, cols, 0, D_LO)
+        p_hi, _ = _half_probs(a, log_cosh, hi, cols, D_LO, D - D_LO)
+        p_lo = tl.where(rows[:, None] < N, p_lo, 0.0)  # padding rows add nothing
+        acc += tl.dot(tl.trans(p_hi), p_lo, input_precision="ieee")
+    offs = tl.program_id(2) * K_HI * K_LO + hi[:, None] * K_LO + lo[None, :]
+    tl.store(partial_ptr + offs, acc, mask=(hi[:, None] < K_HI) & (lo[None, :] < K_LO))
+
+
+@triton.jit
+def _grad_block(g_ptr, hi, lo, D: tl.constexpr, D_LO: tl.constexpr):
+    """G[hi, lo] [BLOCK_HI, BLOCK_LO] of G = dL/dmass as [K2, K1], 0 at the padding codes."""
+    mask = (hi[:, None] < (1 << (D - D_LO))) & (lo[None, :] < (1 << D_LO))
+    return tl.load(g_ptr + hi[:, None] * (1 << D_LO) + lo[None, :], mask=mask, other=0.0)
 
 
 @triton.jit
 def _mass_bwd_kernel(
-    z_ptr, g_ptr, dz_ptr, N, scale, K, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    z_ptr, g_ptr, dz_ptr, N, scale, D: tl.constexpr, D_LO: tl.constexpr, D_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_LO: tl.constexpr, BLOCK_HI: tl.constexpr,
 ):
-    """dz for L(mass), mass(c) = sum_n p_n(c), given g(c) = dL/dmass(c): one program per BLOCK_N samples.
+    """dz for L(mass), given G = dL/dmass as [K2, K1]: the forward's mirror, one program per BLOCK_N samples.
 
-    Softmax backward: dL/dl_n(c) = p_n(c) (g(c) - gbar_n), gbar_n = sum_c p_n(c) g(c); dl_n(c)/dz_ni = 2c_i/T:
-        dz_ni = (2/T) (G_ni - gbar_n tanh(a_ni)),  G_n = sum_c p_n(c) g(c) c,  sum_c p_n(c) c_i = tanh(a_ni).
-    For H(q), q = mass/N: g(c) = (-log q(c) - 1)/N, which gives the formula of the issue. The loop over all K
-    codes recomputes p tile by tile (as in the forward) and accumulates gbar with a row sum and G with
-    tl.dot(p*g [BLOCK_N, BLOCK_K], C^T [BLOCK_K, D_PAD]).
-    Memory: reads z and writes dz once (4*N*d bytes each), reads g once per program (4*K*N/BLOCK_N bytes,
-    L2-resident). Work: 4*N*K*D_PAD flops + N*K exp.
+        dL/dP_lo = P_hi G  [BLOCK_N, K1],  dL/dP_hi = P_lo G^T  [BLOCK_N, K2]   (tl.dot, code block by block)
+        gbar_n = sum_c_lo P_lo dL/dP_lo = sum_c p_n(c) g(c)   (the same from the high half)
+        dz_ni = (2/T) (sum_c P(c) dL/dP(c) s_i(c) - gbar_n tanh(a_ni)),  each half's softmax backward, with
+        sum_c P(c) s_i(c) = tanh(a_ni); the first sum is tl.dot(P * dL/dP, S) over the half's codes.
+    The low half loops over blocks of low codes, each summing over blocks of high codes (and the other way
+    round), recomputing P_hi (P_lo) per block: one pass when a half fits a block, as up to d = 14 on a GPU.
+    Memory: reads z and writes dz once (4*N*d bytes each), reads G twice per program (8*K*N/BLOCK_N bytes,
+    L2-resident). Work: 4*N*K flops in tl.dot + N*(K1 + K2) exp times the number of code blocks of a half.
     """
+    K_LO: tl.constexpr = 1 << D_LO
+    K_HI: tl.constexpr = 1 << (D - D_LO)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, D_PAD)
-    a, log_norm = _scaled_rows(z_ptr, rows, cols, N, scale, D)
+    a, log_cosh = _scaled_rows(z_ptr, rows, cols, N, scale, D)
     gbar = tl.zeros([BLOCK_N], dtype=tl.float32)
     grad_codes = tl.zeros([BLOCK_N, D_PAD], dtype=tl.float32)
-    for start in range(0, K, BLOCK_K):
-        ks = start + tl.arange(0, BLOCK_K)
-        bits = ((ks[:, None] >> cols[None, :]) & 1).to(tl.float32)
-        codes_t = tl.where(cols[None, :] < D, bits * 2 - 1, 0.0)  # C^T, [BLOCK_K, D_PAD]
-        p = tl.exp(tl.dot(a, tl.trans(codes_t), input_precision="ieee") - log_norm[:, None])
-        weighted = p * tl.load(g_ptr + ks, mask=ks < K, other=0.0)[None, :]
+    for lo_start in range(0, K_LO, BLOCK_LO):  # low half: dL/dP_lo = P_hi G
+        lo = lo_start + tl.arange(0, BLOCK_LO)
+        grad_p = tl.zeros([BLOCK_N, BLOCK_LO], dtype=tl.float32)
+        for hi_start in range(0, K_HI, BLOCK_HI):
+            hi = hi_start + tl.arange(0, BLOCK_HI)
+            p_hi, _ = _half_probs(a, log_cosh, hi, cols, D_LO, D - D_LO)
+            grad_p += tl.dot(p_hi, _grad_block(g_ptr, hi, lo, D, D_LO), input_precision="ieee")
+        p_lo, signs_lo = _half_probs(a, log_cosh, lo, cols, 0, D_LO)
+        weighted = p_lo * grad_p
         gbar += tl.sum(weighted, axis=1)
-        grad_codes += tl.dot(weighted, codes_t, input_precision="ieee")
+        grad_codes += tl.dot(weighted, signs_lo, input_precision="ieee")
+    for hi_start in range(0, K_HI, BLOCK_HI):  # high half: dL/dP_hi = P_lo G^T
+        hi = hi_start + tl.arange(0, BLOCK_HI)
+        grad_p = tl.zeros([BLOCK_N, BLOCK_HI], dtype=tl.float32)
+        for lo_start in range(0, K_LO, BLOCK_LO):
+            lo = lo_start + tl.arange(0, BLOCK_LO)
+            p_lo, _ = _half_probs(a, log_cosh, lo, cols, 0, D_LO)
+            grad_p += tl.dot(p_lo, tl.trans(_grad_block(g_ptr, hi, lo, D, D_LO)), input_precision="ieee")
+        p_hi, signs_hi = _half_probs(a, log_cosh, hi, cols, D_LO, D - D_LO)
+        grad_codes += tl.dot(p_hi * grad_p, signs_hi, input_precision="ieee")
     t = tl.exp(-2.0 * tl.abs(a))
     tanh_a = tl.where(a < 0, -1.0, 1.0) * (1.0 - t) / (1.0 + t)  # overflow-free
     dz = scale * (grad_codes - gbar[:, None] * tanh_a)
-    tl.store(dz_ptr + rows[:, None] * D + cols[None, :], dz, mask=(rows[:, None] < N) & (cols[None, :] < D))
+    tl.store(dz_ptr + _row_offsets(rows, cols, D), dz, mask=(rows[:, None] < N) & (cols[None, :] < D))
 
 
-# (BLOCK_N, BLOCK_K) of the entropy kernels: register-sized tiles on a GPU; the interpreter runs programs one
-# after another in Python, so there few large tiles are fastest.
-TILES_GPU = (64, 128)
-TILES_INTERPRETER = (128, 2048)
+# (BLOCK_N, largest code block of a half) of the entropy kernels: register-sized tiles on a GPU; the
+# interpreter runs programs one after another in Python, so there few large tiles are fastest.
+TILES_GPU = (64, 64)
+TILES_INTERPRETER = (512, 512)
 
 
 def _blocks(d: int):
-    """(D_PAD, BLOCK_N, BLOCK_K, target number of programs: 4 per SM on a GPU) for d bits."""
-    block_n, block_k = TILES_INTERPRETER if INTERPRET else TILES_GPU
+    """(D_PAD, BLOCK_N, BLOCK_LO, BLOCK_HI, target number of programs: 4 per SM on a GPU) for d bits."""
+    block_n, block_codes = TILES_INTERPRETER if INTERPRET else TILES_GPU
     if INTERPRET:
         programs = 4
     else:
         programs = 4 * torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    return max(16, triton.next_power_of_2(d)), block_n, max(16, min(block_k, 2**d)), programs
+    block_lo = max(16, min(block_codes, 2 ** (d // 2)))
+    block_hi = max(16, min(block_codes, 2 ** (d - d // 2)))
+    return max(16, triton.next_power_of_2(d)), block_n, block_lo, block_hi, programs
 
 
 def _quantize_triton(z: torch.Tensor):
@@ -255,20 +325,22 @@ def _codes_triton(idx: torch.Tensor, d: int) -> torch.Tensor:
 
 def _mass_fwd_triton(z: torch.Tensor, temperature: float) -> torch.Tensor:
     n, d = z.shape
-    d_pad, block_n, block_k, programs = _blocks(d)
-    k_blocks, n_blocks = triton.cdiv(2**d, block_k), triton.cdiv(n, block_n)
-    splits = max(1, min(n_blocks, programs // k_blocks))
+    d_pad, block_n, block_lo, block_hi, programs = _blocks(d)
+    code_blocks = (triton.cdiv(2 ** (d - d // 2), block_hi), triton.cdiv(2 ** (d // 2), block_lo))
+    splits = max(1, min(triton.cdiv(n, block_n), programs // (code_blocks[0] * code_blocks[1])))
     partial = torch.empty(splits, 2**d, dtype=torch.float32, device=z.device)
-    _mass_fwd_kernel[(k_blocks, splits)](z, partial, n, 2.0 / temperature, 2**d, d, d_pad, block_n, block_k)
+    _mass_fwd_kernel[(*code_blocks, splits)](
+        z, partial, n, 2.0 / temperature, d, d // 2, d_pad, block_n, block_lo, block_hi
+    )
     return partial.sum(0)
 
 
 def _mass_bwd_triton(z: torch.Tensor, temperature: float, grad_mass: torch.Tensor) -> torch.Tensor:
     n, d = z.shape
-    d_pad, block_n, block_k, _ = _blocks(d)
+    d_pad, block_n, block_lo, block_hi, _ = _blocks(d)
     dz = torch.empty_like(z)
     _mass_bwd_kernel[(triton.cdiv(n, block_n),)](
-        z, grad_mass.float(), dz, n, 2.0 / temperature, 2**d, d, d_pad, block_n, block_k
+        z, grad_mass.float(), dz, n, 2.0 / temperature, d, d // 2, d_pad, block_n, block_lo, block_hi
     )
     return dz
 
@@ -293,7 +365,8 @@ class _Quantize(torch.autograd.Function):
 
 
 class _CodeMass(torch.autograd.Function):
-    """mass(c) = sum_n softmax_c(2 z_n . c / T) for all K codes, [K]; backward recomputes p tile by tile."""
+    """mass(c) = sum_n softmax_c(2 z_n . c / T) for all K codes, [K], by the bit split; the backward
+    recomputes P_lo and P_hi (nothing but z and the K masses is saved)."""
 
     @staticmethod
     def forward(ctx, z, temperature):
