@@ -2,6 +2,8 @@
 the scripts' entry point (one-line errors), atomic writes of files and folders, and picking the device for
 this process."""
 
+import ast
+import io
 import json
 import os
 import re
@@ -9,20 +11,30 @@ import shutil
 import socket
 import sys
 import tempfile
+import tokenize
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 
 def parse_args(argv, config, prog):
     """--config=file.json, then --key=value overrides of `config`'s plain values (`prog` names the script in
-    errors). A bare --flag turns a boolean on; a list setting takes one item per --key=value."""
+    errors). A bare --flag turns a boolean on; a list setting takes one item per --key=value. --help prints
+    the script's usage and every setting with its default and comment, and exits."""
     overrides = {}
     for arg in argv:
         key, eq, value = arg.removeprefix("--").partition("=")
+        if arg in ("--help", "-h"):
+            print(settings_help(prog, config))
+            raise SystemExit(0)
         if not arg.startswith("--") or (key not in config and key != "config"):
-            raise SystemExit(f"{prog}: unknown argument {arg!r}; settings: config, {', '.join(config)}")
+            hint = " (settings are written --key=value, with '=')" if not arg.startswith("-") else ""
+            raise SystemExit(f"{prog}: unknown argument {arg!r}{hint}; settings: config, {', '.join(config)}"
+                             f" (--help says what each does)")
+        if not eq and not isinstance(config.get(key), bool):
+            raise SystemExit(f"{prog}: --{key} needs a value, written --{key}=VALUE (with '=')")
         if key == "config":  # earlier in the precedence than any --key=value, wherever it stands
             overrides = {**json.loads(Path(value).read_text()), **overrides}
             if set(overrides) - set(config):
@@ -38,6 +50,65 @@ def parse_args(argv, config, prog):
                 wanted = type(config[key]).__name__
                 raise SystemExit(f"{prog}: --{key} must be {wanted}, got {value!r}") from None
     return overrides
+
+
+def settings_help(prog, config):
+    """The --help text: the script's docstring, then its `CONFIG = dict(...)` block line by line, each setting
+    with its default and the comment beside it (or, on a line without one, the comment lines just above)."""
+    source = (Path(__file__).parent / prog).read_text()
+    comments, whole_line = {}, set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("# ")
+            if tok.line.lstrip().startswith("#"):
+                whole_line.add(tok.start[0])
+    tree = ast.parse(source)
+    block = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and getattr(node.targets[0], "id", "") == "CONFIG")
+    by_line = {}
+    for kw in block.keywords:
+        by_line.setdefault(kw.value.end_lineno, []).append(f"--{kw.arg}={config[kw.arg]!r}")
+    lines = [ast.get_docstring(tree) or prog, "", "settings (--key=value; --config=file.json sets several):"]
+    for line, keys in by_line.items():
+        above = line - 1
+        while above in whole_line:
+            above -= 1
+        comment = comments.get(line) if line not in whole_line else None
+        comment = comment or " ".join(comments[n] for n in range(above + 1, line))
+        lines.append((f"  {' '.join(keys)}".ljust(40) + f"  {comment}").rstrip())
+    inherited = [k for k in config if k not in {kw.arg for kw in block.keywords}]
+    if inherited:  # CONFIG = dict(other.CONFIG, ...): the other script's settings, described in its --help
+        source = ast.unparse(block.args[0]).removesuffix(".CONFIG")
+        lines.append(f"  and every {source}.py setting ({source}.py --help): " + ", ".join(inherited))
+    return "\n".join(lines)
+
+
+class _Lines:
+    """tqdm's output for a log file: each refresh on a line of its own instead of after a carriage return, a
+    line identical to the one before (the final refresh at close) left out."""
+
+    def __init__(self):
+        self.last = None
+
+    def write(self, s):
+        line = s.strip("\r\n")
+        if line.strip() and line != self.last:
+            sys.stderr.write(line + "\n")
+            self.last = line
+
+    def flush(self):
+        sys.stderr.flush()
+
+
+LOG_BAR = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm bar: live in a terminal; in a log (stderr not a terminal) one line every 30 s and the last."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, dynamic_ncols=True, **kwargs)
+    tqdm.monitor_interval = 0  # its thread redraws stale counts between the 30 s lines
+    return tqdm(iterable, file=_Lines(), mininterval=30, **kwargs, bar_format=LOG_BAR)
 
 
 def cli(main, prog):

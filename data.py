@@ -4,9 +4,9 @@ kinematics and the features themselves are in motion.py; the names DESIGN.md giv
 (features_from_joints, recover_from_ric, part_columns, ...) are importable from here too.
 
     python data.py                                   # synthetic dataset (synth.py) -> data/synth
-    python data.py --source humanml3d --src DIR      # HumanML3D layout -> data/humanml3d
-    python data.py --source smplx --src DIR --smplx_model_dir DIR   # Motion-X / MotionBase style
-    python data.py --data data/synth --show 0,5,9    # stick-figure GIFs -> out/gifs
+    python data.py --source=humanml3d --src=DIR      # HumanML3D layout -> data/humanml3d
+    python data.py --source=smplx --src=DIR --smplx_model_dir=DIR   # Motion-X / MotionBase style
+    python data.py --show=0,5,9                      # stick-figure GIFs of data/synth clips -> out/gifs
 
 Source layouts. HumanML3D: SRC/new_joint_vecs/<name>.npy [T, 263], SRC/texts/<name>.txt lines
 "caption#tokens#start#end" (seconds; 0#0 = the whole clip, else the sub-clip <name>@<start>-<end>),
@@ -18,7 +18,6 @@ parts; optional split files. Sequences longer than 196 frames (at 20 fps) are cu
 <name>@0, @1, ...; a single frame (an image's pose) is held for 64 frames.
 """
 
-import argparse
 import contextlib
 import json
 import multiprocessing
@@ -30,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from common import cli, make_temp_dir, replace_dir
+from common import cli, make_temp_dir, parse_args, progress_bar, replace_dir
 from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names them in data.py)
     H3D_OFFSETS,
     H3D_PARENTS,
@@ -54,6 +52,19 @@ from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names the
 # On-disk dataset (DESIGN.md): data/<name>/ meta.json, motions.npy [total_frames, D] float32 +
 # offsets.npy int64 [N+1] (clip i = motions[offsets[i]:offsets[i+1]]), texts.jsonl, <split>.txt,
 # mean.npy / std.npy (train split). Written into a temporary folder, then renamed into place.
+# settings of the command line: plain values, overridden by --key=value (data.py --help lists them)
+CONFIG = dict(
+    source="synth",  # synth (the embedded dataset) | humanml3d | smplx (Motion-X / MotionBase-style SMPL-X)
+    src="",  # humanml3d, smplx: the source folder
+    data_dir="",  # the dataset folder written, or read by --show ("": data/<source>)
+    size=20000, seed=0,  # synth: clips, generator seed
+    workers=max(1, min(8, os.cpu_count() or 1)),  # processes converting or generating clips
+    strict=False,  # stop at the first bad clip, naming it, instead of skipping and counting it
+    smplx_model_dir="",  # smplx: the folder with SMPLX_NEUTRAL.npz (or smplx/SMPLX_NEUTRAL.npz)
+    gender="neutral", src_fps=30.0, up="y",  # smplx: model file, frame rate of files with none, up axis y | z
+    show="",  # comma-separated clip ids or indices to render as GIFs instead of writing a dataset
+    gif_dir="out/gifs",  # --show: where the GIFs go
+)
 SKIP_REASONS = ["load_error", "nan_or_inf", "too_short", "wrong_width", "bad_caption", "duplicate_id"]
 
 
@@ -232,7 +243,7 @@ class MotionData:
         missing = [f for f in self.FILES if not (self.root / f).is_file()]
         if missing:
             raise FileNotFoundError(f"{self.root}: not a dataset folder, missing {', '.join(missing)} "
-                                    f"(write one with `python data.py`)")
+                                    f"(write one with `python data.py --data_dir={self.root}`)")
         meta = self.root / "meta.json"
         try:
             self.meta = json.loads(meta.read_text(encoding="utf-8"))
@@ -440,7 +451,8 @@ def convert(loader, files, workers=1, splits=None, **kwargs):
     jobs = [(loader, name, path, kwargs) for name, path in files.items()]
     with multiprocessing.Pool(workers, _worker_init) if workers > 1 else contextlib.nullcontext() as pool:
         results = pool.imap(_convert, jobs, chunksize=8) if pool else map(_convert, jobs)
-        for job, clips in tqdm(zip(jobs, results, strict=True), total=len(jobs), desc="convert", unit="file"):
+        bar = progress_bar(zip(jobs, results, strict=True), total=len(jobs), desc="convert", unit="file")
+        for job, clips in bar:
             for clip in clips:
                 clip["split"] = (splits or {}).get(job[1]) or default_split(job[1])
                 yield clip
@@ -450,57 +462,49 @@ def _list_files(folder, suffix):
     return {str(p.relative_to(folder).with_suffix("")): p for p in sorted(Path(folder).rglob(f"*{suffix}"))}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default="synth", choices=["synth", "humanml3d", "smplx"])
-    p.add_argument("--src", help="source folder (humanml3d / smplx)")
-    p.add_argument("--out", help="dataset folder to write (default data/<source>)")
-    p.add_argument("--size", type=int, default=20000, help="synth: number of clips")
-    p.add_argument("--seed", type=int, default=0, help="synth: generator seed")
-    p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
-    p.add_argument("--strict", action="store_true", help="stop at the first bad clip instead of skipping it")
-    p.add_argument("--smplx_model_dir", help="folder with SMPLX_NEUTRAL.npz (or smplx/SMPLX_NEUTRAL.npz)")
-    p.add_argument("--gender", default="neutral", help="smplx: which SMPL-X model file")
-    p.add_argument("--src_fps", type=float, default=30.0, help="smplx: frame rate when a file has no fps")
-    p.add_argument("--up", default="y", choices=["y", "z"], help="smplx: the source's up axis")
-    p.add_argument("--data", help="--show: dataset folder to read")
-    p.add_argument("--show", help="--show: comma-separated clip indices or ids to render as GIFs")
-    p.add_argument("--gif_dir", default="out/gifs")
-    args = p.parse_args(argv)
-
-    if args.show:
-        ds = MotionData(args.data or "data/synth")
-        for key in args.show.split(","):  # an id, else an index
+def main(argv):
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "data.py")}
+    if cfg["source"] not in ("synth", "humanml3d", "smplx"):
+        raise ValueError(f"--source must be synth, humanml3d or smplx, got {cfg['source']!r}")
+    if cfg["size"] < 1 or cfg["workers"] < 1:
+        raise ValueError(f"--size and --workers must be at least 1, got --size={cfg['size']} "
+                         f"--workers={cfg['workers']}")
+    if cfg["up"] not in ("y", "z"):
+        raise ValueError(f"--up must be y or z, got {cfg['up']!r}")
+    if cfg["show"]:
+        ds = MotionData(cfg["data_dir"] or "data/synth")
+        for key in cfg["show"].split(","):  # an id, else an index
             i = ds._index.get(key, int(key) if key.isdigit() else -1)
             if not 0 <= i < len(ds):
                 raise ValueError(f"{ds.root}: no clip with id or index {key!r} ({len(ds)} clips)")
-            path = Path(args.gif_dir) / f"{ds.meta['name']}_{ds.ids[i].replace('/', '_')}.gif"
+            path = Path(cfg["gif_dir"]) / f"{ds.meta['name']}_{ds.ids[i].replace('/', '_')}.gif"
             render_gif(recover_from_ric(np.array(ds.motion(i)), ds.joints_num), path,
                        title=ds.texts[i]["captions"][0], fps=ds.fps)
             print(f"{path}: {ds.ids[i]} ({len(ds.motion(i))} frames) {ds.texts[i]['captions'][0]!r}")
         return
-    out = Path(args.out or f"data/{args.source}")
-    splits, joints_num, source = None, 22, {args.source: str(args.src)}
-    if args.source == "synth":
+    out, src = Path(cfg["data_dir"] or f"data/{cfg['source']}"), cfg["src"]
+    splits, joints_num, source = None, 22, {cfg['source']: src}
+    if cfg["source"] == "synth":
         import synth
-        clips, splits = synth.generate(args.size, args.seed, args.workers)
-        source = {"synth": {"size": args.size, "seed": args.seed}}
-    elif not args.src or not Path(args.src).is_dir():
-        raise ValueError(f"--source {args.source} needs --src DIR (an existing folder), got {args.src!r}")
-    elif args.source == "humanml3d":
-        files = _list_files(Path(args.src) / "new_joint_vecs", ".npy")
-        clips = convert(load_humanml3d, files, args.workers, read_splits(args.src), src=args.src)
+        clips, splits = synth.generate(cfg["size"], cfg["seed"], cfg["workers"])
+        source = {"synth": {"size": cfg["size"], "seed": cfg["seed"]}}
+    elif not src or not Path(src).is_dir():
+        raise ValueError(f"--source {cfg['source']} needs --src=DIR (an existing folder), got {src!r}")
+    elif cfg["source"] == "humanml3d":
+        files = _list_files(Path(src) / "new_joint_vecs", ".npy")
+        clips = convert(load_humanml3d, files, cfg["workers"], read_splits(src), src=src)
     else:
-        if not args.smplx_model_dir:
-            raise ValueError("--source smplx needs --smplx_model_dir DIR (the SMPL-X model files)")
-        files = _list_files(Path(args.src) / "motions", ".npz")
-        clips = convert(load_smplx, files, args.workers, read_splits(args.src), src=args.src,
-                        model_dir=args.smplx_model_dir, gender=args.gender, src_fps=args.src_fps, up=args.up)
+        if not cfg["smplx_model_dir"]:
+            raise ValueError("--source smplx needs --smplx_model_dir=DIR (the SMPL-X model files)")
+        files = _list_files(Path(src) / "motions", ".npz")
+        smplx = {k: cfg[k] for k in ("gender", "src_fps", "up")}
+        clips = convert(load_smplx, files, cfg["workers"], read_splits(src), src=src,
+                        model_dir=cfg["smplx_model_dir"], **smplx)
         joints_num = 52
     try:  # closing: a strict error or Ctrl-C inside write_dataset stops the worker processes right there
         with contextlib.closing(clips):
             summary = write_dataset(out, clips, name=out.name, joints_num=joints_num, splits=splits,
-                                    strict=args.strict, source=source)
+                                    strict=cfg["strict"], source=source)
     except KeyboardInterrupt as e:
         raise KeyboardInterrupt(f"{out} left as it was") from e
     print(f"{out}: {json.dumps(summary)}")

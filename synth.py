@@ -14,17 +14,17 @@ the floor, the supporting foot planted), and motion.features_from_joints makes t
     python synth.py --size 8 --seed 0     # print a few plans and captions
 """
 
-import argparse
 import multiprocessing
 import signal
 from functools import partial
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from common import cli, parse_args, progress_bar
 from motion import FPS, MAX_FRAMES, MIN_FRAMES, STILL_FRAMES, features_from_joints, forward_kinematics, qmul
 
+CONFIG = dict(size=8, seed=0)  # `python synth.py`: how many clips to print, the generator seed
 BLEND = 6  # frames on each side of a segment boundary over which channels are cross-faded
 SUBSETS = {"locomotion": 0.28, "sports": 0.2, "daily": 0.2, "gestures": 0.2, "static": 0.12}  # name: share
 OOD_KINDS = ("hop", "lunge")  # never in train/val/test: only in ood.txt (the paper's UNSEEN subsets)
@@ -631,7 +631,7 @@ def make_splits(size, seed):
 
 
 def _clips(size, seed, workers, progress):
-    bar = partial(tqdm, total=size, desc="synth", unit="clip", disable=not progress)
+    bar = partial(progress_bar, total=size, desc="synth", unit="clip", disable=not progress)
     if workers <= 1:
         yield from bar(generate_clip(index, seed, with_joints=False) for index in range(size))
         return
@@ -648,14 +648,15 @@ def generate(size, seed=0, workers=1, progress=True):
     return _clips(size, seed, workers, progress), make_splits(size, seed)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    for index in range(args.size):
-        clip = generate_clip(index, args.seed)
+def main(argv):  # print the first clips' plans and captions
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "synth.py")}
+    for index in range(cfg["size"]):
+        clip = generate_clip(index, cfg["seed"])
         print(f"{clip['id']} [{clip['subset']}/{clip['split']}] {len(clip['feats'])} frames")
         for caption in clip["captions"]:
             print("   ", caption)
         print("    upper:", clip["parts"]["upper"], "\n    lower:", clip["parts"]["lower"])
+
+
+if __name__ == "__main__":
+    cli(main, "synth.py")

@@ -21,7 +21,6 @@ CPU a streaming case above --max_pairs (N x K), is skipped and the table says wh
 run every case. Prints one table, ratios from this one run.
 """
 
-import argparse
 import itertools
 import math
 import multiprocessing
@@ -36,14 +35,16 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import kernels.lfq as lfq  # noqa: E402
+from common import cli, parse_args  # noqa: E402
 
-# ---- config (override with --key=value) ----
-N_VALUES = "4096,16384,65536"
-D_VALUES = "10,14,18"
-TEMPERATURE = 0.1
-REPEATS = 3
-MEM_GIB = 0.0  # memory a case may use; 0: 80% of free GPU memory on CUDA, 8 GiB on the CPU (a shared box)
-MAX_PAIRS = 0  # largest N x K the streaming method runs on the CPU (time); 0: 2^28 on the CPU, none on CUDA
+# settings: plain values, overridden by --key=value
+CONFIG = dict(
+    n="4096,16384,65536",  # comma-separated sample counts N
+    d="10,14,18",  # comma-separated bits per code d (K = 2^d)
+    temperature=0.1, repeats=3,  # the entropy's temperature; timed runs per case (the median is reported)
+    mem_gib=0.0,  # memory a case may use; 0: 80% of free GPU memory on CUDA, 8 GiB on the CPU (a shared box)
+    max_pairs=0,  # largest N x K the streaming method runs on the CPU (time); 0: 2^28 on CPU, none on CUDA
+)
 DENSE_TENSORS = 6  # N x K fp32 tensors alive at the dense method's peak (measured on the CPU: 6.0)
 STREAMING_TILE = 1 << 22  # (sample, code) pairs per streaming tile, as kernels.lfq had it
 
@@ -149,9 +150,9 @@ def measure(what: str, method: str, n: int, d: int, temperature: float, repeats:
 def run_child(what, method, n, d, args):
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    proc = ctx.Process(target=measure, args=(what, method, n, d, args.temperature, args.repeats, args.device,
-                                             results))
-    if what == "memory" and args.device == "cpu":
+    proc = ctx.Process(target=measure, args=(what, method, n, d, args["temperature"], args["repeats"],
+                                             args["device"], results))
+    if what == "memory" and args["device"] == "cpu":
         os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"  # read by the child's glibc at start-up
     try:
         proc.start()
@@ -168,31 +169,22 @@ def run_case(method, n, d, args):
     return (seconds, peak) if peak is not None else "failed"
 
 
-def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--n", default=N_VALUES, help="comma-separated sample counts N")
-    parser.add_argument("--d", default=D_VALUES, help="comma-separated bits per code d (K = 2^d)")
-    parser.add_argument("--temperature", type=float, default=TEMPERATURE)
-    parser.add_argument("--repeats", type=int, default=REPEATS)
-    parser.add_argument("--mem_gib", type=float, default=MEM_GIB)
-    parser.add_argument("--max_pairs", type=int, default=MAX_PAIRS)
-    args = parser.parse_args()
-    args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda":
+def main(argv):
+    args = {**CONFIG, **parse_args(argv, CONFIG, "bench/bench_lfq.py")}
+    args["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    if args["device"] == "cuda":
         free, _ = torch.cuda.mem_get_info()
-        mem = args.mem_gib * 2**30 or 0.8 * free
-        max_pairs = args.max_pairs or math.inf
+        mem = args["mem_gib"] * 2**30 or 0.8 * free
+        max_pairs = args["max_pairs"] or math.inf
         methods = ["dense", "streaming", "reference", "triton"]
         device_name = torch.cuda.get_device_name()
     else:
-        mem = args.mem_gib * 2**30 or 8 * 2**30
-        max_pairs = args.max_pairs or 2**28
+        mem = args["mem_gib"] * 2**30 or 8 * 2**30
+        max_pairs = args["max_pairs"] or 2**28
         methods = ["dense", "streaming", "reference"]
         device_name = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
-    cases = list(itertools.product([int(v) for v in args.n.split(",")], [int(v) for v in args.d.split(",")]))
+    cases = list(itertools.product(*([int(v) for v in args[k].split(",")] for k in ("n", "d"))))
     rows = []
     for n, d in tqdm(cases, desc="cases"):
         row = {"N": n, "d": d}
@@ -206,7 +198,7 @@ def main():
                 row[method] = run_case(method, n, d, args)
         rows.append(row)
 
-    print(f"\nLFQ entropy, forward + backward, fp32, T = {args.temperature}, on {device_name}")
+    print(f"\nLFQ entropy, forward + backward, fp32, T = {args['temperature']}, on {device_name}")
     print("time in ms, extra peak memory in MiB; ratios = dense (or streaming) / other: higher, the other is "
           "better\n")
     others = methods[1:]
@@ -234,4 +226,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "bench/bench_lfq.py")

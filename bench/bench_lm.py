@@ -34,7 +34,7 @@ CONFIG = dict(
 
 
 def main(argv):
-    cfg = {**CONFIG, **parse_args(argv, CONFIG, "bench_lm.py")}
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "bench/bench_lm.py")}
     device = pick_device(cfg["device"])
     spec = lm_model.model_spec(cfg["model"])
     import transformers
@@ -79,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli(main, "bench_lm.py")
+    cli(main, "bench/bench_lm.py")

@@ -184,8 +184,8 @@ def test_humanml3d_loader_cuts_time_ranges_counts_bad_files_and_runs_in_parallel
     src = tmp_path / "h3d"
     write_h3d_source(src, feats)
     for workers in (1, 2):
-        data.main(["--source", "humanml3d", "--src", str(src), "--out", str(tmp_path / f"out{workers}"),
-                   "--workers", str(workers)])
+        data.main(["--source=humanml3d", f"--src={src}", f"--data_dir={tmp_path / f'out{workers}'}",
+                   f"--workers={workers}"])
     for f in ("motions.npy", "texts.jsonl", "train.txt", "test.txt"):
         assert (tmp_path / "out1" / f).read_bytes() == (tmp_path / "out2" / f).read_bytes()
     ds = data.MotionData(tmp_path / "out1")
@@ -205,12 +205,12 @@ def test_humanml3d_loader_cuts_time_ranges_counts_bad_files_and_runs_in_parallel
     assert sorted(ds.ids[i] for i in ds.split("train")) == ["012314", "012314@2-6.5"]
     assert [ds.ids[i] for i in ds.split("test")] == ["000002"]
     with pytest.raises(ValueError, match=r"texts/badutf\.txt: caption is not valid UTF-8"):
-        data.main(["--source", "humanml3d", "--src", str(src), "--out", str(tmp_path / "strict"), "--strict"])
+        data.main(["--source=humanml3d", f"--src={src}", f"--data_dir={tmp_path / 'strict'}", "--strict"])
     assert not (tmp_path / "strict").exists()
     (src / "new_joint_vecs" / "badutf.npy").unlink()
     with pytest.raises(ValueError, match=r"new_joint_vecs/corrupt\.npy: cannot load \(ValueError"):
-        data.main(["--source", "humanml3d", "--src", str(src), "--out", str(tmp_path / "strict"), "--strict",
-                   "--workers", "1"])
+        data.main(["--source=humanml3d", f"--src={src}", f"--data_dir={tmp_path / 'strict'}", "--strict",
+                   "--workers=1"])
     assert [p.name for p in tmp_path.iterdir() if "strict" in p.name] == []
 
 
@@ -292,8 +292,8 @@ def test_smplx_loader_resamples_cuts_long_sequences_and_holds_still_poses(tmp_pa
         np.savez(src / "motions" / f"{name}.npz", **params)
         (src / "texts" / f"{name}.txt").write_text(f"a person does {name}\nupper: arms swing\nlower: legs")
     (src / "motions" / "aist" / "broken.npz").write_bytes(b"PK not a zip")
-    data.main(["--source", "smplx", "--src", str(src), "--smplx_model_dir", str(tmp_path / "models"),
-               "--out", str(tmp_path / "out"), "--workers", "1"])
+    data.main(["--source=smplx", f"--src={src}", f"--smplx_model_dir={tmp_path / 'models'}",
+               f"--data_dir={tmp_path / 'out'}", "--workers=1"])
     ds = data.MotionData(tmp_path / "out")
     assert ds.joints_num == 52 and ds.feat_dim == 623
     assert ds.meta["summary"]["skipped"]["load_error"] == 1
@@ -333,7 +333,7 @@ def test_show_renders_clips_by_index_and_id(tmp_path, fixtures_dir):
     data.write_dataset(tmp_path / "ds", [{"id": "walk/1", "feats": feats, "captions": ["walks"]},
                                          {"id": "b", "feats": feats[::-1].copy(), "captions": ["b"]}],
                        name="ds", joints_num=22, splits={"train": ["walk/1", "b"]})
-    data.main(["--data", str(tmp_path / "ds"), "--show", "walk/1,1", "--gif_dir", str(tmp_path / "gifs")])
+    data.main([f"--data_dir={tmp_path / 'ds'}", "--show=walk/1,1", f"--gif_dir={tmp_path / 'gifs'}"])
     assert sorted(p.name for p in (tmp_path / "gifs").iterdir()) == ["ds_b.gif", "ds_walk_1.gif"]
     with pytest.raises(ValueError, match=r"ds: no clip with id or index '2' \(2 clips\)"):
-        data.main(["--data", str(tmp_path / "ds"), "--show", "2"])
+        data.main([f"--data_dir={tmp_path / 'ds'}", "--show=2"])

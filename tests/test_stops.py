@@ -96,8 +96,8 @@ def test_strict_error_with_workers_exits_with_one_line_naming_the_file(tmp_path)
     bad.write_bytes(b"\x93NUMPY garbage")
     out = tmp_path / "out"
     for _ in range(10):
-        proc = start("data.py", "--source", "humanml3d", "--src", str(src), "--out", str(out), "--strict",
-                     "--workers", "2")
+        proc = start("data.py", "--source=humanml3d", f"--src={src}", f"--data_dir={out}", "--strict",
+                     "--workers=2")
         status, err = finish(proc, timeout=60)
         assert status == 1 and "Traceback" not in err
         [line] = messages(err)
@@ -110,7 +110,7 @@ def test_ctrl_c_mid_conversion_leaves_the_previous_dataset_and_no_temp_folder(tm
     out = tmp_path / "synth"
     write_small(out)
     before = tree_bytes(out)
-    proc = start("data.py", "--out", str(out), "--size", "5000", "--workers", "2")
+    proc = start("data.py", f"--data_dir={out}", "--size=5000", "--workers=2")
     wait_for_temp(out, proc)
     time.sleep(1.0)  # well into the conversion (5000 clips take several seconds)
     assert proc.poll() is None
@@ -125,7 +125,7 @@ def test_ctrl_c_mid_conversion_leaves_the_previous_dataset_and_no_temp_folder(tm
 
 def test_a_killed_runs_temp_folder_is_removed_by_the_next_run_and_a_live_ones_kept(tmp_path):
     out = tmp_path / "synth"
-    proc = start("data.py", "--out", str(out), "--size", "5000", "--workers", "2")
+    proc = start("data.py", f"--data_dir={out}", "--size=5000", "--workers=2")
     dead = wait_for_temp(out, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # kill -9: nothing of the run can clean up
     proc.wait()
