@@ -302,6 +302,7 @@ def render_gif(joints, path, title=None, fps=20):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
+    from matplotlib.lines import Line2D
 
     joints = np.asarray(joints, dtype=np.float32)
     chains = H3D_KINEMATIC_CHAIN if joints.shape[1] == 22 else SMPLX52_KINEMATIC_CHAIN
@@ -310,11 +311,17 @@ def render_gif(joints, path, title=None, fps=20):
     fig = plt.figure(figsize=(4, 4), dpi=80)
     ax = fig.add_subplot(projection="3d")
     ax.view_init(elev=15, azim=-60, vertical_axis="y")  # matplotlib's vertical is z unless told
-    ax.set_box_aspect((1, 1, 1), zoom=1.3)
+    ax.set_box_aspect((1, 1, 1), zoom=1.45)
     ax.set_axis_off()
     fig.subplots_adjust(0, 0, 1, 0.95)
     lines = [ax.plot([], [], [], color=c, linewidth=2, marker="o", markersize=2)[0]
              for c in colors[:len(chains)]]
+    head = ax.plot([], [], [], color=colors[2], marker="o", markersize=9)[0]  # joint 15 in both skeletons
+    # chains in H3D_KINEMATIC_CHAIN order: right leg, left leg, spine, right arm, left arm (then the hands)
+    names = ("right leg", "left leg", "spine", "right arm", "left arm")
+    fig.legend(handles=[Line2D([], [], color=c, linewidth=2, label=name) for c, name in
+                        zip(colors, names, strict=False)],
+               loc="lower center", ncol=5, fontsize=6, frameon=False, handlelength=1.2, columnspacing=0.8)
     floor = [ax.plot([], [], [], color="0.7", linewidth=0.6)[0] for _ in range(2 * 5)]
     trail = ax.plot([], [], [], color="#8c564b", linewidth=1.2)[0]
     if title:
@@ -332,8 +339,9 @@ def render_gif(joints, path, title=None, fps=20):
             line.set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
         for line, chain in zip(lines, chains, strict=True):
             line.set_data_3d(joints[t, chain, 0], joints[t, chain, 1], joints[t, chain, 2])
+        head.set_data_3d(joints[t, 15:16, 0], joints[t, 15:16, 1], joints[t, 15:16, 2])
         trail.set_data_3d(joints[:t + 1, 0, 0], np.zeros(t + 1), joints[:t + 1, 0, 2])
-        return lines + floor + [trail]
+        return lines + floor + [trail, head]
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     FuncAnimation(fig, draw, frames=len(joints)).save(str(path), writer=PillowWriter(fps=fps))
