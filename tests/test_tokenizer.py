@@ -37,10 +37,6 @@ def raw_feats(dataset, split, n=4, T=32):
     return torch.stack([torch.from_numpy(np.array(d.motion(i)[:T])) for i in d.split(split)[:n]])
 
 
-def bits_index(z):  # float64 reference of eq. (2)'s Index(z) = sum_i 2^i [z_i > 0], dimension 0 first
-    return ((z > 0).long() * (2 ** torch.arange(z.shape[-1]))).sum(-1)
-
-
 @pytest.mark.parametrize("kind,joints", [("lfq2d", 22), ("lfq2d", 52), ("lfq1d", 22), ("vq", 22),
                                          ("rvq", 22)])
 def test_shapes_and_code_ranges(kind, joints):
@@ -56,10 +52,15 @@ def test_shapes_and_code_ranges(kind, joints):
     assert model.P == P and codes.shape == (3, 6, P) and codes.dtype == torch.int64
     assert 0 <= codes.min() and codes.max() < model.K == 64
     assert model.decode(codes).shape == (3, 24, D)
-    z = model._encode_z(model.normalise(feats)).double()
-    if kind.startswith("lfq"):
-        assert torch.equal(codes, bits_index(z))
-    else:  # nearest codebook vector, layer after layer on the residual (RVQ), in float64
+    if kind.startswith("lfq"):  # the encoder's last conv set to output z = b everywhere: codes are Index(b)
+        with torch.no_grad():
+            model.encoder[-1].weight.zero_()
+            model.encoder[-1].bias.copy_(torch.tensor([0.5, -1.0, 2.0, -0.1, 0.3, -2.0]))
+        # by hand, eq. (2) with dimension 0 the least significant bit: signs + - + - + - -> 1 + 4 + 16 = 21
+        assert (model.encode(feats) == 21).all()
+    else:
+        # nearest codebook vector, layer after layer on the residual (RVQ), in float64
+        z = model._encode_z(model.normalise(feats)).double()
         residual, layers = z[:, :, 0], model.quantizer.layers if kind == "rvq" else [model.quantizer]
         for i, layer in enumerate(layers):  # (the codebook starts with repeated rows: ties are fine)
             book = layer.codebook.double()
@@ -187,3 +188,42 @@ def test_code_stats_on_hand_counts():
     assert stats["utilisation"] == 0.5 and stats["perplexity"] == pytest.approx(2.0, rel=1e-6)
     stats = tk.code_stats(torch.tensor([[3.0, 1.0, 0.0, 0.0]]))  # exp(-(3/4 ln 3/4 + 1/4 ln 1/4))
     assert stats["perplexity"] == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+
+
+def test_root_weight_and_path_terms_against_hand_formulas(fixtures_dir):
+    """compute_losses on a body gliding sideways at v m/frame, reconstructed by a stand-in model as the same
+    clip with no sideways root velocity: the reconstruction term is the smooth-L1 of that one column times
+    root_weight over all T x D entries, and the path term is the L1 between the root paths x_t = v t and
+    x_t = 0, mean over the T - 1 feature frames and 3 axes: v (T - 2) / 6."""
+    rest = np.load(fixtures_dir / "humanml3d" / "skeleton_example_h3d.npy")[:22]
+    v, T = 0.02, 33
+    left = rest[1] - rest[2]  # right hip -> left hip, in the floor plane: the body's left
+    left = np.array([left[0], 0.0, left[2]]) / np.hypot(left[0], left[2])
+    joints = rest[None] + np.arange(T)[:, None, None] * v * left
+    feats = torch.tensor(data.features_from_joints(joints), dtype=torch.float32)[None]  # [1, T-1, D]
+    feats[..., 0] = 0  # no yaw (frame 0 carries HumanML3D's facing quirk): the path is a straight line
+    mean, std = torch.zeros(feats.shape[-1]), torch.full((feats.shape[-1],), 0.5)
+
+    class StandIn:
+        joints_num = 22
+
+        def normalise(self, f):
+            return (f - mean) / std
+
+        def denormalise(self, x):
+            return x * std + mean
+
+        def __call__(self, x, step):
+            recon = x.clone()
+            recon[..., 1] = 0.0  # root velocity, sideways component (normalised; the mean is 0)
+            return recon, None, {"commit": torch.tensor(0.0)}
+
+    cfg = dict(tk.CONFIG, root_weight=5.0, traj_weight=1.0)
+    out, _ = tk.compute_losses(StandIn(), StandIn(), feats, 0, cfg)
+    d = (feats[0, :, 1] / 0.5).double().abs()
+    sl1 = torch.where(d < 1, 0.5 * d ** 2, d - 0.5)
+    side = feats[0, :, 1].mean().item()
+    assert abs(side - v) < 1e-3 and feats[0, :, 1].std() < 1e-6  # the column is the sideways velocity
+    assert out["recon"].item() == pytest.approx(5.0 * sl1.sum().item() / feats[0].numel(), rel=1e-5)
+    assert out["traj"].item() == pytest.approx(side * (T - 2) / 6, rel=1e-4)  # x_t = side·t, t = 0 .. T-2
+    assert out["joints"].item() < 1e-4  # root-aligned joints do not see the path at all
