@@ -28,12 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 import data as motion_data
 import model as lm_model
 import motion
-from common import atomic_write, cli, parse_args, pick_device, write_json
+from common import atomic_write, cli, parse_args, pick_device, progress_bar, write_json
 from motion import MAX_FRAMES, mpjpe  # DESIGN.md's eval.mpjpe: the one definition, in motion.py
 from physical import action_accuracy, clip_plans, physical_check, plan_action
 
@@ -53,7 +52,7 @@ CONFIG = dict(
     eval_clips=0,  # clips per split (0: all): fewer for a quick CPU run; the table says how many
     splits="test,ood",  # which splits (val: for choosing sampling settings, never test)
     lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
-    sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0,  # < 0: sample.py's defaults
+    sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0, sample_guidance=-1.0,  # < 0: sample.py's
     tokenizer="",  # a tokenizer run (name under out/tokenizer/, or a folder): reconstruction only
     t2m_checkpoint="", glove_dir="", t2m_meta="",  # Guo et al.'s standard HumanML3D evaluator instead of ours
     out="",  # JSON path ("" -> out/eval/<dataset>/<what>.json)
@@ -328,7 +327,7 @@ def train_evaluator(cfg, progress=True):
     device = pick_device(cfg["device"])
     ev = Evaluator(arch, bpe, data.mean, data.std).to(device)
     opt = torch.optim.AdamW(ev.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    bar = tqdm(range(cfg["max_iters"]), desc="evaluator", disable=not progress)
+    bar = progress_bar(range(cfg["max_iters"]), desc="evaluator", disable=not progress)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -340,7 +339,7 @@ def train_evaluator(cfg, progress=True):
         loss.backward()
         opt.step()
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     metrics = {"train_seconds": round(time.time() - t0, 1), "iters": cfg["max_iters"]}
     for split in ("val", "test"):  # R-Precision of the ground truth, one protocol draw
         if (data.root / f"{split}.txt").is_file() and len(data.split(split)) >= cfg["rprecision_batch"]:
@@ -389,10 +388,11 @@ def _figures(ev, draw, motion_emb, reference_emb, cfg, seed):
 
 
 def evaluate_split(ev, data, clips, cfg, generate=None, progress=True):
-    """{"clips", "action_clips", "ground truth": figures, "model": figures (with `generate`)}: each figure's
-    mean over cfg["replications"] and its 95% interval (<name>_ci). Where clips have plans, the physical
-    checks give action_accuracy and each kind's pass rate (action_<kind>); on the real clips they are the
-    ceiling. generate(texts, num_samples, seed) -> joints [T, J, 3] per text and sample, text-major."""
+    """{"clips", "action_clips", "ground_truth": figures, "generated": figures (with `generate`)}: each
+    figure's mean over cfg["replications"] and its 95% interval (<name>_ci). Where clips have plans, the
+    physical checks give action_accuracy and each kind's pass rate (action_<kind>); on the real clips they
+    are the ceiling. generate(texts, num_samples, seed) -> joints [T, J, 3] per text and sample,
+    text-major."""
     checked = {i: a for i, plan in zip(clips.tolist(), clip_plans(data, clips), strict=True)
                if (a := plan_action(plan))}
 
@@ -403,14 +403,14 @@ def evaluate_split(ev, data, clips, cfg, generate=None, progress=True):
         return {"action_accuracy": acc} | {f"action_{k}": v for k, v in rates.items()}
 
     real = actions(lambda i: motion.recover_from_ric(np.array(data.motion(i)), data.joints_num))
-    rows = {"ground truth": []} | ({"model": []} if generate else {})
-    for rep in tqdm(range(cfg["replications"]), desc="replications", disable=not progress):
+    rows = {"ground_truth": []} | ({"generated": []} if generate else {})
+    for rep in progress_bar(range(cfg["replications"]), desc="replications", disable=not progress):
         rng = np.random.default_rng([cfg["seed"], rep])
         reference = protocol_draw(data, clips, rng)
         reference_emb = ev.embed_motions(reference["feats"])
         gt = protocol_draw(data, clips, rng)  # the ground-truth row: real motions drawn again, as a model's
         gt_emb = ev.embed_motions(gt["feats"])
-        rows["ground truth"].append(_figures(ev, gt, gt_emb, reference_emb, cfg, rep) | real)
+        rows["ground_truth"].append(_figures(ev, gt, gt_emb, reference_emb, cfg, rep) | real)
         if generate:
             joints = generate(reference["caption"], 1, rep)
             feats = [unit_crop(motion.features_from_joints(j)) for j in joints]
@@ -422,7 +422,7 @@ def evaluate_split(ev, data, clips, cfg, generate=None, progress=True):
                 mm_emb = ev.embed_motions([unit_crop(motion.features_from_joints(j)) for j in mm])
                 fig["MultiModality"] = multimodality(mm_emb.reshape(len(texts), cfg["mm_samples"], -1),
                                                      cfg["mm_times"], rep)
-            rows["model"].append(fig)
+            rows["generated"].append(fig)
     out = {"clips": len(clips), "action_clips": len(checked)}
     for name, reps in rows.items():
         out[name] = {}
@@ -486,11 +486,12 @@ def markdown_table(result):
 def _generator(cfg):
     """sample.generate with this run's settings, as generate(texts, num_samples, seed) -> joints."""
     if not (Path(cfg["lm_dir"]) / "config.json").is_file():
-        raise FileNotFoundError(f"{cfg['lm_dir']}: no trained LM run (train one with train.py, or pass "
-                                f"--lm_dir= for the ground-truth rows only)")
+        raise FileNotFoundError(f"{cfg['lm_dir']}: no trained LM run (train one with `python train.py "
+                                f"--run_name={Path(cfg['lm_dir']).name}`, or pass --lm_dir= for the "
+                                f"ground-truth rows only)")
     import sample
-    settings = {k: (None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"]) for k in ("temperature", "top_k",
-                                                                                       "top_p")}
+    settings = {k: (None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"])
+                for k in ("temperature", "top_k", "top_p", "guidance")}
     return lambda texts, num_samples, seed: sample.generate(list(texts), lm_dir=cfg["lm_dir"],
                                                             num_samples=num_samples, seed=seed, **settings)
 

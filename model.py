@@ -243,15 +243,16 @@ class MotionLM:
         self.reused = set(self.motion_ids.tolist()) if mode == "reuse" else set()
 
     def prompt_ids(self, caption, parts=None, template=0):
-        """[<bos> where the tokenizer has one] + the instruction's text tokens + <mot>."""
-        ids = self.text.encode(instruction_text(caption, parts, template))
+        """[<bos> where the tokenizer has one] + the instruction's text tokens + <mot>; caption None: no
+        instruction at all (the unconditional prompt of classifier-free guidance)."""
+        ids = [] if caption is None else self.text.encode(instruction_text(caption, parts, template))
         if not self.reused.isdisjoint(ids):
             raise ValueError(f"caption {caption!r} uses text tokens that this model reuses as motion codes")
         return ([] if self.text.bos_id is None else [self.text.bos_id]) + ids + [self.mot_id]
 
     def sample_ids(self, caption, codes, parts=None, template=0):
         """One training sequence and the kind of each token: 1 instruction (with <mot>, <eos>), 2 motion code,
-        3 </mot>."""
+        3 </mot>. caption None: no instruction (an unconditional sample, for classifier-free guidance)."""
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[1] != self.P or codes.shape[0] == 0:
             raise ValueError(f"codes must be [T >= 1, P={self.P}], got {list(codes.shape)}")
@@ -261,6 +262,13 @@ class MotionLM:
         motion = self.motion_ids.numpy()[codes.reshape(-1)].tolist()  # time-major: a step's P codes together
         kinds = [1] * len(prompt) + [2] * len(motion) + [3, 1]
         return prompt + motion + [self.end_mot_id, self.eos_id], kinds
+
+    def text_ids(self, text):
+        """A plain text as a training sequence (text-only pretraining): [<bos>] + its tokens + <eos>, all of
+        kind 1."""
+        bos = [] if self.text.bos_id is None else [self.text.bos_id]
+        ids = bos + self.text.encode(text) + [self.eos_id]
+        return ids, [1] * len(ids)
 
     def collate(self, samples, loss="whole"):
         """Right-padded LongTensors input_ids, attention_mask, kinds (0 on padding) and labels: input_ids
@@ -279,12 +287,15 @@ class MotionLM:
 
     @torch.no_grad()
     def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
-                 top_p=1.0, generator=None, template=0):
+                 top_p=1.0, guidance=1.0, generator=None, template=0):
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
         padding and the KV cache. Constrained: after <mot> only motion codes, </mot> only after whole steps of
         P codes and at least min_steps steps, forced at max_steps (default: what fits in the context);
-        steps=n gives exactly n. temperature 0 is greedy; top_k 0 and top_p 1 are off. `generator` (on the
-        model's device) makes sampling reproducible; a list of them, one per prompt, makes each prompt's
+        steps=n gives exactly n. temperature 0 is greedy; top_k 0 and top_p 1 are off. guidance g != 1 is
+        classifier-free guidance (Ho & Salimans 2022): each prompt also runs without its instruction (a
+        second row fed the same sampled tokens), and the next token is drawn from log p_u + g (log p_c -
+        log p_u); the model must have seen unconditional samples (train.py --uncond_prob). `generator` (on
+        the model's device) makes sampling reproducible; a list of them, one per prompt, makes each prompt's
         sample independent of the rest of the batch."""
         if steps is not None:
             min_steps = max_steps = steps
@@ -293,7 +304,10 @@ class MotionLM:
                              f"{top_k}, {top_p}")
         prompts = [self.prompt_ids(p, template=template) if isinstance(p, str) else
                    self.prompt_ids(*p, template=template) for p in prompts]
-        B, L, P, dev = len(prompts), max(map(len, prompts)), self.P, self.lm.device
+        B, P, dev = len(prompts), self.P, self.lm.device
+        guided = guidance != 1
+        rows = prompts + [self.prompt_ids(None)] * B if guided else prompts  # conditional rows, then the rest
+        R, L = len(rows), max(map(len, rows))
         # each row's longest motion: its prompt, T·P codes, </mot> and <eos> within the context
         limit = torch.tensor([(self.spec["n_ctx"] - len(p) - 2) // P for p in prompts], device=dev)
         if max_steps is not None:
@@ -301,9 +315,9 @@ class MotionLM:
         if min_steps < 1 or (limit < min_steps).any():
             raise ValueError(f"cannot generate {min_steps} steps: at most {limit.min().item()} fit "
                              f"(context {self.spec['n_ctx']}, max_steps {max_steps})")
-        ids = torch.full((B, L), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(B, L, dtype=torch.long)
-        for b, p in enumerate(prompts):
+        ids = torch.full((R, L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(R, L, dtype=torch.long)
+        for b, p in enumerate(rows):
             ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
         ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
@@ -319,6 +333,9 @@ class MotionLM:
                 res = self.lm(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
                               use_cache=True)
                 cache, logits = res.cache, res.logits[:, -1].float()
+                if guided:
+                    cond, uncond = logits[:B].log_softmax(-1), logits[B:].log_softmax(-1)
+                    logits = uncond + guidance * (cond - uncond)
                 whole = n % P == 0
                 allowed = is_code.expand(B, V) & ~(whole & (n // P >= limit))[:, None]
                 allowed[:, self.end_mot_id] = whole & (n // P >= min_steps)
@@ -328,8 +345,9 @@ class MotionLM:
                 done |= ended
                 out.append(tok)
                 # finished rows are fed along unchanged, their positions held so that they stay in range
-                ids, mask = tok[:, None], F.pad(mask, (0, 1), value=1)
-                pos = pos[:, -1:] + (~done[:, None]).long()
+                feed, running = (torch.cat([tok, tok]), torch.cat([~done, ~done])) if guided else (tok, ~done)
+                ids, mask = feed[:, None], F.pad(mask, (0, 1), value=1)
+                pos = pos[:, -1:] + running[:, None].long()
         finally:
             self.lm.train(training)
         code_of = torch.full((V,), -1, dtype=torch.long, device=dev)

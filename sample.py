@@ -24,7 +24,7 @@ import torch
 
 import model as lm_model
 from common import cli, parse_args, pick_device
-from motion import FPS, recover_from_ric, render_gif
+from motion import FPS, MAX_FRAMES, recover_from_ric, render_gif
 
 # settings: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
@@ -35,6 +35,7 @@ CONFIG = dict(
     num_samples=1,  # takes per text
     seconds=0.0,  # the motion's length (0: the model ends it with </mot>)
     temperature=-1.0, top_k=-1, top_p=-1.0,  # < 0: DEFAULTS below
+    guidance=-1.0,  # classifier-free guidance scale (1: off; < 0: DEFAULTS below)
     seed=0, batch_size=32, device="auto", gif=True,
 )
 # Sampling defaults, chosen for the default run on the validation split (never test): `python eval.py
@@ -45,7 +46,7 @@ CONFIG = dict(
 #   0.4, .95  0.482  0.763  0.102  0.482             0.237       <- the defaults
 #   greedy    0.458  0.771  0.102  0.450             0.245       (one motion per text: no MultiModality)
 # (real val motions: R@1 0.932, R@3 1.000, action accuracy 1.000).
-DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95)
+DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25)
 FRAMES_PER_CODE = 4  # the tokenizer's temporal downsampling (α = 4)
 
 
@@ -70,8 +71,8 @@ def load_run(lm_dir, device="cpu"):
 _runs = {}
 
 
-def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, seed=0,
-             seconds=None, device="cpu", batch_size=32):
+def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
+             seed=0, seconds=None, device="cpu", batch_size=32):
     """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
     Settings left None take DEFAULTS. Runs are cached per (lm_dir, device)."""
     lm_dir = str(lm_dir or "out/lm/default")
@@ -81,7 +82,7 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     for text in texts:
         if not text.strip():
             raise ValueError("empty text: nothing to generate a motion for")
-    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance}
     settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
     steps = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
     jobs = [(text, take) for text in texts for take in range(num_samples)]
@@ -91,7 +92,10 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
         # one generator per take, seeded by (seed, text, take): a take does not depend on its batch
         gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
             [seed, zlib.crc32(text.encode()), take]).generate_state(1)[0])) for text, take in batch]
-        codes = lm.generate([text for text, _ in batch], steps=steps, generator=gens, **settings)
+        # at most the longest clip of any dataset (MAX_FRAMES): no motion the model was trained on is longer,
+        # and one runaway take would keep its whole batch generating to the end of the context
+        codes = lm.generate([text for text, _ in batch], steps=steps, max_steps=MAX_FRAMES // FRAMES_PER_CODE,
+                            generator=gens, **settings)
         for c in codes:
             with torch.no_grad():
                 feats = tok.decode(torch.as_tensor(c, device=tok.mean.device)[None])[0]

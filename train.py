@@ -41,7 +41,6 @@ from torch.distributed.checkpoint.state_dict import (
     get_state_dict,
     set_state_dict,
 )
-from tqdm import tqdm
 
 import data as motion_data
 import model as lm_model
@@ -52,6 +51,7 @@ from common import (
     distributed_teardown,
     make_temp_dir,
     parse_args,
+    progress_bar,
     recover_dir,
     replace_dir,
     write_json,
@@ -63,9 +63,13 @@ CONFIG = dict(
     init="auto",  # auto: tiny from scratch, named models from their weights | scratch (Table 9) | pretrained
     motion_vocab="add",  # add: K new rows | reuse: the K least frequent text tokens (§5.1: the paper's)
     loss="whole",  # whole: instruction and motion tokens count (Table 10: the paper's) | motion: motion only
+    task="motion",  # motion: instruction -> codes | text: plain language modelling of the captions and part
+    # texts alone (Table 9 at tiny scale: no pretrained tiny model exists, so pretrain one on text first)
+    init_from="",  # a train.py run folder: start from its model/ (weights and both vocabularies), as Table 9
+    train_fraction=1.0, train_subsets="",  # train on this share of the train clips / only these subsets
     data_dir="data/synth", tokenizer_run="default",  # the codes in data_dir/tokens/<tokenizer_run>/
     out_dir="out/lm", run_name="default",  # the run folder is out_dir/run_name
-    max_iters=800,
+    max_iters=1000,  # ~1 epoch of the 15k synth train clips, ~8 min on 2 CPU cores
     batch_size=16,  # global, in sequences (paper: 1024): split over ranks, then into micro-batches ...
     gradient_accumulation_steps=1,  # ... this many per rank and step
     lr=0.0,  # 0: the family's (model.REGISTRY): fine-tuning 2e-4 GPT-2, 2e-5 Llama (paper); tiny 3e-3
@@ -73,6 +77,7 @@ CONFIG = dict(
     warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
     dropout=0.0,
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
+    uncond_prob=0.1,  # share of samples with no instruction: what classifier-free guidance (sample.py) needs
     eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
     dtype="auto",  # auto: bf16 on a GPU that has it, else fp32 | bfloat16 | float32
@@ -84,7 +89,8 @@ CONFIG = dict(
 )
 # dcp in one process says so at every save and load
 warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
-ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run")  # what a --resume must not change
+# what a --resume must not change
+ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "init_from", "task")
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12,
                    "A10": 125e12, "4090": 165e12, "3090": 71e12}  # dense, per GPU, from the vendors' sheets
 
@@ -96,11 +102,11 @@ class Pairs:
     longest instance would not fit in the model's context, or with no non-empty caption, are skipped and
     counted (.skipped)."""
 
-    def __init__(self, lm, data, codes, split, n_ctx):
-        self.lm, self.data, self.codes = lm, data, codes
+    def __init__(self, lm, data, codes, split, n_ctx, keep=None, task="motion"):
+        self.lm, self.data, self.codes, self.task = lm, data, codes, task
         self.clips, self.captions, self.parts, self.lengths = [], [], [], []
         self.skipped = {"too_long": 0, "empty_caption": 0}
-        for clip in data.split(split):
+        for clip in data.split(split) if keep is None else keep(data.split(split)):
             text = data.texts[clip]
             captions = [c for c in text["captions"] if c.strip()]
             if not captions:
@@ -121,16 +127,25 @@ class Pairs:
     def __len__(self):
         return len(self.clips)
 
-    def sample(self, i, rng, parts_prob):
-        """A training instance of pair i: a random caption and template, part texts with parts_prob."""
+    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
+        """A training instance of pair i: a random caption and template, part texts with parts_prob, no
+        instruction at all with uncond_prob. The text task: one of its captions or part texts alone."""
+        if self.task == "text":
+            texts = [*self.captions[i], *(self.parts[i] or {}).values()]
+            return self.lm.text_ids(texts[rng.integers(len(texts))])
         parts = self.parts[i] if self.parts[i] and rng.random() < parts_prob else None
         caption = self.captions[i][rng.integers(len(self.captions[i]))]
+        if rng.random() < uncond_prob:
+            caption, parts = None, None
         return self.lm.sample_ids(caption, self.codes.clip(self.clips[i]), parts,
                                   int(rng.integers(len(lm_model.TEMPLATES))))
 
     def fixed(self, i, text_of=None):
-        """Pair i's evaluation instance: first caption, template 0, no parts; text_of=j: pair j's text."""
+        """Pair i's evaluation instance: first caption, template 0, no parts; text_of=j: pair j's text.
+        The text task: the first caption alone."""
         j = i if text_of is None else text_of
+        if self.task == "text":
+            return self.lm.text_ids(self.captions[j][0])
         return self.lm.sample_ids(self.captions[j][0], self.codes.clip(self.clips[i]))
 
 
@@ -181,8 +196,8 @@ def global_batch(pairs, step, cfg):
     batches = epoch_batches(pairs.lengths.astype(np.int64).tobytes(), cfg["batch_size"], cfg["seed"],
                             step // (len(pairs) // cfg["batch_size"]))
     picked = batches[step % len(batches)]
-    samples = [pairs.sample(i, np.random.default_rng([cfg["seed"], step, k]), cfg["parts_prob"])
-               for k, i in enumerate(picked)]
+    samples = [pairs.sample(i, np.random.default_rng([cfg["seed"], step, k]), cfg["parts_prob"],
+                            cfg["uncond_prob"]) for k, i in enumerate(picked)]
     order = sorted(range(len(samples)), key=lambda k: len(samples[k][0]))
     return [samples[k] for k in order], [pairs.data.ids[pairs.clips[picked[k]]] for k in order]
 
@@ -374,12 +389,30 @@ def wrap(lm, cfg, parallel, device, bf16):
     return torch.compile(module) if cfg["compile"] else module
 
 
+def train_clips(data, clips, cfg):
+    """The train split's clips this run uses: those of --train_subsets (all when empty), then a random
+    --train_fraction of them (a function of --seed)."""
+    if cfg["train_subsets"]:
+        wanted = set(cfg["train_subsets"].split(","))
+        clips = clips[[data.texts[i].get("subset") in wanted for i in clips]]
+        if not len(clips):
+            raise ValueError(f"{data.root}: no train clip in the subsets {sorted(wanted)}")
+    n = max(1, round(cfg["train_fraction"] * len(clips)))
+    return np.sort(np.random.default_rng(cfg["seed"]).permutation(clips)[:n])
+
+
 def build_or_load(cfg, run_dir, codes, data, rank, world):
-    """A fresh run: rank 0 builds the model (its BPE and motion vocabulary from the train captions), saves
-    it, and the other ranks load that, so that every rank starts from the same weights and vocabulary.
-    A resumed run loads the saved one (the weights are then overwritten from last/)."""
+    """A fresh run: rank 0 builds the model (its BPE and motion vocabulary from the train captions), or takes
+    --init_from's, saves it, and the other ranks load that, so that every rank starts from the same weights
+    and vocabulary. A resumed run loads the saved one (the weights are then overwritten from last/)."""
     if not cfg["resume"]:
-        if rank == 0:
+        if rank == 0 and cfg["init_from"]:
+            lm = lm_model.load(cfg["init_from"])
+            if (lm.K, lm.P) != (codes.K, codes.P):
+                raise ValueError(f"--init_from={cfg['init_from']}: its motion vocabulary has K = {lm.K}, "
+                                 f"P = {lm.P}; these codes have K = {codes.K}, P = {codes.P}")
+            lm.save(run_dir)
+        elif rank == 0:
             texts = []
             for i in data.split("train"):
                 texts += [*data.texts[i]["captions"], *(data.texts[i].get("parts") or {}).values()]
@@ -399,6 +432,11 @@ def train(cfg, progress=True):
     cfg = dict(cfg)
     if cfg["loss"] not in ("whole", "motion"):
         raise ValueError(f"--loss={cfg['loss']}: expected whole or motion")
+    if cfg["task"] not in ("motion", "text") or (cfg["task"] == "text" and cfg["loss"] != "whole"):
+        raise ValueError(f"--task={cfg['task']} --loss={cfg['loss']}: expected task motion, or text with the "
+                         f"whole loss (text has no motion tokens)")
+    if not 0 < cfg["train_fraction"] <= 1:
+        raise ValueError(f"--train_fraction={cfg['train_fraction']}: expected a share in (0, 1]")
     rank, world, device = distributed_setup(cfg["device"])
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     spec = lm_model.model_spec(cfg["model"])
@@ -424,7 +462,9 @@ def train(cfg, progress=True):
         if isinstance(m, torch.nn.Dropout):
             m.p = cfg["dropout"]
     n_ctx = lm.lm.config.max_position_embeddings
-    train_pairs, val_pairs = (Pairs(lm, data, codes, s, n_ctx) for s in ("train", "val"))
+    train_pairs = Pairs(lm, data, codes, "train", n_ctx, lambda clips: train_clips(data, clips, cfg),
+                        cfg["task"])
+    val_pairs = Pairs(lm, data, codes, "val", n_ctx, task=cfg["task"])
     for name, skip in (("train", train_pairs.skipped), ("val", val_pairs.skipped)):
         if any(skip.values()) and rank == 0:
             print(f"train.py: {name} split: skipped {skip['too_long']} clips longer than the model's context "
@@ -458,9 +498,8 @@ def train(cfg, progress=True):
     peak = next((f for k, f in PEAK_BF16_FLOPS.items() if device.type == "cuda" and k in
                  torch.cuda.get_device_name(device)), None)
     model.train()
-    bar = tqdm(range(start, cfg["max_iters"]), initial=start, total=cfg["max_iters"], dynamic_ncols=True,
-               mininterval=2.0, desc=f"{cfg['model']} {n_params / 1e6:.1f}M",
-               disable=rank > 0 or not progress)
+    bar = progress_bar(range(start, cfg["max_iters"]), initial=start, total=cfg["max_iters"],
+                       desc=f"{cfg['model']} {n_params / 1e6:.1f}M", disable=rank > 0 or not progress)
     t_last, tokens_since = time.time(), 0
     for step in bar:
         for group in opt.param_groups:
@@ -510,15 +549,16 @@ def train(cfg, progress=True):
                 seq = np.mean([len(ids) for ids, _ in samples])
                 flops = 6 * n_params + 12 * lm.lm.config.num_hidden_layers * lm.lm.config.hidden_size * seq
                 post["mfu"] = f"{100 * tok_s / world * flops / peak:.1f}%"
-            bar.set_postfix(post)
+            bar.set_postfix(post, refresh=False)
             t_last, tokens_since = time.time(), 0
         if (step + 1) % cfg["eval_interval"] == 0 or step + 1 == cfg["max_iters"]:
             t_eval = time.time()
             val_motion, val_text = evaluate(model, lm, val_quick, micro, device, autocast, rank, world)
             evals.append({"step": step + 1, "val_motion_loss": val_motion, "val_text_loss": val_text,
                           "train_motion_loss": float(np.mean([h["motion"] for h in history[-50:]]))})
-            if val_motion < progress_state["best"]:
-                progress_state["best"] = val_motion
+            score = val_text if cfg["task"] == "text" else val_motion  # the best model by this
+            if score < progress_state["best"]:
+                progress_state["best"] = score
                 save_best(run_dir, lm, lm.lm, rank, parallel)
             progress_state.update(step=step + 1)
             save_last(run_dir, lm.lm, opt, progress_state, rank, world)
@@ -531,6 +571,18 @@ def train(cfg, progress=True):
 
     # the final report on the whole validation split (all ranks take part)
     val_all = sorted((val_pairs.fixed(i) for i in range(len(val_pairs))), key=lambda s: len(s[0]))
+    if cfg["task"] == "text":
+        _, val_text = evaluate(model, lm, val_all, micro, device, autocast, rank, world)
+        metrics = {"val_text_loss": val_text, "best_val_text_loss": progress_state["best"], "task": "text",
+                   "params": n_params, "steps": cfg["max_iters"], "model": cfg["model"],
+                   "val_clips": len(val_pairs)}
+        if rank == 0:
+            write_json(run_dir / "metrics.json", metrics)
+            if progress:
+                print(f"{run_dir}: val text loss {val_text:.3f} nats per token (text-only pretraining)")
+        del model, opt, lm
+        distributed_teardown()
+        return {"history": history, "evals": evals, "metrics": metrics}
     sigma = derangement(len(val_pairs), cfg["seed"])
     swapped = [val_pairs.fixed(i, text_of=int(sigma[i])) for i in range(len(val_pairs))]
     val_motion, val_text = evaluate(model, lm, val_all, micro, device, autocast, rank, world)

@@ -262,7 +262,7 @@ def test_ground_truth_protocol_end_to_end(small, capsys):
     out = root / "gt.json"
     ev_mod.main([f"--data_dir={root / 'ds'}", f"--evaluator_dir={root / 'ev'}", "--lm_dir=",
                  "--replications=3", f"--out={out}", "--device=cpu"])
-    res = json.loads(out.read_text())["test"]["ground truth"]
+    res = json.loads(out.read_text())["test"]["ground_truth"]
     for name in ("R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "gallery_R@1", "gallery_R@10",
                  "gallery_median_rank", "action_accuracy"):
         assert name in res and f"{name}_ci" in res
@@ -270,7 +270,7 @@ def test_ground_truth_protocol_end_to_end(small, capsys):
     assert 0 <= res["FID"] < 0.5 * res["Diversity"] ** 2  # the same motions, drawn twice
     assert res["action_accuracy"] == 1.0 and res["action_accuracy_ci"] == 0.0  # real clips pass their checks
     printed = capsys.readouterr().out
-    assert "| ground truth |" in printed and "40 clips, 3 replications" in printed and "| action (" in printed
+    assert "| ground_truth |" in printed and "40 clips, 3 replications" in printed and "| action (" in printed
     with pytest.raises(FileNotFoundError, match="no trained LM run"):
         ev_mod.main([f"--data_dir={root / 'ds'}", f"--evaluator_dir={root / 'ev'}", f"--lm_dir={root / 'x'}"])
 
@@ -290,15 +290,15 @@ def test_generated_path_with_stand_in_models(small):
     bad = lambda texts, n, seed: [joints(0) for t in texts for _ in range(n)]
     cfg = dict(ev_mod.CONFIG, replications=2, mm_texts=8, mm_samples=12)
     res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, good, progress=False)
-    gt, model = res["ground truth"], res["model"]
+    gt, model = res["ground_truth"], res["generated"]
     assert model["R@1"] > gt["R@1"] - 0.15 and model["FID"] < 0.5 * gt["Diversity"] ** 2
     assert model["MultiModality"] == 0 and model["action_accuracy"] >= 0.9
     kinds = {k for k in gt if k.startswith("action_") and not k.endswith("_ci")} - {"action_accuracy"}
     assert kinds and kinds <= set(model) and res["action_clips"] > 0
     res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, bad, progress=False)
-    assert res["model"]["R@1"] == pytest.approx(1 / 32) and res["model"]["Diversity"] == 0
-    assert res["model"]["FID"] > 10 * res["ground truth"]["FID"]
-    assert res["model"]["action_accuracy"] < 0.5
+    assert res["generated"]["R@1"] == pytest.approx(1 / 32) and res["generated"]["Diversity"] == 0
+    assert res["generated"]["FID"] > 10 * res["ground_truth"]["FID"]
+    assert res["generated"]["action_accuracy"] < 0.5
 
 
 def test_tokenizer_reconstruction_matches_the_tokenizers_own_metrics(small, capsys):

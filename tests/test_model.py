@@ -328,6 +328,30 @@ def test_greedy_batch_equals_alone_and_kv_cache_equals_full_forward(name, tiny, 
     assert logits[:, mlm.motion_ids].argmax(-1).tolist() == batched[1].flatten().tolist()
 
 
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_guided_greedy_against_two_full_forwards(name, tiny, tiny_llama):
+    """Classifier-free guidance, greedy: every code is the argmax over the motion codes of
+    log p_u + g (log p_c - log p_u), each from a no-cache forward over its own prompt (the instruction's, or
+    the bare <mot> one) followed by the codes so far; g = 1 is plain generation."""
+    mlm, g = (tiny if name == "gpt2-tiny" else tiny_llama), 2.5
+    prompts = ["a woman takes a few steps backward, then someone jumps twice and waves!", "run."]
+    guided = mlm.generate(prompts, steps=5, temperature=0, guidance=g)
+    assert all(np.array_equal(a, b) for a, b in zip(mlm.generate(prompts, steps=5, temperature=0),
+                                                    mlm.generate(prompts, steps=5, temperature=0, guidance=1),
+                                                    strict=True))
+    uncond = mlm.prompt_ids(None)
+    assert uncond == ([] if mlm.text.bos_id is None else [mlm.text.bos_id]) + [mlm.mot_id]
+    for text, codes in zip(prompts, guided, strict=True):
+        motion = mlm.motion_ids[torch.from_numpy(codes).flatten()].tolist()
+        with torch.no_grad():
+            lp = [mlm.lm(torch.tensor([p + motion])).logits[0, len(p) - 1:-1].log_softmax(-1)
+                  for p in (mlm.prompt_ids(text), uncond)]
+        mixed = lp[1] + g * (lp[0] - lp[1])
+        assert mixed[:, mlm.motion_ids].argmax(-1).tolist() == codes.flatten().tolist()
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(guided, mlm.generate(prompts, steps=5, temperature=0), strict=True))
+
+
 def test_sampling_settings(tiny):
     prompts = ["a man walks forward.", "a woman runs in a circle."]
     greedy = tiny.generate(prompts, steps=4, temperature=0)

@@ -212,3 +212,40 @@ def test_two_ranks_match_one_process(codes_dir, tmp_path, model, parallel):
     assert result.returncode == 0, result.stderr[-3000:]
     progress = json.loads((tmp_path / parallel / "last" / "progress.json").read_text())
     assert progress["step"] == 4 and len(progress["history"]) == 4
+
+
+def test_text_pretraining_then_init_from(codes_dir, tmp_path):
+    """Table 9 at tiny scale: --task=text trains on captions and part texts alone (every counted token is
+    text, so the history's motion loss is undefined), and --init_from starts a motion run from exactly those
+    weights and vocabularies."""
+    pre = train.train(lm_cfg(codes_dir, tmp_path, run_name="text", task="text"), progress=False)
+    assert all(np.isnan(h["motion"]) and np.isfinite(h["text"]) for h in pre["history"])
+    assert pre["metrics"]["val_text_loss"] < pre["history"][0]["text"]
+    lm = train.lm_model.load(tmp_path / "text")
+    ids, kinds = lm.text_ids("a man walks.")
+    assert ids[-1] == lm.eos_id and set(kinds) == {1} and lm.text.decode(ids).count("a man walks") == 1
+    cfg = lm_cfg(codes_dir, tmp_path, run_name="tuned", init_from=str(tmp_path / "text"))
+    ds = data.MotionData(codes_dir / "ds")
+    started = train.build_or_load(cfg, tmp_path / "tuned", train.Codes(cfg["data_dir"], "t", ds), ds, 0, 1)
+    assert_close_weights(weights(tmp_path / "text"), {k: v for k, v in started.lm.state_dict().items()
+                                                     if k in weights(tmp_path / "text")}, atol=0)
+    assert started.motion_ids.tolist() == lm.motion_ids.tolist()
+    with pytest.raises(ValueError, match=r"--task=text --loss=motion: expected task motion, or text with"):
+        train.train(lm_cfg(codes_dir, tmp_path, run_name="bad", task="text", loss="motion"), progress=False)
+
+
+def test_train_subsets_and_fraction_pick_the_named_clips(codes_dir):
+    ds = data.MotionData(codes_dir / "ds")
+    clips = ds.split("train")
+    lines = (codes_dir / "ds" / "texts.jsonl").read_text().splitlines()
+    subsets = [json.loads(line)["subset"] for line in lines]
+    wanted = sorted({subsets[i] for i in clips})[:2]
+    cfg = dict(TINY_LM, train_subsets=",".join(wanted))
+    picked = train.train_clips(ds, clips, cfg)
+    assert picked.tolist() == [i for i in clips if subsets[i] in wanted]
+    cfg = dict(TINY_LM, train_fraction=0.3)
+    third = train.train_clips(ds, clips, cfg)
+    assert len(third) == round(0.3 * len(clips)) and set(third) < set(clips)
+    assert train.train_clips(ds, clips, dict(cfg, seed=2)).tolist() != third.tolist()
+    with pytest.raises(ValueError, match=r"no train clip in the subsets \['nope'\]"):
+        train.train_clips(ds, clips, dict(TINY_LM, train_subsets="nope"))
