@@ -473,17 +473,25 @@ def _count_tokens(text, captions):
 
 
 def _grow_vocab(lm, vocab):
-    """Append rows up to `vocab` to the input embedding and the head (one tensor when tied, as GPT-2's). Each
-    new row is the old rows' mean plus Gaussian noise at their per-dimension spread: transformers' default
-    (mean_resizing=True) makes the new rows equal to within ~1e-6, and the motion codes would start alike."""
+    """Append rows up to `vocab` to the input embedding and the head (one tensor when tied, as GPT-2's), each
+    initialised by fresh_rows: transformers' default (mean_resizing=True) makes the new rows equal to within
+    ~1e-6, and the motion codes would start alike."""
     n_old = lm.get_input_embeddings().weight.shape[0]
     lm.resize_token_embeddings(vocab, mean_resizing=False)
+    fresh_rows(lm, torch.arange(n_old, vocab))
+
+
+def fresh_rows(lm, rows):
+    """Set `rows` of the input embedding and the head to the other rows' mean plus Gaussian noise at their
+    per-dimension spread: new tokens that start near the known ones yet distinct from each other."""
     weights = {id(w): w for w in (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)}
     with torch.no_grad():
         for w in weights.values():
-            old = w[:n_old].float()
-            noise = torch.randn(vocab - n_old, w.shape[1]).to(w.device)
-            w[n_old:] = (old.mean(0) + old.std(0) * noise).to(w.dtype)
+            known = torch.ones(w.shape[0], dtype=torch.bool)
+            known[rows] = False
+            ref = w[known.to(w.device)].float()
+            noise = torch.randn(len(rows), w.shape[1]).to(w.device)
+            w[rows.to(w.device)] = (ref.mean(0) + ref.std(0) * noise).to(w.dtype)
 
 
 def _pick(logits, temperature, top_k, top_p, generator):

@@ -39,12 +39,19 @@ CONFIG = dict(
     seed=0, batch_size=32, device="auto", gif=True,
 )
 # Sampling defaults, chosen for the default run on the validation split (never test): `python eval.py
-# --splits=val --eval_clips=192 --replications=2 --mm_texts=0 --sample_temperature=T --sample_top_p=P` gave
+# --splits=val --eval_clips=192 --replications=2 --mm_texts=0 --sample_temperature=T --sample_top_p=P
+# --sample_guidance=G`. Temperature and nucleus, without guidance (the 800-step run before guidance):
 #   T, P      R@1    R@3    FID    action accuracy   gallery R@1
 #   1.0, 1    0.307  0.521  0.220  0.312             0.156       (plain sampling loses a third of R@3)
 #   0.7, .95  0.477  0.721  0.104  0.425             0.206
 #   0.4, .95  0.482  0.763  0.102  0.482             0.237       <- the defaults
 #   greedy    0.458  0.771  0.102  0.450             0.245       (one motion per text: no MultiModality)
+# Guidance at T = 0.4, P = .95 (an 800-step run with 10% unconditional samples; 1.6 and 2.5: one replication):
+#   G         R@1    R@3    FID    action accuracy   gallery R@1
+#   1 (off)   0.401  0.677  0.082  0.601             0.185
+#   1.25      0.451  0.706  0.089  0.615             0.221       <- the default (1.7x the sampling time)
+#   1.6       0.448  0.667  0.098  0.560             0.208
+#   2.5       0.276  0.427  0.220  0.240             0.120       (too strong: motions collapse)
 # (real val motions: R@1 0.932, R@3 1.000, action accuracy 1.000).
 DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25)
 FRAMES_PER_CODE = 4  # the tokenizer's temporal downsampling (α = 4)

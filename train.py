@@ -411,6 +411,10 @@ def build_or_load(cfg, run_dir, codes, data, rank, world):
             if (lm.K, lm.P) != (codes.K, codes.P):
                 raise ValueError(f"--init_from={cfg['init_from']}: its motion vocabulary has K = {lm.K}, "
                                  f"P = {lm.P}; these codes have K = {codes.K}, P = {codes.P}")
+            if json.loads((Path(cfg["init_from"]) / "config.json").read_text()).get("task") == "text":
+                # as a pretrained checkpoint gets new motion rows (--motion_vocab=add): text-only training
+                # never had a code as its target, and its softmax pushed the code rows' logits down all along
+                lm_model.fresh_rows(lm.lm, lm.motion_ids)
             lm.save(run_dir)
         elif rank == 0:
             texts = []

@@ -86,7 +86,7 @@ def mean_baseline(dataset):
 
 
 def test_learns_and_entropy_raises_utilisation(dataset, tmp_path):
-    cfg = tiny_cfg(dataset, tmp_path, width=32, max_iters=300)
+    cfg = tiny_cfg(dataset, tmp_path, width=32, max_iters=450)
     with_entropy = tk.train(dict(cfg, run_name="entropy"), progress=False)["metrics"]
     without = tk.train(dict(cfg, run_name="none", entropy_weight=0.0, entropy_weight_end=0.0),
                        progress=False)["metrics"]

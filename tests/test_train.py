@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import data
@@ -227,9 +228,20 @@ def test_text_pretraining_then_init_from(codes_dir, tmp_path):
     cfg = lm_cfg(codes_dir, tmp_path, run_name="tuned", init_from=str(tmp_path / "text"))
     ds = data.MotionData(codes_dir / "ds")
     started = train.build_or_load(cfg, tmp_path / "tuned", train.Codes(cfg["data_dir"], "t", ds), ds, 0, 1)
-    assert_close_weights(weights(tmp_path / "text"), {k: v for k, v in started.lm.state_dict().items()
-                                                     if k in weights(tmp_path / "text")}, atol=0)
+    before, after = weights(tmp_path / "text"), started.lm.state_dict()
+    table = "transformer.wte.weight"  # GPT-2: the embedding, tied to the head
+    codes = started.motion_ids
     assert started.motion_ids.tolist() == lm.motion_ids.tolist()
+    text_rows = torch.ones(len(before[table]), dtype=torch.bool)
+    text_rows[codes] = False
+    assert torch.equal(after[table][text_rows], before[table][text_rows])  # the text rows as pretrained
+    # the code rows start afresh, as new rows on a pretrained model: near the text rows' mean, all distinct
+    fresh = after[table][codes]
+    assert not torch.allclose(fresh, before[table][codes])
+    assert (fresh.mean(0) - before[table][text_rows].mean(0)).abs().max() < 3 * before[table].std()
+    assert torch.cdist(fresh, fresh).add(torch.eye(len(codes)) * 1e9).min() > 1e-3
+    assert_close_weights({k: v for k, v in before.items() if k != table},
+                         {k: v for k, v in after.items() if k in before and k != table}, atol=0)
     with pytest.raises(ValueError, match=r"--task=text --loss=motion: expected task motion, or text with"):
         train.train(lm_cfg(codes_dir, tmp_path, run_name="bad", task="text", loss="motion"), progress=False)
 

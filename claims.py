@@ -1,0 +1,211 @@
+"""The paper's claims about the language-model stage, rerun at small scale on the embedded dataset: one
+command per claim, each condition trained with several seeds and evaluated by eval.py's protocol.
+
+    python claims.py --claim=loss        # Table 10: loss on the whole sequence vs on the motion tokens only
+    python claims.py --claim=pretrain    # Table 9: a text-pretrained start vs from scratch
+    python claims.py --claim=tokenizer   # Table 11 (generation): 2D-LFQ vs 1D-LFQ codes, the whole pipeline
+    python claims.py --claim=scale       # Table 2 (data): 10% / 30% / 100% of the training split
+    python claims.py --claim=ood         # Table 5: narrow vs diverse training data, scored on the OOD split
+
+They need what `make demo` leaves: the dataset with its 2D-LFQ codes (tokenizer run `default`) and the
+evaluator. Each writes out/claims/<claim>.json (every run's figures, the mean and the spread over seeds per
+condition, and the verdict) and <claim>.png, and prints a table. Runs live in out/lm/claims/<claim>/; a rerun
+skips the runs it has finished with the same settings.
+
+The verdict compares the condition the paper finds better with the other on the claim's main figure:
+"reproduced" when the gap in the means is in the paper's direction and larger than the spread (max - min)
+between seeds in either condition, "same direction, within seed noise" when only the direction holds, else
+"not reproduced".
+"""
+
+import fcntl
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import data as motion_data
+import eval as evaluation
+import tokenizer
+import train
+from common import atomic_write, cli, parse_args, pick_device, write_json
+
+# settings: plain values, overridden by --key=value
+CONFIG = dict(
+    claim="",  # loss | pretrain | tokenizer | scale | ood
+    seeds="1,2",  # one run per condition and seed
+    data_dir="data/synth", tokenizer_run="default",  # the demo's dataset and 2D-LFQ codes
+    max_iters=250,  # LM steps per run (batch 16; the default run has 1000)
+    text_iters=300,  # pretrain: steps of text-only language modelling before the motion fine-tuning
+    tokenizer_iters=600,  # tokenizer: steps of the 1D-LFQ tokenizer trained for the claim (one per seed)
+    eval_clips=128, replications=1,  # the protocol per run: clips of the split, replications
+    out_dir="out/claims", device="auto",
+)
+# claim -> (paper table, main figure, the better condition by the paper, the other, split evaluated,
+# {condition: train.py settings}). A condition with no settings is train.py's defaults: one baseline run
+# per seed, shared by every claim (runs are a function of their settings and seed).
+CLAIMS = {
+    "loss": ("Table 10", "R@3", "whole", "motion", "test",
+             {"whole": dict(), "motion": dict(loss="motion")}),
+    "pretrain": ("Table 9", "R@3", "pretrained", "scratch", "test",
+                 {"scratch": dict(), "pretrained": dict(init_from="<text run>")}),
+    "tokenizer": ("Table 11", "R@3", "2D-LFQ", "1D-LFQ", "test",
+                  {"2D-LFQ": dict(), "1D-LFQ": dict(tokenizer_run="<lfq1d run>")}),
+    "scale": ("Table 2", "R@3", "100%", "10%", "test",
+              {"10%": dict(train_fraction=0.1), "30%": dict(train_fraction=0.3), "100%": dict()}),
+    "ood": ("Table 5", "R@3", "diverse", "narrow", "ood",
+            {"narrow": dict(train_subsets="locomotion"), "diverse": dict(train_fraction="<narrow share>")}),
+}
+FIGURES = ["val_motion_loss", "R@1", "R@3", "FID", "action_accuracy"]
+LOWER_IS_BETTER = {"val_motion_loss", "FID"}
+
+
+def prepare(claim, seed, cfg, data):
+    """The per-seed inputs a claim's conditions need: the text-pretrained run (pretrain), the 1D-LFQ
+    tokenizer and its codes (tokenizer), the share of the train split that is the narrow subset (ood)."""
+    root = f"claims/{claim}"
+    if claim == "pretrain":
+        name = f"{root}/text-s{seed}"
+        lm_run(dict(task="text", max_iters=cfg["text_iters"], run_name=name), seed, cfg, evaluate=False)
+        return {"init_from": f"out/lm/{name}"}
+    if claim == "tokenizer":
+        name = f"claims_lfq1d_s{seed}"
+        run_dir = Path("out/tokenizer") / name
+        settings = dict(tokenizer.CONFIG, kind="lfq1d", data_dir=cfg["data_dir"], run_name=name, seed=seed,
+                        max_iters=cfg["tokenizer_iters"], eval_clips=300, device=cfg["device"])
+        if not finished(run_dir, {k: settings[k] for k in ("kind", "seed", "max_iters", "data_dir")}):
+            tokenizer.train(settings, progress=False)
+        if not (Path(cfg["data_dir"]) / "tokens" / name / "meta.json").is_file():
+            tokenizer.encode_dataset(run_dir, cfg["data_dir"], pick_device(cfg["device"]))
+        return {"tokenizer_run": name}
+    if claim == "ood":
+        train_clips = data.split("train")
+        narrow = sum(data.texts[i].get("subset") == "locomotion" for i in train_clips)
+        return {"train_fraction": narrow / len(train_clips)}
+    return {}
+
+
+def finished(run_dir, settings):
+    """Did a run with these settings already finish in run_dir (metrics.json there, config.json agreeing on
+    every one of `settings`)?"""
+    config, metrics = Path(run_dir) / "config.json", Path(run_dir) / "metrics.json"
+    if not (config.is_file() and metrics.is_file()):
+        return False
+    saved = json.loads(config.read_text())
+    return all(saved.get(k) == v for k, v in settings.items())
+
+
+def lm_run(settings, seed, cfg, evaluate=True, split="test", ev=None, data=None):
+    """Train one LM (train.train, skipped when finished) and, with `evaluate`, score its generations on
+    `split` by eval.py's protocol -> {figure: value}."""
+    lm_cfg = dict(train.CONFIG, data_dir=cfg["data_dir"], tokenizer_run=cfg["tokenizer_run"], seed=seed,
+                  max_iters=cfg["max_iters"], eval_interval=cfg["max_iters"], device=cfg["device"])
+    lm_cfg.update(settings)
+    run_dir = Path(lm_cfg["out_dir"]) / lm_cfg["run_name"]
+    given = {**settings, **{k: lm_cfg[k] for k in ("seed", "max_iters", "data_dir", "tokenizer_run")}}
+    given.pop("run_name")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir.parent / f".{run_dir.name}.lock", "w")  # noqa: SIM115 (two claims at once share a
+    fcntl.flock(lock, fcntl.LOCK_EX)  # baseline run: the second waits for the first's training and figures)
+    try:
+        return train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data)
+    finally:
+        lock.close()
+
+
+def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
+    run_dir = Path(lm_cfg["out_dir"]) / lm_cfg["run_name"]
+    if not finished(run_dir, given):
+        train.train(lm_cfg, progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if not evaluate:
+        return metrics
+    saved = run_dir / f"claims_{split}_{cfg['eval_clips']}x{cfg['replications']}.json"  # shared runs: once
+    if saved.is_file() and saved.stat().st_mtime > (run_dir / "metrics.json").stat().st_mtime:
+        return json.loads(saved.read_text())
+    clips = data.split(split)[:cfg["eval_clips"]]
+    eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], mm_texts=0, lm_dir=str(run_dir),
+                    seed=seed, device=cfg["device"],  # Diversity over fewer pairs when a split is small
+                    diversity_times=min(evaluation.CONFIG["diversity_times"], len(clips) - 1))
+    figures = evaluation.evaluate_split(ev, data, clips, eval_cfg, evaluation._generator(eval_cfg),
+                                        progress=False)["generated"]
+    figures = {"val_motion_loss": metrics["val_motion_loss"], **{k: figures[k] for k in FIGURES[1:]}}
+    write_json(saved, figures)
+    return figures
+
+
+def verdict(results, metric, better, worse):
+    runs = {c: [r[metric] for r in results[c]["runs"]] for c in (better, worse)}
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    gap = sign * (np.mean(runs[better]) - np.mean(runs[worse]))
+    noise = max(np.ptp(v) for v in runs.values())
+    word = ("reproduced" if gap > noise else "same direction, within seed noise" if gap > 0
+            else "not reproduced")
+    return {"metric": metric, "better": better, "worse": worse, "gap": float(sign * gap),
+            "seed_spread": float(noise), "verdict": word}
+
+
+def plot(path, claim, results, table, split):
+    fig, axes = plt.subplots(1, len(FIGURES), figsize=(3 * len(FIGURES), 3.2))
+    names = list(results)
+    for ax, metric in zip(axes, FIGURES, strict=True):
+        for x, name in enumerate(names):
+            values = [r[metric] for r in results[name]["runs"]]
+            ax.bar(x, np.mean(values), color="#9ecae1", width=0.6)
+            ax.plot([x] * len(values), values, "o", color="#08519c", markersize=4)
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.set_title(metric + (" (val)" if metric == "val_motion_loss" else f" ({split})"), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{claim}: paper {table}; bars = mean, dots = seeds", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+
+
+def run_claim(cfg):
+    if cfg["claim"] not in CLAIMS:
+        raise ValueError(f"--claim must be one of {', '.join(CLAIMS)}, got {cfg['claim']!r}")
+    table, metric, better, worse, split, conditions = CLAIMS[cfg["claim"]]
+    data = motion_data.MotionData(cfg["data_dir"])
+    folder = Path("out/evaluator") / data.meta["name"]
+    ev = evaluation.load_evaluator(folder, pick_device(cfg["device"]))
+    t0, results = time.time(), {name: {"runs": []} for name in conditions}
+    for seed in [int(s) for s in cfg["seeds"].split(",")]:
+        made = prepare(cfg["claim"], seed, cfg, data)
+        for name, settings in conditions.items():
+            settings = {k: made[k] if str(v).startswith("<") else v for k, v in settings.items()}
+            settings["run_name"] = (f"claims/{cfg['claim']}/{name.replace('%', 'pct')}-s{seed}" if settings
+                                    else f"claims/baseline-s{seed}")
+            figures = lm_run(settings, seed, cfg, split=split, ev=ev, data=data)
+            results[name]["runs"].append({"seed": seed, **figures})
+            print(f"{cfg['claim']} {name} seed {seed}: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
+    for res in results.values():
+        res["mean"] = {k: float(np.mean([r[k] for r in res["runs"]])) for k in FIGURES}
+        res["spread"] = {k: float(np.ptp([r[k] for r in res["runs"]])) for k in FIGURES}
+    out = {"claim": cfg["claim"], "paper": table, "split": split, "settings": cfg, "conditions": results,
+           "verdict": verdict(results, metric, better, worse), "seconds": round(time.time() - t0)}
+    root = Path(cfg["out_dir"])
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / f"{cfg['claim']}.json", out)
+    plot(root / f"{cfg['claim']}.png", cfg["claim"], results, table, split)
+    print(f"\n{cfg['claim']} ({table}), {split} split, {len(results[better]['runs'])} seeds, "
+          f"{out['seconds']} s; mean ± half the spread between seeds\n")
+    print("| condition | " + " | ".join(FIGURES) + " |\n" + "|---" * (len(FIGURES) + 1) + "|")
+    for name, res in results.items():
+        cells = [f"{res['mean'][k]:.3f} ± {res['spread'][k] / 2:.3f}" for k in FIGURES]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    v = out["verdict"]
+    print(f"\n{v['metric']}: {v['better']} - {v['worse']} = {v['gap']:+.3f} (seed spread "
+          f"{v['seed_spread']:.3f}): {v['verdict']}\nwrote {root / cfg['claim']}.json and .png")
+    return out
+
+
+def main(argv):
+    run_claim({**CONFIG, **parse_args(argv, CONFIG, "claims.py")})
+
+
+if __name__ == "__main__":
+    cli(main, "claims.py")
