@@ -11,10 +11,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) data.py --out data/synth_demo --size 2000
-	$(PY) data.py --data data/synth_demo --show 0,1,2 --gif_dir out/demo
-	$(PY) tokenizer.py --data_dir=data/synth_demo --run_name=demo --max_iters=300
-	$(PY) tokenizer.py --encode --data_dir=data/synth_demo --run_name=demo
+	$(PY) demo.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -22,5 +19,5 @@ lint: $(VENV)/.installed
 test: lint
 	$(PY) -m pytest -q
 
-clean:
-	rm -rf out/demo out/tokenizer/demo data/synth_demo
+clean:  # what make demo writes
+	rm -rf data/synth out/tokenizer/default out/lm/default out/evaluator/synth out/eval/synth out/demo

@@ -1,0 +1,54 @@
+"""demo.py (`make demo`): its stages are the scripts' own command lines, and results.json has the shape the
+README promises, built from what eval.py and tokenizer.py write."""
+
+import importlib
+import json
+
+import pytest
+
+import demo
+from common import parse_args
+
+
+def test_every_stage_is_a_valid_command_line_of_its_script():
+    stages = demo.stages(demo.CONFIG)
+    assert [n for n, _ in stages] == ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "samples"]
+    for _, argv in stages:
+        script = importlib.import_module(argv[0].removesuffix(".py"))
+        parse_args(argv[1:], script.CONFIG, argv[0])  # raises SystemExit on anything it does not take
+    samples = dict(stages)["samples"]
+    assert sum(a.startswith("--text=") for a in samples) == len(demo.PROMPTS) == 7
+
+
+def test_results_json_shape_and_summary(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "action_accuracy", "gallery_R@1",
+             "gallery_R@10", "gallery_median_rank"]
+    row = {**{n: 0.5 for n in names}, **{n + "_ci": 0.01 for n in names}, "action_jump": 0.25}
+    generated = dict(row, MultiModality=0.4, MultiModality_ci=0.02)
+    evaluation = {s: {"clips": 300, "action_clips": 40, "ground_truth": dict(row, extra=1),
+                      "generated": generated} for s in ("test", "ood")}
+    (tmp_path / "out/eval/synth").mkdir(parents=True)
+    (tmp_path / "out/eval/synth/default.json").write_text(json.dumps({**evaluation, "settings": {}}))
+    (tmp_path / "out/tokenizer/default").mkdir(parents=True)
+    (tmp_path / "out/tokenizer/default/metrics.json").write_text(json.dumps(
+        {"split": "test", "clips": 1819, "mpjpe_mm": 20.8, "utilisation": 1.0, "perplexity": 598.4, "K": 1024,
+         "P": 6, "feature_mae": 0.13}))
+    wall = {"data": 35.0, "tokenizer": 369.1}
+    res = demo.results(demo.CONFIG, wall)
+    assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s"}
+    assert res["wall_s"] == wall and res["tokenizer"]["mpjpe_mm"] == 20.8
+    assert res["tokenizer"]["utilisation"] == 1
+    for split in ("test", "ood"):
+        assert set(res[split]) == {"ground_truth", "generated", "clips"}
+        assert res[split]["generated"]["MultiModality"] == 0.4 and res[split]["generated"]["R@3_ci"] == 0.01
+        assert "extra" not in res[split]["ground_truth"] and res[split]["ground_truth"]["action_jump"] == 0.25
+    text = demo.summary(res, demo.CONFIG)
+    assert "| test (300 clips) | generated | 0.500 ± 0.010" in text and "MPJPE 20.8 mm" in text
+    assert "| total (the tokenizer and evaluator side by side) | 404 |" in text
+    assert demo.total_wall({"data": 30, "tokenizer": 360, "evaluator": 350, "lm": 400}) == 790
+
+
+def test_from_stage_must_name_a_stage():
+    with pytest.raises(ValueError, match="--from_stage must be one of data, tokenizer, evaluator, codes, lm"):
+        demo.main(["--from_stage=nope"])
