@@ -116,8 +116,9 @@ def test_ctrl_c_mid_conversion_leaves_the_previous_dataset_and_no_temp_folder(tm
     assert proc.poll() is None
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     t0 = time.time()
-    status, err = finish(proc, timeout=10)
-    assert time.time() - t0 < 5 and status == 130 and "Traceback" not in err
+    status, err = finish(proc, timeout=60)
+    # what this guards is a hang (the pool's old deadlock), not a speed: ~1 s alone, 8 s on a loaded box
+    assert time.time() - t0 < 30 and status == 130 and "Traceback" not in err
     assert messages(err) == [f"data.py: interrupted; {out} left as it was"]
     assert group_gone(proc.pid), "a worker process outlived the run"
     assert tree_bytes(out) == before and [p.name for p in tmp_path.iterdir()] == ["synth"]
