@@ -40,9 +40,12 @@ def tree_bytes(path):
     return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-def start(*args):  # a script in its own process group, as a shell starts a job
+def start(*args):
+    """A script in its own process group, as a shell starts a job: with SIGINT at its default disposition
+    even when something earlier in this test session left it ignored (an ignored SIGINT survives exec)."""
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc, timeout):
