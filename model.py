@@ -126,6 +126,28 @@ TEMPLATES = [
 ]
 PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body caption plus one per body part
 
+# Position ids, the motion clock: the instruction sits at its natural positions 0, 1, ...; the motion (its
+# codes, </mot>, <eos>) starts at a fixed position, motion_position(n_ctx) = 3/8 of the context, whatever the
+# instruction's length: the i-th motion token has position motion_position + i. With learned absolute
+# positions (GPT-2) a code's position embedding then says how far into the motion it is: how long the person
+# has walked, which of three squats this is, when to stop. When the motion went on right after the
+# instruction (5 to 166 tokens long on synth), the model had to subtract the instruction's length first; at
+# 1,000 steps it had not learnt to, and its motions ran long (the README's demo section has the numbers).
+# The token sequence is unchanged (DESIGN.md). Instructions longer than motion_position tokens are not used
+# (train.py counts them); the motion gets the other 5/8 of the context.
+def motion_position(n_ctx):
+    return n_ctx * 3 // 8
+
+
+def position_ids(kinds, n_ctx):
+    """kinds [B, L] (collate's: 2 = motion code) -> position ids [B, L]: natural up to a row's first code,
+    motion_position(n_ctx) + i for the i-th token from there; padding stays below n_ctx."""
+    L = kinds.shape[1]
+    natural = torch.arange(L).expand_as(kinds)
+    is_code = kinds == 2
+    first = torch.where(is_code.any(1), is_code.int().argmax(1), L)[:, None]  # rows with no code: natural
+    return torch.where(natural >= first, motion_position(n_ctx) + natural - first, natural).clamp(max=n_ctx - 1)
+
 
 def normalise_caption(text):
     """The one normalisation of captions, for training and sampling alike: single spaces, lower case."""
@@ -271,9 +293,10 @@ class MotionLM:
         return ids, [1] * len(ids)
 
     def collate(self, samples, loss="whole"):
-        """Right-padded LongTensors input_ids, attention_mask, kinds (0 on padding) and labels: input_ids
-        where the token counts, else -100: "whole" counts every token (Table 10), "motion" the codes and
-        </mot>. The labels are not shifted: Hugging Face models shift them inside."""
+        """Right-padded LongTensors input_ids, attention_mask, position_ids (position_ids()), kinds (0 on
+        padding) and labels: input_ids where the token counts, else -100: "whole" counts every token (Table
+        10), "motion" the codes and </mot>. The labels are not shifted: Hugging Face models shift them
+        inside."""
         if loss not in ("whole", "motion"):
             raise ValueError(f"loss must be 'whole' or 'motion', got {loss!r}")
         B, L = len(samples), max(len(ids) for ids, _ in samples)
@@ -282,14 +305,22 @@ class MotionLM:
         for b, (ids, k) in enumerate(samples):
             input_ids[b, :len(ids)], kinds[b, :len(ids)] = torch.tensor(ids), torch.tensor(k)
         counted = kinds > 0 if loss == "whole" else kinds >= 2
-        return dict(input_ids=input_ids, attention_mask=(kinds > 0).long(), kinds=kinds,
+        return dict(input_ids=input_ids, attention_mask=(kinds > 0).long(),
+                    position_ids=position_ids(kinds, self.spec["n_ctx"]), kinds=kinds,
                     labels=input_ids.masked_fill(~counted, -100))
+
+    def motion_room(self, prompt_len):
+        """How many motion steps fit after an instruction of prompt_len tokens (<mot> included): the motion
+        starts at motion_position(n_ctx) and ends with </mot> <eos> within the context; -1 when the
+        instruction itself is longer than that start."""
+        start = motion_position(self.spec["n_ctx"])
+        return -1 if prompt_len > start else (self.spec["n_ctx"] - start - 2) // self.P
 
     @torch.no_grad()
     def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
                  top_p=1.0, guidance=1.0, generator=None, template=0):
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
-        padding and the KV cache. Constrained: after <mot> only motion codes, </mot> only after whole steps of
+        padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained: after <mot> only motion codes, </mot> only after whole steps of
         P codes and at least min_steps steps, forced at max_steps (default: what fits in the context);
         steps=n gives exactly n. temperature 0 is greedy; top_k 0 and top_p 1 are off. guidance g != 1 is
         classifier-free guidance (Ho & Salimans 2022): each prompt also runs without its instruction (a
@@ -308,8 +339,12 @@ class MotionLM:
         guided = guidance != 1
         rows = prompts + [self.prompt_ids(None)] * B if guided else prompts  # conditional rows, then the rest
         R, L = len(rows), max(map(len, rows))
-        # each row's longest motion: its prompt, T·P codes, </mot> and <eos> within the context
-        limit = torch.tensor([(self.spec["n_ctx"] - len(p) - 2) // P for p in prompts], device=dev)
+        # each row's longest motion: T·P codes, </mot> and <eos> from the motion's start to the context's end
+        too_long = [len(p) for p in prompts if self.motion_room(len(p)) < 0]
+        if too_long:
+            raise ValueError(f"an instruction of {too_long[0]} tokens is too long: the motion starts at position "
+                             f"{motion_position(self.spec['n_ctx'])} (model.motion_position)")
+        limit = torch.tensor([self.motion_room(len(p)) for p in prompts], device=dev)
         if max_steps is not None:
             limit = limit.clamp(max=max_steps)
         if min_steps < 1 or (limit < min_steps).any():
@@ -321,6 +356,7 @@ class MotionLM:
             ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
         ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
+        motion_pos = torch.full((R, 1), motion_position(self.spec["n_ctx"]), device=dev)  # the next token's
         V = self.lm.config.vocab_size
         is_code = torch.zeros(V, dtype=torch.bool, device=dev)
         is_code[self.motion_ids] = True
@@ -346,8 +382,8 @@ class MotionLM:
                 out.append(tok)
                 # finished rows are fed along unchanged, their positions held so that they stay in range
                 feed, running = (torch.cat([tok, tok]), torch.cat([~done, ~done])) if guided else (tok, ~done)
-                ids, mask = feed[:, None], F.pad(mask, (0, 1), value=1)
-                pos = pos[:, -1:] + running[:, None].long()
+                ids, mask, pos = feed[:, None], F.pad(mask, (0, 1), value=1), motion_pos
+                motion_pos = motion_pos + running[:, None].long()
         finally:
             self.lm.train(training)
         code_of = torch.full((V,), -1, dtype=torch.long, device=dev)

@@ -278,6 +278,17 @@ def part_columns(joints_num):
     return {name: np.array(sorted(cols), dtype=np.int64) for name, cols in parts.items()}
 
 
+def hold_still(feats, frames, joints_num):
+    """Torch features [B, T, D] -> [B, frames + T + frames, D]: the first pose held still for `frames` frames
+    before the clip, the last one after it (the edge frame with its root and joint velocities zeroed)."""
+    cols = feature_slices(joints_num)
+    moving = torch.zeros(feats.shape[-1], dtype=torch.bool, device=feats.device)
+    for group in ("root_yaw_vel", "root_xz_vel", "local_vel"):
+        moving[cols[group]] = True
+    first, last = (edge.masked_fill(moving, 0).expand(-1, frames, -1) for edge in (feats[:, :1], feats[:, -1:]))
+    return torch.cat([first, feats, last], 1)
+
+
 def root_aligned(joints):
     """Joints [..., J, 3] relative to the pelvis, per frame (numpy or torch): how MPJPE is measured."""
     return joints - joints[..., :1, :]

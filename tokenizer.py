@@ -41,7 +41,7 @@ from common import (
     write_json,
 )
 from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
-from motion import mpjpe, root_aligned
+from motion import hold_still, mpjpe, root_aligned
 
 # config: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
@@ -246,6 +246,10 @@ class Tokenizer(nn.Module):
         else:
             raise ValueError(f"unknown tokenizer kind {kind!r}: expected lfq2d, lfq1d, vq or rvq")
         self.P = cfg["n_quantizers"] if kind == "rvq" else 1  # codes per time step (2D-LFQ: below)
+        # frames a code sees beyond its own 4 (the encoder's receptive radius: convs of 3, two strided convs
+        # of 4, residual convs of 3 dilated 3^i at 1/2 and 1/4 rate), rounded up to whole steps: encode()
+        # holds a clip's edge poses this long (see there), decode() its edge codes
+        self.hold = ALPHA * math.ceil((9.5 + 3 * (3**depth - 1)) / ALPHA)
         if kind == "lfq2d":
             # §4.2: the clip is a single-channel image T x D x 1, its feature columns grouped by body part
             # (data.part_columns: root, torso, arms, legs [, hands]). The parts differ in width (root 7
@@ -296,9 +300,17 @@ class Tokenizer(nn.Module):
         q, codes, aux = self.quantizer(self._encode_z(x), step)
         return self._decode_q(q), codes, aux
 
+    # A clip's ends. Zero padding at the encoder's edges made the last 5 steps' codes say "the clip ends here"
+    # (95-100% of them changed when the same clip went on), so the LM could only stop by first emitting a run
+    # of such codes, a decision spread over many code tokens that low-temperature sampling kept declining:
+    # generated squats ran 2x the real length. The clip is therefore encoded as if its first and last poses
+    # were held still beyond its ends (motion.hold_still) and decoded with its edge codes held the same way:
+    # a code means the same motion wherever it sits, and the LM's choice to stop is the one token </mot>.
+    # (The tokenizer still trains on zero-padded windows; on the test split this costs ~1 mm of MPJPE.)
     @torch.no_grad()
     def encode(self, feats):
-        """Raw features [B, T, D] (T a multiple of 4) -> codes [B, T/4, P] int64 in [0, K)."""
+        """Raw features [B, T, D] (T a multiple of 4) -> codes [B, T/4, P] int64 in [0, K): the clip's edge
+        poses held still for self.hold frames on each side, those steps' codes dropped."""
         B, T, D = feats.shape if feats.ndim == 3 else (0, 0, 0)
         if D != self.feat_dim:
             raise ValueError(f"tokenizer.encode: expected features [B, T, {self.feat_dim}], "
@@ -306,18 +318,23 @@ class Tokenizer(nn.Module):
         if T % ALPHA or not T:
             raise ValueError(f"tokenizer.encode: T = {T} frames is not a positive multiple of {ALPHA} (the "
                              f"temporal downsampling α); crop the clip to {T // ALPHA * ALPHA} frames")
-        return self.quantizer.nearest(self._encode_z(self.normalise(feats.to(self.mean.device).float())))
+        held = hold_still(feats.to(self.mean.device).float(), self.hold, self.joints_num)
+        codes = self.quantizer.nearest(self._encode_z(self.normalise(held)))
+        return codes[:, self.hold // ALPHA: codes.shape[1] - self.hold // ALPHA]
 
     @torch.no_grad()
     def decode(self, codes):
         """Codes [B, T', P] -> raw features [B, 4 T', D]."""
-        if codes.ndim != 3 or codes.shape[-1] != self.P or codes.is_floating_point():
-            raise ValueError(f"tokenizer.decode: expected integer codes [B, T', {self.P}], "
+        if codes.ndim != 3 or codes.shape[-1] != self.P or codes.is_floating_point() or not codes.shape[1]:
+            raise ValueError(f"tokenizer.decode: expected integer codes [B, T' >= 1, {self.P}], "
                              f"got {codes.dtype} {tuple(codes.shape)}")
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.K):
             raise ValueError(f"tokenizer.decode: codes must lie in [0, {self.K}), "
                              f"got [{codes.min()}, {codes.max()}]")
-        return self.denormalise(self._decode_q(self.quantizer.lookup(codes.to(self.mean.device).long())))
+        steps, n = codes.shape[1], self.hold // ALPHA
+        codes = codes.to(self.mean.device).long()
+        held = torch.cat([codes[:, :1].expand(-1, n, -1), codes, codes[:, -1:].expand(-1, n, -1)], 1)
+        return self.denormalise(self._decode_q(self.quantizer.lookup(held)))[:, self.hold:self.hold + ALPHA * steps]
 
 
 # losses and metrics

@@ -99,8 +99,9 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "A800": 312e1
 # data: the instruction/motion pairs of a split, with their lengths in tokens
 class Pairs:
     """The clips of one split that can be trained on: their usable captions, part texts and codes. Clips whose
-    longest instance would not fit in the model's context, or with no non-empty caption, are skipped and
-    counted (.skipped)."""
+    longest instance would not fit in the model's context (model.motion_room: the instruction before the
+    motion's fixed start, the motion after it), or with no non-empty caption, are skipped and counted
+    (.skipped)."""
 
     def __init__(self, lm, data, codes, split, n_ctx, keep=None, task="motion"):
         self.lm, self.data, self.codes, self.task = lm, data, codes, task
@@ -113,9 +114,10 @@ class Pairs:
                 self.skipped["empty_caption"] += 1
                 continue
             steps = codes.offsets[clip + 1] - codes.offsets[clip]  # prompt (to <mot>), codes, </mot> <eos>
-            longest = max(len(lm.prompt_ids(c, text.get("parts") or None, t)) for c in captions
-                          for t in range(len(lm_model.TEMPLATES))) + steps * codes.P + 2
-            if longest > n_ctx:
+            prompt = max(len(lm.prompt_ids(c, text.get("parts") or None, t)) for c in captions
+                         for t in range(len(lm_model.TEMPLATES)))
+            longest = prompt + steps * codes.P + 2
+            if (longest > n_ctx) if task == "text" else lm.motion_room(prompt) < steps:
                 self.skipped["too_long"] += 1
                 continue
             self.clips.append(int(clip))
@@ -208,7 +210,8 @@ def masked_losses(model, lm, batch, device, autocast):
     """Per-token cross-entropy [B, L] (nats; token t predicted from t-1, model.token_losses) and the batch."""
     batch = {k: v.to(device) for k, v in batch.items()}
     with autocast:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       position_ids=batch["position_ids"]).logits
     return lm_model.token_losses(logits.float(), batch["input_ids"]), batch
 
 
@@ -471,8 +474,10 @@ def train(cfg, progress=True):
     val_pairs = Pairs(lm, data, codes, "val", n_ctx, task=cfg["task"])
     for name, skip in (("train", train_pairs.skipped), ("val", val_pairs.skipped)):
         if any(skip.values()) and rank == 0:
-            print(f"train.py: {name} split: skipped {skip['too_long']} clips longer than the model's context "
-                  f"of {n_ctx} tokens and {skip['empty_caption']} with an empty caption")
+            print(f"train.py: {name} split: skipped {skip['too_long']} clips that do not fit the model's "
+                  f"context of {n_ctx} tokens (the instruction before position "
+                  f"{lm_model.motion_position(n_ctx)}, the motion after it) and {skip['empty_caption']} with "
+                  f"an empty caption")
     if len(train_pairs) < cfg["batch_size"] or not len(val_pairs):
         raise ValueError(f"{cfg['data_dir']}: {len(train_pairs)} usable train clips (batch_size "
                          f"{cfg['batch_size']}) and {len(val_pairs)} val clips")

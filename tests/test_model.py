@@ -173,6 +173,9 @@ def test_loss_masks_on_a_hand_built_batch(tiny):
                                            [5, mot, 43, end, eos, pad, pad, pad, pad]]
     assert whole["attention_mask"].tolist() == [[1] * 9, [1] * 5 + [0] * 4]
     assert whole["kinds"].tolist() == [a[1], b[1] + [0] * 4]
+    # the motion clock: the instruction at 0, 1, ..., the motion from 3/8 of the context (512 -> 192) on
+    assert whole["position_ids"].tolist() == [[0, 1, 2, 3, 192, 193, 194, 195, 196],
+                                              [0, 1, 192, 193, 194, 195, 196, 197, 198]]
     assert whole["labels"].tolist() == [[7, 8, 9, mot, 40, 41, 42, end, eos],
                                         [5, mot, 43, end, eos, X, X, X, X]]
     motion = tiny.collate([a, b], loss="motion")
@@ -295,22 +298,25 @@ def test_generation_is_constrained(tiny):
     hook = bias_logits(tiny, bias)
     assert (tiny.generate(prompts, steps=3, generator=g)[0] == 11).all()  # vocabulary id -> code
     hook.remove()
-    with pytest.raises(ValueError, match="cannot generate 200 steps: at most 16[0-9] fit"):
-        tiny.generate(["walk."], min_steps=200)
+    with pytest.raises(ValueError, match="cannot generate 200 steps: at most 106 fit"):
+        tiny.generate(["walk."], min_steps=200)  # the motion from 192 to 512, </mot> <eos>: (320 - 2) // 3
 
 
 def test_generation_fills_the_context_by_default(gpt2_dir):
-    """No max_steps: each prompt gets what fits in the context (128 here) after its own length."""
+    """No max_steps: every prompt gets the context after the motion's fixed start, 3/8 of 128 = 48, whatever
+    its own length: (128 - 48 - 2) // 2 = 39 steps; an instruction longer than 48 tokens is one clear line."""
     mlm = model.build(str(gpt2_dir), K=16, P=2, captions=CAPTIONS)
     bias = torch.zeros(mlm.lm.config.vocab_size)
     bias[mlm.end_mot_id] = -100.0
     hook = bias_logits(mlm, bias)
-    prompts = ["walk.", "a woman takes a few steps backward, then jumps."]
+    prompts = ["walk.", "run, jump."]
     out = mlm.generate(prompts, temperature=0)
     hook.remove()
-    lengths = [len(mlm.prompt_ids(p)) for p in prompts]
-    assert [len(o) for o in out] == [(128 - n - 2) // 2 for n in lengths]
-    assert lengths[1] + 2 * len(out[0]) > 128  # the long prompt's row kept going past its own context
+    assert len(mlm.prompt_ids(prompts[0])) < len(mlm.prompt_ids(prompts[1])) <= 48
+    assert [len(o) for o in out] == [39, 39]
+    with pytest.raises(ValueError, match="an instruction of 5[0-9] tokens is too long: the motion starts at "
+                                         "position 48"):
+        mlm.generate(["a woman takes a few steps backward."])
 
 
 @pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
@@ -323,8 +329,9 @@ def test_greedy_batch_equals_alone_and_kv_cache_equals_full_forward(name, tiny, 
     # the reference: one forward over prompt + generated codes without a cache, argmax over the motion codes
     prompt = mlm.prompt_ids(prompts[1])
     full = torch.tensor([prompt + mlm.motion_ids[torch.from_numpy(batched[1]).flatten()].tolist()])
+    positions = torch.tensor([[*range(len(prompt)), *range(192, 192 + 6 * 3)]])  # the motion from 192 on
     with torch.no_grad():
-        logits = mlm.lm(full).logits[0, len(prompt) - 1:-1]
+        logits = mlm.lm(full, position_ids=positions).logits[0, len(prompt) - 1:-1]
     assert logits[:, mlm.motion_ids].argmax(-1).tolist() == batched[1].flatten().tolist()
 
 
@@ -333,7 +340,7 @@ def test_guided_greedy_against_two_full_forwards(name, tiny, tiny_llama):
     """Classifier-free guidance, greedy: every code is the argmax over the motion codes of
     log p_u + g (log p_c - log p_u), each from a no-cache forward over its own prompt (the instruction's, or
     the bare <mot> one) followed by the codes so far; g = 1 is plain generation."""
-    mlm, g = (tiny if name == "gpt2-tiny" else tiny_llama), 2.5
+    mlm, g = (tiny if name == "gpt2-tiny" else tiny_llama), 50.0  # untrained: its codes barely read the text
     prompts = ["a woman takes a few steps backward, then someone jumps twice and waves!", "run."]
     guided = mlm.generate(prompts, steps=5, temperature=0, guidance=g)
     assert all(np.array_equal(a, b) for a, b in zip(mlm.generate(prompts, steps=5, temperature=0),
@@ -343,8 +350,9 @@ def test_guided_greedy_against_two_full_forwards(name, tiny, tiny_llama):
     assert uncond == ([] if mlm.text.bos_id is None else [mlm.text.bos_id]) + [mlm.mot_id]
     for text, codes in zip(prompts, guided, strict=True):
         motion = mlm.motion_ids[torch.from_numpy(codes).flatten()].tolist()
-        with torch.no_grad():
-            lp = [mlm.lm(torch.tensor([p + motion])).logits[0, len(p) - 1:-1].log_softmax(-1)
+        with torch.no_grad():  # each prompt at 0, 1, ..., the codes from 192 on
+            lp = [mlm.lm(torch.tensor([p + motion]), position_ids=torch.tensor(
+                [[*range(len(p)), *range(192, 192 + len(motion))]])).logits[0, len(p) - 1:-1].log_softmax(-1)
                   for p in (mlm.prompt_ids(text), uncond)]
         mixed = lp[1] + g * (lp[0] - lp[1])
         assert mixed[:, mlm.motion_ids].argmax(-1).tolist() == codes.flatten().tolist()

@@ -131,6 +131,25 @@ def test_features_round_trip_is_a_rigid_motion_of_the_input(J):
     np.testing.assert_allclose(src[..., 1], dst[..., 1], atol=1e-4)
 
 
+@pytest.mark.parametrize("J", [22, 52])
+def test_hold_still_holds_the_edge_poses_where_they_are(J):
+    """Recovered joints: the clip itself unchanged, every held frame before it the clip's first pose in place,
+    every held frame after it one pose that does not move: the last pose, moved on by its own velocities."""
+    rot, root = random_motion(30, J, seed=7)
+    parents = motion.H3D_PARENTS if J == 22 else motion.SMPLX52_PARENTS
+    joints = motion.forward_kinematics(rot, root, motion.SMPLX52_OFFSETS[:J], parents).astype(np.float64)
+    feats = motion.features_from_joints(torch.from_numpy(joints))[None]
+    held = motion.hold_still(feats, 8, J)
+    assert held.shape == (1, 8 + 29 + 8, 12 * J - 1)
+    clip, back = motion.recover_from_ric(feats[0], J).numpy(), motion.recover_from_ric(held[0], J).numpy()
+    np.testing.assert_allclose(back[8:37], clip, atol=1e-9)
+    np.testing.assert_allclose(back[:8], np.broadcast_to(clip[0], (8, J, 3)), atol=1e-9)
+    np.testing.assert_allclose(back[38:], np.broadcast_to(back[37], (7, J, 3)), atol=1e-9)
+    def distances(pose):  # the pose up to a rigid motion (the last frame's own yaw velocity turns it)
+        return np.linalg.norm(pose[:, None] - pose[None], axis=-1)
+    np.testing.assert_allclose(distances(back[37]), distances(clip[-1]), atol=1e-6)
+
+
 def test_features_rescale_other_skeletons_to_the_reference_lengths():
     rot, root = random_motion(50, 22, seed=5)
     joints = motion.forward_kinematics(rot, root, motion.H3D_OFFSETS * 1.3)  # a taller person

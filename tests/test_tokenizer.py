@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import data
+import motion
 import sweep
 import synth
 import tokenizer as tk
@@ -59,8 +60,11 @@ def test_shapes_and_code_ranges(kind, joints):
         # by hand, eq. (2) with dimension 0 the least significant bit: signs + - + - + - -> 1 + 4 + 16 = 21
         assert (model.encode(feats) == 21).all()
     else:
-        # nearest codebook vector, layer after layer on the residual (RVQ), in float64
-        z = model._encode_z(model.normalise(feats)).double()
+        # nearest codebook vector, layer after layer on the residual (RVQ), in float64; the encoder sees the
+        # clip with its edge poses held (test_codes_do_not_depend_on_where_the_clip_ends)
+        steps = model.hold // 4
+        z = model._encode_z(model.normalise(motion.hold_still(feats, model.hold, joints)))[:, steps:-steps]
+        z = z.double()
         residual, layers = z[:, :, 0], model.quantizer.layers if kind == "rvq" else [model.quantizer]
         for i, layer in enumerate(layers):  # (the codebook starts with repeated rows: ties are fine)
             book = layer.codebook.double()
@@ -68,6 +72,29 @@ def test_shapes_and_code_ranges(kind, joints):
             chosen = dist2.gather(-1, codes[..., i : i + 1])[..., 0]
             torch.testing.assert_close(chosen, dist2.min(-1).values, rtol=1e-6, atol=1e-6)
             residual = residual - book[codes[..., i]]
+
+
+@pytest.mark.parametrize("kind,depth", [("lfq2d", 1), ("lfq2d", 2), ("lfq2d", 3), ("vq", 2)])
+def test_codes_do_not_depend_on_where_the_clip_ends(dataset, kind, depth):
+    """A code means the same motion wherever it sits: the codes of a clip's steps are the same when the clip
+    goes on with its last pose held, or starts with its first pose held (with zero padding at the encoder's
+    edges, 95-100% of the last 5 steps' codes changed). Likewise the frames decoded from a run of codes stay
+    the same when its last code is repeated. Random weights at each depth: the hold must cover the
+    receptive field the depth gives."""
+    cfg = dict(TINY, kind=kind, depth=depth, joints_num=22, feat_dim=263)
+    torch.manual_seed(depth)
+    model = tk.Tokenizer(cfg, np.zeros(263), np.ones(263))
+    feats = raw_feats(dataset, "test", n=3, T=40)
+    model.train()(model.normalise(feats), 0)  # VQ: the first batch initialises the codebook
+    model.eval()
+    codes = model.encode(feats)
+    later = motion.hold_still(feats, 24, 22)[:, 24:]  # 24 more frames of the last pose
+    earlier = motion.hold_still(feats, 24, 22)[:, :-24]  # 24 frames of the first pose before
+    assert torch.equal(model.encode(later)[:, :10], codes)
+    assert torch.equal(model.encode(earlier)[:, 6:], codes)
+    decoded = model.decode(codes)
+    repeated = model.decode(torch.cat([codes, codes[:, -1:].expand(-1, 5, -1)], 1))[:, :40]
+    torch.testing.assert_close(repeated, decoded, rtol=1e-5, atol=1e-5)
 
 
 def mean_baseline(dataset):
