@@ -30,7 +30,7 @@ import data as motion_data
 import eval as evaluation
 import tokenizer
 import train
-from common import atomic_write, cli, parse_args, pick_device, write_json
+from common import atomic_write, cli, finished_run, parse_args, pick_device, write_json
 
 # settings: plain values, overridden by --key=value
 CONFIG = dict(
@@ -75,7 +75,7 @@ def prepare(claim, seed, cfg, data):
         run_dir = Path("out/tokenizer") / name
         settings = dict(tokenizer.CONFIG, kind="lfq1d", data_dir=cfg["data_dir"], run_name=name, seed=seed,
                         max_iters=cfg["tokenizer_iters"], eval_clips=300, device=cfg["device"])
-        if not finished(run_dir, {k: settings[k] for k in ("kind", "seed", "max_iters", "data_dir")}):
+        if finished_run(run_dir, {k: settings[k] for k in ("kind", "seed", "max_iters", "data_dir")}) is None:
             tokenizer.train(settings, progress=False)
         if not (Path(cfg["data_dir"]) / "tokens" / name / "meta.json").is_file():
             tokenizer.encode_dataset(run_dir, cfg["data_dir"], pick_device(cfg["device"]))
@@ -85,16 +85,6 @@ def prepare(claim, seed, cfg, data):
         narrow = sum(data.texts[i].get("subset") == "locomotion" for i in train_clips)
         return {"train_fraction": narrow / len(train_clips)}
     return {}
-
-
-def finished(run_dir, settings):
-    """Did a run with these settings already finish in run_dir (metrics.json there, config.json agreeing on
-    every one of `settings`)?"""
-    config, metrics = Path(run_dir) / "config.json", Path(run_dir) / "metrics.json"
-    if not (config.is_file() and metrics.is_file()):
-        return False
-    saved = json.loads(config.read_text())
-    return all(saved.get(k) == v for k, v in settings.items())
 
 
 def lm_run(settings, seed, cfg, evaluate=True, split="test", ev=None, data=None):
@@ -117,9 +107,7 @@ def lm_run(settings, seed, cfg, evaluate=True, split="test", ev=None, data=None)
 
 def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
     run_dir = Path(lm_cfg["out_dir"]) / lm_cfg["run_name"]
-    if not finished(run_dir, given):
-        train.train(lm_cfg, progress=False)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = finished_run(run_dir, given) or train.train(lm_cfg, progress=False)["metrics"]
     if not evaluate:
         return metrics
     saved = run_dir / f"claims_{split}_{cfg['eval_clips']}x{cfg['replications']}.json"  # shared runs: once

@@ -154,11 +154,15 @@ def _remove(path):  # a file or a folder, if it is there
 
 
 def remove_dead_temps(path):
-    """Remove the temp files and folders that writes to `path` left behind when their process died."""
+    """Remove the temp files and folders that writes to `path` left behind when their process died, and,
+    while `path` itself is there, replace_dir's old copies that a kill after its second rename left (with
+    `path` missing, recover_dir puts the old copy back instead)."""
     path = Path(path)
     owned = re.compile(rf"\.{re.escape(path.name)}\.tmp-{re.escape(socket.gethostname())}-(\d+)-\w+")
+    trash = re.compile(rf"\.{re.escape(path.name)}\.old-\w+")
     for p in path.parent.iterdir() if path.parent.is_dir() else ():
-        if (m := owned.fullmatch(p.name)) and not _alive(int(m[1])):
+        dead = (m := owned.fullmatch(p.name)) and not _alive(int(m[1]))
+        if dead or (trash.fullmatch(p.name) and path.exists()):
             _remove(p)
 
 
@@ -199,6 +203,33 @@ def replace_dir(tmp, out_dir):
 
 def write_json(path, obj):
     atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def finished_run(run_dir, settings):
+    """A rerun's skip test (sweep.py, claims.py): the metrics of the run in run_dir if it finished
+    (metrics.json there) with these settings (its config.json agrees on every one of them it records), else
+    None."""
+    config, metrics = Path(run_dir) / "config.json", Path(run_dir) / "metrics.json"
+    if not (config.is_file() and metrics.is_file()):
+        return None
+    saved = json.loads(config.read_text())
+    agree = all(saved[k] == v for k, v in settings.items() if k in saved)
+    return json.loads(metrics.read_text()) if agree else None
+
+
+def resume_settings(run_dir, config, overrides, arch_keys):
+    """--resume: the defaults, then the run's saved settings (run_dir/config.json), then this command's
+    overrides; one clear error when there is no run, or when an override would change the model that the
+    checkpoint holds (arch_keys)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no run to resume")
+    saved = json.loads(path.read_text())
+    differ = {k: (saved.get(k), overrides[k]) for k in arch_keys
+              if k in overrides and overrides[k] != saved.get(k)}
+    if differ:
+        raise ValueError(f"{run_dir}: cannot resume with a different model (setting: (saved, now)) {differ}")
+    return {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}
 
 
 def pick_device(device):  # "auto": this rank's GPU when there is one, else the CPU

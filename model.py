@@ -146,7 +146,8 @@ def position_ids(kinds, n_ctx):
     natural = torch.arange(L).expand_as(kinds)
     is_code = kinds == 2
     first = torch.where(is_code.any(1), is_code.int().argmax(1), L)[:, None]  # rows with no code: natural
-    return torch.where(natural >= first, motion_position(n_ctx) + natural - first, natural).clamp(max=n_ctx - 1)
+    motion = motion_position(n_ctx) + natural - first
+    return torch.where(natural >= first, motion, natural).clamp(max=n_ctx - 1)
 
 
 def normalise_caption(text):
@@ -320,8 +321,9 @@ class MotionLM:
     def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
                  top_p=1.0, guidance=1.0, generator=None, template=0):
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
-        padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained: after <mot> only motion codes, </mot> only after whole steps of
-        P codes and at least min_steps steps, forced at max_steps (default: what fits in the context);
+        padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained:
+        after <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps,
+        forced at max_steps (default: what fits in the context);
         steps=n gives exactly n. temperature 0 is greedy; top_k 0 and top_p 1 are off. guidance g != 1 is
         classifier-free guidance (Ho & Salimans 2022): each prompt also runs without its instruction (a
         second row fed the same sampled tokens), and the next token is drawn from log p_u + g (log p_c -
@@ -342,8 +344,8 @@ class MotionLM:
         # each row's longest motion: T·P codes, </mot> and <eos> from the motion's start to the context's end
         too_long = [len(p) for p in prompts if self.motion_room(len(p)) < 0]
         if too_long:
-            raise ValueError(f"an instruction of {too_long[0]} tokens is too long: the motion starts at position "
-                             f"{motion_position(self.spec['n_ctx'])} (model.motion_position)")
+            raise ValueError(f"an instruction of {too_long[0]} tokens is too long: the motion starts at "
+                             f"position {motion_position(self.spec['n_ctx'])} (model.motion_position)")
         limit = torch.tensor([self.motion_room(len(p)) for p in prompts], device=dev)
         if max_steps is not None:
             limit = limit.clamp(max=max_steps)
@@ -406,6 +408,31 @@ class MotionLM:
             end_mot_id=self.end_mot_id, eos_id=self.eos_id, pad_id=self.pad_id, mode=self.mode,
             family=self.spec["family"], text_tokenizer="tiktoken" if self.text.files else "hf",
             spec=self.spec))
+
+
+def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_checkpointing, bf16):
+    """Bytes per GPU of training, by what holds them (train.py prints it and refuses a run that will not fit).
+    Parameters are kept in fp32 (the optimizer's master copy; bf16 is autocast, or FSDP's MixedPrecisionPolicy
+    casts a gathered layer), gradients in fp32, AdamW two fp32 states; FSDP shards all three over `shards`
+    ranks and gathers about two layers at a time in bf16. Activations: about 34·s·b·h bytes per layer in bf16
+    with SDPA attention (Korthikanti et al. 2022), 2·s·b·h per layer plus one layer's worth with activation
+    checkpointing; logits b·s·V ~10 bytes each (bf16, fp32, grad)."""
+    layers, width, vocab = hf_config.num_hidden_layers, hf_config.hidden_size, hf_config.vocab_size
+    act_bytes = 1 if bf16 else 2  # fp32 activations are twice the bf16 ones
+    per_layer = 34 * seq * micro_batch * width * act_bytes
+    acts = (layers * 2 * seq * micro_batch * width * act_bytes + per_layer) if activation_checkpointing \
+        else layers * per_layer
+    est = {"parameters": 4 * n_params / shards + (2 * 2 * n_params / layers if shards > 1 else 0),
+           "gradients": 4 * n_params / shards, "adamw_states": 8 * n_params / shards,
+           "activations": acts, "logits": 10 * micro_batch * seq * vocab}
+    est["total"] = sum(est.values())
+    return est
+
+
+def estimate_line(est, what, gpu_bytes=0):
+    rows = "  ".join(f"{k} {v / 2**30:.1f}" for k, v in est.items() if k != "total")
+    fits = "" if not gpu_bytes else f" of {gpu_bytes / 2**30:.0f} GiB"
+    return f"memory per GPU, {what}: {rows} -> total {est['total'] / 2**30:.1f} GiB{fits}"
 
 
 def checkpoint_dir(spec):

@@ -285,7 +285,8 @@ def hold_still(feats, frames, joints_num):
     moving = torch.zeros(feats.shape[-1], dtype=torch.bool, device=feats.device)
     for group in ("root_yaw_vel", "root_xz_vel", "local_vel"):
         moving[cols[group]] = True
-    first, last = (edge.masked_fill(moving, 0).expand(-1, frames, -1) for edge in (feats[:, :1], feats[:, -1:]))
+    first, last = (edge.masked_fill(moving, 0).expand(-1, frames, -1)
+                   for edge in (feats[:, :1], feats[:, -1:]))
     return torch.cat([first, feats, last], 1)
 
 

@@ -10,13 +10,12 @@ Every tokenizer.py setting (--width, --window, --data_dir, ...) applies to all r
 it has already finished with the same settings.
 """
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 import tokenizer
-from common import atomic_write, cli, parse_args, write_json
+from common import atomic_write, cli, finished_run, parse_args, write_json
 
 CONFIG = dict(tokenizer.CONFIG, run_name="sweep",  # runs -> out_dir/run_name/<kind>_K<K>/
               kinds="vq,rvq,lfq2d,lfq1d", log2k="8,9,10,11,12,13,14",  # tokenizers x K = 2^b
@@ -35,11 +34,9 @@ def sweep(cfg):
                 kind=kind, codebook_size=K, max_iters=cfg["iters"], ckpt_every=cfg["iters"],
                 run_name=f"{root.name}/{kind}_K{K}", resume=False)
             run_dir = root / f"{kind}_K{K}"
-            if (run_dir / "metrics.json").is_file():  # a rerun of the sweep skips the runs it has finished
-                saved = json.loads((run_dir / "config.json").read_text())
-                if all(saved.get(k) == v for k, v in sub.items() if k in saved):
-                    results.append(json.loads((run_dir / "metrics.json").read_text()))
-                    continue
+            if (done := finished_run(run_dir, sub)) is not None:  # a rerun skips the runs it has finished
+                results.append(done)
+                continue
             results.append(tokenizer.train(sub, progress=False)["metrics"])
             print(f"sweep {kind} K={K}: MPJPE {results[-1]['mpjpe_mm']:.1f} mm, utilisation "
                   f"{results[-1]['utilisation']:.3f} ({results[-1]['seconds']:.0f} s)", flush=True)

@@ -38,6 +38,7 @@ from common import (
     pick_device,
     progress_bar,
     replace_dir,
+    resume_settings,
     write_json,
 )
 from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
@@ -334,7 +335,8 @@ class Tokenizer(nn.Module):
         steps, n = codes.shape[1], self.hold // ALPHA
         codes = codes.to(self.mean.device).long()
         held = torch.cat([codes[:, :1].expand(-1, n, -1), codes, codes[:, -1:].expand(-1, n, -1)], 1)
-        return self.denormalise(self._decode_q(self.quantizer.lookup(held)))[:, self.hold:self.hold + ALPHA * steps]
+        feats = self.denormalise(self._decode_q(self.quantizer.lookup(held)))
+        return feats[:, self.hold:self.hold + ALPHA * steps]
 
 
 # losses and metrics
@@ -618,8 +620,8 @@ def main(argv):
             out = Path(cfg["data_dir"]) / "tokens" / run_dir.name
             raise KeyboardInterrupt(f"{out} left as it was") from e
     else:
-        if cfg["resume"] and (run_dir / "config.json").is_file():  # the run's settings, then the overrides
-            cfg = {**CONFIG, **json.loads((run_dir / "config.json").read_text()), **overrides}
+        if cfg["resume"]:
+            cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS)
         try:
             train(cfg)
         except KeyboardInterrupt as e:

@@ -54,6 +54,7 @@ from common import (
     progress_bar,
     recover_dir,
     replace_dir,
+    resume_settings,
     write_json,
 )
 
@@ -265,37 +266,8 @@ def lr_at(step, cfg):  # linear warm-up, then cosine from lr to min_lr at max_it
     return cfg["min_lr"] + 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * (cfg["lr"] - cfg["min_lr"])
 
 
-# ----------------------------------------------------------------------------------------------
-# memory: what one GPU holds, printed before training (and refused when it will not fit)
-def memory_estimate(hf_config, n_params, cfg, world, parallel, seq, bf16):
-    """Bytes per GPU, by what holds them. Parameters are kept in fp32 (the optimizer's master copy; bf16 is
-    autocast, or FSDP's MixedPrecisionPolicy casts a gathered layer), gradients in fp32, AdamW two fp32
-    states; FSDP shards all three over the ranks and gathers about two layers at a time in bf16. Activations:
-    about 34·s·b·h bytes per layer in bf16 with SDPA attention (Korthikanti et al. 2022), 2·s·b·h per layer
-    plus one layer's worth with activation checkpointing; logits b·s·V ~10 bytes each (bf16, fp32, grad)."""
-    shard = world if parallel == "fsdp" else 1
-    layers, width, vocab = hf_config.num_hidden_layers, hf_config.hidden_size, hf_config.vocab_size
-    micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
-    act_bytes = 1 if bf16 else 2  # fp32 activations are twice the bf16 ones
-    per_layer = 34 * seq * micro * width * act_bytes
-    acts = (layers * 2 * seq * micro * width * act_bytes + per_layer) if cfg["activation_checkpointing"] \
-        else layers * per_layer
-    est = {"parameters": 4 * n_params / shard + (2 * 2 * n_params / layers if shard > 1 else 0),
-           "gradients": 4 * n_params / shard, "adamw_states": 8 * n_params / shard,
-           "activations": acts, "logits": 10 * micro * seq * vocab}
-    est["total"] = sum(est.values())
-    return est
-
-
 def pick_parallel(parallel, world, n_params):  # auto: shard the model (FSDP2) above 1B parameters
     return "single" if world == 1 else parallel if parallel != "auto" else "fsdp" if n_params > 1e9 else "ddp"
-
-
-def print_estimate(est, model_name, world, parallel, gpu_bytes):
-    rows = "  ".join(f"{k} {v / 2**30:.1f}" for k, v in est.items() if k != "total")
-    fits = "" if not gpu_bytes else f" of {gpu_bytes / 2**30:.0f} GiB"
-    print(f"memory per GPU, {model_name} on {world} x {parallel}: {rows} -> total "
-          f"{est['total'] / 2**30:.1f} GiB{fits}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -484,10 +456,11 @@ def train(cfg, progress=True):
 
     n_params = sum(p.numel() for p in lm.lm.parameters())
     parallel = pick_parallel(cfg["parallel"], world, n_params)
-    est = memory_estimate(lm.lm.config, n_params, cfg, world, parallel, int(train_pairs.lengths.max()), bf16)
+    est = lm_model.memory_estimate(lm.lm.config, n_params, micro, int(train_pairs.lengths.max()),
+                                   world if parallel == "fsdp" else 1, cfg["activation_checkpointing"], bf16)
     gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
     if rank == 0:
-        print_estimate(est, cfg["model"], world, parallel, gpu_bytes)
+        print(lm_model.estimate_line(est, f"{cfg['model']} on {world} x {parallel}", gpu_bytes))
     if gpu_bytes and est["total"] > 0.95 * gpu_bytes:
         raise ValueError(f"{cfg['model']} will not fit: about {est['total'] / 2**30:.0f} GiB per GPU of "
                          f"{gpu_bytes / 2**30:.0f}; use more GPUs (--parallel=fsdp), a smaller micro-batch "
@@ -580,39 +553,32 @@ def train(cfg, progress=True):
 
     # the final report on the whole validation split (all ranks take part)
     val_all = sorted((val_pairs.fixed(i) for i in range(len(val_pairs))), key=lambda s: len(s[0]))
-    if cfg["task"] == "text":
-        _, val_text = evaluate(model, lm, val_all, micro, device, autocast, rank, world)
-        metrics = {"val_text_loss": val_text, "best_val_text_loss": progress_state["best"], "task": "text",
-                   "params": n_params, "steps": cfg["max_iters"], "model": cfg["model"],
-                   "val_clips": len(val_pairs)}
-        if rank == 0:
-            write_json(run_dir / "metrics.json", metrics)
-            if progress:
-                print(f"{run_dir}: val text loss {val_text:.3f} nats per token (text-only pretraining)")
-        del model, opt, lm
-        distributed_teardown()
-        return {"history": history, "evals": evals, "metrics": metrics}
-    sigma = derangement(len(val_pairs), cfg["seed"])
-    swapped = [val_pairs.fixed(i, text_of=int(sigma[i])) for i in range(len(val_pairs))]
     val_motion, val_text = evaluate(model, lm, val_all, micro, device, autocast, rank, world)
-    shuffled, _ = evaluate(model, lm, swapped, micro, device, autocast, rank, world)
-    entropy, per_slot = unigram_entropy(val_pairs)
-    metrics = {"val_motion_loss": val_motion, "unigram_motion_entropy": entropy,
-               "unigram_motion_entropy_per_slot": per_slot, "shuffled_caption_motion_loss": shuffled,
-               "text_conditioning_gap": shuffled - val_motion, "val_text_loss": val_text,
-               "best_val_motion_loss": progress_state["best"],
-               "tokens_per_s": progress_state["tokens"] / max(progress_state["seconds"], 1e-9),
-               "params": n_params, "steps": cfg["max_iters"], "model": cfg["model"], "loss": cfg["loss"],
-               "world": world, "parallel": parallel, "val_clips": len(val_pairs),
-               "note": "nats per motion-code token on the val split; shuffled = every clip's instruction "
-                       "swapped for another clip's (a derangement)"}
+    metrics = {"val_text_loss": val_text, "params": n_params, "steps": cfg["max_iters"],
+               "model": cfg["model"], "world": world, "parallel": parallel, "val_clips": len(val_pairs)}
+    if cfg["task"] == "text":
+        metrics |= {"best_val_text_loss": progress_state["best"], "task": "text"}
+        summary = f"val text loss {val_text:.3f} nats per token (text-only pretraining)"
+    else:
+        sigma = derangement(len(val_pairs), cfg["seed"])
+        swapped = [val_pairs.fixed(i, text_of=int(sigma[i])) for i in range(len(val_pairs))]
+        shuffled, _ = evaluate(model, lm, swapped, micro, device, autocast, rank, world)
+        entropy, per_slot = unigram_entropy(val_pairs)
+        metrics |= {"val_motion_loss": val_motion, "unigram_motion_entropy": entropy,
+                    "unigram_motion_entropy_per_slot": per_slot, "shuffled_caption_motion_loss": shuffled,
+                    "text_conditioning_gap": shuffled - val_motion,
+                    "best_val_motion_loss": progress_state["best"],
+                    "tokens_per_s": progress_state["tokens"] / max(progress_state["seconds"], 1e-9),
+                    "loss": cfg["loss"],
+                    "note": "nats per motion-code token on the val split; shuffled = every clip's "
+                            "instruction swapped for another clip's (a derangement)"}
+        summary = (f"val loss {val_motion:.3f} nats per motion token; unigram entropy {entropy:.3f}; with "
+                   f"swapped captions {shuffled:.3f} (the text is worth {shuffled - val_motion:.3f}); "
+                   f"{metrics['tokens_per_s']:.0f} tokens/s")
     if rank == 0:
         write_json(run_dir / "metrics.json", metrics)
         if progress:
-            print(f"{run_dir}: val loss {val_motion:.3f} nats per motion token; unigram entropy "
-                  f"{entropy:.3f}; with swapped captions {shuffled:.3f} (the text is worth "
-                  f"{shuffled - val_motion:.3f}); "
-                  f"{metrics['tokens_per_s']:.0f} tokens/s")
+            print(f"{run_dir}: {summary}")
     del model, opt, lm  # they hold the process group: free them before tearing it down
     distributed_teardown()
     return {"history": history, "evals": evals, "metrics": metrics}
@@ -627,12 +593,13 @@ def estimate(cfg):
     with torch.device("meta"):
         n_params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(hf).parameters())
     parallel = pick_parallel(cfg["parallel"], world, n_params)
-    est = memory_estimate(hf, n_params, cfg, world, parallel, min(hf.max_position_embeddings, 512),
-                          cfg["dtype"] != "float32")
-    print_estimate(est, cfg["model"], world, parallel, cfg["gpu_gib"] * 2**30)
-    print(f"({n_params / 1e9:.2f}B parameters before the motion vocabulary; sequences of "
-          f"{min(hf.max_position_embeddings, 512)} tokens, micro-batch "
-          f"{max(1, cfg['batch_size'] // world // cfg['gradient_accumulation_steps'])})")
+    micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
+    seq = min(hf.max_position_embeddings, 512)
+    est = lm_model.memory_estimate(hf, n_params, micro, seq, world if parallel == "fsdp" else 1,
+                                   cfg["activation_checkpointing"], cfg["dtype"] != "float32")
+    print(lm_model.estimate_line(est, f"{cfg['model']} on {world} x {parallel}", cfg["gpu_gib"] * 2**30))
+    print(f"({n_params / 1e9:.2f}B parameters before the motion vocabulary; sequences of {seq} tokens, "
+          f"micro-batch {micro})")
     return est
 
 
@@ -644,15 +611,7 @@ def main(argv):
         estimate(cfg)
         return
     if cfg["resume"]:
-        if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{run_dir / 'config.json'}: no run to resume")
-        saved = json.loads((run_dir / "config.json").read_text())
-        differ = {k: (saved.get(k), overrides[k]) for k in ARCH_KEYS
-                  if k in overrides and overrides[k] != saved.get(k)}
-        if differ:
-            raise ValueError(f"{run_dir}: cannot resume with a different model (setting: (saved, now)) "
-                             f"{differ}")
-        cfg = {**CONFIG, **{k: v for k, v in saved.items() if k in CONFIG}, **overrides}
+        cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS)
     train(cfg)
 
 

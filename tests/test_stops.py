@@ -41,8 +41,10 @@ def tree_bytes(path):
 
 
 def start(*args):
-    """A script in its own process group, as a shell starts a job: with SIGINT at its default disposition
-    even when something earlier in this test session left it ignored (an ignored SIGINT survives exec)."""
+    """A script in its own process group, as an interactive shell starts a job: with SIGINT at its default
+    disposition. A non-interactive shell starts a background command (`pytest &`) with SIGINT ignored, an
+    ignored SIGINT survives fork and exec, and so a suite started that way (CI once did) handed its children
+    a Ctrl-C they never saw."""
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

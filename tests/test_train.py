@@ -138,6 +138,11 @@ def test_a_kill_between_the_renames_is_recovered(codes_dir, tmp_path):
     out = train.train(lm_cfg(codes_dir, tmp_path, run_name="r", max_iters=4, eval_interval=2, resume=True),
                       progress=False)
     assert len(out["history"]) == 4 and (run / "last").is_dir()
+    stale = run / ".last.old-67890"  # a kill after the second rename: the old copy was never deleted
+    (stale / "old").mkdir(parents=True)
+    train.train(lm_cfg(codes_dir, tmp_path, run_name="r", max_iters=6, eval_interval=2, resume=True),
+                progress=False)
+    assert not stale.exists() and (run / "last").is_dir()
 
 
 def run_cli(*args, env=None):
