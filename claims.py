@@ -77,7 +77,8 @@ def prepare(claim, seed, cfg, data):
                         max_iters=cfg["tokenizer_iters"], eval_clips=300, device=cfg["device"])
         if finished_run(run_dir, {k: settings[k] for k in ("kind", "seed", "max_iters", "data_dir")}) is None:
             tokenizer.train(settings, progress=False)
-        if not (Path(cfg["data_dir"]) / "tokens" / name / "meta.json").is_file():
+        meta = Path(cfg["data_dir"]) / "tokens" / name / "meta.json"
+        if not meta.is_file() or "hold_frames" not in json.loads(meta.read_text()):  # none, or edges unheld
             tokenizer.encode_dataset(run_dir, cfg["data_dir"], pick_device(cfg["device"]))
         return {"tokenizer_run": name}
     if claim == "ood":

@@ -597,6 +597,7 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
         np.save(tmp / "offsets.npy", offsets)
         write_json(tmp / "meta.json", {
             "K": model.K, "P": model.P, "kind": model.kind, "parts": getattr(model, "part_names", None),
+            "hold_frames": model.hold,  # each clip's edge poses held this long (Tokenizer.encode)
             "tokenizer": str(run_dir), "dataset": data.meta.get("name"), "data_dir": str(data_dir),
             "clips": len(data), "frames_per_code": ALPHA, "dtype": np.dtype(dtype).name,
             "cropped": {"clips": int((frames % ALPHA > 0).sum()),

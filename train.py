@@ -168,6 +168,9 @@ class Codes:
             raise ValueError(f"{root}: codes {self.codes.shape} for {len(self.offsets) - 1} clips do not "
                              f"match {data.root} ({len(data)} clips) or P = {self.P}; remake them with "
                              f"{make}")
+        if "hold_frames" not in self.meta:  # an LM on them would learn edge codes the decoder never sees
+            raise ValueError(f"{root}: these codes were encoded with zero-padded clip edges, before the "
+                             f"tokenizer held them (tokenizer.py, Tokenizer.encode); remake them with {make}")
         import tokenizer  # the codes' K and P must be those of the tokenizer run they came from
 
         K, P = tokenizer.codes_shape(self.meta["tokenizer"])

@@ -176,6 +176,10 @@ def test_codes_of_another_tokenizer_are_refused(codes_dir, tmp_path):
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps({**meta, "K": 128}))
     with pytest.raises(ValueError, match=r"K = 128, P = 6, but the tokenizer run .* has K = 64, P = 6"):
         train.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
+    unheld = {k: v for k, v in meta.items() if k != "hold_frames"}  # written before the edges were held
+    (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps(unheld))
+    with pytest.raises(ValueError, match=r"encoded with zero-padded clip edges.*tokenizer.py --encode"):
+        train.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
 
 
 def test_resume_with_another_model_is_refused(codes_dir, tmp_path):
