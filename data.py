@@ -288,6 +288,18 @@ class MotionData:
     def index(self, clip_id):
         return self._index[clip_id]
 
+    def whole_clips(self, clips, unit, max_batch=64):
+        """(clip indices, raw features [n, T, D]) over `clips`, grouped by their length cropped to a multiple
+        of `unit` (the last T mod unit frames are dropped): whole clips through a network in batches."""
+        frames = np.diff(self.offsets)[clips] // unit * unit
+        for T in np.unique(frames):
+            group = clips[frames == T]
+            for start in range(0, len(group), max_batch):
+                idx = group[start : start + max_batch]
+                rows = (self.offsets[idx][:, None] + np.arange(T)).reshape(-1)
+                feats = torch.from_numpy(np.asarray(self.motions[rows], dtype=np.float32))
+                yield idx, feats.view(len(idx), T, -1)
+
     def split(self, name):
         """Clip indices of a split (train, val, test, ood, ...)."""
         path = self.root / f"{name}.txt"

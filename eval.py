@@ -33,7 +33,7 @@ import data as motion_data
 import model as lm_model
 import motion
 from common import atomic_write, cli, parse_args, pick_device, progress_bar, write_json
-from motion import MAX_FRAMES, mpjpe  # DESIGN.md's eval.mpjpe: the one definition, in motion.py
+from motion import MAX_FRAMES, mpjpe  # noqa: F401 - DESIGN.md's eval.mpjpe: the one definition, in motion.py
 from physical import action_accuracy, clip_plans, physical_check, plan_action
 
 CONFIG = dict(
@@ -126,11 +126,6 @@ def multimodality(emb, times=10, seed=0):
     rng = np.random.default_rng(seed)
     first, second = (rng.choice(emb.shape[1], times, replace=False) for _ in range(2))
     return float(np.linalg.norm(np.asarray(emb, np.float64)[:, first] - emb[:, second], axis=2).mean())
-
-
-def codebook_utilisation(codes, K):
-    """The share of the K codes that `codes` (any shape, values in [0, K)) uses at least once."""
-    return len(np.unique(np.asarray(codes))) / K
 
 
 def gallery_retrieval(text_emb, motion_emb, duplicates=None):
@@ -438,21 +433,13 @@ def evaluate_tokenizer(ev, tok, data, clips):
     tokenizer's own metrics.json), and the FID between the evaluator's embeddings of the real and the
     reconstructed clips (deterministic: no replications)."""
     import tokenizer
-    err, frames, codes, real, recon = 0.0, 0, [], [], []
-    for _, feats in tokenizer.length_batches(data, clips):
-        feats = feats.to(tok.mean.device)
-        codes.append(tok.encode(feats))
-        out = tok.decode(codes[-1])
-        err += float(mpjpe(motion.recover_from_ric(out, tok.joints_num),
-                           motion.recover_from_ric(feats, tok.joints_num))) * feats.shape[0] * feats.shape[1]
-        frames += feats.shape[0] * feats.shape[1]
-        real += list(feats[:, :MAX_FRAMES].cpu().numpy())
-        recon += list(out[:, :MAX_FRAMES].cpu().numpy())
-    codes = torch.cat([c.reshape(-1, tok.P) for c in codes]).cpu().numpy()
-    layers = [codes[:, k] for k in range(tok.P)] if tok.kind == "rvq" else [codes]
-    return {"clips": len(clips), "mpjpe_mm": err / frames,
+    pairs = []
+    metrics = tokenizer.evaluate(tok, data, clips=clips, keep=pairs)
+    real = [f for feats, _ in pairs for f in feats[:, :MAX_FRAMES].cpu().numpy()]
+    recon = [f for _, out in pairs for f in out[:, :MAX_FRAMES].cpu().numpy()]
+    return {"clips": len(clips), "mpjpe_mm": metrics["mpjpe_mm"],
             "FID": frechet_distance(ev.embed_motions(real), ev.embed_motions(recon)),
-            "utilisation": float(np.mean([codebook_utilisation(c, tok.K) for c in layers]))}
+            "utilisation": metrics["utilisation"]}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -342,11 +342,12 @@ class MotionLM:
         rows = prompts + [self.prompt_ids(None)] * B if guided else prompts  # conditional rows, then the rest
         R, L = len(rows), max(map(len, rows))
         # each row's longest motion: T·P codes, </mot> and <eos> from the motion's start to the context's end
-        too_long = [len(p) for p in prompts if self.motion_room(len(p)) < 0]
-        if too_long:
-            raise ValueError(f"an instruction of {too_long[0]} tokens is too long: the motion starts at "
-                             f"position {motion_position(self.spec['n_ctx'])} (model.motion_position)")
-        limit = torch.tensor([self.motion_room(len(p)) for p in prompts], device=dev)
+        rooms = [self.motion_room(len(p)) for p in prompts]
+        if min(rooms) < 0:
+            raise ValueError(f"an instruction of {len(prompts[rooms.index(-1)])} tokens is too long: the "
+                             f"motion starts at position {motion_position(self.spec['n_ctx'])} "
+                             f"(model.motion_position)")
+        limit = torch.tensor(rooms, device=dev)
         if max_steps is not None:
             limit = limit.clamp(max=max_steps)
         if min_steps < 1 or (limit < min_steps).any():

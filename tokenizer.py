@@ -393,30 +393,18 @@ def compute_losses(model, core, feats, step, cfg):
     return out, codes
 
 
-def length_batches(data, clips, max_batch=64):
-    """(clip indices, raw features [n, T, D]) over `clips` grouped by their length cropped to a multiple of
-    4 (the last T mod 4 frames are dropped), so that whole clips go through the network in batches."""
-    frames = np.diff(data.offsets)[clips] // ALPHA * ALPHA
-    for T in np.unique(frames):
-        group = clips[frames == T]
-        for start in range(0, len(group), max_batch):
-            idx = group[start : start + max_batch]
-            rows = (data.offsets[idx][:, None] + np.arange(T)).reshape(-1)
-            feats = torch.from_numpy(np.asarray(data.motions[rows], dtype=np.float32))
-            yield idx, feats.view(len(idx), T, -1)
-
-
 @torch.no_grad()
-def evaluate(model, data, split="test", max_clips=0):
+def evaluate(model, data, split="test", max_clips=0, clips=None, keep=None):
     """Whole clips through encode/decode: root-aligned MPJPE in mm (joints via recover_from_ric), MAE on
-    normalised features, codebook utilisation and perplexity of the codes."""
-    clips = data.split(split)[: max_clips or None]
+    normalised features, codebook utilisation and perplexity of the codes. `clips` (default: the split's
+    first max_clips); `keep`, a list, receives each batch's (feats, reconstruction) (eval.py's FID)."""
+    clips = data.split(split)[: max_clips or None] if clips is None else clips
     if not len(clips):
         raise ValueError(f"{data.root}: split {split!r} is empty")
     layers = model.P if model.kind == "rvq" else 1
     err = frames = mae = 0.0
     counts = torch.zeros(layers, model.K)
-    for _, feats in length_batches(data, clips):
+    for _, feats in data.whole_clips(clips, ALPHA):
         feats = feats.to(model.mean.device)
         codes = model.encode(feats)
         recon = model.decode(codes)
@@ -426,6 +414,8 @@ def evaluate(model, data, split="test", max_clips=0):
         mae += float((model.normalise(recon) - model.normalise(feats)).abs().mean(-1).sum())
         frames += feats.shape[0] * feats.shape[1]
         counts += code_counts(codes, model.K, layers)
+        if keep is not None:
+            keep.append((feats, recon))
     return {"split": split, "clips": len(clips), "mpjpe_mm": err / frames, "feature_mae": mae / frames,
             **code_stats(counts)}
 
@@ -588,7 +578,7 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
     try:  # an interrupted encode leaves the previous codes as they were and no half folder
         codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", dtype, (int(offsets[-1]), model.P))
         with progress_bar(total=len(data), desc="encode", unit="clip") as bar:
-            for idx, feats in length_batches(data, np.arange(len(data))):
+            for idx, feats in data.whole_clips(np.arange(len(data)), ALPHA):
                 for i, clip_codes in zip(idx, model.encode(feats.to(device)).cpu().numpy(), strict=True):
                     codes[offsets[i] : offsets[i + 1]] = clip_codes
                 bar.update(len(idx))

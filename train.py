@@ -273,6 +273,16 @@ def pick_parallel(parallel, world, n_params):  # auto: shard the model (FSDP2) a
     return "single" if world == 1 else parallel if parallel != "auto" else "fsdp" if n_params > 1e9 else "ddp"
 
 
+def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes=0):
+    """-> (parallel, micro-batch, model.memory_estimate per GPU, its line) for this run on `world` ranks."""
+    parallel = pick_parallel(cfg["parallel"], world, n_params)
+    micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
+    est = lm_model.memory_estimate(hf_config, n_params, micro, seq, world if parallel == "fsdp" else 1,
+                                   cfg["activation_checkpointing"], bf16)
+    line = lm_model.estimate_line(est, f"{cfg['model']} on {world} x {parallel}", gpu_bytes)
+    return parallel, micro, est, line
+
+
 # ----------------------------------------------------------------------------------------------
 # checkpoints: last/ (resume) and model/ (the best weights), each one folder swapped into place
 def save_last(run_dir, lm_module, opt, progress, rank, world):
@@ -458,12 +468,11 @@ def train(cfg, progress=True):
                          f"{cfg['batch_size']}) and {len(val_pairs)} val clips")
 
     n_params = sum(p.numel() for p in lm.lm.parameters())
-    parallel = pick_parallel(cfg["parallel"], world, n_params)
-    est = lm_model.memory_estimate(lm.lm.config, n_params, micro, int(train_pairs.lengths.max()),
-                                   world if parallel == "fsdp" else 1, cfg["activation_checkpointing"], bf16)
     gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
+    parallel, _, est, line = memory_plan(lm.lm.config, n_params, cfg, world, int(train_pairs.lengths.max()),
+                                         bf16, gpu_bytes)
     if rank == 0:
-        print(lm_model.estimate_line(est, f"{cfg['model']} on {world} x {parallel}", gpu_bytes))
+        print(line)
     if gpu_bytes and est["total"] > 0.95 * gpu_bytes:
         raise ValueError(f"{cfg['model']} will not fit: about {est['total'] / 2**30:.0f} GiB per GPU of "
                          f"{gpu_bytes / 2**30:.0f}; use more GPUs (--parallel=fsdp), a smaller micro-batch "
@@ -595,12 +604,10 @@ def estimate(cfg):
     hf = lm_model.hf_config(spec)
     with torch.device("meta"):
         n_params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(hf).parameters())
-    parallel = pick_parallel(cfg["parallel"], world, n_params)
-    micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
     seq = min(hf.max_position_embeddings, 512)
-    est = lm_model.memory_estimate(hf, n_params, micro, seq, world if parallel == "fsdp" else 1,
-                                   cfg["activation_checkpointing"], cfg["dtype"] != "float32")
-    print(lm_model.estimate_line(est, f"{cfg['model']} on {world} x {parallel}", cfg["gpu_gib"] * 2**30))
+    _, micro, est, line = memory_plan(hf, n_params, cfg, world, seq, cfg["dtype"] != "float32",
+                                      cfg["gpu_gib"] * 2**30)
+    print(line)
     print(f"({n_params / 1e9:.2f}B parameters before the motion vocabulary; sequences of {seq} tokens, "
           f"micro-batch {micro})")
     return est

@@ -120,7 +120,6 @@ def test_diversity_and_multimodality():
 
 
 def test_small_measures_hand_cases():
-    assert ev_mod.codebook_utilisation(np.array([[0, 1], [1, 3]]), 8) == 3 / 8
     mean, ci = ev_mod.mean_ci([1.0, 2.0, 3.0, 4.0])
     assert (mean, ci) == pytest.approx((2.5, 1.96 * math.sqrt(1.25) / 2))
     dup = ev_mod.near_duplicates(["A man walks.", "a  man walks", "a man walks forward quickly",

@@ -215,6 +215,8 @@ def test_code_stats_on_hand_counts():
     assert stats["utilisation"] == 0.5 and stats["perplexity"] == pytest.approx(2.0, rel=1e-6)
     stats = tk.code_stats(torch.tensor([[3.0, 1.0, 0.0, 0.0]]))  # exp(-(3/4 ln 3/4 + 1/4 ln 1/4))
     assert stats["perplexity"] == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+    # codes 0, 1, 1, 3 of K = 8 (one row for all part slots): 3 of 8 used
+    assert tk.code_stats(tk.code_counts(torch.tensor([[0, 1], [1, 3]]), 8, 1))["utilisation"] == 3 / 8
 
 
 def test_root_weight_and_path_terms_against_hand_formulas(fixtures_dir):
