@@ -1,13 +1,16 @@
-"""Small helpers the stage scripts share (DESIGN.md allows one such module): --key=value config parsing,
-the scripts' entry point (one-line errors), atomic writes of files and folders, and picking the device for
-this process."""
+"""Process plumbing the scripts share: --key=value settings, the scripts' entry point (one-line errors),
+progress bars, atomic writes of files, folders and weights, resuming, the learning-rate schedule, worker
+processes, the device and the process group. (The motion representation and its measures are motion.py's.)"""
 
 import ast
 import io
 import json
+import math
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 
@@ -205,6 +209,18 @@ def write_json(path, obj):
     atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
+def save_weights(path, state_dict):
+    """A state dict as one safetensors file (CPU, contiguous), written atomically."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    atomic_write(path, lambda p: save_file(weights, str(p)))
+    return weights
+
+
+def load_weights(path, device="cpu"):
+    """The state dict of a safetensors file that save_weights (or a Hugging Face save) wrote."""
+    return load_file(str(path), device=str(device))
+
+
 def finished_run(run_dir, settings):
     """A rerun's skip test (sweep.py, claims.py): the metrics of the run in run_dir if it finished
     (metrics.json there) with these settings (its config.json agrees on every one of them it records), else
@@ -230,6 +246,30 @@ def resume_settings(run_dir, config, overrides, arch_keys):
     if differ:
         raise ValueError(f"{run_dir}: cannot resume with a different model (setting: (saved, now)) {differ}")
     return {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}
+
+
+def cosine_lr(step, lr, min_lr, warmup_iters, decay_iters):
+    """The learning rate of every training loop here: linear warm-up over warmup_iters steps, then half a
+    cosine from lr down to min_lr at decay_iters, flat after it (nanoGPT's schedule)."""
+    if step < warmup_iters:
+        return lr * (step + 1) / warmup_iters
+    frac = min(1.0, (step - warmup_iters) / max(1, decay_iters - warmup_iters))
+    return min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (lr - min_lr)
+
+
+def _worker_init():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent stops us
+    torch.set_num_threads(1)
+
+
+def parallel_map(fn, items, workers=1, chunksize=8):
+    """fn over items, results in order, in `workers` forked processes (1: in this one). A generator: a
+    consumer that may stop early closes it (contextlib.closing), which terminates and joins the workers."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with multiprocessing.get_context("fork").Pool(workers, _worker_init) as pool:
+        yield from pool.imap(fn, items, chunksize)
 
 
 def pick_device(device):  # "auto": this rank's GPU when there is one, else the CPU
