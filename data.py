@@ -1,7 +1,7 @@
-"""Motion data: the on-disk dataset (data/<name>/), real-data loaders (HumanML3D layout, SMPL-X parameter
-sequences), batching, and the command line that writes datasets and renders clips. The skeleton, forward
-kinematics and the features themselves are in motion.py; the names DESIGN.md gives to data.py
-(features_from_joints, recover_from_ric, part_columns, ...) are importable from here too.
+"""Motion data: the on-disk dataset (data/<name>/), batching, and the command line that writes datasets
+(from synth.py, or from real data through support/real_data.py's loaders for the HumanML3D layout and SMPL-X
+parameter sequences) and renders clips. The skeleton, forward kinematics and the features themselves are in
+motion.py; docs/design.md describes the on-disk format.
 
     python data.py                                   # synthetic dataset (synth.py) -> data/synth
     python data.py --source=humanml3d --src=DIR      # HumanML3D layout -> data/humanml3d
@@ -20,36 +20,20 @@ parts; optional split files. Sequences longer than 196 frames (at 20 fps) are cu
 
 import contextlib
 import json
-import multiprocessing
 import os
 import shutil
-import signal
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import cli, make_temp_dir, parse_args, progress_bar, replace_dir
-from motion import (  # noqa: F401  (re-exported: DESIGN.md's contract names them in data.py)
-    H3D_OFFSETS,
-    H3D_PARENTS,
-    MAX_FRAMES,
-    MIN_FRAMES,
-    SMPLX52_OFFSETS,
-    SMPLX52_PARENTS,
-    SMPLX_TO_52,
-    STILL_FRAMES,
-    feature_slices,
-    features_from_joints,
-    forward_kinematics,
-    part_columns,
-    recover_from_ric,
-    render_gif,
-)
+from common import cli, make_temp_dir, parse_args, replace_dir
+from motion import MIN_FRAMES, feature_slices, part_columns, recover_from_ric, render_gif
+from support.real_data import convert, list_files, load_humanml3d, load_smplx, read_splits
 
 # ----------------------------------------------------------------------------------------------
-# On-disk dataset (DESIGN.md): data/<name>/ meta.json, motions.npy [total_frames, D] float32 +
+# On-disk dataset (docs/design.md): data/<name>/ meta.json, motions.npy [total_frames, D] float32 +
 # offsets.npy int64 [N+1] (clip i = motions[offsets[i]:offsets[i+1]]), texts.jsonl, <split>.txt,
 # mean.npy / std.npy (train split). Written into a temporary folder, then renamed into place.
 # settings of the command line: plain values, overridden by --key=value (data.py --help lists them)
@@ -300,6 +284,16 @@ class MotionData:
                 feats = torch.from_numpy(np.asarray(self.motions[rows], dtype=np.float32))
                 yield idx, feats.view(len(idx), T, -1)
 
+    def random_windows(self, clips, window, batch, rng):
+        """(clip indices [batch] drawn from `clips`, each one's random crop of `window` frames [batch, window,
+        D] of raw features), by the numpy Generator rng; every clip must have at least `window` frames."""
+        pick = rng.integers(len(clips), size=batch)
+        lengths = np.diff(self.offsets)[clips[pick]]
+        starts = self.offsets[clips[pick]] + rng.integers(0, lengths - window + 1)
+        rows = (starts[:, None] + np.arange(window)).reshape(-1)
+        feats = torch.from_numpy(np.asarray(self.motions[rows], dtype=np.float32)).view(batch, window, -1)
+        return clips[pick], feats
+
     def split(self, name):
         """Clip indices of a split (train, val, test, ood, ...)."""
         path = self.root / f"{name}.txt"
@@ -347,133 +341,6 @@ class TextMotionDataset(torch.utils.data.Dataset):
         return caption, torch.from_numpy(np.array(self.data.motion(self.clips[i]), dtype=np.float32))
 
 
-# ----------------------------------------------------------------------------------------------
-# Real-data loaders. Each source file becomes a list of clips in write_dataset's format; a file that
-# fails to load becomes {"id", "file", "error"} (counted as load_error). Worker processes convert
-# files in parallel; pieces of one sequence share its split (no train/test leakage).
-
-
-def read_splits(src):
-    """{name: split} from src/train.txt, val.txt, test.txt (those present)."""
-    files = [(s, Path(src) / f"{s}.txt") for s in ("train", "val", "test")]
-    return {name: s for s, path in files if path.is_file()
-            for name in path.read_text(encoding="utf-8").split()}
-
-
-def load_humanml3d(name, src, fps=20):
-    """HumanML3D layout: new_joint_vecs/<name>.npy [T, 263], texts/<name>.txt lines caption#tokens#start#end.
-    start = end = 0 captions the whole clip; other lines caption the sub-clip [start, end) seconds. The
-    tokens ("a/DET man/NOUN ...") are kept beside the captions for the standard evaluator."""
-    src = Path(src)
-    feats = np.load(src / "new_joint_vecs" / f"{name}.npy", allow_pickle=False)
-    by_range = {}
-    text = src / "texts" / f"{name}.txt"
-    for line in (text.read_bytes().splitlines() if text.is_file() else []):
-        fields = line.split(b"#")
-        start, end = (float(fields[2]), float(fields[3])) if len(fields) >= 4 else (0.0, 0.0)
-        start, end = (0.0 if np.isnan(start) else start), (0.0 if np.isnan(end) else end)  # nan = whole
-        by_range.setdefault((start, end), []).append((fields[0], fields[1] if len(fields) > 1 else b""))
-    clips = []
-    for (start, end), lines in (by_range or {(0.0, 0.0): []}).items():
-        whole = start == 0 and end == 0
-        clips.append({"id": name if whole else f"{name}@{start:g}-{end:g}", "text_file": str(text),
-                      "file": str(src / "new_joint_vecs" / f"{name}.npy"),
-                      "feats": feats if whole else feats[int(start * fps):int(end * fps)],
-                      "captions": [c for c, _ in lines], "tokens": [t for _, t in lines],  # "word/POS ..."
-                      "parts": {}, "subset": "humanml3d"})
-    return clips
-
-
-_smplx_models = {}
-
-
-def smplx_joints(params, model_dir, gender="neutral"):
-    """SMPL-X parameters {root_orient [T,3], pose_body [T,63], pose_hand [T,90], trans [T,3], betas} ->
-    joints [T, 52, 3] (55 SMPL-X joints minus jaw and eyes). Joints depend on the shaped rest mesh only
-    (J = J_regressor (v_template + shapedirs betas)), so the mesh is never posed: FK of the SMPL-X tree."""
-    import smplx
-    key = (str(model_dir), gender)
-    if key not in _smplx_models:
-        files = [p for d in (Path(model_dir) / "smplx", Path(model_dir)) for ext in ("npz", "pkl")
-                 if (p := d / f"SMPLX_{gender.upper()}.{ext}").is_file()]
-        if not files:
-            raise FileNotFoundError(f"{model_dir}: no SMPLX_{gender.upper()}.npz/.pkl (here or in smplx/)")
-        _smplx_models[key] = smplx.create(str(files[0]), model_type="smplx", gender=gender, use_pca=False,
-                                          flat_hand_mean=True, ext=files[0].suffix[1:])
-    model = _smplx_models[key]
-    f32 = {k: torch.as_tensor(np.asarray(params[k], dtype=np.float32)) for k in
-           ("root_orient", "pose_body", "pose_hand", "trans", "betas")}
-    T = len(f32["root_orient"])
-    betas = f32["betas"].reshape(-1, f32["betas"].shape[-1])[0, :model.num_betas]
-    v_shaped = model.v_template + (model.shapedirs[..., :len(betas)] * betas).sum(-1)
-    rest = model.J_regressor @ v_shaped  # [55, 3]
-    parents = model.parents.tolist()
-    pose = torch.cat([f32["root_orient"], f32["pose_body"], torch.zeros(T, 9), f32["pose_hand"]], 1)
-    offsets = rest - rest[[0] + parents[1:]]
-    joints = forward_kinematics(pose.reshape(T, 55, 3), f32["trans"] + rest[0], offsets, parents)
-    return joints[:, SMPLX_TO_52].detach().numpy()
-
-
-def load_smplx(name, src, model_dir, gender="neutral", src_fps=30.0, up="y"):
-    """motions/<name>.npz (root_orient, pose_body, pose_hand, trans, betas; optional fps) + texts/<name>.txt
-    (whole-body captions, one a line; lines "upper: ..." / "lower: ..." are the part descriptions)."""
-    src = Path(src)
-    with np.load(src / "motions" / f"{name}.npz", allow_pickle=False) as f:
-        params = {k: f[k] for k in f.files}
-    joints = smplx_joints(params, model_dir, gender)
-    if up == "z":  # AMASS-style z-up -> y-up, as HumanML3D does: (x, y, z) -> (-x, z, y)
-        joints = np.stack([-joints[..., 0], joints[..., 2], joints[..., 1]], -1)
-    fps = float(params.get("fps", params.get("mocap_framerate", src_fps)))
-    joints = joints[np.round(np.arange(0, len(joints), fps / 20)).astype(int).clip(max=len(joints) - 1)]
-    if len(joints) == 1:
-        joints = np.repeat(joints, STILL_FRAMES + 1, 0)
-    captions, parts = [], {}
-    text = src / "texts" / f"{name}.txt"
-    for line in (text.read_bytes().splitlines() if text.is_file() else []):
-        head, _, rest = line.partition(b":")
-        if head.strip() in (b"upper", b"lower") and rest.strip():
-            parts[head.strip().decode()] = rest.strip().decode("utf-8", "replace")
-        else:
-            captions.append(line)
-    n_pieces = -(-(len(joints) - 1) // MAX_FRAMES)
-    bounds = np.linspace(0, len(joints) - 1, n_pieces + 1).round().astype(int)
-    return [{"id": name if n_pieces == 1 else f"{name}@{k}", "file": str(src / "motions" / f"{name}.npz"),
-             "text_file": str(text), "feats": features_from_joints(joints[a:b + 1]), "captions": captions,
-             "parts": parts, "subset": Path(name).parent.name or "smplx"}
-            for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
-
-
-def _convert(job):
-    loader, name, path, kwargs = job
-    try:
-        return loader(name, **kwargs)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is counted (or strict: reported), never fatal
-        return [{"id": name, "file": str(path), "error": f"cannot load ({type(e).__name__}: {e})"}]
-
-
-def _worker_init():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent stops us
-    torch.set_num_threads(1)
-
-
-def convert(loader, files, workers=1, splits=None, **kwargs):
-    """Yield the clips of every source file ({name: path}), converted by `workers` processes, in order.
-    Every clip cut from file `name` goes to the split splits[name] (else default_split(name)). A consumer that
-    may stop early closes it (contextlib.closing): that terminates and joins the workers there and then."""
-    jobs = [(loader, name, path, kwargs) for name, path in files.items()]
-    with multiprocessing.Pool(workers, _worker_init) if workers > 1 else contextlib.nullcontext() as pool:
-        results = pool.imap(_convert, jobs, chunksize=8) if pool else map(_convert, jobs)
-        bar = progress_bar(zip(jobs, results, strict=True), total=len(jobs), desc="convert", unit="file")
-        for job, clips in bar:
-            for clip in clips:
-                clip["split"] = (splits or {}).get(job[1]) or default_split(job[1])
-                yield clip
-
-
-def _list_files(folder, suffix):
-    return {str(p.relative_to(folder).with_suffix("")): p for p in sorted(Path(folder).rglob(f"*{suffix}"))}
-
-
 def main(argv):
     cfg = {**CONFIG, **parse_args(argv, CONFIG, "data.py")}
     if cfg["source"] not in ("synth", "humanml3d", "smplx"):
@@ -503,14 +370,14 @@ def main(argv):
     elif not src or not Path(src).is_dir():
         raise ValueError(f"--source {cfg['source']} needs --src=DIR (an existing folder), got {src!r}")
     elif cfg["source"] == "humanml3d":
-        files = _list_files(Path(src) / "new_joint_vecs", ".npy")
-        clips = convert(load_humanml3d, files, cfg["workers"], read_splits(src), src=src)
+        files = list_files(Path(src) / "new_joint_vecs", ".npy")
+        clips = convert(load_humanml3d, files, default_split, cfg["workers"], read_splits(src), src=src)
     else:
         if not cfg["smplx_model_dir"]:
             raise ValueError("--source smplx needs --smplx_model_dir=DIR (the SMPL-X model files)")
-        files = _list_files(Path(src) / "motions", ".npz")
+        files = list_files(Path(src) / "motions", ".npz")
         smplx = {k: cfg[k] for k in ("gender", "src_fps", "up")}
-        clips = convert(load_smplx, files, cfg["workers"], read_splits(src), src=src,
+        clips = convert(load_smplx, files, default_split, cfg["workers"], read_splits(src), src=src,
                         model_dir=cfg["smplx_model_dir"], **smplx)
         joints_num = 52
     try:  # closing: a strict error or Ctrl-C inside write_dataset stops the worker processes right there

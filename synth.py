@@ -7,6 +7,7 @@ A clip is a plan of 1-3 segments (a whole-body action, optionally with an upper-
 each a set of joint-angle channels over time, cross-faded across segment boundaries, turned into local
 rotations and run through motion.forward_kinematics; the root is placed from the feet (the lowest foot on
 the floor, the supporting foot planted), and motion.features_from_joints makes the features, as for real data.
+The text (caption tables, plan -> captions and part sentences) is in support/synth_captions.py.
 
     generate_clip(index, seed) -> {"id", "feats", "captions", "parts", "subset", "kinds", "split", "joints"}
     make_splits(size, seed) -> {"train": [ids], "val": [...], "test": [...], "ood": [...]}
@@ -14,15 +15,14 @@ the floor, the supporting foot planted), and motion.features_from_joints makes t
     python synth.py --size 8 --seed 0     # print a few plans and captions
 """
 
-import multiprocessing
-import signal
 from functools import partial
 
 import numpy as np
 import torch
 
-from common import cli, parse_args, progress_bar
+from common import cli, parallel_map, parse_args, progress_bar
 from motion import FPS, MAX_FRAMES, MIN_FRAMES, STILL_FRAMES, features_from_joints, forward_kinematics, qmul
+from support.synth_captions import describe, pick
 
 CONFIG = dict(size=8, seed=0)  # `python synth.py`: how many clips to print, the generator seed
 BLEND = 6  # frames on each side of a segment boundary over which channels are cross-faded
@@ -52,145 +52,11 @@ PARAMS = {  # kind -> {parameter: choices}; every parameter is said in the text
     "clap": {"count": (2, 3, 4, 5)}, "punch": {"side": SIDES + ("both",), "count": (2, 3, 4)},
     "arms_out": {}, "reach": {"side": SIDES}, "hips": {}, "stretch": {"side": SIDES},
 }
-
-# ----------------------------------------------------------------------------------------------
-# Text (MotionBase-style hierarchy): verb phrases for whole-body captions (several paraphrases each,
-# fields filled from the parameters), then one upper-body and one lower-body sentence per kind.
-SUBJECTS = ("a person", "someone", "a man", "a woman", "the person", "a figure")
-CAPTIONS = {
-    "stand": ("stands still", "stands in place", "is standing without moving much"),
-    "walk": ("walks {dir}{speed_adv}", "takes a few{speed_adj} steps {dir}", "walks{speed_adv} {dir}",
-             "moves {dir}{speed_adv} on foot"),
-    "sidestep": ("walks sideways to the {side}", "side-steps to the {side}",
-                 "shuffles sideways to the {side}"),
-    "circle": ("walks in a circle to the {side}", "walks around in a {clock} circle",
-               "walks a full circle, turning {side}"),
-    "run": ("{run_verb} forward", "{run_verb} straight ahead", "goes for a {run_noun} forward"),
-    "turn": ("turns {side} by {angle} degrees", "turns {angle} degrees to the {side}",
-             "rotates {angle} degrees to the {side} in small steps"),
-    "jump": ("jumps up and down {times}", "jumps in place {times}", "does {count_word} vertical jump{s}"),
-    "squat": ("squats down {times}", "does {count_word} squat{s}", "bends the knees into a squat {times}"),
-    "kick": ("kicks with the {side} leg", "kicks forward with the {side} foot", "does a {side} leg kick"),
-    "lunge": ("lunges forward with the {side} leg", "steps into a lunge with the {side} leg in front",
-              "does a forward lunge on the {side} leg"),
-    "hop": ("hops on the {side} foot {times}", "hops {times} on the {side} leg",
-            "balances on the {side} leg and hops {times}"),
-    "sit_down": ("sits down", "sits down on a chair", "lowers into a seated position"),
-    "stand_up": ("stands up", "gets up from a chair", "rises from a seated position"),
-    "wave": ("waves {the_hand}", "waves with {the_hand}", "lifts {the_hand} to wave"),
-    "raise": ("raises {the_arm} above the head", "lifts {the_arm} up high",
-              "puts {the_arm} up in the air and back down"),
-    "clap": ("claps the hands {times}", "claps {times}", "claps {count_word} time{s} in front of the chest"),
-    "punch": ("punches forward with {the_hand} {times}", "throws {count_word} punch{es} with {the_hand}",
-              "boxes with {the_hand}, punching {times}"),
-    "arms_out": ("stretches both arms out to the sides", "holds the arms out sideways",
-                 "spreads the arms wide to the sides"),
-    "reach": ("reaches forward with the {side} hand", "leans forward and reaches out with the {side} arm",
-              "extends the {side} arm forward to grab something"),
-    "hips": ("puts the hands on the hips", "places both hands on the hips", "rests the hands on the hips"),
-    "stretch": ("raises both arms overhead and leans to the {side}, then to the {other}",
-                "stretches, arms overhead, bending to the {side} and then the {other}",
-                "does a side stretch with the arms up, first to the {side}, then the {other}")}
-PARTS = {  # kind -> (upper-body sentence, lower-body sentence) of the part-level descriptions
-    "stand": ("the arms hang relaxed at the sides", "the legs stand still with both feet on the ground"),
-    "walk": ("the arms swing back and forth with the steps", "the legs take{speed_adj} steps {dir}"),
-    "sidestep": ("the arms stay loose at the sides", "the legs step sideways to the {side}"),
-    "circle": ("the arms swing with the steps", "the legs walk along a circle to the {side}"),
-    "run": ("the bent arms pump back and forth", "the legs {run_noun} forward"),
-    "turn": ("the arms hang loosely", "the feet step in place while the body turns {angle} degrees {side}"),
-    "jump": ("the arms swing up with each jump", "the legs bend and push off {times}"),
-    "squat": ("the arms reach forward for balance", "the knees bend deeply into a squat {times}"),
-    "kick": ("the arms move out for balance", "the {side} leg swings forward in a kick"),
-    "lunge": ("the arms stay near the body", "the {side} leg steps forward and both knees bend"),
-    "hop": ("the arms are held out for balance", "the {other} leg is lifted, the {side} leg hops {times}"),
-    "sit_down": ("the arms move forward as the body lowers", "the knees and hips bend to sit down"),
-    "stand_up": ("the arms move forward as the body rises", "the legs straighten to stand up"),
-    "wave": ("{the_hand} waves side to side at head height", ""),
-    "raise": ("{the_arm} rises straight up and comes back down", ""),
-    "clap": ("the hands come together {times} in front of the chest", ""),
-    "punch": ("{the_hand} punches forward {times}", ""),
-    "arms_out": ("both arms extend straight out to the sides", ""),
-    "reach": ("the {side} arm reaches forward as the back bends", ""),
-    "hips": ("both hands rest on the hips", ""),
-    "stretch": ("both arms stretch overhead, the torso bends {side} then {other}", "")}
-STILL = {  # static pose -> (whole-body captions, upper-body sentence, lower-body sentence)
-    "stand": (("stands still with the arms down", "stands upright, arms relaxed"), *PARTS["stand"]),
-    "raise": (("stands with {the_arm} raised", "holds {the_arm} straight up"), "{the_arm} raised straight up",
-              PARTS["stand"][1]),
-    "arms_out": (("stands with the arms stretched out to the sides", "holds a t-pose"),
-                 "both arms held straight out to the sides", PARTS["stand"][1]),
-    "hips": (("stands with the hands on the hips", "stands, hands on hips"),
-             "both hands on the hips, elbows out", PARTS["stand"][1]),
-    "reach": (("leans forward reaching out with the {side} hand", "reaches ahead with the {side} arm"),
-              "the {side} arm stretched forward, the back bent", PARTS["stand"][1]),
-    "squat": (("is in a deep squat", "holds a low squat"), "the arms held forward",
-              "the knees and hips deeply bent in a squat"),
-    "sit": (("is sitting on a chair", "sits on a chair without moving"), "the arms resting",
-            "the knees bent at a right angle, sitting"),
-    "balance": (("stands on the {side} leg", "balances on the {side} foot"), "the arms out for balance",
-                "the {side} leg straight, the {other} knee bent, foot up"),
-    "kick": (("is frozen mid-kick with the {side} leg", "holds the {side} leg up in a kick"),
-             "the arms out for balance", "the {side} leg kicked up in front"),
-    "lunge": (("holds a lunge with the {side} leg in front", "stays low in a {side} leg lunge"),
-              "the arms near the body", "the {side} leg forward with the knee bent, the other leg behind")}
 STATIC_POSES = {  # pose -> (whole-body kind, gesture, fraction of the action at which it is frozen)
     "stand": ("stand", None, 0.5), "raise": ("stand", "raise", 0.5), "arms_out": ("stand", "arms_out", 0.5),
     "hips": ("stand", "hips", 0.5), "reach": ("stand", "reach", 0.5), "squat": ("squat", None, 0.5),
     "sit": ("sit_down", None, 1.0), "balance": ("hop", None, 0.5), "kick": ("kick", None, 0.48),
     "lunge": ("lunge", None, 0.5)}
-COUNT_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
-TIMES = {0: "", 1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
-
-
-def _words(p):
-    """Fill-in fields for the templates from a segment's parameters."""
-    side, count = p.get("side", ""), p.get("count", 1)
-    speed = p.get("speed", "normal")
-    return {"dir": p.get("dir", ""), "side": side, "other": {"left": "right", "right": "left"}.get(side, ""),
-            "angle": p.get("angle", ""), "clock": "counterclockwise" if side == "left" else "clockwise",
-            "speed_adv": {"slow": " slowly", "normal": "", "fast": " quickly"}[speed],
-            "speed_adj": {"slow": " slow", "normal": "", "fast": " quick"}[speed],
-            "run_verb": {"slow": "jogs", "normal": "runs", "fast": "sprints"}[speed],
-            "run_noun": {"slow": "jog", "normal": "run", "fast": "sprint"}[speed],
-            "the_arm": "both arms" if side == "both" else f"the {side} arm",
-            "the_hand": "both hands" if side == "both" else f"the {side} hand",
-            "times": TIMES[count], "count_word": COUNT_WORDS[count],
-            "s": "" if count == 1 else "s", "es": "" if count == 1 else "es"}
-
-
-def _gerund(phrase):
-    """'waves the left hand' -> 'waving the left hand' (only the first word changes)."""
-    verb, _, rest = phrase.partition(" ")
-    stem = {"claps": "clapp", "puts": "putt"}.get(verb, verb[:-2] if verb.endswith(("ches", "shes")) else
-                                                   verb[:-2] if verb.endswith("es") and verb[-3] in "svcz"
-                                                   else verb[:-1])
-    return f"{stem}ing {rest}"
-
-
-def _texts(plan, rng):
-    """2-3 whole-body captions (random subject, paraphrase and connector each) + part-level sentences."""
-    still = STILL[plan["segments"][0]["p"]["pose"]] if plan["subset"] == "static" else None
-    captions = []
-    for _ in range(_pick(rng, (2, 3, 3))):
-        phrases = []
-        for seg in plan["segments"]:
-            phrase = _pick(rng, still[0] if still else CAPTIONS[seg["kind"]]).format(**_words(seg["p"]))
-            if seg["gesture"] and not still:
-                gesture = _pick(rng, CAPTIONS[seg["gesture"]]).format(**_words(seg["gp"]))
-                phrase = gesture if seg["kind"] == "stand" else f"{phrase} while {_gerund(gesture)}"
-            phrases.append(phrase)
-        joined = "".join(_pick(rng, (", then ", ", and then ", " and then ", ", after that ")) + ph
-                         for ph in phrases[1:])
-        captions.append(f"{_pick(rng, SUBJECTS)} {phrases[0]}{joined}.")
-    parts = []
-    for seg in plan["segments"]:
-        upper, lower = [f"held still, {s}" for s in still[1:]] if still else PARTS[seg["kind"]]
-        if seg["gesture"] and not still:
-            upper = PARTS[seg["gesture"]][0].format(**_words(seg["gp"]))
-        parts.append((upper.format(**_words(seg["p"])), lower.format(**_words(seg["p"]))))
-    return captions, {"upper": ", then ".join(u for u, _ in parts) + ".",
-                      "lower": ", then ".join(low for _, low in parts) + "."}
-
 
 # ----------------------------------------------------------------------------------------------
 # Motion channels (radians, metres per frame for yaw_rate): what actions write, per frame. Left/right
@@ -522,13 +388,10 @@ def _join(segments):
 
 
 # ----------------------------------------------------------------------------------------------
-# Plans (every random choice that the text depends on), clips, splits.
-def _pick(rng, choices):
-    return choices[int(rng.integers(len(choices)))]
-
-
+# Plans (every random choice that the text depends on; support/synth_captions.describe says them),
+# clips, splits.
 def _params(rng, kind):
-    return {name: _pick(rng, choices) for name, choices in PARAMS.get(kind, {}).items()}
+    return {name: pick(rng, choices) for name, choices in PARAMS.get(kind, {}).items()}
 
 
 def clip_id(index):
@@ -539,26 +402,26 @@ def plan_clip(index, seed):
     """The clip's subset, segments (kind, gesture, their parameters, frames) and split; cheap."""
     rng = np.random.default_rng([seed, index])
     u, tempo, amp = rng.random(), rng.uniform(0.9, 1.1), rng.uniform(0.85, 1.15)
-    subset = _pick(rng, [name for name, share in SUBSETS.items() for _ in range(round(share * 100))])
+    subset = pick(rng, [name for name, share in SUBSETS.items() for _ in range(round(share * 100))])
     segments, total = [], 0
     if subset == "static":  # one action's pose at `freeze` of the way through it
-        pose = _pick(rng, list(STILL))
+        pose = pick(rng, list(STATIC_POSES))
         kind, gesture, freeze = STATIC_POSES[pose]
-        side = _pick(rng, SIDES + ("both",) if pose == "raise" else SIDES)
+        side = pick(rng, SIDES + ("both",) if pose == "raise" else SIDES)
         p = {"side": side, "count": int(kind == "squat"), "pose": pose}
         n = _frames(gesture or kind, p, tempo, rng)
         segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": p, "n": n,
                          "freeze": int(freeze * (n - 1))})
-    for _ in range(0 if subset == "static" else _pick(rng, (1, 1, 2, 2, 3))):
-        kind = _pick(rng, POOLS[subset])
+    for _ in range(0 if subset == "static" else pick(rng, (1, 1, 2, 2, 3))):
+        kind = pick(rng, POOLS[subset])
         while segments and kind == (segments[-1]["gesture"] or segments[-1]["kind"]):  # no repeats
-            kind = _pick(rng, POOLS[subset])
+            kind = pick(rng, POOLS[subset])
         kind = "stand_up" if segments and segments[-1]["kind"] == "sit_down" else kind
         gesture = None
         if kind in GESTURES:
             kind, gesture = "stand", kind
         elif kind in COMBINABLE and rng.random() < 0.3:
-            gesture = _pick(rng, ON_THE_MOVE)
+            gesture = pick(rng, ON_THE_MOVE)
         p, gp = _params(rng, kind), _params(rng, gesture)
         n = max(_frames(kind, p, tempo, rng), _frames(gesture, gp, tempo, rng) if gesture else 0)
         if segments and total + n > MAX_FRAMES:
@@ -615,7 +478,7 @@ def generate_clip(index, seed, with_joints=True):
     finally:
         torch.set_num_threads(threads)
     joints = _place(rel.astype(np.float64), c[:, CH["lift"]], c[:, CH["stance_l"]]).astype(np.float32)
-    captions, parts = _texts(plan, np.random.default_rng([seed, index, 2]))
+    captions, parts = describe(plan, np.random.default_rng([seed, index, 2]))
     clip = {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
             "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"]}
     return clip | {"joints": joints} if with_joints else clip
@@ -631,14 +494,8 @@ def make_splits(size, seed):
 
 
 def _clips(size, seed, workers, progress):
-    bar = partial(progress_bar, total=size, desc="synth", unit="clip", disable=not progress)
-    if workers <= 1:
-        yield from bar(generate_clip(index, seed, with_joints=False) for index in range(size))
-        return
-    fork = multiprocessing.get_context("fork")
-    # Ctrl-C reaches the whole process group: the workers ignore it, and the parent stops them
-    with fork.Pool(workers, signal.signal, (signal.SIGINT, signal.SIG_IGN)) as pool:
-        yield from bar(pool.imap(partial(generate_clip, seed=seed, with_joints=False), range(size), 64))
+    clips = parallel_map(partial(generate_clip, seed=seed, with_joints=False), range(size), workers, 64)
+    yield from progress_bar(clips, total=size, desc="synth", unit="clip", disable=not progress)
 
 
 def generate(size, seed=0, workers=1, progress=True):

@@ -1,5 +1,6 @@
 """The on-disk dataset (write_dataset / MotionData / WindowDataset / TextMotionDataset), bad input, and
-the real-data loaders (HumanML3D layout, SMPL-X parameter sequences), on tiny files made here."""
+the real-data loaders (support/real_data.py: HumanML3D layout, SMPL-X parameter sequences), on tiny files made
+here."""
 
 import json
 
@@ -8,6 +9,17 @@ import pytest
 import torch
 
 import data
+from motion import (
+    H3D_PARENTS,
+    SMPLX52_OFFSETS,
+    SMPLX52_PARENTS,
+    SMPLX_TO_52,
+    features_from_joints,
+    forward_kinematics,
+    part_columns,
+    render_gif,
+)
+from support.real_data import smplx_joints
 
 D = 263
 
@@ -48,7 +60,7 @@ def test_write_and_read_round_trip(tmp_path):
     for a, b in [(0, 1), (1, 3), (3, 4), (4, 67), (67, 193), (193, 259), (259, 263)]:
         np.testing.assert_allclose(ds.std[a:b], std[a:b].mean(), rtol=1e-5)
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
-    assert meta["parts"]["left_arm"] == data.part_columns(22)["left_arm"].tolist()
+    assert meta["parts"]["left_arm"] == part_columns(22)["left_arm"].tolist()
 
 
 def test_default_split_is_deterministic_and_covers_every_clip(tmp_path):
@@ -217,15 +229,15 @@ def test_humanml3d_loader_cuts_time_ranges_counts_bad_files_and_runs_in_parallel
 # SMPL-X kinematic tree (55 joints): body 0-21, jaw 22 and eyes 23-24 on the head, hands from the wrists
 HAND_PARENTS = [p for wrist, first in ((20, 25), (21, 40)) for k in range(5)
                 for p in (wrist, first + 3 * k, first + 3 * k + 1)]
-SMPLX_PARENTS = data.H3D_PARENTS + [15, 15, 15] + HAND_PARENTS
+SMPLX_PARENTS = H3D_PARENTS + [15, 15, 15] + HAND_PARENTS
 
 
 def write_fake_smplx_model(model_dir, V=80, seed=0):
     """A tiny SMPL-X model file with every key smplx 0.1.28 reads: the first 55 vertices sit on a plausible
-    skeleton (rest joints of data.SMPLX52_OFFSETS, jaw/eyes at the head); J_regressor mixes in the rest."""
+    skeleton (rest joints of motion.SMPLX52_OFFSETS, jaw/eyes at the head); J_regressor mixes in the rest."""
     g = np.random.default_rng(seed)
-    rest52 = data.forward_kinematics(np.zeros((1, 52, 3)), np.array([[0.0, 0.9, 0.0]]),
-                                     data.SMPLX52_OFFSETS, data.SMPLX52_PARENTS)[0]
+    rest52 = forward_kinematics(np.zeros((1, 52, 3)), np.array([[0.0, 0.9, 0.0]]),
+                                SMPLX52_OFFSETS, SMPLX52_PARENTS)[0]
     rest55 = np.concatenate([rest52[:22], rest52[[15, 15, 15]] + [[0, 0, 0.05], [0.03, 0.05, 0.08],
                                                                    [-0.03, 0.05, 0.08]], rest52[22:]])
     v_template = np.concatenate([rest55, g.normal(0, 0.3, (V - 55, 3)) + [0, 0.9, 0]])
@@ -268,17 +280,17 @@ def smplx_layer_joints(model_dir, params):
     out = model(betas=f["betas"].expand(T, 10), global_orient=f["root_orient"], body_pose=f["pose_body"],
                 left_hand_pose=f["pose_hand"][:, :45], right_hand_pose=f["pose_hand"][:, 45:],
                 transl=f["trans"])
-    return out.joints[:, data.SMPLX_TO_52].detach().numpy().astype(np.float64)
+    return out.joints[:, SMPLX_TO_52].detach().numpy().astype(np.float64)
 
 
 def test_smplx_joints_match_the_smplx_layer_and_the_rest_joints(tmp_path):
     rest55 = write_fake_smplx_model(tmp_path / "models" / "smplx")
     params = smplx_params(12, seed=0)
-    np.testing.assert_allclose(data.smplx_joints(params, tmp_path / "models"),
+    np.testing.assert_allclose(smplx_joints(params, tmp_path / "models"),
                                smplx_layer_joints(tmp_path / "models" / "smplx", params), atol=2e-5)
     zero = {k: np.zeros_like(v) for k, v in params.items()}
-    np.testing.assert_allclose(data.smplx_joints(zero, tmp_path / "models"), np.broadcast_to(
-        rest55[data.SMPLX_TO_52], (12, 52, 3)), atol=1e-5)
+    np.testing.assert_allclose(smplx_joints(zero, tmp_path / "models"), np.broadcast_to(
+        rest55[SMPLX_TO_52], (12, 52, 3)), atol=1e-5)
 
 
 def test_smplx_loader_resamples_cuts_long_sequences_and_holds_still_poses(tmp_path):
@@ -299,7 +311,7 @@ def test_smplx_loader_resamples_cuts_long_sequences_and_holds_still_poses(tmp_pa
     assert ds.meta["summary"]["skipped"]["load_error"] == 1
     # 150 frames at 30 fps -> 100 frames at 20 fps (every 1.5th frame) -> 99 feature rows
     joints = smplx_layer_joints(tmp_path / "models" / "smplx", seqs["aist/dance"])
-    ref = data.features_from_joints(joints[np.round(np.arange(0, 150, 1.5)).astype(int)])
+    ref = features_from_joints(joints[np.round(np.arange(0, 150, 1.5)).astype(int)])
     np.testing.assert_allclose(ds.motion(ds.index("aist/dance")), ref, atol=2e-4)
     assert ds.texts[ds.index("aist/dance")] == {"id": "aist/dance", "captions": ["a person does aist/dance"],
                                                 "parts": {"upper": "arms swing", "lower": "legs"},
@@ -319,7 +331,7 @@ def test_smplx_loader_resamples_cuts_long_sequences_and_holds_still_poses(tmp_pa
 def test_render_gif_draws_an_upright_figure(tmp_path, fixtures_dir):
     from PIL import Image
     joints = np.load(fixtures_dir / "humanml3d" / "new_joints_012314.npy")[:60:6]
-    data.render_gif(joints, tmp_path / "clip.gif", title="a person walks")
+    render_gif(joints, tmp_path / "clip.gif", title="a person walks")
     gif = Image.open(tmp_path / "clip.gif")
     assert gif.n_frames == 10
     rgb = np.asarray(gif.convert("RGB")).astype(int)

@@ -1,0 +1,1 @@
+"""Pieces the stages lean on, each beside the stage that uses it."""
