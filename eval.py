@@ -1,6 +1,7 @@
 """Evaluation (paper §5.1, Tables 2, 3, 5, 6): every metric of the standard text-to-motion protocol (Guo
-et al. 2022, with T2M-GPT's numerics), the text/motion evaluator they are measured with, and what §5.4 says
-is missing: retrieval against the whole test set, and physical checks on the joints that need no evaluator.
+et al. 2022, with T2M-GPT's numerics), measured with our text/motion evaluator (support/evaluator.py; Guo et
+al.'s own in support/t2m.py), and what §5.4 says is missing: retrieval against the whole test set, and
+physical checks on the joints that need no evaluator (support/physical.py).
 
     python eval.py --train_evaluator        # the dual encoder on data/synth -> out/evaluator/synth/
     python eval.py --lm_dir=                # ground-truth rows only (test and OOD splits)
@@ -17,29 +18,25 @@ Results: a markdown table per split, and JSON (out/eval/<dataset>/<what>.json) w
 name and its 95% interval under <name>_ci.
 """
 
-import json
 import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 import data as motion_data
 import model as lm_model
 import motion
-from common import atomic_write, cli, parse_args, pick_device, progress_bar, write_json
-from motion import MAX_FRAMES, mpjpe  # noqa: F401 - DESIGN.md's eval.mpjpe: the one definition, in motion.py
-from physical import action_accuracy, clip_plans, physical_check, plan_action
+from common import cli, parse_args, pick_device, progress_bar, write_json
+from motion import MAX_FRAMES
+from support.evaluator import UNIT, load_evaluator, train_evaluator
+from support.physical import action_accuracy, clip_plans, physical_check, plan_action
 
 CONFIG = dict(
     data_dir="data/synth",
     evaluator_dir="",  # our evaluator's folder ("" -> out/evaluator/<dataset name>)
-    # --train_evaluator: the dual encoder (data/synth: 6 min on 2 busy CPU cores with OMP_NUM_THREADS=1)
+    # --train_evaluator: the dual encoder, support/evaluator.py (its time on data/synth: docs/results.md)
     train_evaluator=False,
     width=96, heads=4, text_layers=2, motion_layers=2, dropout=0.0,
     emb_dim=64,  # fewer dimensions than test clips: the FID covariance stays well-conditioned
@@ -58,7 +55,6 @@ CONFIG = dict(
     out="",  # JSON path ("" -> out/eval/<dataset>/<what>.json)
     seed=0, device="auto",
 )
-UNIT = 4  # the protocol's crop unit (frames); clips are at most motion.MAX_FRAMES long
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,111 +160,7 @@ def near_duplicates(captions, jaccard=0.8):
 
 
 # ----------------------------------------------------------------------------------------------
-# The evaluator: a dual encoder as Guo et al. / TMR build it. Motion: features without the foot contacts,
-# normalised, two stride-2 convolutions (Guo et al.'s MovementConvEncoder: one token per 4 frames), then a
-# small transformer; text: a small transformer over its own byte-level BPE. Both mean-pool their tokens and
-# end on the unit sphere, where euclidean distance ranks as cosine similarity does in the InfoNCE loss.
-class _Tower(nn.Module):
-    def __init__(self, cfg, layers, max_tokens):
-        super().__init__()
-        w = cfg["width"]
-        self.pos = nn.Parameter(0.02 * torch.randn(max_tokens, w))
-        block = nn.TransformerEncoderLayer(w, cfg["heads"], 4 * w, cfg["dropout"], activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-        self.norm, self.out = nn.LayerNorm(w), nn.Linear(w, cfg["emb_dim"])
-
-    def pool(self, h, pad):  # tokens [B, L, w], pad [B, L] (True = padding) -> unit vectors [B, emb_dim]
-        h = self.norm(self.blocks(h + self.pos[:h.shape[1]], src_key_padding_mask=pad))
-        keep = (~pad).unsqueeze(-1).float()
-        return F.normalize(self.out((h * keep).sum(1) / keep.sum(1)), dim=-1)
-
-
-class TextTower(_Tower):
-    def __init__(self, cfg, n_vocab):
-        super().__init__(cfg, cfg["text_layers"], cfg["max_text_tokens"])
-        self.tok = nn.Embedding(n_vocab + 1, cfg["width"])  # the last id pads
-
-    def forward(self, ids, pad):
-        return self.pool(self.tok(ids), pad)
-
-
-class MotionTower(_Tower):
-    def __init__(self, cfg):
-        super().__init__(cfg, cfg["motion_layers"], MAX_FRAMES // UNIT)
-        self.conv1 = nn.Conv1d(cfg["feat_dim"] - 4, cfg["width"], 4, 2, 1)
-        self.conv2 = nn.Conv1d(cfg["width"], cfg["width"], 4, 2, 1)
-
-    def forward(self, x, lengths):  # normalised [B, T, D - 4], zero beyond each length (a multiple of 4)
-        h = F.gelu(self.conv1(x.transpose(1, 2)))
-        # zero the half-rate steps past each clip's end, as conv2's own padding is: a clip's embedding is
-        # then the same alone or padded in a batch
-        h = h * (torch.arange(h.shape[-1], device=x.device) < (lengths // 2)[:, None]).unsqueeze(1)
-        h = F.gelu(self.conv2(h)).transpose(1, 2)
-        return self.pool(h, torch.arange(h.shape[1], device=x.device) >= (lengths // UNIT)[:, None])
-
-
-class Evaluator(nn.Module):
-    """The dual encoder with its BPE and the dataset's feature mean/std (its own normalisation, saved with
-    it): embed_texts / embed_motions take captions / raw features and give numpy embeddings."""
-
-    def __init__(self, cfg, bpe, mean=None, std=None):
-        super().__init__()
-        self.cfg, self.bpe = cfg, bpe
-        D = cfg["feat_dim"]
-        self.register_buffer("mean", torch.zeros(D) if mean is None else torch.as_tensor(mean).float())
-        self.register_buffer("std", torch.ones(D) if std is None else torch.as_tensor(std).float())
-        self.text, self.motion = TextTower(cfg, bpe.n_vocab), MotionTower(cfg)
-
-    def text_batch(self, captions):  # -> token ids [B, L], padding [B, L] on this module's device
-        ids = [i[:self.cfg["max_text_tokens"]] or [self.bpe.eos_id] for i in
-               self.bpe.encode_batch([lm_model.normalise_caption(c) for c in captions])]
-        L = max(map(len, ids))
-        out = torch.full((len(ids), L), self.bpe.n_vocab, dtype=torch.long)
-        for b, i in enumerate(ids):
-            out[b, :len(i)] = torch.tensor(i)
-        return out.to(self.mean.device), (out == self.bpe.n_vocab).to(self.mean.device)
-
-    def motion_batch(self, feats):  # raw [T_i, D], T_i a multiple of 4 -> normalised [B, T, D - 4], lengths
-        lengths = torch.tensor([len(f) for f in feats])
-        if (lengths % UNIT).any() or (lengths < UNIT).any() or (lengths > MAX_FRAMES).any():
-            raise ValueError(f"the evaluator takes {UNIT}..{MAX_FRAMES} frames in multiples of {UNIT}, got "
-                             f"{sorted(set(lengths.tolist()))[:5]}")
-        x = torch.zeros(len(feats), int(lengths.max()), self.cfg["feat_dim"] - 4)
-        mean, std = self.mean.cpu(), self.std.cpu()
-        for b, f in enumerate(feats):
-            x[b, :len(f)] = ((torch.as_tensor(np.asarray(f, np.float32)) - mean) / std)[:, :-4]
-        return x.to(self.mean.device), lengths.to(self.mean.device)
-
-    @torch.no_grad()
-    def embed_texts(self, captions, tokens=None):  # tokens: only the standard evaluator reads them
-        self.eval()
-        return np.concatenate([self.text(*self.text_batch(captions[s:s + 512])).cpu().numpy()
-                               for s in range(0, len(captions), 512)])
-
-    @torch.no_grad()
-    def embed_motions(self, feats):
-        self.eval()
-        order = np.argsort([len(f) for f in feats])  # similar lengths together: little padding
-        out = np.zeros((len(feats), self.cfg["emb_dim"]), np.float32)
-        for s in range(0, len(feats), 256):
-            idx = order[s:s + 256]
-            out[idx] = self.motion(*self.motion_batch([feats[i] for i in idx])).cpu().numpy()
-        return out
-
-
-def info_nce(text, motion, duplicates, temperature):
-    """Symmetric InfoNCE over a batch of unit embeddings (row i of each a pair); near-duplicate captions are
-    taken out of each other's negatives."""
-    logits = text @ motion.T / temperature
-    eye = torch.eye(len(text), dtype=torch.bool, device=text.device)
-    logits = logits.masked_fill(torch.as_tensor(duplicates, device=text.device) & ~eye, float("-inf"))
-    target = torch.arange(len(text), device=text.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-
-
-# ----------------------------------------------------------------------------------------------
-# The protocol's draws of a split, shared by training (random pairs) and evaluation.
+# The protocol's draws of a split, shared by the evaluator's training (random pairs) and evaluation.
 def protocol_draw(data, clips, rng):
     """Each clip (in a random order) with one of its captions at random (and that caption's POS tokens when
     the dataset keeps them) and a crop: its length floored to 4-frame units, one unit less one time in three
@@ -296,75 +188,6 @@ def unit_crop(feats):
     if len(feats) < UNIT:
         feats = np.concatenate([feats, np.repeat(feats[-1:], UNIT - len(feats), 0)])
     return feats[:min(len(feats), MAX_FRAMES) // UNIT * UNIT]
-
-
-def lr_at(step, cfg):  # linear warm-up, then cosine to lr / 10
-    if step < cfg["warmup_iters"]:
-        return cfg["lr"] * (step + 1) / cfg["warmup_iters"]
-    x = (step - cfg["warmup_iters"]) / max(1, cfg["max_iters"] - cfg["warmup_iters"])
-    return cfg["lr"] * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, x))))
-
-
-def train_evaluator(cfg, progress=True):
-    """Contrastive training on the train split -> the Evaluator, also saved to out/evaluator/<dataset>/
-    (model.safetensors, config.json, the BPE's vocab.json + merges.txt, metrics.json with R-Precision on
-    validation and test)."""
-    t0 = time.time()
-    data = motion_data.MotionData(cfg["data_dir"])
-    train = data.split("train")
-    torch.manual_seed(cfg["seed"])
-    rng = np.random.default_rng(cfg["seed"])
-    captions = [lm_model.normalise_caption(c) for i in train for c in data.texts[i]["captions"]]
-    bpe = lm_model.train_bpe(captions, cfg["bpe_vocab_size"])
-    arch = {k: cfg[k] for k in ("width", "heads", "text_layers", "motion_layers", "dropout", "emb_dim",
-                                "max_text_tokens")}
-    arch |= {"feat_dim": data.feat_dim, "dataset": data.meta["name"]}
-    device = pick_device(cfg["device"])
-    ev = Evaluator(arch, bpe, data.mean, data.std).to(device)
-    opt = torch.optim.AdamW(ev.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    bar = progress_bar(range(cfg["max_iters"]), desc="evaluator", disable=not progress)
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        draw = protocol_draw(data, rng.choice(train, min(cfg["batch_size"], len(train)), replace=False), rng)
-        ev.train()
-        loss = info_nce(ev.text(*ev.text_batch(draw["caption"])), ev.motion(*ev.motion_batch(draw["feats"])),
-                        near_duplicates(draw["caption"], cfg["duplicate_jaccard"]), cfg["temperature"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    metrics = {"train_seconds": round(time.time() - t0, 1), "iters": cfg["max_iters"]}
-    for split in ("val", "test"):  # R-Precision of the ground truth, one protocol draw
-        if (data.root / f"{split}.txt").is_file() and len(data.split(split)) >= cfg["rprecision_batch"]:
-            draw = protocol_draw(data, data.split(split), np.random.default_rng(cfg["seed"]))
-            r, _ = batched_r_precision(ev.embed_texts(draw["caption"]), ev.embed_motions(draw["feats"]),
-                                       cfg["rprecision_batch"])
-            metrics |= {f"{split}_R@{k + 1}": round(float(r[k]), 4) for k in range(3)}
-    out = Path(cfg["evaluator_dir"] or Path("out/evaluator") / data.meta["name"])
-    out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in ev.state_dict().items()}
-    atomic_write(out / "model.safetensors", lambda p: save_file(weights, str(p)))
-    for name, content in bpe.files.items():
-        atomic_write(out / name, lambda p, c=content: p.write_bytes(c))
-    write_json(out / "config.json", arch)
-    write_json(out / "metrics.json", metrics)
-    print(f"{out}: {json.dumps(metrics)}")
-    return ev, metrics
-
-
-def load_evaluator(folder, device="cpu"):
-    """A trained Evaluator from its folder (what train_evaluator wrote), in eval mode."""
-    folder = Path(folder)
-    for name in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name}: missing, so {folder} is no trained evaluator "
-                                    f"(train one with `python eval.py --train_evaluator`)")
-    ev = Evaluator(json.loads((folder / "config.json").read_text()),
-                   lm_model.bpe_from_files(folder / "vocab.json", folder / "merges.txt"))
-    ev.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return ev.to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,8 +317,8 @@ def main(argv):
     data = motion_data.MotionData(cfg["data_dir"])
     device = pick_device(cfg["device"])
     if cfg["t2m_checkpoint"]:
-        import t2m_evaluator
-        ev = t2m_evaluator.load(cfg["t2m_checkpoint"], cfg["glove_dir"], cfg["t2m_meta"], device)
+        from support import t2m
+        ev = t2m.load(cfg["t2m_checkpoint"], cfg["glove_dir"], cfg["t2m_meta"], device)
         evaluator = "t2m"
     else:
         folder = Path(cfg["evaluator_dir"] or Path("out/evaluator") / data.meta["name"])

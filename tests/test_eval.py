@@ -1,6 +1,7 @@
-"""eval.py: every metric against hand-computed cases and closed forms, the evaluator learning on a small synth
-dataset, the physical checks on real synth clips (and failing on mismatched plans), the protocol end to end on
-ground truth, and Guo et al.'s standard evaluator loaded from a random checkpoint of the original layout."""
+"""eval.py: every metric against hand-computed cases and closed forms, the evaluator (support/evaluator.py)
+learning on a small synth dataset, the physical checks (support/physical.py) on real synth clips (and failing
+on mismatched plans), the protocol end to end on ground truth, and Guo et al.'s standard evaluator
+(support/t2m.py) loaded from a random checkpoint of the original layout."""
 
 import json
 import math
@@ -14,10 +15,9 @@ import torch
 import data
 import eval as ev_mod
 import motion
-import physical
 import synth
-import t2m_evaluator
 import tokenizer as tk
+from support import evaluator, physical, t2m
 
 SEED = 0
 
@@ -130,7 +130,6 @@ def test_small_measures_hand_cases():
 
 
 def test_mpjpe_is_root_aligned_millimetres():
-    assert ev_mod.mpjpe is motion.mpjpe
     a = np.zeros((2, 3, 3))
     b = a.copy()
     b[:, 1] += [0.003, 0.004, 0.0]  # joint 1 off by 5 mm, the other two exact: mean 5/3 mm
@@ -229,7 +228,7 @@ def small(tmp_path_factory):
                        source={"synth": {"size": 480, "seed": SEED}})
     torch.manual_seed(0)
     cfg = dict(SMALL, data_dir=str(root / "ds"), evaluator_dir=str(root / "ev"))
-    ev, metrics = ev_mod.train_evaluator(cfg, progress=False)
+    ev, metrics = evaluator.train_evaluator(cfg, progress=False)
     return root, ev, metrics
 
 
@@ -241,7 +240,7 @@ def test_evaluator_learns(small):
 
 def test_evaluator_round_trip_and_batch_invariance(small):
     root, ev, _ = small
-    loaded = ev_mod.load_evaluator(root / "ev")
+    loaded = evaluator.load_evaluator(root / "ev")
     ds = data.MotionData(root / "ds")
     feats = [np.array(ds.motion(i)[:n]) for i, n in ((0, 40), (1, 64), (2, 100))]
     captions = [ds.texts[i]["captions"][0] for i in range(3)]
@@ -253,7 +252,7 @@ def test_evaluator_round_trip_and_batch_invariance(small):
     with pytest.raises(ValueError, match="multiples of 4"):
         loaded.embed_motions([feats[0][:39]])
     with pytest.raises(FileNotFoundError, match="no trained evaluator"):
-        ev_mod.load_evaluator(root / "nowhere")
+        evaluator.load_evaluator(root / "nowhere")
 
 
 def test_ground_truth_protocol_end_to_end(small, capsys):
@@ -364,7 +363,7 @@ def t2m_files(tmp_path_factory):
 
 def test_t2m_evaluator_loads_the_original_layout_and_runs(t2m_files):
     root = t2m_files
-    ev = t2m_evaluator.load(root / "finest.tar", root, root)
+    ev = t2m.load(root / "finest.tar", root, root)
     for name, module in ev.modules().items():
         assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == LAYOUT[name]
     tokens = [["a/DET", "man/NOUN", "walks/VERB", "left/ADV"], ["a/DET", "zebra/NOUN"] * 15]
@@ -380,15 +379,15 @@ def test_t2m_evaluator_loads_the_original_layout_and_runs(t2m_files):
 
 
 def test_t2m_word_vectorizer_vip_classes_and_unknown_words(t2m_files):
-    words = t2m_evaluator.WordVectorizer(t2m_files)
+    words = t2m.WordVectorizer(t2m_files)
     vectors = np.load(t2m_files / "our_vab_data.npy")
     vec, pos = words["left/ADV"]  # "left" is a location word: Loc_VIP overrides its ADV tag
     np.testing.assert_array_equal(vec, vectors[6])
-    assert pos.argmax() == t2m_evaluator.POS.index("Loc_VIP") and pos.sum() == 1
-    assert words["man/NOUN"][1].argmax() == t2m_evaluator.POS.index("NOUN")
+    assert pos.argmax() == t2m.POS.index("Loc_VIP") and pos.sum() == 1
+    assert words["man/NOUN"][1].argmax() == t2m.POS.index("NOUN")
     vec, pos = words["zebra/NOUN"]  # not in the vocabulary: unk, OTHER
     np.testing.assert_array_equal(vec, vectors[0])
-    assert pos.argmax() == t2m_evaluator.POS.index("OTHER")
+    assert pos.argmax() == t2m.POS.index("OTHER")
 
 
 def test_t2m_loader_refuses_unsafe_pickles_and_wrong_layouts(t2m_files, tmp_path):
@@ -396,12 +395,12 @@ def test_t2m_loader_refuses_unsafe_pickles_and_wrong_layouts(t2m_files, tmp_path
         (tmp_path / name).write_bytes((t2m_files / name).read_bytes())
     (tmp_path / "our_vab_idx.pkl").write_bytes(pickle.dumps(OrderedDict(unk=0)))  # names a class: refused
     with pytest.raises(ValueError, match="our_vab_idx.pkl: not a plain-data pickle"):
-        t2m_evaluator.WordVectorizer(tmp_path)
+        t2m.WordVectorizer(tmp_path)
     state = torch.load(t2m_files / "finest.tar", weights_only=True)
     state["motion_encoder"]["input_emb.weight"] = torch.zeros(1024, 300)
     torch.save(state, tmp_path / "bad.tar")
     with pytest.raises(ValueError, match="bad.tar: motion_encoder does not fit"):
-        t2m_evaluator.load(tmp_path / "bad.tar", t2m_files, t2m_files)
+        t2m.load(tmp_path / "bad.tar", t2m_files, t2m_files)
     np.save(tmp_path / "mean.npy", np.zeros(263, np.float32))
     with pytest.raises(FileNotFoundError, match="std.npy: missing"):
-        t2m_evaluator.load(t2m_files / "finest.tar", t2m_files, tmp_path)
+        t2m.load(t2m_files / "finest.tar", t2m_files, tmp_path)
