@@ -1,6 +1,6 @@
-"""Motion tokenizers (paper §4.2, §5.3, Table 6, Table 11, Figures 4/5): the 2D lookup-free quantizer
-(2D-LFQ) and the baselines it is compared with (VQ, RVQ, 1D-LFQ); training, test metrics, encoding a
-dataset to motion codes. The codebook-size sweep of Figures 4/5 and Table 11 is sweep.py.
+"""The motion tokenizer (paper §4.2, Table 6): the 2D lookup-free quantizer (2D-LFQ), which turns 4 frames of
+motion into P codes, one per body part, and back; its training, test metrics, and a dataset's codes.
+--kind=lfq1d is Table 11's 1D-LFQ, --kind=vq|rvq the baselines of Figures 4/5 (experiments/baselines.py).
 
     python tokenizer.py                                   # 2D-LFQ on data/synth -> out/tokenizer/default/
     python tokenizer.py --config=configs/tokenizer_paper.json          # the paper's settings (a GPU)
@@ -8,41 +8,37 @@ dataset to motion codes. The codebook-size sweep of Figures 4/5 and Table 11 is 
     python tokenizer.py --resume                          # continue out/tokenizer/<run> from its checkpoint
     python tokenizer.py --encode                          # every clip's codes -> data/synth/tokens/default/
 
-API: load(run_dir) -> Tokenizer with .encode(feats [B, T, D]) -> codes [B, T/4, P] (int64 in [0, K)) and
-.decode(codes) -> feats [B, T, D], both on raw (unnormalised) features, and .K, .P. P is the number of
-codes per time step: the body-part slots for 2D-LFQ, 1 for VQ and 1D-LFQ, n_quantizers for RVQ (whose
-codes[..., l] are the l-th residual layer's, each layer with its own K codes).
-"""
+API: load(run_dir) -> Tokenizer: .encode(raw feats [B, T, D]) -> codes [B, T/4, P] int64 in [0, K),
+.decode(codes) -> raw feats; P codes per step: the body parts (2D-LFQ), 1 (VQ, 1D-LFQ), RVQ's layers."""
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-import data as motion_data
 from common import (
     atomic_write,
     cli,
+    cosine_lr,
     distributed_setup,
     distributed_teardown,
-    make_temp_dir,
+    load_weights,
     parse_args,
     pick_device,
     progress_bar,
-    replace_dir,
     resume_settings,
+    save_weights,
     write_json,
 )
-from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
-from motion import hold_still, mpjpe, root_aligned
+from data import MotionData
+from kernels.lfq import LFQ
+from motion import hold_still, mpjpe, part_columns, recover_from_ric, root_aligned
+from support.codes import code_counts, code_stats, write_codes
 
 # config: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
@@ -55,12 +51,12 @@ CONFIG = dict(
     n_quantizers=4, quantizer_dropout=0.2,  # RVQ: layers; chance that a step uses only the first n ~ U{1..L}
     window=48,  # training crop in frames, a multiple of 4 (the paper's T2M-GPT setting: 64)
     batch_size=32,  # global batch, split over DDP ranks (the paper: 256)
-    max_iters=3000,  # the paper: 300k (sidesteps decode right only after ~3000 here: README)
+    max_iters=3000,  # the paper: 300k (why 3000 here: docs/tokenizer.md)
     lr=1e-3, warmup_iters=100, weight_decay=0.0, grad_clip=1.0,  # AdamW (the paper: lr 1e-4)
     lr_decay_iters=0,  # cosine decay to lr/10 over this many steps (0: max_iters)
     recon_weight=1.0,  # smooth-L1 on normalised features ...
     root_weight=5.0,  # ... with the root's 4 columns (yaw, xz velocity, height) weighted this much more
-    joint_weight=1.0,  # L1 on root-aligned joint positions (metres) through data.recover_from_ric
+    joint_weight=1.0,  # L1 on root-aligned joint positions (metres) through motion.recover_from_ric
     traj_weight=1.0,  # L1 on the root's path (metres, integrated from the root velocities over the crop)
     commit_weight=0.25,  # ||z - sg(q)||^2
     entropy_weight=0.1,  # LFQ: E_n[H(p_n)] - H(E_n[p_n]) (Yu et al. 2023), its weight goes linearly ...
@@ -111,118 +107,17 @@ def decoder(dims, c_in, c_out, width, depth):  # T/4 -> T/2 -> T, mirroring the 
     return nn.Sequential(*layers, conv(dims, width, width, 3), nn.ReLU(), conv(dims, width, c_out, 3))
 
 
-class LFQ(nn.Module):
-    """Lookup-free quantizer (§4.2, eq. 2): q_i = sign(z_i) in {-1, +1}, Index(z) = sum_i 2^i 1{z_i > 0} with
-    dimension 0 the least significant bit (as kernels/lfq.py and DESIGN.md; the paper counts from 1: 2^(i-1)).
-    The codebook is {-1, +1}^d with d = log2 K: nothing to learn, nothing to look up."""
+def make_quantizer(cfg):
+    """The quantizer of cfg["kind"], with LFQ's interface: forward(z [..., dim], step) -> (q, codes,
+    losses), nearest(z), lookup(codes), .dim, .n_layers. The comparisons' VQ and RVQ are imported only when
+    asked for."""
+    if cfg["kind"] in ("lfq2d", "lfq1d"):
+        return LFQ(cfg["codebook_size"], cfg["entropy_temperature"])
+    from experiments.baselines import BASELINES
 
-    def __init__(self, K, temperature):
-        super().__init__()
-        if K < 2 or K & (K - 1):
-            raise ValueError(f"LFQ needs the codebook size K to be a power of two (K = 2^d), got K = {K}")
-        self.bits, self.temperature = int(math.log2(K)), temperature
-
-    def forward(self, z, step):
-        q, codes = lfq_quantize(z)  # straight-through gradient
-        # Entropy penalty (Yu et al. 2023): confident soft assignment per sample (low H), all codes used on
-        # average over the batch (high H of the mean); under DDP the mean runs over all ranks' samples.
-        sample_h, codebook_h = lfq_entropy(z, self.temperature, distributed=dist.is_initialized())
-        return q, codes, {"commit": F.mse_loss(z, q.detach()), "entropy": sample_h - codebook_h}
-
-    def nearest(self, z):
-        return lfq_quantize(z)[1]
-
-    def lookup(self, codes):
-        return lfq_codes(codes, self.bits)
-
-
-class VQ(nn.Module):
-    """Vector quantizer with an EMA codebook and dead-code reset (T2M-GPT's QuantizeEMAReset):
-    code_c = EMA(sum of the z assigned to c) / EMA(count of c); a code whose EMA count is too low becomes a
-    random encoder output of the batch. Under DDP the sums and counts are all-reduced and the replacements
-    come from rank 0, so every rank keeps the same codebook."""
-
-    def __init__(self, K, dim, decay):
-        super().__init__()
-        self.K, self.decay = K, decay
-        self.register_buffer("codebook", torch.zeros(K, dim))
-        self.register_buffer("ema_sum", torch.zeros(K, dim))
-        self.register_buffer("ema_count", torch.zeros(K))  # all codes dead: the first update resets them
-
-    def _random_rows(self, flat):  # CPU generator: its state is all that a resume has to restore
-        rows = flat[torch.randint(len(flat), (self.K,)).to(flat.device)].contiguous()
-        if dist.is_initialized():
-            dist.broadcast(rows, 0)
-        return rows
-
-    @torch.no_grad()
-    def _ema_update(self, flat, codes):
-        counts = torch.bincount(codes, minlength=self.K).to(flat.dtype)
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
-        if dist.is_initialized():
-            dist.all_reduce(counts)
-            dist.all_reduce(sums)
-        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
-        # T2M-GPT resets codes whose EMA count is below 1 with 4096 vectors a batch for 512 codes: 1/8 of a
-        # uniformly used code's count. min(1, N / 8K) keeps that ratio for small batches, where a count of 1
-        # would reset codes in use at every step (it equals 1 at T2M-GPT's and the paper's batch sizes).
-        used = (self.ema_count >= (counts.sum() / (8 * self.K)).clamp(max=1.0))[:, None]
-        self.codebook.copy_(torch.where(used, self.ema_sum / self.ema_count[:, None],
-                                        self._random_rows(flat)))
-
-    def nearest(self, z):  # argmin_c ||z - code_c||^2, [..., dim] -> [...]
-        flat = z.reshape(-1, z.shape[-1])
-        dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.pow(2).sum(1)
-        return dist2.argmin(1).view(z.shape[:-1])
-
-    def forward(self, z, step):
-        flat = z.detach().reshape(-1, z.shape[-1])
-        codes = self.nearest(flat)
-        if self.training:
-            self._ema_update(flat, codes)
-        q = F.embedding(codes, self.codebook).view(z.shape)
-        return z + (q - z).detach(), codes.view(z.shape[:-1]), {"commit": F.mse_loss(z, q)}
-
-    def lookup(self, codes):  # [...] -> [..., dim]
-        return F.embedding(codes, self.codebook)
-
-
-class RVQ(nn.Module):
-    """Residual VQ (Lee et al. 2022; MoMask): layer l quantizes what the layers before it left,
-    r_l = r_(l-1) - q_(l-1); the output is sum_l q_l. Quantizer dropout: with probability p a training step
-    uses only the first n layers, n ~ U{1..L}, drawn from (seed, step): the same on every DDP rank and
-    after a resume."""
-
-    def __init__(self, K, dim, decay, n_quantizers, dropout, seed):
-        super().__init__()
-        self.layers = nn.ModuleList(VQ(K, dim, decay) for _ in range(n_quantizers))
-        self.dropout, self.seed = dropout, seed
-
-    def forward(self, z, step):
-        n = len(self.layers)
-        if self.training:
-            rng = np.random.default_rng([self.seed, step])
-            n = int(rng.integers(1, n + 1)) if rng.random() < self.dropout else n
-        residual, total, codes, commit = z, torch.zeros_like(z), [], 0.0
-        for layer in self.layers[:n]:
-            q, c, aux = layer(residual, step)
-            # layer l's commitment ||r_l - sg(q_l)||^2 reaches z through r_l = z - sum_(k<l) sg(q_k)
-            q = q.detach()
-            total, residual, commit = total + q, residual - q, commit + aux["commit"] / n
-            codes.append(c)
-        # one straight-through for the sum, so z gets the output's gradient (not n times it)
-        return z + (total - z).detach(), torch.cat(codes, -1), {"commit": commit}
-
-    def nearest(self, z):  # z [..., 1, dim] -> codes [..., L]
-        codes, residual = [], z
-        for layer in self.layers:
-            codes.append(layer.nearest(residual))
-            residual = residual - layer.lookup(codes[-1])
-        return torch.cat(codes, -1)
-
-    def lookup(self, codes):  # codes [..., L] -> sum of the L layers' vectors [..., 1, dim]
-        return sum(layer.lookup(codes[..., i : i + 1]) for i, layer in enumerate(self.layers))
+    if cfg["kind"] not in BASELINES:
+        raise ValueError(f"unknown tokenizer kind {cfg['kind']!r}: expected lfq2d, lfq1d, vq or rvq")
+    return BASELINES[cfg["kind"]](cfg)
 
 
 class Tokenizer(nn.Module):
@@ -235,35 +130,21 @@ class Tokenizer(nn.Module):
         self.kind, self.K, self.joints_num, self.feat_dim = kind, K, cfg["joints_num"], D
         self.register_buffer("mean", torch.zeros(D) if mean is None else torch.as_tensor(mean).float())
         self.register_buffer("std", torch.ones(D) if std is None else torch.as_tensor(std).float())
-        if kind in ("lfq2d", "lfq1d"):
-            self.quantizer = LFQ(K, cfg["entropy_temperature"])
-            code_dim = self.quantizer.bits
-        elif kind == "vq":
-            self.quantizer, code_dim = VQ(K, cfg["vq_dim"], cfg["ema_decay"]), cfg["vq_dim"]
-        elif kind == "rvq":
-            self.quantizer = RVQ(K, cfg["vq_dim"], cfg["ema_decay"], cfg["n_quantizers"],
-                                 cfg["quantizer_dropout"], cfg["seed"])
-            code_dim = cfg["vq_dim"]
-        else:
-            raise ValueError(f"unknown tokenizer kind {kind!r}: expected lfq2d, lfq1d, vq or rvq")
-        self.P = cfg["n_quantizers"] if kind == "rvq" else 1  # codes per time step (2D-LFQ: below)
+        self.quantizer = make_quantizer(cfg)
+        code_dim = self.quantizer.dim
         # frames a code sees beyond its own 4 (the encoder's receptive radius: convs of 3, two strided convs
-        # of 4, residual convs of 3 dilated 3^i at 1/2 and 1/4 rate), rounded up to whole steps: encode()
-        # holds a clip's edge poses this long (see there), decode() its edge codes
+        # of 4, residual convs of 3 dilated 3^i at 1/2 and 1/4 rate), rounded up to whole steps: see encode()
         self.hold = ALPHA * math.ceil((9.5 + 3 * (3**depth - 1)) / ALPHA)
-        if kind == "lfq2d":
-            # §4.2: the clip is a single-channel image T x D x 1, its feature columns grouped by body part
-            # (data.part_columns: root, torso, arms, legs [, hands]). The parts differ in width (root 7
-            # columns, a leg 50), so the feature axis cannot be cut into P equal strided patches; padding
-            # them to one width under one shared kernel would filter root velocities and arm rotations
-            # alike, though they mean different things. So each part gets its own linear lift to `width`
-            # channels (and its own projection back in the decoder): a regular [width, T, P] grid on which
-            # Conv2d works as on an image, downsampling time by α = 4 and keeping the P part slots:
-            # E(M) is [T/4, P, d] and every code belongs to one body part.
-            parts = motion_data.part_columns(self.joints_num)
+        self.by_part = kind == "lfq2d"  # 2D-LFQ; the other kinds are 1D, over time alone
+        if self.by_part:
+            # §4.2: the clip is an image T x D, its feature columns grouped by body part (motion.part_columns:
+            # root, torso, arms, legs [, hands]). The parts differ in width (root 7 columns, a leg 50) and in
+            # meaning, so each gets its own linear lift to `width` channels (and projection back): a regular
+            # [width, T, P] grid on which Conv2d downsamples time by α = 4 and keeps the P part slots.
+            parts = part_columns(self.joints_num)
             order = torch.cat([torch.as_tensor(c, dtype=torch.long) for c in parts.values()])
             if sorted(order.tolist()) != list(range(D)):
-                raise ValueError(f"data.part_columns({self.joints_num}) does not cover the {D} columns once")
+                raise ValueError(f"motion.part_columns({self.joints_num}) does not cover {D} columns once")
             self.part_names, self.part_sizes = list(parts), [len(c) for c in parts.values()]
             self.P = len(parts)
             self.register_buffer("part_order", order, persistent=False)  # columns regrouped part by part
@@ -273,6 +154,7 @@ class Tokenizer(nn.Module):
             self.encoder = encoder(2, width, code_dim, width, depth)
             self.decoder = decoder(2, code_dim, width, width, depth)
         else:
+            self.P = self.quantizer.n_layers
             self.encoder = encoder(1, D, code_dim, width, depth)
             self.decoder = decoder(1, code_dim, D, width, depth)
 
@@ -283,14 +165,14 @@ class Tokenizer(nn.Module):
         return x * self.std + self.mean
 
     def _encode_z(self, x):  # normalised [B, T, D] -> z [B, T/4, S, code_dim]
-        if self.kind == "lfq2d":
+        if self.by_part:
             parts = x[..., self.part_order].split(self.part_sizes, -1)
             h = torch.stack([lift(p) for lift, p in zip(self.lift, parts, strict=True)], -1)  # [B, T, C, P]
             return self.encoder(h.transpose(1, 2)).permute(0, 2, 3, 1)  # [B, C, T, P] -> [B, T/4, P, d]
         return self.encoder(x.transpose(1, 2)).transpose(1, 2).unsqueeze(2)
 
     def _decode_q(self, q):  # [B, T/4, S, code_dim] -> normalised [B, T, D]
-        if self.kind == "lfq2d":
+        if self.by_part:
             h = self.decoder(q.permute(0, 3, 1, 2)).transpose(1, 2)  # [B, T, C, P]
             parts = [unlift(h[..., i]) for i, unlift in enumerate(self.unlift)]
             return torch.cat(parts, -1)[..., self.unorder]
@@ -301,13 +183,10 @@ class Tokenizer(nn.Module):
         q, codes, aux = self.quantizer(self._encode_z(x), step)
         return self._decode_q(q), codes, aux
 
-    # A clip's ends. Zero padding at the encoder's edges made the last 5 steps' codes say "the clip ends here"
-    # (95-100% of them changed when the same clip went on), so the LM could only stop by first emitting a run
-    # of such codes, a decision spread over many code tokens that low-temperature sampling kept declining:
-    # generated squats ran 2x the real length. The clip is therefore encoded as if its first and last poses
-    # were held still beyond its ends (motion.hold_still) and decoded with its edge codes held the same way:
-    # a code means the same motion wherever it sits, and the LM's choice to stop is the one token </mot>.
-    # (The tokenizer still trains on zero-padded windows; on the test split this costs ~1 mm of MPJPE.)
+    # A clip's ends (docs/tokenizer.md): with zero padding at the encoder's edges, the last codes said "the
+    # clip ends here", and the LM could stop only by emitting a run of them. So a clip is encoded as if its
+    # first and last poses were held still beyond its ends (motion.hold_still), and decoded with its edge
+    # codes held: a code means the same motion wherever it sits, and the LM stops with one token, </mot>.
     @torch.no_grad()
     def encode(self, feats):
         """Raw features [B, T, D] (T a multiple of 4) -> codes [B, T/4, P] int64 in [0, K): the clip's edge
@@ -340,31 +219,6 @@ class Tokenizer(nn.Module):
 
 
 # losses and metrics
-def code_counts(codes, K, layers):
-    """codes [..., S] -> counts [layers, K]: one row per RVQ layer (a row stays 0 when quantizer dropout
-    skipped its layer), else one row for all part slots."""
-    codes = codes.reshape(-1, codes.shape[-1] if layers > 1 else 1).cpu()
-    counts = torch.zeros(layers, K)
-    for layer in range(codes.shape[1]):
-        counts[layer] = torch.bincount(codes[:, layer], minlength=K).float()
-    return counts
-
-
-def code_stats(counts):
-    """Utilisation: the fraction of the K codes used at least once; perplexity: exp(entropy of the code
-    histogram), K when all codes are used equally often (both averaged over RVQ layers)."""
-    p = counts / counts.sum(1, keepdim=True).clamp_min(1)
-    return {"utilisation": float((counts > 0).float().mean()),
-            "perplexity": float(torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum(1)).mean())}
-
-
-def lr_at(step, cfg):  # linear warm-up, then cosine from lr to lr/10 over lr_decay_iters
-    if step < cfg["warmup_iters"]:
-        return cfg["lr"] * (step + 1) / cfg["warmup_iters"]
-    span = max(1, (cfg["lr_decay_iters"] or cfg["max_iters"]) - cfg["warmup_iters"])
-    return cfg["lr"] * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (step - cfg["warmup_iters"]) / span))))
-
-
 def compute_losses(model, core, feats, step, cfg):
     """Raw features [B, T, D] -> (losses, codes). §4.2: reconstruction, a joint-position term (the
     perceptual loss's role), commitment, the LFQ entropy penalty; no GAN loss (dropped for stability).
@@ -372,13 +226,12 @@ def compute_losses(model, core, feats, step, cfg):
     x = core.normalise(feats)
     recon, codes, aux = model(x, step)
     with torch.no_grad():
-        world = motion_data.recover_from_ric(feats, core.joints_num)
-    world_hat = motion_data.recover_from_ric(core.denormalise(recon), core.joints_num)
+        world = recover_from_ric(feats, core.joints_num)
+    world_hat = recover_from_ric(core.denormalise(recon), core.joints_num)
     joints, joints_hat = root_aligned(world), root_aligned(world_hat)
-    # The root's path is integrated from 3 of D features (yaw and xz velocity) and root-aligned joints do not
-    # see it, so a sidestep's 2 cm/frame sideways drift decoded as standing still costs almost nothing among
-    # 263 columns. Weighting the root columns (as Guo et al.'s normalisation does with feat_bias = 5) and
-    # comparing the integrated path (where a velocity error grows into a distance) make it count.
+    # The root's path is integrated from 3 of D features and root-aligned joints do not see it: a sideways
+    # drift decoded as standing still costs almost nothing. Weighting the root columns (as Guo et al.'s
+    # feat_bias = 5) and comparing the integrated path (a velocity error grows into a distance) make it count.
     columns = torch.ones(x.shape[-1], device=x.device)
     columns[:4] = cfg["root_weight"]  # HumanML3D layout: root yaw velocity, xz velocity, height first
     out = {"recon": (F.smooth_l1_loss(recon, x, reduction="none") * columns).mean(),
@@ -401,73 +254,22 @@ def evaluate(model, data, split="test", max_clips=0, clips=None, keep=None):
     clips = data.split(split)[: max_clips or None] if clips is None else clips
     if not len(clips):
         raise ValueError(f"{data.root}: split {split!r} is empty")
-    layers = model.P if model.kind == "rvq" else 1
     err = frames = mae = 0.0
-    counts = torch.zeros(layers, model.K)
+    counts = torch.zeros(model.quantizer.n_layers, model.K)
     for _, feats in data.whole_clips(clips, ALPHA):
         feats = feats.to(model.mean.device)
         codes = model.encode(feats)
         recon = model.decode(codes)
-        joints = motion_data.recover_from_ric(feats, model.joints_num)
-        joints_hat = motion_data.recover_from_ric(recon, model.joints_num)
+        joints = recover_from_ric(feats, model.joints_num)
+        joints_hat = recover_from_ric(recon, model.joints_num)
         err += float(mpjpe(joints_hat, joints)) * feats.shape[0] * feats.shape[1]  # mm, weighted by frames
         mae += float((model.normalise(recon) - model.normalise(feats)).abs().mean(-1).sum())
         frames += feats.shape[0] * feats.shape[1]
-        counts += code_counts(codes, model.K, layers)
+        counts += code_counts(codes, model.K, model.quantizer.n_layers)
         if keep is not None:
             keep.append((feats, recon))
     return {"split": split, "clips": len(clips), "mpjpe_mm": err / frames, "feature_mae": mae / frames,
             **code_stats(counts)}
-
-
-# data, checkpoints, loading
-def open_dataset(data_dir, feat_dim=None):
-    data = motion_data.MotionData(data_dir)
-    if feat_dim is not None and data.feat_dim != feat_dim:
-        raise ValueError(f"{data_dir}: its features are {data.feat_dim} wide ({data.joints_num} joints), the "
-                         f"tokenizer's are {feat_dim} wide; train a tokenizer on this dataset")
-    return data
-
-
-def sample_batch(data, clips, lengths, window, batch, seed, step, rank):
-    """(clip indices [batch], random crops [batch, window, D] of their raw features), a function of (seed,
-    step, rank) only: the same batches after --resume, different ones on each DDP rank."""
-    rng = np.random.default_rng([seed, step, rank])
-    pick = rng.integers(len(clips), size=batch)
-    starts = data.offsets[clips[pick]] + rng.integers(0, lengths[pick] - window + 1)
-    rows = (starts[:, None] + np.arange(window)).reshape(-1)
-    feats = torch.from_numpy(np.asarray(data.motions[rows], dtype=np.float32)).view(batch, window, -1)
-    return clips[pick], feats
-
-
-def save_checkpoint(run_dir, model, opt, step, history):
-    """model.safetensors (what load() reads) and train_state.pt (what --resume reads), each atomic."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(run_dir / "model.safetensors", lambda p: save_file(weights, str(p)))
-    state = {"model": weights, "optimizer": opt.state_dict(), "step": step, "history": history,
-             "rng": torch.get_rng_state()}
-    atomic_write(run_dir / "train_state.pt", lambda p: torch.save(state, p))
-
-
-def codes_shape(run_dir):
-    """(K, P) of a tokenizer run from its config.json alone (no weights read): what its codes look like."""
-    config = Path(run_dir) / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{config}: missing, so {run_dir} is not a tokenizer run")
-    model = Tokenizer(json.loads(config.read_text()))
-    return model.K, model.P
-
-
-def load(run_dir, device="cpu"):
-    """The trained tokenizer in out/tokenizer/<run>/ (config.json + model.safetensors), in eval mode."""
-    run_dir = Path(run_dir)
-    for path in (run_dir / "config.json", run_dir / "model.safetensors"):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing, so {run_dir} is not a trained tokenizer run (train "
-                                    f"one with `python tokenizer.py --run_name={run_dir.name}`)")
-    model = Tokenizer(json.loads((run_dir / "config.json").read_text()))
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
-    return model.to(device).eval()
 
 
 # training: one process, or DDP under torchrun
@@ -484,60 +286,31 @@ def train(cfg, progress=True):
     data = open_dataset(cfg["data_dir"])
     cfg.update(joints_num=data.joints_num, feat_dim=data.feat_dim)
     clips = data.split("train")
-    lengths = np.diff(data.offsets)[clips]
-    clips, lengths = clips[lengths >= cfg["window"]], lengths[lengths >= cfg["window"]]
+    clips = clips[np.diff(data.offsets)[clips] >= cfg["window"]]
     if not len(clips):
         raise ValueError(f"{cfg['data_dir']}: no train clip has the window's {cfg['window']} frames")
 
     torch.manual_seed(cfg["seed"])
     model = Tokenizer(cfg, data.mean, data.std).to(device)
     opt = torch.optim.AdamW(model.parameters(), cfg["lr"], (0.9, 0.99), weight_decay=cfg["weight_decay"])
-    start, history = 0, []
-    if cfg["resume"]:
-        if not (run_dir / "train_state.pt").is_file():
-            raise FileNotFoundError(f"{run_dir / 'train_state.pt'}: no checkpoint to resume from")
-        saved = json.loads((run_dir / "config.json").read_text())
-        differ = {k: (saved.get(k), cfg[k]) for k in ARCH_KEYS if saved.get(k) != cfg[k]}
-        if differ:
-            raise ValueError(f"{run_dir}: cannot resume, the model would differ from the checkpoint's "
-                             f"(setting: (saved, now)) {differ}")
-        state = torch.load(run_dir / "train_state.pt", map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, history = state["step"], state["history"]
-        torch.set_rng_state(state["rng"])
-    elif rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", {k: v for k, v in cfg.items() if k not in ("resume", "encode")})
+    start, history = start_or_resume(run_dir, model, opt, cfg, rank)
     ddp = model
     if world > 1:  # no buffer sync per forward: the VQ buffers are kept in sync by the quantizer itself
         ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
-    layers = model.P if model.kind == "rvq" else 1
-    usage = torch.zeros(layers, model.K)
+    usage = torch.zeros(model.quantizer.n_layers, model.K)
     n_params = sum(p.numel() for p in model.parameters())
     t0 = time.time()
     model.train()
     bar = progress_bar(range(start, cfg["max_iters"]), initial=start, total=cfg["max_iters"],
                desc=f"{cfg['kind']} K={model.K} {n_params / 1e6:.2f}M", disable=rank > 0 or not progress)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        idx, feats = sample_batch(data, clips, lengths, cfg["window"], cfg["batch_size"] // world,
-                                  cfg["seed"], step, rank)
-        out, codes = compute_losses(ddp, model, feats.to(device), step, cfg)
-        if not torch.isfinite(out["loss"]):  # stop before NaN reaches the weights (and any checkpoint)
-            bad = ~feats.isfinite().flatten(1).all(1).numpy()
-            ids = sorted({data.ids[i] for i in idx[bad if bad.any() else slice(None)]})
-            raise ValueError(f"{cfg['data_dir']}: step {step}: loss {out['loss'].item()} on clips {ids} (NaN "
-                             "or inf in their features, or the training diverged); stopped before the update")
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        if cfg["grad_clip"]:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-        opt.step()
+        # a function of (seed, step, rank) only: the same batches after --resume, others on each DDP rank
+        idx, feats = data.random_windows(clips, cfg["window"], cfg["batch_size"] // world,
+                                         np.random.default_rng([cfg["seed"], step, rank]))
+        out, codes = train_step(ddp, model, opt, data, idx, feats, step, cfg)
         history.append({k: v.item() for k, v in out.items()})
-        usage += code_counts(codes, model.K, layers)
+        usage += code_counts(codes, model.K, model.quantizer.n_layers)
         if (step + 1) % cfg["log_every"] == 0 or step + 1 == cfg["max_iters"]:
             last = history[-1]  # the last training batch's, not the test metrics (those come at the end)
             bar.set_postfix(batch_loss=f"{last['loss']:.4f}", batch_mpjpe=f"{last['mpjpe']:.1f}mm",
@@ -562,41 +335,95 @@ def train(cfg, progress=True):
     return {"model": model, "history": history, "metrics": metrics}
 
 
-# encoding a dataset to codes (train.py reads these and never runs the encoder)
-@torch.no_grad()
-def encode_dataset(run_dir, data_dir, device="cpu"):
-    """Every clip's codes -> data_dir/tokens/<run>/: codes.npy [total_steps, P] (uint16 while K <= 65536),
-    offsets.npy int64 [N+1] (clip i is codes[offsets[i]:offsets[i+1]]), meta.json."""
+def start_or_resume(run_dir, model, opt, cfg, rank):
+    """-> (first step, losses so far). A new run writes its config.json; --resume restores the weights, the
+    optimizer, the step, the losses and the RNG from train_state.pt, once cfg (with this dataset's
+    joints_num and feat_dim) is seen to build the model the checkpoint holds."""
+    if not cfg["resume"]:
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "config.json", {k: cfg[k] for k in cfg if k not in ("resume", "encode")})
+        return 0, []
+    if not (run_dir / "train_state.pt").is_file():
+        raise FileNotFoundError(f"{run_dir / 'train_state.pt'}: no checkpoint to resume from")
+    resume_settings(run_dir, cfg, cfg, ARCH_KEYS)  # one clear error where the model would differ
+    state = torch.load(run_dir / "train_state.pt", map_location=model.mean.device, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return state["step"], state["history"]
+
+
+def train_step(ddp, model, opt, data, idx, feats, step, cfg):
+    """One AdamW step on raw features [B, window, D] cropped from data's clips idx -> (losses, codes).
+    `ddp` is `model` or its DDP wrapper."""
+    for group in opt.param_groups:  # warm-up, then cosine from lr to lr/10
+        group["lr"] = cosine_lr(step, cfg["lr"], cfg["lr"] / 10, cfg["warmup_iters"],
+                                cfg["lr_decay_iters"] or cfg["max_iters"])
+    out, codes = compute_losses(ddp, model, feats.to(model.mean.device), step, cfg)
+    if not torch.isfinite(out["loss"]):  # stop before NaN reaches the weights (and any checkpoint)
+        bad = ~feats.isfinite().flatten(1).all(1).numpy()
+        ids = sorted({data.ids[i] for i in idx[bad if bad.any() else slice(None)]})
+        raise ValueError(f"{cfg['data_dir']}: step {step}: loss {out['loss'].item()} on clips {ids} (NaN "
+                         "or inf in their features, or the training diverged); stopped before the update")
+    opt.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if cfg["grad_clip"]:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+    opt.step()
+    return out, codes
+
+
+def save_checkpoint(run_dir, model, opt, step, history):
+    """model.safetensors (what load() reads) and train_state.pt (what --resume reads), each atomic."""
+    weights = save_weights(run_dir / "model.safetensors", model.state_dict())
+    state = {"model": weights, "optimizer": opt.state_dict(), "step": step, "history": history,
+             "rng": torch.get_rng_state()}
+    atomic_write(run_dir / "train_state.pt", lambda p: torch.save(state, p))
+
+
+# datasets, trained runs, and a dataset's codes (train.py reads these and never runs the encoder)
+def open_dataset(data_dir, feat_dim=None):
+    data = MotionData(data_dir)
+    if feat_dim is not None and data.feat_dim != feat_dim:
+        raise ValueError(f"{data_dir}: its features are {data.feat_dim} wide ({data.joints_num} joints), the "
+                         f"tokenizer's are {feat_dim} wide; train a tokenizer on this dataset")
+    return data
+
+
+def load(run_dir, device="cpu"):
+    """The trained tokenizer in out/tokenizer/<run>/ (config.json + model.safetensors), in eval mode."""
     run_dir = Path(run_dir)
+    for path in (run_dir / "config.json", run_dir / "model.safetensors"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing, so {run_dir} is not a trained tokenizer run (train "
+                                    f"one with `python tokenizer.py --run_name={run_dir.name}`)")
+    model = Tokenizer(json.loads((run_dir / "config.json").read_text()))
+    model.load_state_dict(load_weights(run_dir / "model.safetensors"))
+    return model.to(device).eval()
+
+
+def codes_shape(run_dir):
+    """(K, P) of a tokenizer run from its config.json alone (no weights read): what its codes look like."""
+    config = Path(run_dir) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: missing, so {run_dir} is not a tokenizer run")
+    model = Tokenizer(json.loads(config.read_text()))
+    return model.K, model.P
+
+
+def check_codes_match(tokenizer_run, K, P, what):
+    """Codes of K values, P per step (from `what`) must be tokenizer_run's, which decodes them."""
+    run_K, run_P = codes_shape(tokenizer_run)
+    if (K, P) != (run_K, run_P):
+        raise ValueError(f"{what}: K = {K}, P = {P}, but the tokenizer run {tokenizer_run} has K = {run_K}, "
+                         f"P = {run_P}")
+
+
+def encode_dataset(run_dir, data_dir, device="cpu"):
+    """Every clip's codes -> data_dir/tokens/<run>/ (support/codes.py: the folder's format); -> its path."""
     model = load(run_dir, device)
-    data = open_dataset(data_dir, model.feat_dim)
-    frames = np.diff(data.offsets)
-    offsets = np.concatenate([[0], np.cumsum(frames // ALPHA)]).astype(np.int64)  # T mod 4 frames dropped
-    out = Path(data_dir) / "tokens" / run_dir.name
-    tmp = make_temp_dir(out)
-    dtype = np.uint16 if model.K <= 65536 else np.int32
-    try:  # an interrupted encode leaves the previous codes as they were and no half folder
-        codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", dtype, (int(offsets[-1]), model.P))
-        with progress_bar(total=len(data), desc="encode", unit="clip") as bar:
-            for idx, feats in data.whole_clips(np.arange(len(data)), ALPHA):
-                for i, clip_codes in zip(idx, model.encode(feats.to(device)).cpu().numpy(), strict=True):
-                    codes[offsets[i] : offsets[i + 1]] = clip_codes
-                bar.update(len(idx))
-        codes.flush()
-        del codes
-        np.save(tmp / "offsets.npy", offsets)
-        write_json(tmp / "meta.json", {
-            "K": model.K, "P": model.P, "kind": model.kind, "parts": getattr(model, "part_names", None),
-            "hold_frames": model.hold,  # each clip's edge poses held this long (Tokenizer.encode)
-            "tokenizer": str(run_dir), "dataset": data.meta.get("name"), "data_dir": str(data_dir),
-            "clips": len(data), "frames_per_code": ALPHA, "dtype": np.dtype(dtype).name,
-            "cropped": {"clips": int((frames % ALPHA > 0).sum()),
-                        "frames_dropped": int((frames % ALPHA).sum()),
-                        "note": f"a clip of T frames is cropped to its first T - T mod {ALPHA} frames"}})
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return write_codes(model, run_dir, open_dataset(data_dir, model.feat_dim), data_dir, ALPHA, device)
 
 
 # command line: --config=file.json first, then --key=value

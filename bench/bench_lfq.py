@@ -9,7 +9,7 @@ Methods, each timed on `loss = sample_entropy - codebook_entropy; loss.backward(
 - streaming: kernels.lfq's reference before issue 10, kept here as the baseline: p_n(c) for tiles of samples
              x all K codes, summed into the K masses; the backward recomputes the tiles (N K exponentials);
 - reference: kernels.lfq's PyTorch path: the bit split, mass = P_hi^T P_lo (paper §4.2's entropy penalty);
-- triton:    kernels.lfq's Triton kernels (CUDA only).
+- triton:    the Triton kernels of kernels/lfq_triton.py (CUDA only).
 Every case runs in fresh processes. Time: one warm-up run, then on the CPU the median of --repeats timed runs,
 on CUDA triton.testing.do_bench's median. Peak memory, in a second process: what one run allocates beyond what
 was there before it; on CUDA with torch.cuda.max_memory_allocated; on the CPU as the resident-set high-water

@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import kernels.lfq as lfq
-from kernels import lfq_codes, lfq_entropy, lfq_quantize
+from kernels.lfq import lfq_codes, lfq_entropy, lfq_quantize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,7 +41,7 @@ def all_codes(d: int) -> torch.Tensor:
 
 
 def dense_entropies(z: torch.Tensor, temperature: float):
-    """DESIGN.md's definition, written out over all K codes in float64 (N x K in memory: small N only)."""
+    """kernels/lfq.py's definition, written out over all K codes in float64 (N x K in memory: small N)."""
     d = z.shape[-1]
     codes = all_codes(d)
     log_p = torch.log_softmax(2 * (z.reshape(-1, d) @ codes.T) / temperature, dim=-1)  # [N, K]
@@ -151,8 +151,10 @@ def test_triton_entropy_with_small_tiles(monkeypatch, d, n, block_codes):
     # GPU-like tiling in the interpreter: sample tiles shared unevenly between splits, and each half's codes
     # in several blocks where it has more than block_codes (d = 9: 16 low codes x 2 blocks of high codes;
     # d = 10: 2 x 2 blocks; d = 18: 4 x 4 blocks of 128 codes)
+    from kernels import lfq_triton
+
     monkeypatch.setattr(lfq, "BACKEND", "triton")
-    monkeypatch.setattr(lfq, "TILES_INTERPRETER", (16, block_codes))
+    monkeypatch.setattr(lfq_triton, "TILES_INTERPRETER", (16, block_codes))
     z = torch.randn(n, d, generator=torch.Generator().manual_seed(d)).requires_grad_()
     z64 = z.detach().double().requires_grad_()
     got, want = lfq_entropy(z, 0.3), dense_entropies(z64, 0.3)
@@ -291,7 +293,7 @@ def test_reference_peak_memory_is_far_below_dense():
     script = textwrap.dedent(f"""
         import sys, torch
         sys.path.insert(0, {ROOT!r})
-        from kernels import lfq_entropy
+        from kernels.lfq import lfq_entropy
         def status(key):
             return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) * 1024
         z = torch.randn({n}, {d}, requires_grad=True)
@@ -311,3 +313,12 @@ def test_reference_peak_memory_is_far_below_dense():
     print(f"reference peak extra memory at N={n}, d={d}: {peak / 2**20:.1f} MiB (dense N x K fp32: "
           f"{dense / 2**30:.0f} GiB)")
     assert peak < 64 * 2**20
+
+
+def test_importing_the_tokenizer_leaves_triton_out():
+    """kernels/lfq_triton.py, and with it triton, is imported only when a tensor takes the Triton path."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = "import sys, tokenizer; print('triton' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env,
+                         check=True)
+    assert out.stdout.split()[-1] == "False"

@@ -1,5 +1,6 @@
 """tokenizer.py: shapes and code ranges against float64 references, learning (beats the mean; the entropy
-penalty raises utilisation), checkpoint round trip, exact resume, clear errors, encode mode, and sweep.py."""
+penalty raises utilisation), checkpoint round trip, exact resume, clear errors, encode mode, and
+experiments/sweep.py."""
 
 import json
 import math
@@ -10,10 +11,11 @@ import torch
 
 import data
 import motion
-import sweep
 import synth
 import tokenizer as tk
 from common import parse_args
+from experiments import sweep
+from support.codes import code_counts, code_stats
 
 TINY = dict(tk.CONFIG, width=16, depth=1, vq_dim=8, codebook_size=64, window=32, batch_size=8, lr=2e-3,
             warmup_iters=10, log_every=10, ckpt_every=1000, device="cpu")
@@ -105,7 +107,7 @@ def mean_baseline(dataset):
         x = np.asarray(d.motion(i), np.float64)
         x = x[: len(x) // 4 * 4]
         guess = np.broadcast_to(d.mean.astype(np.float64), x.shape)
-        j, jg = data.recover_from_ric(x, 22), data.recover_from_ric(guess.copy(), 22)
+        j, jg = motion.recover_from_ric(x, 22), motion.recover_from_ric(guess.copy(), 22)
         err += np.linalg.norm((j - j[:, :1]) - (jg - jg[:, :1]), axis=-1).mean(-1).sum()
         mae += np.abs((x - d.mean) / d.std).mean(-1).sum()
         frames += len(x)
@@ -165,6 +167,12 @@ def test_bad_settings_give_one_clear_error(dataset, tmp_path):
         tk.encode_dataset(tmp_path / "default", wide)
     with pytest.raises(ValueError, match="cannot resume.*feat_dim"):
         tk.train(dict(cfg, data_dir=str(wide), resume=True, max_iters=4), progress=False)
+    run = tmp_path / "default"
+    with pytest.raises(ValueError, match="codes.npy: K = 128, P = 6, but the tokenizer run .* has K = 64"):
+        tk.check_codes_match(run, 128, 6, "codes.npy")
+    tk.check_codes_match(run, 64, 6, "codes.npy")  # the run's own shape passes
+    with pytest.raises(ValueError, match="unknown tokenizer kind 'pq'"):
+        tk.Tokenizer(dict(cfg, kind="pq", joints_num=22, feat_dim=263))
 
 
 def test_encode_mode_writes_every_clips_codes(dataset, tmp_path):
@@ -211,12 +219,12 @@ def test_command_line_overrides(tmp_path):
 
 def test_code_stats_on_hand_counts():
     """Two of four codes used twice each: utilisation 1/2; a uniform histogram over 2 codes: perplexity 2."""
-    stats = tk.code_stats(torch.tensor([[2.0, 2.0, 0.0, 0.0]]))
+    stats = code_stats(torch.tensor([[2.0, 2.0, 0.0, 0.0]]))
     assert stats["utilisation"] == 0.5 and stats["perplexity"] == pytest.approx(2.0, rel=1e-6)
-    stats = tk.code_stats(torch.tensor([[3.0, 1.0, 0.0, 0.0]]))  # exp(-(3/4 ln 3/4 + 1/4 ln 1/4))
+    stats = code_stats(torch.tensor([[3.0, 1.0, 0.0, 0.0]]))  # exp(-(3/4 ln 3/4 + 1/4 ln 1/4))
     assert stats["perplexity"] == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
     # codes 0, 1, 1, 3 of K = 8 (one row for all part slots): 3 of 8 used
-    assert tk.code_stats(tk.code_counts(torch.tensor([[0, 1], [1, 3]]), 8, 1))["utilisation"] == 3 / 8
+    assert code_stats(code_counts(torch.tensor([[0, 1], [1, 3]]), 8, 1))["utilisation"] == 3 / 8
 
 
 def test_root_weight_and_path_terms_against_hand_formulas(fixtures_dir):
@@ -229,7 +237,7 @@ def test_root_weight_and_path_terms_against_hand_formulas(fixtures_dir):
     left = rest[1] - rest[2]  # right hip -> left hip, in the floor plane: the body's left
     left = np.array([left[0], 0.0, left[2]]) / np.hypot(left[0], left[2])
     joints = rest[None] + np.arange(T)[:, None, None] * v * left
-    feats = torch.tensor(data.features_from_joints(joints), dtype=torch.float32)[None]  # [1, T-1, D]
+    feats = torch.tensor(motion.features_from_joints(joints), dtype=torch.float32)[None]  # [1, T-1, D]
     feats[..., 0] = 0  # no yaw (frame 0 carries HumanML3D's facing quirk): the path is a straight line
     mean, std = torch.zeros(feats.shape[-1]), torch.full((feats.shape[-1],), 0.5)
 

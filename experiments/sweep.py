@@ -3,19 +3,21 @@ VQ, RVQ and 2D-LFQ against the codebook size K) and Table 11 (2D- against 1D-LFQ
 data. Every tokenizer at every K = 2^b is trained by tokenizer.train under one identical budget (`iters`
 steps of `batch_size` windows, the same width, window, learning rate, ...) and measured on the test split.
 
-    python sweep.py --batch_size=16     # -> out/tokenizer/sweep/: sweep.json, sweep.png, <kind>_K<K>/ runs
-    python sweep.py --kinds=vq,lfq2d --log2k=8,10,12 --iters=1000 --run_name=sweep_long
+    python experiments/sweep.py --batch_size=16  # out/tokenizer/sweep/: sweep.json, sweep.png, <kind>_K<K>/
+    python experiments/sweep.py --kinds=vq,lfq2d --log2k=8,10,12 --iters=1000 --run_name=sweep_long
 
 Every tokenizer.py setting (--width, --window, --data_dir, ...) applies to all runs. A rerun skips the runs
 it has already finished with the same settings.
 """
 
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-import tokenizer
-from common import atomic_write, cli, finished_run, parse_args, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python experiments/sweep.py`
+import tokenizer  # noqa: E402
+from common import atomic_write, cli, finished_run, parse_args, write_json  # noqa: E402
 
 CONFIG = dict(tokenizer.CONFIG, run_name="sweep",  # runs -> out_dir/run_name/<kind>_K<K>/
               kinds="vq,rvq,lfq2d,lfq1d", log2k="8,9,10,11,12,13,14",  # tokenizers x K = 2^b
@@ -64,7 +66,7 @@ def sweep(cfg):
 
 
 def main(argv):
-    cfg = {**CONFIG, **parse_args(argv, CONFIG, "sweep.py")}
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "experiments/sweep.py")}
     try:
         sweep(cfg)
     except KeyboardInterrupt as e:
@@ -73,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli(main, "sweep.py")
+    cli(main, "experiments/sweep.py")

@@ -1,0 +1,100 @@
+"""Motion codes: how much of the codebook they use (utilisation, perplexity), and the codes folder,
+data/<name>/tokens/<run>/, that `python tokenizer.py --encode` writes and train.py reads, so the language
+model never runs the encoder.
+
+    codes.npy    [total_steps, P] uint16 (int32 when K > 65536): every clip's codes, one after another
+    offsets.npy  int64 [N + 1]: clip i's codes are codes[offsets[i]:offsets[i + 1]]
+    meta.json    K, P, kind, part names, hold_frames, the tokenizer run, the dataset, frames per code, ...
+
+A clip of T frames gives T // α steps (its last T mod α frames are not encoded)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import make_temp_dir, progress_bar, replace_dir, write_json
+
+
+def code_counts(codes, K, layers):
+    """codes [..., S] -> counts [layers, K]: one row per RVQ layer (a row stays 0 when quantizer dropout
+    skipped its layer), else one row for all part slots."""
+    codes = codes.reshape(-1, codes.shape[-1] if layers > 1 else 1).cpu()
+    counts = torch.zeros(layers, K)
+    for layer in range(codes.shape[1]):
+        counts[layer] = torch.bincount(codes[:, layer], minlength=K).float()
+    return counts
+
+
+def code_stats(counts):
+    """Utilisation: the fraction of the K codes used at least once; perplexity: exp(entropy of the code
+    histogram), K when all codes are used equally often (both averaged over RVQ layers)."""
+    p = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    return {"utilisation": float((counts > 0).float().mean()),
+            "perplexity": float(torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum(1)).mean())}
+
+
+@torch.no_grad()
+def write_codes(model, run_dir, data, data_dir, alpha, device="cpu"):
+    """Encode every clip of `data` (the dataset in data_dir) with the tokenizer `model` of run_dir, whose
+    temporal downsampling is alpha, into data_dir/tokens/<run>/; -> that folder."""
+    run_dir = Path(run_dir)
+    frames = np.diff(data.offsets)
+    offsets = np.concatenate([[0], np.cumsum(frames // alpha)]).astype(np.int64)  # T mod α frames dropped
+    out = Path(data_dir) / "tokens" / run_dir.name
+    tmp = make_temp_dir(out)
+    dtype = np.uint16 if model.K <= 65536 else np.int32
+    try:  # an interrupted encode leaves the previous codes as they were and no half folder
+        codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", dtype, (int(offsets[-1]), model.P))
+        with progress_bar(total=len(data), desc="encode", unit="clip") as bar:
+            for idx, feats in data.whole_clips(np.arange(len(data)), alpha):
+                for i, clip_codes in zip(idx, model.encode(feats.to(device)).cpu().numpy(), strict=True):
+                    codes[offsets[i] : offsets[i + 1]] = clip_codes
+                bar.update(len(idx))
+        codes.flush()
+        del codes
+        np.save(tmp / "offsets.npy", offsets)
+        write_json(tmp / "meta.json", {
+            "K": model.K, "P": model.P, "kind": model.kind, "parts": getattr(model, "part_names", None),
+            "hold_frames": model.hold,  # each clip's edge poses held this long (Tokenizer.encode)
+            "tokenizer": str(run_dir), "dataset": data.meta.get("name"), "data_dir": str(data_dir),
+            "clips": len(data), "frames_per_code": alpha, "dtype": np.dtype(dtype).name,
+            "cropped": {"clips": int((frames % alpha > 0).sum()),
+                        "frames_dropped": int((frames % alpha).sum()),
+                        "note": f"a clip of T frames is cropped to its first T - T mod {alpha} frames"}})
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+class Codes:
+    """data_dir/tokens/<run>/: codes [steps, P] + offsets, checked against the dataset and tokenizer run."""
+
+    def __init__(self, data_dir, run, data):
+        root = Path(data_dir) / "tokens" / run
+        make = f"`python tokenizer.py --encode --data_dir={data_dir} --run_name={run}`"
+        if not (root / "meta.json").is_file():
+            raise FileNotFoundError(f"{root}: no motion codes here; make them with {make}")
+        self.meta = json.loads((root / "meta.json").read_text())
+        self.K, self.P = self.meta["K"], self.meta["P"]
+        self.codes = np.load(root / "codes.npy", mmap_mode="r")
+        self.offsets = np.load(root / "offsets.npy")
+        if len(self.offsets) != len(data) + 1 or self.codes.shape != (self.offsets[-1], self.P):
+            raise ValueError(f"{root}: codes {self.codes.shape} for {len(self.offsets) - 1} clips do not "
+                             f"match {data.root} ({len(data)} clips) or P = {self.P}; remake them with "
+                             f"{make}")
+        if "hold_frames" not in self.meta:  # an LM on them would learn edge codes the decoder never sees
+            raise ValueError(f"{root}: these codes were encoded with zero-padded clip edges, before the "
+                             f"tokenizer held them (tokenizer.py, Tokenizer.encode); remake them with {make}")
+        import tokenizer  # (here: tokenizer.py imports this file to write the codes)
+
+        try:  # the codes' K and P must be those of the tokenizer run that will decode them
+            tokenizer.check_codes_match(self.meta["tokenizer"], self.K, self.P, root / "meta.json")
+        except ValueError as e:
+            raise ValueError(f"{e}; remake them with {make}") from None
+
+    def clip(self, i):
+        return np.asarray(self.codes[self.offsets[i]:self.offsets[i + 1]], dtype=np.int64)
