@@ -2,7 +2,7 @@
 motion as a foreign language, with its text tokenizer, the motion vocabulary, the instruction format, the
 loss masks and constrained generation. train.py fine-tunes it, sample.py and eval.py generate with it.
 
-One training sample (DESIGN.md), time-major, the P part codes of a step together:
+One training sample (docs/design.md), time-major, the P part codes of a step together:
 
     <text tokens of the instruction> <mot> c(0,0) … c(0,P−1) c(1,0) … c(T−1,P−1) </mot> <eos>
 
@@ -24,28 +24,19 @@ counts only the motion codes and </mot>). generate() is constrained, so every ou
     lm.save("out/lm/default"); lm = model.load("out/lm/default")
 """
 
-import hashlib
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
-import tiktoken
 import torch
 import torch.nn.functional as F
-from huggingface_hub import constants as hub_constants
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import LocalEntryNotFoundError
-from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-from tiktoken_ext.openai_public import r50k_pat_str
-from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
 from transformers.utils import logging as hf_logging
 
 from common import make_temp_dir, replace_dir, write_json
+from support.pretrained import grow_vocab, hub_snapshot
+from support.text_tokenizer import TextTokenizer, bpe_from_files, tiktoken_gpt2_files, train_bpe
 
 hf_logging.disable_progress_bar()  # one-shard "Loading weights" / "Writing model shards" bars: noise
 
@@ -131,10 +122,9 @@ PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body capt
 # instruction's length: the i-th motion token has position motion_position + i. With learned absolute
 # positions (GPT-2) a code's position embedding then says how far into the motion it is. When the motion went
 # on right after the instruction (5 to 166 tokens long on synth), the model had to subtract the
-# instruction's length first. With the fixed start the same 1,000 steps reach a val loss of 0.561, not 0.636,
-# and kicks, raises and turns pass far more often (the README's language-model section has the numbers).
-# The token sequence is unchanged (DESIGN.md). Instructions longer than motion_position tokens are not used
-# (train.py counts them); the motion gets the other 5/8 of the context.
+# instruction's length first; with the fixed start it reaches a lower val loss in the same steps (docs/lm.md).
+# The token sequence is unchanged (docs/design.md). Instructions longer than motion_position tokens are not
+# used (train.py counts them); the motion gets the other 5/8 of the context.
 def motion_position(n_ctx):
     return n_ctx * 3 // 8
 
@@ -164,85 +154,6 @@ def instruction_text(caption, parts=None, template=0):
     for name in PARTS if parts else ():
         text += f" {name} body: {normalise_caption(parts[name])}"
     return TEMPLATES[template].format(text=text)
-
-
-# text tokenizers: tiktoken (GPT-2's BPE, or a BPE trained on the captions) or the checkpoint's own (Llama)
-class TextTokenizer:
-    """A tiktoken Encoding built from vocab.json + merges.txt (`files` holds their bytes, which save() writes
-    back), or a Hugging Face tokenizer; encode() adds no special tokens."""
-
-    def __init__(self, tok, files=None):
-        self.tok, self.files = tok, files
-        if files is not None:
-            self.n_vocab, self.eos_id, self.bos_id, self.pad_id = tok.n_vocab, tok.eot_token, None, None
-            self.special_ids = {tok.eot_token}
-        else:
-            self.n_vocab, self.eos_id, self.bos_id = len(tok), tok.eos_token_id, tok.bos_token_id
-            self.pad_id = tok.pad_token_id
-            self.special_ids = set(tok.all_special_ids) | set(tok.added_tokens_decoder)
-
-    def encode(self, text):
-        if self.files:
-            return self.tok.encode_ordinary(text)
-        return self.tok.encode(text, add_special_tokens=False)
-
-    def encode_batch(self, texts):
-        if self.files:
-            return self.tok.encode_ordinary_batch(texts)
-        return self.tok(texts, add_special_tokens=False)["input_ids"]
-
-    def decode(self, ids):
-        return self.tok.decode(ids)
-
-    def save(self, folder):
-        if self.files is None:
-            self.tok.save_pretrained(folder)
-            return
-        for name, data in self.files.items():
-            (Path(folder) / name).write_bytes(data)
-
-
-def bpe_from_files(vocab_json, merges_txt):
-    """GPT-2's BPE from a vocab.json + merges.txt pair (= OpenAI's encoder.json + vocab.bpe) as a tiktoken
-    Encoding: the same loader for GPT-2 checkpoints, tiktoken's cached gpt2 files and the tiny models' BPE."""
-    # An empty cache dir makes tiktoken read the files as they are. With a cache it keeps a copy keyed by the
-    # *path* and returns that copy the next time: a run folder whose BPE was retrained would read as the old.
-    with mock.patch.dict(os.environ, TIKTOKEN_CACHE_DIR=""):
-        ranks = data_gym_to_mergeable_bpe_ranks(str(merges_txt), str(vocab_json))
-    vocab_bytes, merges_bytes = Path(vocab_json).read_bytes(), Path(merges_txt).read_bytes()
-    eot = json.loads(vocab_bytes).get("<|endoftext|>", len(ranks))
-    enc = tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                            special_tokens={"<|endoftext|>": eot})
-    return TextTokenizer(enc, {"vocab.json": vocab_bytes, "merges.txt": merges_bytes})
-
-
-def tiktoken_gpt2_files():
-    """(encoder.json, vocab.bpe) in tiktoken's cache. tiktoken.get_encoding("gpt2") downloads them when
-    absent, with no timeout, so we look first (tiktoken/load.py's layout: a file is named sha1 of its URL)."""
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        cache = os.environ["TIKTOKEN_CACHE_DIR"]
-    else:
-        cache = os.environ.get("DATA_GYM_CACHE_DIR", os.path.join(tempfile.gettempdir(), "data-gym-cache"))
-    url = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"  # as tiktoken_ext.openai_public
-    files = [Path(cache, hashlib.sha1(f"{url}{name}".encode()).hexdigest())
-             for name in ("encoder.json", "vocab.bpe")]
-    if not cache or not all(f.is_file() for f in files):
-        raise FileNotFoundError(f"GPT-2's tokenizer is not on disk (no vocab.json + merges.txt beside the "
-                                f"weights, no tiktoken cache in {cache or '(disabled)'}): fetch it with "
-                                "`hf download gpt2 vocab.json merges.txt`")
-    return files
-
-
-def train_bpe(texts, vocab_size):
-    """A byte-level BPE (GPT-2's scheme) trained on `texts`, written as a vocab.json + merges.txt pair like
-    GPT-2's and loaded through the same path. The vocabulary: 256 bytes, the merges, then <|endoftext|>."""
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, show_progress=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        bpe.save_model(tmp)
-        vocab = json.loads(Path(tmp, "vocab.json").read_text())
-        Path(tmp, "vocab.json").write_text(json.dumps({**vocab, "<|endoftext|>": len(vocab)}))
-        return bpe_from_files(Path(tmp, "vocab.json"), Path(tmp, "merges.txt"))
 
 
 def reuse_ids(counts, candidates, K):
@@ -411,46 +322,6 @@ class MotionLM:
             spec=self.spec))
 
 
-def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_checkpointing, bf16):
-    """Bytes per GPU of training, by what holds them (train.py prints it and refuses a run that will not fit).
-    Parameters are kept in fp32 (the optimizer's master copy; bf16 is autocast, or FSDP's MixedPrecisionPolicy
-    casts a gathered layer), gradients in fp32, AdamW two fp32 states; FSDP shards all three over `shards`
-    ranks and gathers about two layers at a time in bf16. Activations: about 34·s·b·h bytes per layer in bf16
-    with SDPA attention (Korthikanti et al. 2022), 2·s·b·h per layer plus one layer's worth with activation
-    checkpointing; logits b·s·V ~10 bytes each (bf16, fp32, grad)."""
-    layers, width, vocab = hf_config.num_hidden_layers, hf_config.hidden_size, hf_config.vocab_size
-    act_bytes = 1 if bf16 else 2  # fp32 activations are twice the bf16 ones
-    per_layer = 34 * seq * micro_batch * width * act_bytes
-    acts = (layers * 2 * seq * micro_batch * width * act_bytes + per_layer) if activation_checkpointing \
-        else layers * per_layer
-    est = {"parameters": 4 * n_params / shards + (2 * 2 * n_params / layers if shards > 1 else 0),
-           "gradients": 4 * n_params / shards, "adamw_states": 8 * n_params / shards,
-           "activations": acts, "logits": 10 * micro_batch * seq * vocab}
-    est["total"] = sum(est.values())
-    return est
-
-
-def estimate_line(est, what, gpu_bytes=0):
-    rows = "  ".join(f"{k} {v / 2**30:.1f}" for k, v in est.items() if k != "total")
-    fits = "" if not gpu_bytes else f" of {gpu_bytes / 2**30:.0f} GiB"
-    return f"memory per GPU, {what}: {rows} -> total {est['total'] / 2**30:.1f} GiB{fits}"
-
-
-def checkpoint_dir(spec):
-    """The local folder of a model's weights: the path given, or the Hugging Face cache's snapshot of its id.
-    Never the network: weights that are not on disk are one clear error."""
-    if spec["name"] not in REGISTRY:
-        return Path(spec["hf_id"])
-    try:
-        return Path(snapshot_download(spec["hf_id"], local_files_only=True))
-    except LocalEntryNotFoundError:
-        gated = " (Llama weights are gated: accept the licence on the hub and `hf auth login` first)"
-        raise FileNotFoundError(
-            f"{spec['hf_id']} is not on disk (Hugging Face cache {hub_constants.HF_HUB_CACHE}): fetch it "
-            f"with `hf download {spec['hf_id']}`{gated if spec['family'] == 'llama' else ''}, or pass "
-            "--model=PATH to a local folder") from None
-
-
 def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", bpe_vocab_size=512,
           dtype=None, seed=0):
     """A MotionLM for codebook size K and P codes per step. `model`: a registry name or a local Hugging Face
@@ -469,7 +340,7 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
     folder = None
     if spec["hf_id"] is not None:
         try:
-            folder = checkpoint_dir(spec)
+            folder = Path(spec["hf_id"]) if spec["name"] not in REGISTRY else hub_snapshot(spec)
         except FileNotFoundError:  # a GPT-2 from scratch can take its tokenizer from tiktoken's cache
             if init == "pretrained" or spec["family"] == "llama":
                 raise
@@ -504,7 +375,7 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
         if lm is None:  # from scratch every row is random: build at the full size
             lm = AutoModelForCausalLM.from_config(hf_config(spec, vocab), dtype=dtype or torch.float32)
         else:
-            _grow_vocab(lm, vocab)
+            grow_vocab(lm, vocab)
     lm.config.pad_token_id, lm.config.eos_token_id = pad_id, text.eos_id
     return MotionLM(lm, text, K=K, P=P, motion_ids=motion_ids, mot_id=mot_id, end_mot_id=end_mot_id,
                     pad_id=pad_id, mode=motion_vocab, spec={**spec, "vocab_size": vocab})
@@ -534,28 +405,6 @@ def _count_tokens(text, captions):
     forms = [instruction_text(c, template=t) for t in range(len(TEMPLATES)) for c in captions]
     forms += [instruction_text(c, dict.fromkeys(PARTS, c)) for c in captions[:1]]
     return Counter(i for ids in text.encode_batch(forms) for i in ids)
-
-
-def _grow_vocab(lm, vocab):
-    """Append rows up to `vocab` to the input embedding and the head (one tensor when tied, as GPT-2's), each
-    initialised by fresh_rows: transformers' default (mean_resizing=True) makes the new rows equal to within
-    ~1e-6, and the motion codes would start alike."""
-    n_old = lm.get_input_embeddings().weight.shape[0]
-    lm.resize_token_embeddings(vocab, mean_resizing=False)
-    fresh_rows(lm, torch.arange(n_old, vocab))
-
-
-def fresh_rows(lm, rows):
-    """Set `rows` of the input embedding and the head to the other rows' mean plus Gaussian noise at their
-    per-dimension spread: new tokens that start near the known ones yet distinct from each other."""
-    weights = {id(w): w for w in (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)}
-    with torch.no_grad():
-        for w in weights.values():
-            known = torch.ones(w.shape[0], dtype=torch.bool)
-            known[rows] = False
-            ref = w[known.to(w.device)].float()
-            noise = torch.randn(len(rows), w.shape[1]).to(w.device)
-            w[rows.to(w.device)] = (ref.mean(0) + ref.std(0) * noise).to(w.dtype)
 
 
 def _pick(logits, temperature, top_k, top_p, generator):

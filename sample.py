@@ -1,6 +1,6 @@
 """Text -> motion: the language model writes motion codes, the tokenizer decodes them to features, the
 features become joints (recover_from_ric), and each take is saved as joints .npy [T, J, 3] (metres) and a
-stick-figure GIF (paper §4.1: generation is next-token prediction after the instruction; DESIGN.md: Sampling).
+stick-figure GIF (paper §4.1: generation is next-token prediction after the instruction; docs/sampling.md).
 
     python sample.py --text="a person jumps twice, then waves the left hand"
     python sample.py --text="a man walks forward." --text="someone squats." --num_samples=3 --seconds=4
@@ -68,10 +68,7 @@ def load_run(lm_dir, device="cpu"):
                                 f"(train one with `python train.py --run_name={lm_dir.name}`)")
     cfg = json.loads(config.read_text())
     lm = lm_model.load(lm_dir, device)
-    K, P = tokenizer.codes_shape(cfg["tokenizer"])  # before any weights are read
-    if (K, P) != (lm.K, lm.P):
-        raise ValueError(f"{lm_dir}: its motion vocabulary has K = {lm.K}, P = {lm.P} but the tokenizer run "
-                         f"{cfg['tokenizer']} it names has K = {K}, P = {P}")
+    tokenizer.check_codes_match(cfg["tokenizer"], lm.K, lm.P, f"{lm_dir}: its motion vocabulary")
     return lm, tokenizer.load(cfg["tokenizer"], device)
 
 

@@ -9,7 +9,7 @@ vocabulary a motion run gives it (text + K motion codes + 3 specials; a tiny mod
 512-token BPE); batches are random token ids of one length, so the number is the model's, without data
 loading or padding. On a GPU it runs as train.py does there: bf16
 autocast, fused AdamW, optionally torch.compile. MFU = tokens/s x (6N + 12·L·h·s) / peak bf16 flops of the GPU
-(train.PEAK_BF16_FLOPS). Prints one table, everything measured in this run.
+(scale.PEAK_BF16_FLOPS). Prints one table, everything measured in this run.
 """
 
 import os
@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import model as lm_model  # noqa: E402
-import train  # noqa: E402
 from common import cli, parse_args, pick_device  # noqa: E402
+from support import scale  # noqa: E402
 
 CONFIG = dict(
     model="gpt2-tiny",  # a name in model.REGISTRY (its architecture; no weights are loaded)
@@ -70,7 +70,7 @@ def main(argv):
     tok_s = cfg["batch_size"] * cfg["seq"] / seconds
     flops = 6 * n_params + 12 * hf.num_hidden_layers * hf.hidden_size * cfg["seq"]
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    peak = next((f for k, f in train.PEAK_BF16_FLOPS.items() if cuda and k in name), None)
+    peak = next((f for k, f in scale.PEAK_BF16_FLOPS.items() if cuda and k in name), None)
     print("| model | params | device | dtype | batch x seq | ms/step | tokens/s | MFU |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {cfg['model']} | {n_params / 1e6:.1f}M | {name} | {'bf16 autocast' if cuda else 'fp32'} | "

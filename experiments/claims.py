@@ -1,11 +1,11 @@
 """The paper's claims about the language-model stage, rerun at small scale on the embedded dataset: one
 command per claim, each condition trained with several seeds and evaluated by eval.py's protocol.
 
-    python claims.py --claim=loss        # Table 10: loss on the whole sequence vs on the motion tokens only
-    python claims.py --claim=pretrain    # Table 9: a text-pretrained start vs from scratch
-    python claims.py --claim=tokenizer   # Table 11 (generation): 2D-LFQ vs 1D-LFQ codes, the whole pipeline
-    python claims.py --claim=scale       # Table 2 (data): 10% / 30% / 100% of the training split
-    python claims.py --claim=ood         # Table 5: narrow vs diverse training data, scored on the OOD split
+    python experiments/claims.py --claim=loss       # Table 10: loss on the whole sequence vs motion tokens
+    python experiments/claims.py --claim=pretrain   # Table 9: a text-pretrained start vs from scratch
+    python experiments/claims.py --claim=tokenizer  # Table 11 (generation): 2D- vs 1D-LFQ, whole pipeline
+    python experiments/claims.py --claim=scale      # Table 2 (data): 10% / 30% / 100% of the training split
+    python experiments/claims.py --claim=ood        # Table 5: narrow vs diverse train data, on the OOD split
 
 They need what `make demo` leaves: the dataset with its 2D-LFQ codes (tokenizer run `default`) and the
 evaluator. Each writes out/claims/<claim>.json (every run's figures, the mean and the spread over seeds per
@@ -20,17 +20,20 @@ between seeds in either condition, "same direction, within seed noise" when only
 
 import fcntl
 import json
+import sys
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-import data as motion_data
-import eval as evaluation
-import tokenizer
-import train
-from common import atomic_write, cli, finished_run, parse_args, pick_device, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python experiments/claims.py`
+import data as motion_data  # noqa: E402
+import eval as evaluation  # noqa: E402
+import tokenizer  # noqa: E402
+import train  # noqa: E402
+from common import atomic_write, cli, finished_run, parse_args, pick_device, write_json  # noqa: E402
+from support.evaluator import load_evaluator  # noqa: E402
 
 # settings: plain values, overridden by --key=value
 CONFIG = dict(
@@ -159,7 +162,7 @@ def run_claim(cfg):
     table, metric, better, worse, split, conditions = CLAIMS[cfg["claim"]]
     data = motion_data.MotionData(cfg["data_dir"])
     folder = Path("out/evaluator") / data.meta["name"]
-    ev = evaluation.load_evaluator(folder, pick_device(cfg["device"]))
+    ev = load_evaluator(folder, pick_device(cfg["device"]))
     t0, results = time.time(), {name: {"runs": []} for name in conditions}
     for seed in [int(s) for s in cfg["seeds"].split(",")]:
         made = prepare(cfg["claim"], seed, cfg, data)
@@ -193,8 +196,8 @@ def run_claim(cfg):
 
 
 def main(argv):
-    run_claim({**CONFIG, **parse_args(argv, CONFIG, "claims.py")})
+    run_claim({**CONFIG, **parse_args(argv, CONFIG, "experiments/claims.py")})
 
 
 if __name__ == "__main__":
-    cli(main, "claims.py")
+    cli(main, "experiments/claims.py")

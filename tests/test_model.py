@@ -22,6 +22,7 @@ from transformers import (
 )
 
 import model
+from support import pretrained, text_tokenizer
 
 CAPTIONS = [
     "a man walks forward.", "a woman takes a few steps backward.", "someone jumps twice, then waves!",
@@ -112,7 +113,7 @@ def test_normalise_caption_and_instruction():
 def test_tiktoken_from_files_gives_hand_computed_ids(tmp_path, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
     folder = write_bpe(tmp_path / "bpe")
-    text = model.bpe_from_files(folder / "vocab.json", folder / "merges.txt")
+    text = text_tokenizer.bpe_from_files(folder / "vocab.json", folder / "merges.txt")
     a, w = list(B2U.values()).index("a"), list(B2U.values()).index("w")  # GPT-2 byte ids: "!" is 0
     assert (a, w) == (64, 86)
     # " walks": Ġ w a l k s -> (a l) -> (Ġ w) -> (Ġw al) -> (k s) = Ġwal ks; "walks" has no Ġ: w al ks
@@ -121,20 +122,20 @@ def test_tiktoken_from_files_gives_hand_computed_ids(tmp_path, monkeypatch):
     assert text.eos_id == 260 and text.n_vocab == 261 and text.decode([258, 259]) == " walks"
     # the same path (the same file name) after the files changed gives the new ranks, not a cached copy
     write_bpe(folder, merges=["k s"])
-    text = model.bpe_from_files(folder / "vocab.json", folder / "merges.txt")
+    text = text_tokenizer.bpe_from_files(folder / "vocab.json", folder / "merges.txt")
     assert text.encode(" walks") == [220, 86, 64, 75, 256]
 
 
 def test_gpt2_from_tiktoken_cache_or_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="GPT-2's tokenizer is not on disk.*hf download gpt2") as e:
-        model.tiktoken_gpt2_files()
+        text_tokenizer.tiktoken_gpt2_files()
     assert "\n" not in str(e.value)
     src = write_bpe(tmp_path / "src")  # tiktoken names a cached file by the sha1 of its URL
     url = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
     for name, ours in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
         (tmp_path / hashlib.sha1(f"{url}{name}".encode()).hexdigest()).write_bytes((src / ours).read_bytes())
-    assert model.bpe_from_files(*model.tiktoken_gpt2_files()).encode(" walks") == [258, 259]
+    assert text_tokenizer.bpe_from_files(*text_tokenizer.tiktoken_gpt2_files()).encode(" walks") == [258, 259]
 
 
 def test_bpe_round_trip_matches_hf_tokenizers_and_survives_save_load(tiny, tmp_path):
@@ -142,7 +143,7 @@ def test_bpe_round_trip_matches_hf_tokenizers_and_survives_save_load(tiny, tmp_p
         assert tiny.text.decode(tiny.text.encode(s)) == s
     tiny.text.save(tmp_path)
     reference = ByteLevelBPETokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
-    loaded = model.bpe_from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    loaded = text_tokenizer.bpe_from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
     for s in TRICKY + CAPTIONS[:12]:
         assert tiny.text.encode(s) == reference.encode(s).ids == loaded.encode(s)
     assert loaded.n_vocab == tiny.text.n_vocab and loaded.eos_id == tiny.text.eos_id == tiny.text.n_vocab - 1
@@ -415,7 +416,7 @@ def test_local_folder_loads_pretrained(gpt2_dir, llama_dir, tmp_path):
 
 
 def test_missing_or_unknown_models_are_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(model.hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(pretrained.hub_constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import data
+import motion
 import sample
 import train
 
@@ -57,7 +57,7 @@ def test_joints_are_the_decoded_codes(lm_dir, codes_dir):
     lm, tok = sample.load_run(lm_dir)
     codes = lm.generate(["a man walks forward."], steps=5, temperature=0)[0]
     feats = tokenizer.load(codes_dir / "tok" / "t").decode(torch.as_tensor(codes)[None])[0].detach().numpy()
-    expected = data.recover_from_ric(feats, 22)
+    expected = motion.recover_from_ric(feats, 22)
     got = sample.generate(["a man walks forward."], lm_dir, seconds=1.0, temperature=0)[0]
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
@@ -100,4 +100,5 @@ def test_clear_errors(lm_dir, tmp_path, codes_dir):
     run_cfg = json.loads((mismatched / "config.json").read_text())
     (mismatched / "config.json").write_text(json.dumps({**run_cfg, "tokenizer": str(other)}))
     message = one_line(f"--lm_dir={mismatched}", "--text=a man waves")
-    assert f"K = 64, P = 6 but the tokenizer run {other} it names has K = 128, P = 6" in message, message
+    expected = f"its motion vocabulary: K = 64, P = 6, but the tokenizer run {other} has K = 128, P = 6"
+    assert expected in message, message

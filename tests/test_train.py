@@ -17,7 +17,9 @@ import torch
 from safetensors.torch import load_file
 
 import data
+import model
 import train
+from support import lm_data, scale
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = dict(train.CONFIG, batch_size=8, max_iters=4, warmup_iters=2, eval_interval=4, eval_iters=1,
@@ -91,7 +93,7 @@ def test_derangement_moves_every_clip(n):
 
 def test_batches_bucket_by_length_and_cover_the_epoch():
     lengths = np.random.default_rng(0).integers(20, 300, size=1000).astype(np.int64)
-    batches = train.epoch_batches(lengths.tobytes(), 16, 0, 0)
+    batches = lm_data.epoch_batches(lengths.tobytes(), 16, 0, 0)
     assert batches.shape == (62, 16) and len(np.unique(batches)) == 62 * 16
     spread = np.mean([np.ptp(lengths[b]) for b in batches])
     random_spread = np.mean([np.ptp(lengths[np.random.default_rng(i).choice(1000, 16)]) for i in range(62)])
@@ -175,11 +177,11 @@ def test_codes_of_another_tokenizer_are_refused(codes_dir, tmp_path):
         (codes_dir / "ds" / "tokens" / "bad" / f).write_bytes((meta_path.parent / f).read_bytes())
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps({**meta, "K": 128}))
     with pytest.raises(ValueError, match=r"K = 128, P = 6, but the tokenizer run .* has K = 64, P = 6"):
-        train.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
+        lm_data.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
     unheld = {k: v for k, v in meta.items() if k != "hold_frames"}  # written before the edges were held
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps(unheld))
     with pytest.raises(ValueError, match=r"encoded with zero-padded clip edges.*tokenizer.py --encode"):
-        train.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
+        lm_data.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
 
 
 def test_resume_with_another_model_is_refused(codes_dir, tmp_path):
@@ -190,7 +192,8 @@ def test_resume_with_another_model_is_refused(codes_dir, tmp_path):
 
 
 def test_memory_estimate_for_llama2_13b_on_8_gpus(capsys):
-    est = train.estimate(dict(train.CONFIG, model="llama2-13b", gpus=8, gpu_gib=80.0))
+    est = scale.estimate(dict(train.CONFIG, model="llama2-13b", gpus=8, gpu_gib=80.0),
+                         model.hf_config(model.model_spec("llama2-13b")))
     n = 13.016e9  # Llama-2-13B's parameter count: 40 layers of 5120 wide, 13824 MLP, 32000 vocabulary
     assert est["adamw_states"] == pytest.approx(8 * n / 8, rel=0.01)
     assert est["parameters"] > 4 * n / 8 and est["total"] < 80 * 2**30
@@ -231,12 +234,12 @@ def test_text_pretraining_then_init_from(codes_dir, tmp_path):
     pre = train.train(lm_cfg(codes_dir, tmp_path, run_name="text", task="text"), progress=False)
     assert all(np.isnan(h["motion"]) and np.isfinite(h["text"]) for h in pre["history"])
     assert pre["metrics"]["val_text_loss"] < pre["history"][0]["text"]
-    lm = train.lm_model.load(tmp_path / "text")
+    lm = model.load(tmp_path / "text")
     ids, kinds = lm.text_ids("a man walks.")
     assert ids[-1] == lm.eos_id and set(kinds) == {1} and lm.text.decode(ids).count("a man walks") == 1
     cfg = lm_cfg(codes_dir, tmp_path, run_name="tuned", init_from=str(tmp_path / "text"))
     ds = data.MotionData(codes_dir / "ds")
-    started = train.build_or_load(cfg, tmp_path / "tuned", train.Codes(cfg["data_dir"], "t", ds), ds, 0, 1)
+    started = train.build_or_load(cfg, tmp_path / "tuned", lm_data.Codes(cfg["data_dir"], "t", ds), ds, 0, 1)
     before, after = weights(tmp_path / "text"), started.lm.state_dict()
     table = "transformer.wte.weight"  # GPT-2: the embedding, tied to the head
     codes = started.motion_ids

@@ -1,0 +1,169 @@
+"""Training at scale, for train.py: the memory plan per GPU, DDP / FSDP2 wrapping, the sharded checkpoints
+that --resume reads, and model FLOPs utilisation. One process on a CPU uses the same code with world = 1."""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+
+from common import make_temp_dir, recover_dir, replace_dir, write_json
+
+# dcp in one process says so at every save and load
+warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12,
+                   "A10": 125e12, "4090": 165e12, "3090": 71e12}  # dense, per GPU, from the vendors' sheets
+
+
+# ----------------------------------------------------------------------------------------------
+# memory: what a run needs per GPU, before it starts
+def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_checkpointing, bf16):
+    """Bytes per GPU of training, by what holds them (train.py prints it and refuses a run that will not fit).
+    Parameters are kept in fp32 (the optimizer's master copy; bf16 is autocast, or FSDP's MixedPrecisionPolicy
+    casts a gathered layer), gradients in fp32, AdamW two fp32 states; FSDP shards all three over `shards`
+    ranks and gathers about two layers at a time in bf16. Activations: about 34·s·b·h bytes per layer in bf16
+    with SDPA attention (Korthikanti et al. 2022), 2·s·b·h per layer plus one layer's worth with activation
+    checkpointing; logits b·s·V ~10 bytes each (bf16, fp32, grad)."""
+    layers, width, vocab = hf_config.num_hidden_layers, hf_config.hidden_size, hf_config.vocab_size
+    act_bytes = 1 if bf16 else 2  # fp32 activations are twice the bf16 ones
+    per_layer = 34 * seq * micro_batch * width * act_bytes
+    acts = (layers * 2 * seq * micro_batch * width * act_bytes + per_layer) if activation_checkpointing \
+        else layers * per_layer
+    est = {"parameters": 4 * n_params / shards + (2 * 2 * n_params / layers if shards > 1 else 0),
+           "gradients": 4 * n_params / shards, "adamw_states": 8 * n_params / shards,
+           "activations": acts, "logits": 10 * micro_batch * seq * vocab}
+    est["total"] = sum(est.values())
+    return est
+
+
+def estimate_line(est, what, gpu_bytes=0):
+    rows = "  ".join(f"{k} {v / 2**30:.1f}" for k, v in est.items() if k != "total")
+    fits = "" if not gpu_bytes else f" of {gpu_bytes / 2**30:.0f} GiB"
+    return f"memory per GPU, {what}: {rows} -> total {est['total'] / 2**30:.1f} GiB{fits}"
+
+
+def pick_parallel(parallel, world, n_params):  # auto: shard the model (FSDP2) above 1B parameters
+    return "single" if world == 1 else parallel if parallel != "auto" else "fsdp" if n_params > 1e9 else "ddp"
+
+
+def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes=0):
+    """-> (parallel, micro-batch, memory_estimate per GPU, its line) for this run on `world` ranks."""
+    parallel = pick_parallel(cfg["parallel"], world, n_params)
+    micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
+    est = memory_estimate(hf_config, n_params, micro, seq, world if parallel == "fsdp" else 1,
+                          cfg["activation_checkpointing"], bf16)
+    line = estimate_line(est, f"{cfg['model']} on {world} x {parallel}", gpu_bytes)
+    return parallel, micro, est, line
+
+
+def estimate(cfg, hf_config):
+    """train.py --estimate: print the memory per GPU of the run `cfg` describes, for a model of this
+    architecture built on the meta device (no weights read, no memory taken)."""
+    import transformers
+    world = cfg["gpus"] or int(os.environ.get("WORLD_SIZE", 1))
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in
+                       transformers.AutoModelForCausalLM.from_config(hf_config).parameters())
+    seq = min(hf_config.max_position_embeddings, 512)
+    _, micro, est, line = memory_plan(hf_config, n_params, cfg, world, seq, cfg["dtype"] != "float32",
+                                      cfg["gpu_gib"] * 2**30)
+    print(line)
+    print(f"({n_params / 1e9:.2f}B parameters before the motion vocabulary; sequences of {seq} tokens, "
+          f"micro-batch {micro})")
+    return est
+
+
+def peak_flops(device):
+    """The GPU's dense bf16 peak (PEAK_BF16_FLOPS), None on a CPU or an unlisted GPU (then no MFU)."""
+    if device.type != "cuda":
+        return None
+    return next((f for k, f in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name(device)), None)
+
+
+def flops_per_token(hf_config, n_params, seq):
+    """6N for the matmuls (forward and backward) + 12·L·h·s for attention (PaLM appendix B; nanoGPT)."""
+    return 6 * n_params + 12 * hf_config.num_hidden_layers * hf_config.hidden_size * seq
+
+
+# ----------------------------------------------------------------------------------------------
+# the module the training loop calls
+def wrap(lm, cfg, parallel, device, bf16):
+    """The bare model, DDP around it, or the model sharded in place by FSDP2 (each decoder layer, then the
+    root; bf16 parameters with fp32 gradient reduction on a GPU, fp32 on the CPU)."""
+    if cfg["activation_checkpointing"]:
+        lm.lm.activation_checkpointing_enable()
+    if parallel == "fsdp":
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else torch.float32,
+                                      reduce_dtype=torch.float32)
+        for module in lm.lm.modules():
+            if type(module).__name__ in (lm.lm._no_split_modules or ()):
+                fully_shard(module, mp_policy=policy)
+        fully_shard(lm.lm, mp_policy=policy)
+        module = lm.lm
+    elif parallel == "ddp":
+        module = torch.nn.parallel.DistributedDataParallel(
+            lm.lm.to(device), device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        module = lm.lm.to(device)
+    return torch.compile(module) if cfg["compile"] else module
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints: last/ (resume) and model/ (the best weights), each one folder swapped into place
+def save_last(run_dir, lm_module, opt, progress, rank, world):
+    """Each rank writes its shards (torch.distributed.checkpoint) to one temp folder; rank 0 swaps it in."""
+    tmp = [str(make_temp_dir(run_dir / "last")) if rank == 0 else None]
+    if world > 1:
+        dist.broadcast_object_list(tmp)
+    tmp = Path(tmp[0])
+    msd, osd = get_state_dict(lm_module, opt)
+    dcp.save({"model": msd, "optim": osd}, checkpoint_id=tmp / "state")
+    cuda_rng = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
+    torch.save({"cpu": torch.get_rng_state(), "cuda": cuda_rng}, tmp / f"rng_{rank}.pt")
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        write_json(tmp / "progress.json", {**progress, "world": world})
+        replace_dir(tmp, run_dir / "last")
+    if world > 1:
+        dist.barrier()
+
+
+def load_last(run_dir, lm_module, opt, rank):
+    """The training progress saved in last/, with the model, optimizer and this rank's RNG restored."""
+    last = recover_dir(run_dir / "last")  # a kill between replace_dir's two renames left it aside
+    if last is None or not (last / "progress.json").is_file():
+        raise FileNotFoundError(f"{run_dir / 'last'}: no checkpoint to resume from")
+    msd, osd = get_state_dict(lm_module, opt)
+    state = {"model": msd, "optim": osd}
+    dcp.load(state, checkpoint_id=last / "state")
+    set_state_dict(lm_module, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    progress = json.loads((last / "progress.json").read_text())
+    rng_file = last / f"rng_{rank}.pt"
+    if rng_file.is_file():  # absent when resuming on more ranks than the run had
+        rng = torch.load(rng_file, weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
+    return progress
+
+
+def save_best(run_dir, lm, lm_module, rank, parallel):
+    """model/ (+ text tokenizer, motion vocabulary): a Hugging Face folder. FSDP gathers the full state dict
+    onto rank 0's CPU first (a collective: every rank calls it)."""
+    full = None
+    if parallel == "fsdp":
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full = get_model_state_dict(lm_module, options=options)
+    if rank == 0:
+        lm.save(run_dir, state_dict=full)
