@@ -222,9 +222,9 @@ def load_weights(path, device="cpu"):
 
 
 def finished_run(run_dir, settings):
-    """A rerun's skip test (sweep.py, claims.py): the metrics of the run in run_dir if it finished
-    (metrics.json there) with these settings (its config.json agrees on every one of them it records), else
-    None."""
+    """A rerun's skip test (experiments/sweep.py, experiments/claims.py): the metrics of the run in run_dir if
+    it finished (metrics.json there) with these settings (its config.json agrees on every one of them it
+    records), else None."""
     config, metrics = Path(run_dir) / "config.json", Path(run_dir) / "metrics.json"
     if not (config.is_file() and metrics.is_file()):
         return None

@@ -3,7 +3,7 @@ hands), forward kinematics through smplx.lbs, HumanML3D features and their inver
 each body part, and a stick-figure GIF. Everything that turns joints into features and back lives here;
 data.py (datasets on disk), synth.py (the embedded dataset) and tokenizer.py build on it.
 
-Features (DESIGN.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12J - 1), per frame t:
+Features (docs/design.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12J - 1), per frame t:
   [0] root angular velocity about +Y, [1:3] root xz velocity in the root frame, [3] root height,
   ric (J-1)*3 root-relative joint positions in the root frame, rot (J-1)*6 joint rotations (6D),
   vel J*3 joint velocities in the root frame, 4 foot contacts (l_ankle, l_foot, r_ankle, r_foot).
@@ -43,7 +43,7 @@ H3D_RAW_OFFSETS = np.array([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1,
                             [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0]], dtype=np.float64)
 SMPLX52_RAW_OFFSETS = np.concatenate([H3D_RAW_OFFSETS, np.tile([[0.0, -1.0, 0.0]], (30, 1))])
 # Bone lengths |joint - parent| in metres, first frame of HumanML3D example 000021 (every clip is
-# rescaled to these; ../shared/fixtures/humanml3d/skeleton_example_h3d.npy holds those joints).
+# rescaled to these; the real-data test fixtures' skeleton_example_h3d.npy holds those joints).
 SMPLX52_BONE_LENGTHS = np.array([
     0.0, 0.103074, 0.109883, 0.131568, 0.393623, 0.390188, 0.143190, 0.432433, 0.425643, 0.057365,
     0.143382, 0.149419, 0.219360, 0.137487, 0.143383, 0.103039, 0.131614, 0.122984, 0.256840,

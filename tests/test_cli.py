@@ -13,8 +13,8 @@ import pytest
 from common import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["data.py", "synth.py", "tokenizer.py", "sweep.py", "train.py", "sample.py", "eval.py", "demo.py",
-           "claims.py", "bench/bench_lm.py", "bench/bench_lfq.py"]
+SCRIPTS = ["data.py", "synth.py", "tokenizer.py", "train.py", "sample.py", "eval.py", "demo.py",
+           "experiments/sweep.py", "experiments/claims.py", "bench/bench_lm.py", "bench/bench_lfq.py"]
 
 
 def settings_block(script):

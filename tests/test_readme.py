@@ -36,13 +36,14 @@ TINY = {
     "data.py": ["--size=900", "--workers=1"],
     "synth.py": ["--size=2"],
     "tokenizer.py": ["--max_iters=3", "--batch_size=8", "--width=16", "--eval_clips=8", "--ckpt_every=3"],
-    "sweep.py": ["--iters=2", "--kinds=lfq2d,vq", "--log2k=6", "--batch_size=8", "--width=16",
+    "experiments/sweep.py": ["--iters=2", "--kinds=lfq2d,vq", "--log2k=6", "--batch_size=8", "--width=16",
                  "--eval_clips=8"],
     "train.py": ["--max_iters=2", "--batch_size=8", "--eval_iters=1", "--eval_interval=2"],
     "eval.py": ["--max_iters=3", "--batch_size=32", "--eval_clips=40", "--replications=1", "--mm_texts=2",
                 "--mm_samples=11", "--diversity_times=20", "--rprecision_batch=8"],
     "sample.py": [],
-    "claims.py": ["--max_iters=2", "--seeds=1", "--eval_clips=40", "--text_iters=2", "--tokenizer_iters=2"],
+    "experiments/claims.py": ["--max_iters=2", "--seeds=1", "--eval_clips=40", "--text_iters=2",
+                              "--tokenizer_iters=2"],
     "bench/bench_lm.py": ["--steps=1", "--warmup=1", "--batch_size=2", "--seq=32"],
     "bench/bench_lfq.py": ["--n=256", "--d=4", "--repeats=1"],
 }
@@ -70,8 +71,9 @@ def humanml3d_source(src):
 def test_readme_commands_run(tmp_path):
     work = tmp_path / "project"
     work.mkdir()
-    for entry in ROOT.iterdir():  # the scripts, packages and configs, not data/, out/ or .venv/
-        if entry.suffix == ".py" or entry.name in ("kernels", "bench", "configs"):
+    for entry in ROOT.iterdir():  # the scripts, packages, configs and docs, not data/, out/ or .venv/
+        if entry.suffix == ".py" or entry.name in ("kernels", "support", "experiments", "bench", "configs",
+                                                   "docs"):
             (work / entry.name).symlink_to(entry)
     (work / "prompts.txt").write_text("a person jumps twice.\nsomeone waves the right hand.\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(work)}

@@ -1,0 +1,134 @@
+"""docs/results.md from the results files in docs/results/, so that no figure in the docs is typed by hand.
+
+    python docs/results.py             # render docs/results.md from docs/results/*.json
+    python docs/results.py --update    # first copy the newest outputs in: out/demo/results.json -> demo.json,
+                                       # out/tokenizer/sweep/sweep.json -> sweep.json, out/claims/<c>.json ->
+                                       # claims_<c>.json; then render
+
+Each JSON file is what the command that measured it wrote (make demo, experiments/sweep.py,
+experiments/claims.py), copied unchanged. README.md's results table shows figures of demo.json, rounded as
+shown (tests/test_results.py checks both that and that docs/results.md is this script's rendering).
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python docs/results.py`
+from common import atomic_write, cli, parse_args  # noqa: E402
+
+CONFIG = dict(
+    update=False,  # copy the newest outputs (out/...) into docs/results/ before rendering
+    results_dir=str(ROOT / "docs" / "results"),  # the committed results files
+    out=str(ROOT / "docs" / "results.md"),  # the page written
+)
+SOURCES = {"demo.json": "out/demo/results.json", "sweep.json": "out/tokenizer/sweep/sweep.json"}
+# the demo table's columns: README.md shows the first seven, results.md all of them
+COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy"]
+README_COLUMNS = ["R@1", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy"]
+ROWS = {"ground_truth": "real", "generated": "generated"}
+
+
+def cell(fig, name):
+    """A figure with its interval, as both tables print it: 0.591 ± 0.018; '–' when absent. Three decimals,
+    four below 0.01 (a real motion's FID of 0.0004 is not 0)."""
+    if name not in fig:
+        return "–"
+    value, ci = fig[name], fig.get(f"{name}_ci")
+    decimals = 4 if 0 < abs(value) < 0.01 else 3
+    return f"{value:.{decimals}f}" + (f" ± {ci:.{decimals}f}" if ci else "")
+
+
+def demo_table(res, columns):
+    """The test and OOD rows of the demo's results.json as a markdown table."""
+    lines = ["| split | motions | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for split in ("test", "ood"):
+        for row, label in ROWS.items():
+            cells = [cell(res[split][row], c) for c in columns]
+            lines.append(f"| {split} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def demo_section(res):
+    tok, wall = res["tokenizer"], res["wall_s"]
+    together = ("tokenizer", "evaluator")
+    total = sum(wall.values()) - sum(wall.get(s, 0) for s in together) + max(wall.get(s, 0) for s in together)
+    return "\n".join([
+        "## make demo (docs/results/demo.json)", "",
+        f"The embedded dataset ({res['data_dir']}), the default run ({res['lm_dir']}), evaluated by our "
+        f"evaluator on {res['test']['clips']} test and {res['ood']['clips']} OOD clips; ± is the 95% "
+        "interval over the protocol's replications.", "",
+        demo_table(res, COLUMNS), "",
+        f"Tokenizer on the test split ({tok['clips']} clips): MPJPE {tok['mpjpe_mm']:.1f} mm, utilisation "
+        f"{tok['utilisation']:.3f}, perplexity {tok['perplexity']:.0f} of K = {tok['K']} (P = {tok['P']} "
+        "codes per step).", "",
+        "| stage | wall seconds |", "|---|---|",
+        *(f"| {name} | {s:.0f} |" for name, s in wall.items()),
+        f"| total (tokenizer and evaluator side by side) | {total:.0f} |"])
+
+
+def sweep_section(sweep):
+    names = {"vq": "VQ", "rvq": "RVQ", "lfq2d": "2D-LFQ", "lfq1d": "1D-LFQ"}
+    lines = ["## Codebook sweep, paper Figures 4/5 (docs/results/sweep.json)", "",
+             f"{sweep['data_dir']}: every tokenizer trained {sweep['iters']} steps of batch "
+             f"{sweep['batch_size']}, measured on the test split.", "",
+             "| tokenizer | K | params | MPJPE (mm) | utilisation | perplexity |",
+             "|---|---|---|---|---|---|"]
+    for r in sweep["results"]:
+        lines.append(f"| {names.get(r['kind'], r['kind'])} | {r['K']} | {r['params'] / 1e6:.2f}M | "
+                     f"{r['mpjpe_mm']:.1f} | {r['utilisation']:.3f} | {r['perplexity']:.1f} |")
+    return "\n".join(lines)
+
+
+def claim_section(name, claim):
+    figures = list(next(iter(claim["conditions"].values()))["mean"])
+    runs = len(next(iter(claim["conditions"].values()))["runs"])
+    lines = [f"## Claim: {name}, paper {claim['paper']} (docs/results/claims_{name}.json)", "",
+             f"{claim['split']} split, {runs} seeds per condition; mean ± half the spread between seeds.", "",
+             "| condition | " + " | ".join(figures) + " |", "|---|" + "---|" * len(figures)]
+    for condition, res in claim["conditions"].items():
+        cells = [f"{res['mean'][f]:.3f} ± {res['spread'][f] / 2:.3f}" for f in figures]
+        lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    v = claim["verdict"]
+    gap = f"{v['metric']}: {v['better']} − {v['worse']} = {v['gap']:+.3f}"
+    return "\n".join([*lines, "", f"{gap} (seed spread {v['seed_spread']:.3f}): {v['verdict']}."])
+
+
+def render(results_dir):
+    results_dir = Path(results_dir)
+    parts = ["# Results", "", "Rendered by `python docs/results.py` from the files in docs/results/; do not "
+             "edit by hand. Every figure in README.md and docs/ comes from one of these files."]
+    if (results_dir / "demo.json").is_file():
+        parts += ["", demo_section(json.loads((results_dir / "demo.json").read_text()))]
+    if (results_dir / "sweep.json").is_file():
+        parts += ["", sweep_section(json.loads((results_dir / "sweep.json").read_text()))]
+    for path in sorted(results_dir.glob("claims_*.json")):
+        parts += ["", claim_section(path.stem.removeprefix("claims_"), json.loads(path.read_text()))]
+    return "\n".join(parts) + "\n"
+
+
+def update(results_dir):
+    """Copy the newest outputs of the measuring commands into results_dir, unchanged."""
+    claims = sorted((ROOT / "out/claims").glob("*.json"))
+    sources = dict(SOURCES) | {f"claims_{p.stem}.json": str(p) for p in claims}
+    for name, source in sources.items():
+        if (ROOT / source).is_file():
+            shutil.copyfile(ROOT / source, Path(results_dir) / name)
+            print(f"{source} -> {Path(results_dir) / name}")
+
+
+def main(argv):
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "docs/results.py")}
+    Path(cfg["results_dir"]).mkdir(parents=True, exist_ok=True)
+    if cfg["update"]:
+        update(cfg["results_dir"])
+    text = render(cfg["results_dir"])
+    atomic_write(Path(cfg["out"]), lambda p: p.write_text(text))
+    print(f"wrote {cfg['out']}")
+
+
+if __name__ == "__main__":
+    cli(main, "docs/results.py")
