@@ -3,6 +3,7 @@ progress bars, atomic writes of files, folders and weights, resuming, the learni
 processes, the device and the process group. (The motion representation and its measures are motion.py's.)"""
 
 import ast
+import hashlib
 import io
 import json
 import math
@@ -17,6 +18,7 @@ import tempfile
 import tokenize
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
@@ -221,6 +223,35 @@ def load_weights(path, device="cpu"):
     return load_file(str(path), device=str(device))
 
 
+# how read_run_file reads a file by default, by its suffix
+READERS = {".json": lambda p: json.loads(p.read_text()), ".safetensors": load_weights,
+           ".npy": lambda p: np.load(p, allow_pickle=False),
+           ".pt": lambda p: torch.load(p, map_location="cpu", weights_only=True)}
+
+
+def read_run_file(path, remake, read=None):
+    """read(path) (default: READERS by its suffix) for a file or folder that a run, a dataset or its codes
+    hold. A missing one raises FileNotFoundError, a damaged one that its reader fails on (cut short by a full
+    disk or an interrupted copy, edited by hand) ValueError("<path>: damaged or incomplete (<why>);
+    <remake>"): the scripts print it in one line, `<script>: <message>` (cli). `remake` says what makes it
+    again."""
+    path, read = Path(path), read or READERS[Path(path).suffix]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; {remake}")
+    try:
+        return read(path)
+    except BaseException as e:  # (dcp's CheckpointException is a BaseException, holding each rank's error)
+        if not isinstance(e, Exception) and not hasattr(e, "failures"):
+            raise  # Ctrl-C
+        raise ValueError(f"{path}: damaged or incomplete ({_first_sentence(e)}); {remake}") from e
+
+
+def _first_sentence(e):  # of an error's message (of the first rank's error in a CheckpointException)
+    e = next(iter(e.failures.values()))[0] if hasattr(e, "failures") else e
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return line.split(". ")[0].removeprefix("Error while deserializing header: ")  # (safetensors' prefix)
+
+
 def finished_run(run_dir, settings):
     """A rerun's skip test (experiments/sweep.py, experiments/claims.py): the metrics of the run in run_dir if
     it finished (metrics.json there) with these settings (its config.json agrees on every one of them it
@@ -230,7 +261,20 @@ def finished_run(run_dir, settings):
         return None
     saved = json.loads(config.read_text())
     agree = all(saved[k] == v for k, v in settings.items() if k in saved)
-    return json.loads(metrics.read_text()) if agree else None
+    same_code = saved.get("code") == settings.get("code")  # made by other code (code_hash): not reused
+    return json.loads(metrics.read_text()) if agree and same_code else None
+
+
+def code_hash():
+    """A short hash of the pipeline's code (the top-level scripts, support/, kernels/ and the baselines):
+    experiments store it in their runs' settings, so that a run made by other code is trained again."""
+    root = Path(__file__).parent
+    files = [*root.glob("*.py"), *root.glob("support/*.py"), *root.glob("kernels/*.py"),
+             root / "experiments" / "baselines.py"]
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def resume_settings(run_dir, config, overrides, arch_keys):
@@ -240,7 +284,7 @@ def resume_settings(run_dir, config, overrides, arch_keys):
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no run to resume")
-    saved = json.loads(path.read_text())
+    saved = read_run_file(path, "--resume cannot continue this run; start it over without --resume")
     differ = {k: (saved.get(k), overrides[k]) for k in arch_keys
               if k in overrides and overrides[k] != saved.get(k)}
     if differ:

@@ -24,17 +24,17 @@ counts only the motion codes and </mot>). generate() is constrained, so every ou
     lm.save("out/lm/default"); lm = model.load("out/lm/default")
 """
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
 from transformers.utils import logging as hf_logging
 
-from common import make_temp_dir, replace_dir, write_json
+from common import make_temp_dir, read_run_file, replace_dir, write_json
 from support.pretrained import grow_vocab, hub_snapshot
 from support.text_tokenizer import TextTokenizer, bpe_from_files, tiktoken_gpt2_files, train_bpe
 
@@ -118,15 +118,15 @@ TEMPLATES = [
 PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body caption plus one per body part
 
 # Position ids, the motion clock: the instruction sits at its natural positions 0, 1, ...; the motion (its
-# codes, </mot>, <eos>) starts at a fixed position, motion_position(n_ctx) = 3/8 of the context, whatever the
-# instruction's length: the i-th motion token has position motion_position + i. With learned absolute
-# positions (GPT-2) a code's position embedding then says how far into the motion it is. When the motion went
-# on right after the instruction (5 to 166 tokens long on synth), the model had to subtract the
+# codes, </mot>, <eos>) starts at a fixed position, motion_position(n_ctx) = 3/8 of the context, at most 512,
+# whatever the instruction's length: the i-th motion token has position motion_position + i. With learned
+# absolute positions (GPT-2) a code's position embedding then says how far into the motion it is. When the
+# motion went on right after the instruction (5 to 166 tokens long on synth), the model had to subtract the
 # instruction's length first; with the fixed start it reaches a lower val loss in the same steps (docs/lm.md).
 # The token sequence is unchanged (docs/design.md). Instructions longer than motion_position tokens are not
-# used (train.py counts them); the motion gets the other 5/8 of the context.
-def motion_position(n_ctx):
-    return n_ctx * 3 // 8
+# used (train.py counts them); the motion gets the rest of the context.
+def motion_position(n_ctx):  # at most 512: a long-context LLM's motion should not start far from its prompt
+    return min(n_ctx * 3 // 8, 512)
 
 
 def position_ids(kinds, n_ctx):
@@ -180,8 +180,10 @@ class MotionLM:
         """[<bos> where the tokenizer has one] + the instruction's text tokens + <mot>; caption None: no
         instruction at all (the unconditional prompt of classifier-free guidance)."""
         ids = [] if caption is None else self.text.encode(instruction_text(caption, parts, template))
-        if not self.reused.isdisjoint(ids):
-            raise ValueError(f"caption {caption!r} uses text tokens that this model reuses as motion codes")
+        if not self.reused.isdisjoint(ids):  # reuse: a token no train caption had is a code now, so the
+            # caption says it in smaller tokens; a piece that is itself a code cannot be read and is left out
+            spelt = [j for i in ids for j in (self.text.spell(i) if i in self.reused else [i])]
+            ids = [j for j in spelt if j not in self.reused]
         return ([] if self.text.bos_id is None else [self.text.bos_id]) + ids + [self.mot_id]
 
     def sample_ids(self, caption, codes, parts=None, template=0):
@@ -382,18 +384,23 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
 
 
 def load(run_dir, device="cpu", dtype=None):
-    """The MotionLM that save() wrote to run_dir (dtype None: as saved)."""
+    """The MotionLM that save() wrote to run_dir (dtype None: as saved); a damaged file fails naming it."""
     run_dir = Path(run_dir)
     for name in ("motion_vocab.json", "model/config.json", "text_tokenizer"):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir / name} not found: a model run folder holds model/, "
                                     "text_tokenizer/ and motion_vocab.json")
-    v = json.loads((run_dir / "motion_vocab.json").read_text())
+    remake = f"rerun python train.py --run_name={run_dir.name}"
+    v = read_run_file(run_dir / "motion_vocab.json", remake)
     folder = run_dir / "text_tokenizer"
     if v["text_tokenizer"] == "tiktoken":
-        text = bpe_from_files(folder / "vocab.json", folder / "merges.txt")
+        text = read_run_file(folder, remake, lambda f: bpe_from_files(f / "vocab.json", f / "merges.txt"))
     else:
-        text = TextTokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+        text = read_run_file(folder, remake, lambda f: TextTokenizer(AutoTokenizer.from_pretrained(
+            f, local_files_only=True)))
+    read_run_file(run_dir / "model" / "config.json", remake)
+    for weights in sorted((run_dir / "model").glob("*.safetensors")):  # safe_open checks header and size
+        read_run_file(weights, remake, lambda f: safe_open(f, "pt").keys())
     lm = AutoModelForCausalLM.from_pretrained(run_dir / "model", local_files_only=True, dtype=dtype or "auto")
     return MotionLM(lm.to(device), text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
                     end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"])

@@ -11,7 +11,6 @@ motion into P codes, one per body part, and back; its training, test metrics, an
 API: load(run_dir) -> Tokenizer: .encode(raw feats [B, T, D]) -> codes [B, T/4, P] int64 in [0, K),
 .decode(codes) -> raw feats; P codes per step: the body parts (2D-LFQ), 1 (VQ, 1D-LFQ), RVQ's layers."""
 
-import json
 import math
 import time
 from pathlib import Path
@@ -27,10 +26,10 @@ from common import (
     cosine_lr,
     distributed_setup,
     distributed_teardown,
-    load_weights,
     parse_args,
     pick_device,
     progress_bar,
+    read_run_file,
     resume_settings,
     save_weights,
     write_json,
@@ -347,7 +346,7 @@ def start_or_resume(run_dir, model, opt, cfg, rank):
     if not (run_dir / "train_state.pt").is_file():
         raise FileNotFoundError(f"{run_dir / 'train_state.pt'}: no checkpoint to resume from")
     resume_settings(run_dir, cfg, cfg, ARCH_KEYS)  # one clear error where the model would differ
-    state = torch.load(run_dir / "train_state.pt", map_location=model.mean.device, weights_only=True)
+    state = read_run_file(run_dir / "train_state.pt", "cannot resume from it; start over without --resume")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
@@ -398,8 +397,9 @@ def load(run_dir, device="cpu"):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing, so {run_dir} is not a trained tokenizer run (train "
                                     f"one with `python tokenizer.py --run_name={run_dir.name}`)")
-    model = Tokenizer(json.loads((run_dir / "config.json").read_text()))
-    model.load_state_dict(load_weights(run_dir / "model.safetensors"))
+    remake = f"rerun python tokenizer.py --run_name={run_dir.name}"
+    model = Tokenizer(read_run_file(run_dir / "config.json", remake))
+    model.load_state_dict(read_run_file(run_dir / "model.safetensors", remake))
     return model.to(device).eval()
 
 
@@ -408,7 +408,7 @@ def codes_shape(run_dir):
     config = Path(run_dir) / "config.json"
     if not config.is_file():
         raise FileNotFoundError(f"{config}: missing, so {run_dir} is not a tokenizer run")
-    model = Tokenizer(json.loads(config.read_text()))
+    model = Tokenizer(read_run_file(config, f"rerun python tokenizer.py --run_name={Path(run_dir).name}"))
     return model.K, model.P
 
 

@@ -43,6 +43,7 @@ from common import (
     distributed_teardown,
     parse_args,
     progress_bar,
+    read_run_file,
     recover_dir,
     resume_settings,
     write_json,
@@ -412,7 +413,8 @@ def from_run(init_from, codes):
     if (lm.K, lm.P) != (codes.K, codes.P):
         raise ValueError(f"--init_from={init_from}: its motion vocabulary has K = {lm.K}, P = {lm.P}; these "
                          f"codes have K = {codes.K}, P = {codes.P}")
-    if json.loads((Path(init_from) / "config.json").read_text()).get("task") == "text":
+    remake = f"rerun python train.py --run_name={Path(init_from).name}"
+    if read_run_file(Path(init_from) / "config.json", remake).get("task") == "text":
         # as a pretrained checkpoint gets new motion rows (--motion_vocab=add): text-only training never had a
         # code as its target, and its softmax pushed the code rows' logits down all along
         fresh_rows(lm.lm, lm.motion_ids)

@@ -7,7 +7,7 @@ steps of `batch_size` windows, the same width, window, learning rate, ...) and m
     python experiments/sweep.py --kinds=vq,lfq2d --log2k=8,10,12 --iters=1000 --run_name=sweep_long
 
 Every tokenizer.py setting (--width, --window, --data_dir, ...) applies to all runs. A rerun skips the runs
-it has already finished with the same settings.
+it has already finished with the same settings and code (common.code_hash).
 """
 
 import sys
@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python experiments/sweep.py`
 import tokenizer  # noqa: E402
-from common import atomic_write, cli, finished_run, parse_args, write_json  # noqa: E402
+from common import atomic_write, cli, code_hash, finished_run, parse_args, write_json  # noqa: E402
 
 CONFIG = dict(tokenizer.CONFIG, run_name="sweep",  # runs -> out_dir/run_name/<kind>_K<K>/
               kinds="vq,rvq,lfq2d,lfq1d", log2k="8,9,10,11,12,13,14",  # tokenizers x K = 2^b
@@ -29,14 +29,14 @@ NAMES = {"vq": "VQ", "rvq": "RVQ", "lfq2d": "2D-LFQ", "lfq1d": "1D-LFQ"}
 def sweep(cfg):
     """Train every kind at every K under cfg's one budget; -> the list of their test metrics."""
     root = Path(cfg["out_dir"]) / cfg["run_name"]
-    kinds, results = cfg["kinds"].split(","), []
+    kinds, results, code = cfg["kinds"].split(","), [], code_hash()
     for kind in kinds:
         for K in [2 ** int(b) for b in cfg["log2k"].split(",")]:
             sub = {k: cfg[k] for k in tokenizer.CONFIG} | dict(
                 kind=kind, codebook_size=K, max_iters=cfg["iters"], ckpt_every=cfg["iters"],
-                run_name=f"{root.name}/{kind}_K{K}", resume=False)
+                run_name=f"{root.name}/{kind}_K{K}", resume=False, code=code)
             run_dir = root / f"{kind}_K{K}"
-            if (done := finished_run(run_dir, sub)) is not None:  # a rerun skips the runs it has finished
+            if (done := finished_run(run_dir, sub)) is not None:  # finished, with these settings and code
                 results.append(done)
                 continue
             results.append(tokenizer.train(sub, progress=False)["metrics"])

@@ -8,14 +8,13 @@ model never runs the encoder.
 
 A clip of T frames gives T // α steps (its last T mod α frames are not encoded)."""
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import make_temp_dir, progress_bar, replace_dir, write_json
+from common import make_temp_dir, progress_bar, read_run_file, replace_dir, write_json
 
 
 def code_counts(codes, K, layers):
@@ -78,23 +77,24 @@ class Codes:
         make = f"`python tokenizer.py --encode --data_dir={data_dir} --run_name={run}`"
         if not (root / "meta.json").is_file():
             raise FileNotFoundError(f"{root}: no motion codes here; make them with {make}")
-        self.meta = json.loads((root / "meta.json").read_text())
+        remake = f"remake them with {make}"
+        self.meta = read_run_file(root / "meta.json", remake)
         self.K, self.P = self.meta["K"], self.meta["P"]
-        self.codes = np.load(root / "codes.npy", mmap_mode="r")
-        self.offsets = np.load(root / "offsets.npy")
+        self.codes = read_run_file(root / "codes.npy", remake,
+                                   lambda f: np.load(f, mmap_mode="r", allow_pickle=False))
+        self.offsets = read_run_file(root / "offsets.npy", remake)
         if len(self.offsets) != len(data) + 1 or self.codes.shape != (self.offsets[-1], self.P):
             raise ValueError(f"{root}: codes {self.codes.shape} for {len(self.offsets) - 1} clips do not "
-                             f"match {data.root} ({len(data)} clips) or P = {self.P}; remake them with "
-                             f"{make}")
+                             f"match {data.root} ({len(data)} clips) or P = {self.P}; {remake}")
         if "hold_frames" not in self.meta:  # an LM on them would learn edge codes the decoder never sees
             raise ValueError(f"{root}: these codes were encoded with zero-padded clip edges, before the "
-                             f"tokenizer held them (tokenizer.py, Tokenizer.encode); remake them with {make}")
+                             f"tokenizer held them (tokenizer.py, Tokenizer.encode); {remake}")
         import tokenizer  # (here: tokenizer.py imports this file to write the codes)
 
         try:  # the codes' K and P must be those of the tokenizer run that will decode them
             tokenizer.check_codes_match(self.meta["tokenizer"], self.K, self.P, root / "meta.json")
         except ValueError as e:
-            raise ValueError(f"{e}; remake them with {make}") from None
+            raise ValueError(f"{e}; {remake}") from None
 
     def clip(self, i):
         return np.asarray(self.codes[self.offsets[i]:self.offsets[i + 1]], dtype=np.int64)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import model as lm_model
-from common import atomic_write, cosine_lr, load_weights, pick_device, progress_bar, save_weights, write_json
+from common import atomic_write, cosine_lr, pick_device, progress_bar, read_run_file, save_weights, write_json
 from motion import MAX_FRAMES
 from support.text_tokenizer import bpe_from_files, train_bpe
 
@@ -183,7 +183,9 @@ def load_evaluator(folder, device="cpu"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name}: missing, so {folder} is no trained evaluator "
                                     f"(train one with `python eval.py --train_evaluator`)")
-    ev = Evaluator(json.loads((folder / "config.json").read_text()),
-                   bpe_from_files(folder / "vocab.json", folder / "merges.txt"))
-    ev.load_state_dict(load_weights(folder / "model.safetensors"))
+    remake = "rerun python eval.py --train_evaluator"
+    read_run_file(folder / "vocab.json", remake)  # JSON: then what fails in bpe_from_files is merges.txt
+    bpe = read_run_file(folder / "merges.txt", remake, lambda f: bpe_from_files(folder / "vocab.json", f))
+    ev = Evaluator(read_run_file(folder / "config.json", remake), bpe)
+    ev.load_state_dict(read_run_file(folder / "model.safetensors", remake))
     return ev.to(device).eval()

@@ -1,7 +1,6 @@
 """Training at scale, for train.py: the memory plan per GPU, DDP / FSDP2 wrapping, the sharded checkpoints
 that --resume reads, and model FLOPs utilisation. One process on a CPU uses the same code with world = 1."""
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -16,7 +15,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from common import make_temp_dir, recover_dir, replace_dir, write_json
+from common import make_temp_dir, read_run_file, recover_dir, replace_dir, write_json
 
 # dcp in one process says so at every save and load
 warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
@@ -144,18 +143,27 @@ def load_last(run_dir, lm_module, opt, rank):
     last = recover_dir(run_dir / "last")  # a kill between replace_dir's two renames left it aside
     if last is None or not (last / "progress.json").is_file():
         raise FileNotFoundError(f"{run_dir / 'last'}: no checkpoint to resume from")
+    # a damaged last/ fails naming it, before anything is written: --resume never starts over by itself
+    remake = f"cannot resume from it; start over without --resume (python train.py --run_name={run_dir.name})"
+    progress = read_run_file(last / "progress.json", remake)
     msd, osd = get_state_dict(lm_module, opt)
     state = {"model": msd, "optim": osd}
-    dcp.load(state, checkpoint_id=last / "state")
+    read_run_file(last, remake, lambda f: _dcp_load(state, f / "state"))
     set_state_dict(lm_module, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    progress = json.loads((last / "progress.json").read_text())
     rng_file = last / f"rng_{rank}.pt"
     if rng_file.is_file():  # absent when resuming on more ranks than the run had
-        rng = torch.load(rng_file, weights_only=True)
+        rng = read_run_file(rng_file, remake)
         torch.set_rng_state(rng["cpu"])
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])
     return progress
+
+
+def _dcp_load(state, folder):
+    """dcp.load, the checkpoint's metadata read first: when dcp.load cannot read it, it logs two tracebacks
+    to stderr (through the root logger) before raising."""
+    dcp.FileSystemReader(folder).read_metadata()
+    dcp.load(state, checkpoint_id=folder)
 
 
 def save_best(run_dir, lm, lm_module, rank, parallel):

@@ -41,6 +41,20 @@ class TextTokenizer:
     def decode(self, ids):
         return self.tok.decode(ids)
 
+    def spell(self, token_id):
+        """A token as the single-character tokens it is made of (a byte-level BPE has one per byte; a
+        SentencePiece vocabulary per character, else its <0xXX> byte tokens): the same text in smaller
+        pieces, for a caption token that motion_vocab=reuse gave to a motion code (model.MotionLM)."""
+        if self.files:
+            return [self.tok.encode_single_token(bytes([b]))
+                    for b in self.tok.decode_single_token_bytes(token_id)]
+        ids = []
+        for char in self.tok.convert_ids_to_tokens(token_id):
+            i = self.tok.convert_tokens_to_ids(char)
+            ids += [i] if i != self.tok.unk_token_id else \
+                self.tok.convert_tokens_to_ids([f"<0x{b:02X}>" for b in char.encode()])
+        return ids
+
     def save(self, folder):
         if self.files is None:
             self.tok.save_pretrained(folder)

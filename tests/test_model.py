@@ -261,8 +261,11 @@ def test_reuse_on_a_checkpoint_repurposes_unused_tokens(gpt2_dir):
     ids, kinds = mlm.sample_ids(CAPTIONS[0], [[0, 19]])
     assert ids[-4:-2] == [unused[-20], unused[-1]]
     assert 256 in mlm.motion_ids  # "al" on its own ("Ġwal" holds it) is in no caption: now a motion code
-    with pytest.raises(ValueError, match="uses text tokens that this model reuses as motion codes"):
-        mlm.prompt_ids("a tall man")  # t al l
+    # a caption with a token no train caption had ("al" in "t al l") is read in smaller tokens, never refused
+    tall = mlm.prompt_ids("a tall man")
+    assert mlm.reused.isdisjoint(tall) and tall[-1] == mlm.mot_id
+    assert mlm.text.decode(tall[:-1]) == model.instruction_text("a tall man")
+    assert len(mlm.generate(["a tall man"], steps=2, temperature=0)[0]) == 2
     with pytest.raises(ValueError, match=f"only {len(unused)} \\({250 - len(unused)} missing\\)"):
         model.build(str(gpt2_dir), K=250, P=2, captions=CAPTIONS, motion_vocab="reuse")
 
@@ -451,3 +454,17 @@ def test_registry_architectures_have_the_published_sizes():
 def test_tiny_models_have_1_to_3m_parameters(tiny, tiny_llama):
     for mlm in (tiny, tiny_llama):
         assert 1e6 < sum(p.numel() for p in mlm.lm.parameters()) < 3e6 and mlm.spec["n_ctx"] == 512
+
+
+def test_motion_starts_at_three_eighths_of_the_context_at_most_512():
+    assert [model.motion_position(n) for n in (128, 512, 1024, 4096, 131072)] == [48, 192, 384, 512, 512]
+
+
+def test_spelling_a_token_keeps_its_text(gpt2_dir, llama_dir):
+    """spell(i) (what a reused caption token is read as) decodes to the token's own text, for tiktoken's
+    byte-level BPE and a Hugging Face tokenizer alike, in tokens of one character (byte) each."""
+    for folder in (gpt2_dir, llama_dir):
+        text = model.build(str(folder), K=8, P=2, captions=CAPTIONS).text
+        for i in text.encode("A man walks forward, then waves."):
+            pieces = text.spell(i)
+            assert text.decode(pieces) == text.decode([i]) and all(len(text.decode([j])) == 1 for j in pieces)

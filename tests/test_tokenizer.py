@@ -205,6 +205,12 @@ def test_sweep_collects_every_run_and_reuses_finished_ones(dataset, tmp_path):
     stamps = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
     assert sweep.sweep(cfg) == results
     assert [(r / "metrics.json").stat().st_mtime_ns for r in runs] == stamps
+    # a run made by other code (its config.json's code hash differs) is trained again, the rest reused
+    config = runs[0] / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "code": "made-by-other-code"}))
+    sweep.sweep(cfg)
+    after = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
+    assert after[0] != stamps[0] and after[1:] == stamps[1:]
 
 
 def test_command_line_overrides(tmp_path):

@@ -20,6 +20,7 @@ import data
 import model
 import train
 from support import lm_data, scale
+from support.codes import Codes
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = dict(train.CONFIG, batch_size=8, max_iters=4, warmup_iters=2, eval_interval=4, eval_iters=1,
@@ -177,11 +178,11 @@ def test_codes_of_another_tokenizer_are_refused(codes_dir, tmp_path):
         (codes_dir / "ds" / "tokens" / "bad" / f).write_bytes((meta_path.parent / f).read_bytes())
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps({**meta, "K": 128}))
     with pytest.raises(ValueError, match=r"K = 128, P = 6, but the tokenizer run .* has K = 64, P = 6"):
-        lm_data.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
+        Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
     unheld = {k: v for k, v in meta.items() if k != "hold_frames"}  # written before the edges were held
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps(unheld))
     with pytest.raises(ValueError, match=r"encoded with zero-padded clip edges.*tokenizer.py --encode"):
-        lm_data.Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
+        Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
 
 
 def test_resume_with_another_model_is_refused(codes_dir, tmp_path):
@@ -239,7 +240,7 @@ def test_text_pretraining_then_init_from(codes_dir, tmp_path):
     assert ids[-1] == lm.eos_id and set(kinds) == {1} and lm.text.decode(ids).count("a man walks") == 1
     cfg = lm_cfg(codes_dir, tmp_path, run_name="tuned", init_from=str(tmp_path / "text"))
     ds = data.MotionData(codes_dir / "ds")
-    started = train.build_or_load(cfg, tmp_path / "tuned", lm_data.Codes(cfg["data_dir"], "t", ds), ds, 0, 1)
+    started = train.build_or_load(cfg, tmp_path / "tuned", Codes(cfg["data_dir"], "t", ds), ds, 0, 1)
     before, after = weights(tmp_path / "text"), started.lm.state_dict()
     table = "transformer.wte.weight"  # GPT-2: the embedding, tied to the head
     codes = started.motion_ids

@@ -1,0 +1,57 @@
+"""experiments/claims.py's verdict on hand cases, and run reuse: only with the same settings and code."""
+
+import json
+
+import pytest
+
+from common import code_hash, finished_run
+from experiments import claims
+
+
+def results(better, worse, metric="R@3"):
+    """{condition: {"runs": [{metric: value}, ...]}} from one list of values per condition."""
+    return {name: {"runs": [{metric: v} for v in values]} for name, values in (("better", better),
+                                                                                ("worse", worse))}
+
+
+def test_one_seed_gives_no_verdict():
+    v = claims.verdict(results([0.9], [0.1]), "R@3", "better", "worse")
+    assert v["verdict"].startswith("no noise estimate") and v["seed_spread"] == 0
+
+
+@pytest.mark.parametrize("better,worse,word", [
+    ([0.80, 0.82], [0.70, 0.71], "reproduced"),  # gap 0.105 > spread 0.02
+    ([0.80, 0.90], [0.78, 0.80], "same direction, within seed noise"),  # gap 0.06 < spread 0.10
+    ([0.70, 0.71], [0.80, 0.82], "not reproduced"),
+    ([0.75, 0.75], [0.75, 0.75], "not reproduced"),  # no gap is no direction
+])
+def test_verdict_against_the_seed_spread(better, worse, word):
+    v = claims.verdict(results(better, worse), "R@3", "better", "worse")
+    assert v["verdict"] == word
+    assert v["gap"] == pytest.approx(sum(better) / len(better) - sum(worse) / len(worse))
+
+
+def test_lower_is_better_figures_flip_the_direction():
+    v = claims.verdict(results([0.10, 0.11], [0.30, 0.31], "FID"), "FID", "better", "worse")
+    assert v["verdict"] == "reproduced" and v["gap"] == pytest.approx(-0.2)
+
+
+def test_a_run_is_reused_only_with_the_same_settings_and_code(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 1, "max_iters": 250, "code": code_hash()}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"val_motion_loss": 1.0}))
+    assert finished_run(tmp_path, {"seed": 1, "code": code_hash()}) == {"val_motion_loss": 1.0}
+    assert finished_run(tmp_path, {"seed": 2, "code": code_hash()}) is None
+    assert finished_run(tmp_path, {"seed": 1, "code": "other"}) is None
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 1}))  # made before runs recorded their code
+    assert finished_run(tmp_path, {"seed": 1, "code": code_hash()}) is None
+
+
+def test_claims_give_their_conditions_equal_budgets():
+    """The tokenizer claim trains the 1D tokenizer for the 2D default's steps; the pretrain claim has a
+    from-scratch control with the pretrained run's total steps (text + motion)."""
+    import tokenizer
+
+    assert claims.CONFIG["tokenizer_iters"] == tokenizer.CONFIG["max_iters"]
+    table, metric, better, worse, split, conditions = claims.CLAIMS["pretrain"]
+    assert (better, worse) == ("pretrained", "scratch, same steps")
+    assert conditions[worse]["max_iters"].startswith("<")
