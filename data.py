@@ -7,6 +7,7 @@ motion.py; docs/design.md describes the on-disk format.
     python data.py --source=humanml3d --src=DIR      # HumanML3D layout -> data/humanml3d
     python data.py --source=smplx --src=DIR --smplx_model_dir=DIR   # Motion-X / MotionBase style
     python data.py --show=0,5,9                      # stick-figure GIFs of data/synth clips -> out/gifs
+    python data.py --show=0 --bvh                    # + a .bvh beside each GIF (for Blender)
 
 Source layouts. HumanML3D: SRC/new_joint_vecs/<name>.npy [T, 263], SRC/texts/<name>.txt lines
 "caption#tokens#start#end" (seconds; 0#0 = the whole clip, else the sub-clip <name>@<start>-<end>),
@@ -30,6 +31,7 @@ import torch
 
 from common import cli, make_temp_dir, parse_args, replace_dir
 from motion import MIN_FRAMES, feature_slices, part_columns, recover_from_ric, render_gif
+from support.bvh import to_bvh
 from support.real_data import convert, list_files, load_humanml3d, load_smplx, read_splits
 
 # ----------------------------------------------------------------------------------------------
@@ -46,10 +48,13 @@ CONFIG = dict(
     strict=False,  # stop at the first bad clip, naming it, instead of skipping and counting it
     smplx_model_dir="",  # smplx: the folder with SMPLX_NEUTRAL.npz (or smplx/SMPLX_NEUTRAL.npz)
     gender="neutral", src_fps=30.0, up="y",  # smplx: model file, frame rate of files with none, up axis y | z
+    t2m_test=False,  # humanml3d: the test split as Guo et al.'s evaluation has it (eval.py --t2m_checkpoint)
     show="",  # comma-separated clip ids or indices to render as GIFs instead of writing a dataset
     gif_dir="out/gifs",  # --show: where the GIFs go
+    bvh=False,  # --show: also write each clip as a .bvh beside its GIF (joint rotations, for Blender)
 )
-SKIP_REASONS = ["load_error", "nan_or_inf", "too_short", "wrong_width", "bad_caption", "duplicate_id"]
+SKIP_REASONS = ["load_error", "nan_or_inf", "too_short", "too_long", "wrong_width", "bad_caption",
+                "duplicate_id"]
 
 
 class BadClip(ValueError):
@@ -74,6 +79,8 @@ def _check_clip(clip, feat_dim, seen):
         raise BadClip("nan_or_inf", where, "features contain NaN or inf")
     if len(feats) < MIN_FRAMES:
         raise BadClip("too_short", where, f"{len(feats)} frames, fewer than {MIN_FRAMES}")
+    if len(feats) > clip.get("max_frames", len(feats)):  # a loader's limit (humanml3d --t2m_test)
+        raise BadClip("too_long", where, f"{len(feats)} frames, more than {clip['max_frames']}")
     captions, tokens, all_tokens = [], [], clip.get("tokens")
     for k, c in enumerate(clip.get("captions") or []):
         try:
@@ -350,6 +357,8 @@ def main(argv):
                          f"--workers={cfg['workers']}")
     if cfg["up"] not in ("y", "z"):
         raise ValueError(f"--up must be y or z, got {cfg['up']!r}")
+    if cfg["bvh"] and not cfg["show"]:
+        raise ValueError("--bvh writes the clips that --show renders: give --show=ids too")
     if cfg["show"]:
         ds = MotionData(cfg["data_dir"] or "data/synth")
         for key in cfg["show"].split(","):  # an id, else an index
@@ -357,9 +366,12 @@ def main(argv):
             if not 0 <= i < len(ds):
                 raise ValueError(f"{ds.root}: no clip with id or index {key!r} ({len(ds)} clips)")
             path = Path(cfg["gif_dir"]) / f"{ds.meta['name']}_{ds.ids[i].replace('/', '_')}.gif"
-            render_gif(recover_from_ric(np.array(ds.motion(i)), ds.joints_num), path,
-                       title=ds.texts[i]["captions"][0], fps=ds.fps)
-            print(f"{path}: {ds.ids[i]} ({len(ds.motion(i))} frames) {ds.texts[i]['captions'][0]!r}")
+            joints = recover_from_ric(np.array(ds.motion(i)), ds.joints_num)
+            render_gif(joints, path, title=ds.texts[i]["captions"][0], fps=ds.fps)
+            if cfg["bvh"]:
+                to_bvh(joints, path.with_suffix(".bvh"), fps=ds.fps)
+            print(f"{path}{' + .bvh' if cfg['bvh'] else ''}: {ds.ids[i]} ({len(joints)} frames) "
+                  f"{ds.texts[i]['captions'][0]!r}")
         return
     out, src = Path(cfg["data_dir"] or f"data/{cfg['source']}"), cfg["src"]
     splits, joints_num, source = None, 22, {cfg['source']: src}
@@ -371,7 +383,10 @@ def main(argv):
         raise ValueError(f"--source {cfg['source']} needs --src=DIR (an existing folder), got {src!r}")
     elif cfg["source"] == "humanml3d":
         files = list_files(Path(src) / "new_joint_vecs", ".npy")
-        clips = convert(load_humanml3d, files, default_split, cfg["workers"], read_splits(src), src=src)
+        test = {n for n, s in read_splits(src).items() if s == "test"} if cfg["t2m_test"] else set()
+        clips = convert(load_humanml3d, files, default_split, cfg["workers"], read_splits(src), src=src,
+                        t2m_test=test)
+        source["t2m_test"] = cfg["t2m_test"]
     else:
         if not cfg["smplx_model_dir"]:
             raise ValueError("--source smplx needs --smplx_model_dir=DIR (the SMPL-X model files)")

@@ -7,7 +7,7 @@ README prints them: data -> tokenizer -> codes -> language model -> evaluator ->
 Every stage writes where its script writes by default (data/synth, out/tokenizer/default, out/lm/default,
 out/evaluator/synth, out/eval/synth/default.json), so the README's commands work on the demo's outputs.
 The demo adds out/demo/: results.json (the figures of every stage and each stage's wall time), summary.md
-(what it prints at the end) and samples/default/*.gif (the prompts below).
+(what it prints at the end) and samples/default/ (the prompts below: a GIF, .npy and .bvh for each).
 """
 
 import json
@@ -49,7 +49,7 @@ def stages(cfg):
         ("codes", ["tokenizer.py", "--encode", data]),
         ("lm", ["train.py", data]),
         ("eval", ["eval.py", data, *protocol]),
-        ("samples", ["sample.py", f"--out_dir={Path(cfg['out_dir']) / 'samples'}",
+        ("samples", ["sample.py", f"--out_dir={Path(cfg['out_dir']) / 'samples'}", "--bvh",
                      *(f"--text={p}" for p in PROMPTS)]),
     ]
 
@@ -125,7 +125,7 @@ def summary(res, cfg):
               "- language model: out/lm/default/ (model/, metrics.json, loss_curve.png)",
               f"- evaluator: out/evaluator/{Path(cfg['data_dir']).name}/",
               f"- evaluation: out/eval/{Path(cfg['data_dir']).name}/default.json",
-              f"- samples: {Path(cfg['out_dir']) / 'samples' / 'default'}/ (one GIF and .npy per prompt)",
+              f"- samples: {Path(cfg['out_dir']) / 'samples' / 'default'}/ (a GIF, .npy and .bvh per prompt)",
               f"- this summary: {Path(cfg['out_dir']) / 'summary.md'}, figures: "
               f"{Path(cfg['out_dir']) / 'results.json'}", "",
               "## Wall time", "", "| stage | seconds |", "|---|---|"]

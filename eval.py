@@ -316,7 +316,11 @@ def main(argv):
                          f"distinct samples per text, so it needs more than --mm_times={cfg['mm_times']}")
     data = motion_data.MotionData(cfg["data_dir"])
     device = pick_device(cfg["device"])
-    if cfg["t2m_checkpoint"]:
+    if cfg["t2m_checkpoint"]:  # Table 3's figures: Guo et al.'s evaluator on their test set's composition
+        if not (data.meta.get("source") or {}).get("t2m_test"):
+            raise ValueError(f"{data.root}: its test split is not the one Guo et al.'s evaluation reads "
+                             "(files of 200+ frames dropped, one entry per sub-clip caption line); rebuild "
+                             "it with `python data.py --source=humanml3d --src=DIR --t2m_test`")
         from support import t2m
         ev = t2m.load(cfg["t2m_checkpoint"], cfg["glove_dir"], cfg["t2m_meta"], device)
         evaluator = "t2m"

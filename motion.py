@@ -8,7 +8,8 @@ Features (docs/design.md; HumanML3D, Guo et al. 2022, generalised to J joints, D
   ric (J-1)*3 root-relative joint positions in the root frame, rot (J-1)*6 joint rotations (6D),
   vel J*3 joint velocities in the root frame, 4 foot contacts (l_ankle, l_foot, r_ankle, r_foot).
 feature_slices(J) is that layout, the one place it is written down; root_aligned and mpjpe are the
-reconstruction measure that tokenizer.py and eval.py share.
+reconstruction measure that tokenizer.py and eval.py share. skeleton_rotations gives the joints as a rigid
+skeleton's rotations, which support/bvh.py's to_bvh writes as a BVH file (for Blender and other tools).
 """
 
 from pathlib import Path
@@ -25,11 +26,13 @@ MIN_FRAMES, MAX_FRAMES = 40, 196
 STILL_FRAMES = 64
 
 # ----------------------------------------------------------------------------------------------
-# Skeleton. SMPL joint order; the body faces +Z, its left is +X, up is +Y.
-# 0 pelvis 1 l_hip 2 r_hip 3 spine1 4 l_knee 5 r_knee 6 spine2 7 l_ankle 8 r_ankle 9 spine3 10 l_foot
-# 11 r_foot 12 neck 13 l_collar 14 r_collar 15 head 16 l_shoulder 17 r_shoulder 18 l_elbow 19 r_elbow
-# 20 l_wrist 21 r_wrist; SMPL-X/SMPL-H hands (52 joints): 22-36 left, 37-51 right, each
-# index1-3, middle1-3, pinky1-3, ring1-3, thumb1-3 (SMPL-X's 55 joints minus jaw and eyes).
+# Skeleton. SMPL joint order and names; the body faces +Z, its left is +X, up is +Y. SMPL-X/SMPL-H hands
+# (52 joints): 22-36 left, 37-51 right (SMPL-X's 55 joints minus jaw and eyes).
+JOINT_NAMES = ["Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "L_Ankle", "R_Ankle",
+               "Spine3", "L_Foot", "R_Foot", "Neck", "L_Collar", "R_Collar", "Head", "L_Shoulder",
+               "R_Shoulder", "L_Elbow", "R_Elbow", "L_Wrist", "R_Wrist"] + [
+    f"{side}_{finger}{k}" for side in "LR" for finger in ("Index", "Middle", "Pinky", "Ring", "Thumb")
+    for k in (1, 2, 3)]
 H3D_KINEMATIC_CHAIN = [[0, 2, 5, 8, 11], [0, 1, 4, 7, 10], [0, 3, 6, 9, 12, 15], [9, 14, 17, 19, 21],
                        [9, 13, 16, 18, 20]]
 HAND_KINEMATIC_CHAIN = [[20, 22, 23, 24], [20, 34, 35, 36], [20, 25, 26, 27], [20, 31, 32, 33],
@@ -303,6 +306,59 @@ def mpjpe(joints_a, joints_b):
         raise ValueError(f"mpjpe: the joints' shapes differ: {shape_a} and {shape_b}")
     diff = root_aligned(joints_a) - root_aligned(joints_b)
     return 1000 * ((diff ** 2).sum(-1) ** 0.5).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# The joints as a rigid skeleton turning at its joints: what a BVH file holds (support/bvh.py's to_bvh writes
+# it). _inverse_kinematics gives every bone its own rotation (HumanML3D's features); here a joint has one
+# rotation for all its children, so a joint with several turns as a frame set by a main child and an across
+# pair (child a - child b), at rest along the main child's rest direction and `across`.
+JOINT_FRAMES = {0: (3, 1, 2, [1.0, 0.0, 0.0]),  # pelvis: spine1, l_hip - r_hip (+X)
+                9: (12, 13, 14, [1.0, 0.0, 0.0]),  # spine3: neck, l_collar - r_collar (+X)
+                20: (25, 22, 28, [0.0, 0.0, 1.0]),  # wrists: middle1, index1 - pinky1 (+Z: at rest the
+                21: (40, 37, 43, [0.0, 0.0, 1.0])}  # arms hang, palms to the body)
+
+
+def _frame(main, across):
+    """Orthonormal frames [..., 3, 3]: columns main, across made perpendicular to main, and their cross."""
+    e1 = main / np.linalg.norm(main, axis=-1, keepdims=True)
+    e2 = across - (across * e1).sum(-1, keepdims=True) * e1
+    e2 = e2 / np.linalg.norm(e2, axis=-1, keepdims=True)
+    return np.stack([e1, e2, np.cross(e1, e2)], -1)
+
+
+def skeleton_rotations(joints):
+    """Joints [T, J, 3] (J = 22 or 52) -> (local rotation matrices [T, J, 3, 3], rest offsets [J, 3]) of a
+    rigid skeleton whose forward kinematics gives the joints back (as forward_kinematics: G_j = G_parent R_j,
+    joint_j = joint_parent + G_parent offset_j), exactly while bones keep their lengths and siblings their
+    layout. A joint with one child turns the child's rest direction onto its bone by the shortest arc in the
+    parent's frame (its twist is the parent's), one with several as JOINT_FRAMES says, a leaf not at all.
+    Offset = the bone's mean in its parent's frame: its rest direction at its mean length, or for siblings
+    (hips, collars, fingers) the motion's own layout around their parent."""
+    pos = np.asarray(joints, dtype=np.float64)
+    T, J, _ = pos.shape
+    parents = skeleton(J)[0]
+    local = np.broadcast_to(np.eye(3), (T, J, 3, 3)).copy()
+    world = local.copy()
+    offsets = np.zeros((J, 3))
+    for j in range(J):  # parents come before children
+        parent_rot = world[:, parents[j]] if j else np.eye(3)
+        to_parent = parent_rot.swapaxes(-1, -2)  # world -> the parent's frame
+        children = [c for c in range(j + 1, J) if parents[c] == j]
+        if len(children) > 1:
+            main, a, b, across = JOINT_FRAMES[j]
+            rest = _frame(_rest_dirs[main], np.array(across))
+            world[:, j] = _frame(pos[:, main] - pos[:, j], pos[:, a] - pos[:, b]) @ rest.T
+            local[:, j] = to_parent @ world[:, j]
+        elif children:
+            bone = (to_parent @ (pos[:, children[0]] - pos[:, j])[..., None])[..., 0]
+            local[:, j] = _qmatrix(_qbetween(_rest_dirs[children[0]], bone))
+            world[:, j] = parent_rot @ local[:, j]
+        else:
+            world[:, j] = parent_rot
+        if j:
+            offsets[j] = (to_parent @ (pos[:, j] - pos[:, parents[j]])[..., None])[..., 0].mean(0)
+    return local, offsets
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,16 +5,16 @@ stick-figure GIF (paper §4.1: generation is next-token prediction after the ins
     python sample.py --text="a person jumps twice, then waves the left hand"
     python sample.py --text="a man walks forward." --text="someone squats." --num_samples=3 --seconds=4
     python sample.py --file=prompts.txt --lm_dir=out/lm/default        # one text a line
+    python sample.py --text="a person walks forward and waves" --bvh   # + a .bvh to open in Blender
 
-Writes out/samples/<run>/<text>_<take>.npy and .gif. A take is a function of (--seed, the text, the take
-number) only: the same command gives the same motions, and a text's motion does not depend on what else is
-in the batch. For scripts and eval.py:
+Writes out/samples/<run>/<text>_<take>.npy and .gif (and .bvh: support/bvh.py). A take is a function of
+(--seed, the text, the take number) only: the same command gives the same motions, and a text's motion
+does not depend on what else is in the batch. For scripts and eval.py:
 
     import sample
     joints = sample.generate(["a man waves."], num_samples=2)   # list of float32 [T, J, 3], text-major
 """
 
-import json
 import re
 import zlib
 from pathlib import Path
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 import model as lm_model
-from common import cli, parse_args, pick_device
+from common import cli, parse_args, pick_device, read_run_file
 from motion import FPS, MAX_FRAMES, recover_from_ric, render_gif
+from support.bvh import to_bvh
 
 # settings: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
@@ -37,6 +38,7 @@ CONFIG = dict(
     temperature=-1.0, top_k=-1, top_p=-1.0,  # < 0: DEFAULTS below
     guidance=-1.0,  # classifier-free guidance scale (1: off; < 0: DEFAULTS below)
     seed=0, batch_size=32, device="auto", gif=True,
+    bvh=False,  # also write each take as <text>_<take>.bvh (a skeleton with joint rotations: Blender, Maya)
 )
 # Sampling defaults, chosen on the validation split (never test): `python eval.py --splits=val
 # --eval_clips=192 --replications=2 --mm_texts=0 --sample_temperature=T --sample_top_p=P
@@ -66,7 +68,7 @@ def load_run(lm_dir, device="cpu"):
     if not config.is_file():
         raise FileNotFoundError(f"{config}: missing, so {lm_dir} is not a trained language model run "
                                 f"(train one with `python train.py --run_name={lm_dir.name}`)")
-    cfg = json.loads(config.read_text())
+    cfg = read_run_file(config, f"rerun python train.py --run_name={lm_dir.name}")
     lm = lm_model.load(lm_dir, device)
     tokenizer.check_codes_match(cfg["tokenizer"], lm.K, lm.P, f"{lm_dir}: its motion vocabulary")
     return lm, tokenizer.load(cfg["tokenizer"], device)
@@ -132,7 +134,10 @@ def main(argv):
         np.save(path.with_suffix(".npy"), j)
         if cfg["gif"]:
             render_gif(j, path.with_suffix(".gif"), title=text, fps=FPS)
-        print(f"{path}.npy{' + .gif' if cfg['gif'] else ''}: {len(j)} frames ({len(j) / FPS:.1f} s) {text!r}")
+        if cfg["bvh"]:
+            to_bvh(j, path.with_suffix(".bvh"), fps=FPS)
+        written = " + ".join([".npy"] + [f".{kind}" for kind in ("gif", "bvh") if cfg[kind]])
+        print(f"{path}{written}: {len(j)} frames ({len(j) / FPS:.1f} s) {text!r}")
 
 
 if __name__ == "__main__":

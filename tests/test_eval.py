@@ -149,20 +149,28 @@ def test_feature_slices_tile_the_features():
 
 
 # ---- physical checks on real synth clips ----------------------------------------------------------------
+CALIBRATION_SEED = SEED + 1  # hops and lunges: clips of another synth dataset, not the OOD split's
+
+
 def find(kind, n=1, **params):
-    """(index, params) of the first n one-action clips of `kind` with these parameters."""
-    found = []
+    """((index, seed), params) of the first n one-action clips of `kind` with these parameters that the
+    checks may be calibrated on: train-split clips, and for the OOD kinds (none in train) clips generated
+    with another seed, so that no val, test or OOD clip of the dataset ever tuned a threshold."""
+    found, seed = [], CALIBRATION_SEED if kind in ("hop", "lunge") else SEED
     for index in range(20000):
-        action = physical.plan_action(synth.plan_clip(index, SEED))
-        if action and action[0] == kind and all(action[1].get(k) == v for k, v in params.items()):
-            found.append((index, action[1]))
+        plan = synth.plan_clip(index, seed)
+        action = physical.plan_action(plan)
+        usable = plan["split"] == "train" or seed == CALIBRATION_SEED
+        if usable and action and action[0] == kind and all(action[1].get(k) == v for k, v in params.items()):
+            found.append(((index, seed), action[1]))
             if len(found) == n:
                 return found
     raise AssertionError(f"no clip of kind {kind} {params}")
 
 
-def joints_of(index):  # what eval.py sees of a real clip: its features back to joints
-    return motion.recover_from_ric(synth.generate_clip(index, SEED, with_joints=False)["feats"], 22)
+def joints_of(clip):  # what eval.py sees of a real clip: its features back to joints
+    index, seed = clip
+    return motion.recover_from_ric(synth.generate_clip(index, seed, with_joints=False)["feats"], 22)
 
 
 # kind, parameters of the clips, wrong parameters for the same clips
@@ -199,6 +207,24 @@ def test_physical_checks_tell_kinds_apart():
     assert not physical.physical_check(joints_of(squat[0]), "lunge", {"side": "left"})
     with pytest.raises(ValueError, match="no physical check for kind 'clap'"):
         physical.physical_check(joints_of(squat[0]), "clap", {})
+
+
+def test_standing_still_fails_every_check():
+    """A clip's first pose held for 3 s: no check of any kind passes, with any of its parameters."""
+    still = np.repeat(joints_of(find("walk", dir="forward")[0][0])[:1], 60, axis=0)
+    for kind, params, wrong in CASES:
+        for p in [params, *wrong]:
+            assert not physical.physical_check(still, kind, p), (kind, p)
+
+
+@pytest.mark.parametrize("kind,params", [("walk", {"dir": "forward"}), ("sidestep", {"side": "left"}),
+                                         ("turn", {"side": "left", "angle": 90})])
+def test_checks_that_depend_on_order_fail_on_a_clip_shifted_by_half(kind, params):
+    """Rolled by half its length, a walk starts and ends mid-way: no net travel or turn is left to see."""
+    for index, full in find(kind, 2, **params):
+        j = joints_of(index)
+        assert physical.physical_check(j, kind, full)
+        assert not physical.physical_check(np.roll(j, len(j) // 2, axis=0), kind, full), (index, full)
 
 
 def test_plan_action_and_action_accuracy():

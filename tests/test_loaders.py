@@ -203,8 +203,8 @@ def test_humanml3d_loader_cuts_time_ranges_counts_bad_files_and_runs_in_parallel
     ds = data.MotionData(tmp_path / "out1")
     summary = ds.meta["summary"]
     assert summary["written"] == 3
-    assert summary["skipped"] == {"load_error": 1, "nan_or_inf": 1, "too_short": 1, "wrong_width": 1,
-                                  "bad_caption": 2, "duplicate_id": 0}
+    assert summary["skipped"] == {"load_error": 1, "nan_or_inf": 1, "too_short": 1, "too_long": 0,
+                                  "wrong_width": 1, "bad_caption": 2, "duplicate_id": 0}
     whole, cut = ds.index("012314"), ds.index("012314@2-6.5")
     np.testing.assert_array_equal(ds.motion(whole), feats)
     np.testing.assert_array_equal(ds.motion(cut), feats[40:130])  # 2.0 s .. 6.5 s at 20 fps
@@ -224,6 +224,38 @@ def test_humanml3d_loader_cuts_time_ranges_counts_bad_files_and_runs_in_parallel
         data.main(["--source=humanml3d", f"--src={src}", f"--data_dir={tmp_path / 'strict'}", "--strict",
                    "--workers=1"])
     assert [p.name for p in tmp_path.iterdir() if "strict" in p.name] == []
+
+
+def test_humanml3d_test_split_as_guo_et_al_read_it(tmp_path, fixtures_dir):
+    """--t2m_test (what eval.py --t2m_checkpoint needs): in the test split a file of 200+ frames is left out
+    whole, sub-clips too; whole-clip captions make one entry, each sub-clip caption line one of its own, kept
+    at 40 to 199 frames (Guo et al.'s Text2MotionDatasetV2). Train clips are read as always."""
+    feats = np.load(fixtures_dir / "humanml3d" / "new_joint_vecs_012314.npy")  # 170 frames
+    src = tmp_path / "h3d"
+    (src / "new_joint_vecs").mkdir(parents=True)
+    (src / "texts").mkdir()
+    long = np.concatenate([feats, feats[:40]])  # 210 frames
+    for name, f in (("a", feats), ("b", long), ("c", long)):
+        np.save(src / "new_joint_vecs" / f"{name}.npy", f)
+    lines = ("whole one#w/X#0.0#0.0\nwhole two#w/X#0.0#0.0\nturns#t/X#2.0#6.5\nspins#s/X#2.0#6.5\n"
+             "too short#x/X#0.0#1.5\n")
+    for name in ("a", "b", "c"):
+        (src / "texts" / f"{name}.txt").write_text(lines)
+    (src / "train.txt").write_text("c\n")
+    (src / "test.txt").write_text("a\nb\n")
+    data.main(["--source=humanml3d", f"--src={src}", f"--data_dir={tmp_path / 'ds'}", "--t2m_test",
+               "--workers=1"])
+    ds = data.MotionData(tmp_path / "ds")
+    test = {ds.ids[i]: ds.texts[i]["captions"] for i in ds.split("test")}
+    assert test == {"a": ["whole one", "whole two"], "a@2-6.5#0": ["turns"], "a@2-6.5#1": ["spins"]}
+    np.testing.assert_array_equal(ds.motion(ds.index("a@2-6.5#1")), feats[40:130])
+    assert sorted(ds.ids[i] for i in ds.split("train")) == ["c", "c@2-6.5"]  # 210 frames: kept in train
+    assert ds.meta["source"]["t2m_test"] is True
+    assert ds.meta["summary"]["skipped"]["too_long"] == 1 and ds.meta["summary"]["skipped"]["too_short"] == 2
+    import eval as evaluation  # the standard evaluator refuses a test split composed otherwise
+    data.main(["--source=humanml3d", f"--src={src}", f"--data_dir={tmp_path / 'plain'}", "--workers=1"])
+    with pytest.raises(ValueError, match=r"plain: its test split is not the one Guo et al.'s .* --t2m_test"):
+        evaluation.main([f"--data_dir={tmp_path / 'plain'}", "--t2m_checkpoint=x.tar", "--lm_dir="])
 
 
 # SMPL-X kinematic tree (55 joints): body 0-21, jaw 22 and eyes 23-24 on the head, hands from the wrists

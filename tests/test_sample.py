@@ -75,6 +75,20 @@ def test_cli_writes_npy_and_gif(lm_dir, tmp_path):
     assert np.load(tmp_path / "out" / lm_dir.name / "a_man_jumps_0.npy").shape == (24, 22, 3)
 
 
+def test_cli_bvh_beside_the_npy(lm_dir, tmp_path):
+    """--bvh writes <text>_<take>.bvh beside the .npy, a frame for each of its frames (tests/test_bvh.py reads
+    such files back into joints)."""
+    args = [f"--lm_dir={lm_dir}", "--text=a man waves.", "--bvh", "--gif=false", f"--out_dir={tmp_path}",
+            "--seconds=1.2", "--device=cpu"]
+    result = subprocess.run([sys.executable, "sample.py", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / lm_dir.name
+    assert sorted(p.name for p in out.iterdir()) == ["a_man_waves_0.bvh", "a_man_waves_0.npy"]
+    text = (out / "a_man_waves_0.bvh").read_text()
+    assert text.startswith("HIERARCHY\nROOT Pelvis\n") and "\nMOTION\nFrames: 24\nFrame Time: 0.05" in text
+
+
 def test_clear_errors(lm_dir, tmp_path, codes_dir):
     def one_line(*args):
         result = subprocess.run([sys.executable, "sample.py", *args, "--device=cpu"], cwd=ROOT,
