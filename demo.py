@@ -95,11 +95,12 @@ def results(cfg, wall_s):
     evaluation = json.loads((Path("out/eval") / name / "default.json").read_text())
     tokenizer = json.loads(Path("out/tokenizer/default/metrics.json").read_text())
     out = {"lm_dir": "out/lm/default", "data_dir": cfg["data_dir"]}
-    for split in ("test", "ood"):
-        out[split] = {row: {k: v for k, v in evaluation[split][row].items()
-                            if k.removesuffix("_ci") in METRICS or k.startswith("action_")}
-                      for row in ("ground_truth", "generated")}
-        out[split]["clips"] = evaluation[split]["clips"]
+    for split in ("test", "ood"):  # every row (ground truth, generated; OOD's single-segment ones too)
+        res = evaluation[split]
+        out[split] = {row: {k: v for k, v in fig.items() if k.removesuffix("_ci") in METRICS or
+                            k.startswith(("action_", "n_")) or k == "replications"}
+                      for row, fig in res.items() if isinstance(fig, dict) and "n_clips" in fig}
+        out[split] |= {k: res[k] for k in ("n_clips", "n_checked", "replications", "kinds")}
     out["tokenizer"] = {k: tokenizer[k] for k in ("mpjpe_mm", "utilisation", "perplexity", "K", "P", "clips")}
     out["wall_s"] = wall_s
     return out
@@ -107,14 +108,19 @@ def results(cfg, wall_s):
 
 def summary(res, cfg):
     """The markdown the demo ends with: the results table, where everything is, the time per stage."""
+    from eval import cell  # the tables' one format; imported here: the stages run as their own processes
+
     cols = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "action_accuracy"]
-    lines = ["## Results (our evaluator; 95% intervals over the replications)", "",
-             "| split | motions | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    lines = ["## Results (our evaluator; 95% intervals: a bootstrap over the clips and the replications)", "",
+             "| split | motions | clips | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
     for split in ("test", "ood"):
-        for row in ("ground_truth", "generated"):
-            fig = res[split][row]
-            cells = [f"{fig[c]:.3f} ± {fig[c + '_ci']:.3f}" for c in cols]
-            lines.append(f"| {split} ({res[split]['clips']} clips) | {row} | " + " | ".join(cells) + " |")
+        for row, fig in res[split].items():
+            if isinstance(fig, dict) and "n_clips" in fig:
+                cells = [cell(fig, c) for c in cols]
+                lines.append(f"| {split} | {row} | {fig['n_clips']} | " + " | ".join(cells) + " |")
+    lines += ["", f"{res['test']['replications']} replications; action accuracy: the share of the split's "
+              f"checkable clips ({res['test']['n_checked']} test, {res['ood']['n_checked']} OOD) that pass "
+              "the physical check of their text. *_subset: OOD's single-segment clips."]
     tok = res["tokenizer"]
     lines += ["", f"Tokenizer (test split, {tok['clips']} clips): MPJPE {tok['mpjpe_mm']:.1f} mm, "
               f"utilisation {tok['utilisation']:.3f}, perplexity {tok['perplexity']:.0f} of K = {tok['K']}, "

@@ -13,25 +13,24 @@ The protocol, per replication (20 by default; each regenerates the test set): ev
 its captions at random and a crop of its length floored to 4-frame units (one unit shorter one time in
 three) at a random offset; shuffled; R-Precision and MMDist within batches of 32 (the last partial batch
 dropped); FID against a second such draw of the real motions; Diversity over 300 random pairs;
-MultiModality over mm_texts texts x mm_samples generations. Each figure is the mean ± 1.96·std/√replications.
-Results: a markdown table per split, and JSON (out/eval/<dataset>/<what>.json) with each figure under its
-name and its 95% interval under <name>_ci.
+MultiModality over mm_texts texts x mm_samples generations. The physical checks run on every checkable clip
+of the split, one take each. Each figure is the mean over the replications with a 95% interval from a
+bootstrap over the clips and the replications. Results: a markdown table per split, and JSON
+(out/eval/<dataset>/<what>.json) with each figure under its name, its interval under <name>_ci ([low, high])
+and n (n_clips, n_checked, replications) per row.
 """
 
-import math
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import data as motion_data
-import model as lm_model
 import motion
 from common import cli, parse_args, pick_device, progress_bar, write_json
 from motion import MAX_FRAMES
-from support.evaluator import UNIT, load_evaluator, train_evaluator
-from support.physical import action_accuracy, clip_plans, physical_check, plan_action
+from support.evaluator import UNIT, load_evaluator, near_duplicates, train_evaluator
+from support.physical import clip_plans, physical_check, plan_action
 
 CONFIG = dict(
     data_dir="data/synth",
@@ -46,7 +45,8 @@ CONFIG = dict(
     duplicate_jaccard=0.8,  # captions with word sets this similar are no negatives of each other
     # evaluation
     replications=20, rprecision_batch=32, diversity_times=300, mm_texts=100, mm_samples=30, mm_times=10,
-    eval_clips=0,  # clips per split (0: all): fewer for a quick CPU run; the table says how many
+    eval_clips=0,  # clips per split (0: all; else drawn at random, seeded): fewer for a quick CPU run
+    bootstrap=1000,  # draws of the intervals' bootstrap (over clips and replications)
     splits="test,ood",  # which splits (val: for choosing sampling settings, never test)
     lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
     sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0, sample_guidance=-1.0,  # < 0: sample.py's
@@ -82,27 +82,24 @@ def frechet_distance(a, b):
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_covmean)
 
 
-def r_precision(text_emb, motion_emb, top_k=3):
-    """One batch, row i of each a matching pair: the share of texts whose own motion is among the k nearest
-    motions (euclidean), for k = 1..top_k. Ties go to the lower index (argsort, as the protocol)."""
+def retrieval_hits(text_emb, motion_emb, top_k=3):
+    """One batch, row i of each a matching pair -> [N, top_k] 0/1: is text i's own motion among its k
+    nearest motions (euclidean), k = 1..top_k. Ties go to the lower index (argsort, as the protocol)."""
     order = np.argsort(euclidean_distances(text_emb, motion_emb), axis=1, kind="stable")
     hit = order[:, :top_k] == np.arange(len(order))[:, None]
-    return np.cumsum(hit, axis=1).clip(max=1).mean(0)
+    return np.cumsum(hit, axis=1).clip(max=1)
 
 
-def batched_r_precision(text_emb, motion_emb, batch=32):
-    """R@1..3 averaged over the whole batches of `batch` consecutive pairs (the protocol drops the last,
-    partial one) -> (R@1..3, the number of pairs they cover)."""
+def batch_hits(text_emb, motion_emb, batch=32):
+    """retrieval_hits within batches of `batch` consecutive pairs -> [N, 3]; NaN for the pairs of the last,
+    partial batch, which the protocol drops. np.nanmean over them is R@1-3."""
     n = len(text_emb) // batch * batch
     if n == 0:
         raise ValueError(f"{len(text_emb)} clips, fewer than one R-Precision batch of {batch}")
-    return np.mean([r_precision(text_emb[s:s + batch], motion_emb[s:s + batch]) for s in range(0, n, batch)],
-                   0), n
-
-
-def matching_score(text_emb, motion_emb):
-    """MMDist: the mean distance between matching text and motion embeddings."""
-    return float(np.linalg.norm(np.asarray(text_emb, np.float64) - motion_emb, axis=1).mean())
+    hits = np.full((len(text_emb), 3), np.nan)
+    for s in range(0, n, batch):
+        hits[s:s + batch] = retrieval_hits(text_emb[s:s + batch], motion_emb[s:s + batch])
+    return hits
 
 
 def diversity(emb, times=300, seed=0):
@@ -124,39 +121,20 @@ def multimodality(emb, times=10, seed=0):
     return float(np.linalg.norm(np.asarray(emb, np.float64)[:, first] - emb[:, second], axis=2).mean())
 
 
-def gallery_retrieval(text_emb, motion_emb, duplicates=None):
+def gallery_ranks(text_emb, motion_emb, duplicates=None):
     """Text -> motion retrieval against the whole gallery (TMR's protocol; unlike 32-way R-Precision it does
-    not saturate). Rank of text i = 1 + the motions closer than its nearest positive; positives are motion i
-    and, with `duplicates` [N, N] (bool), the motions whose captions are near-duplicates of caption i (TMR's
-    thresholded protocol, with our near-duplicate rule in place of its sentence-embedding threshold).
-    -> {R@1, R@5, R@10 (shares), median_rank}."""
+    not saturate): the rank of text i is 1 + the motions closer than its nearest positive. Positives are
+    motion i and, with `duplicates` [N, N] (bool), the motions whose captions are near-duplicates of caption
+    i (TMR's thresholded protocol, with our near-duplicate rule in place of its sentence-embedding one)."""
     dist = euclidean_distances(text_emb, motion_emb)
     positive = np.eye(len(dist), dtype=bool) | (False if duplicates is None else duplicates)
     nearest = np.where(positive, dist, np.inf).min(1)
-    rank = 1 + ((dist < nearest[:, None]) & ~positive).sum(1)
+    return 1 + ((dist < nearest[:, None]) & ~positive).sum(1)
+
+
+def gallery_figures(rank):  # gallery ranks -> R@1, R@5, R@10 (shares of texts), median rank
     return {"R@1": float((rank <= 1).mean()), "R@5": float((rank <= 5).mean()),
             "R@10": float((rank <= 10).mean()), "median_rank": float(np.median(rank))}
-
-
-def mean_ci(values):
-    """(mean, 95% half-width 1.96·std/√n) over replications, std with n as Guo et al.'s statistics."""
-    values = np.asarray(values, np.float64)
-    return float(values.mean()), float(1.96 * values.std() / math.sqrt(len(values)))
-
-
-def near_duplicates(captions, jaccard=0.8):
-    """[N, N] bool: captions equal after normalisation, or whose word sets overlap by Jaccard >= `jaccard`
-    (TMR filters such negatives with a sentence encoder, which is not available offline)."""
-    texts = [lm_model.normalise_caption(c) for c in captions]
-    words = [set(re.findall(r"[a-z0-9']+", t)) for t in texts]
-    vocab = {w: i for i, w in enumerate(sorted(set().union(*words)))}
-    hot = np.zeros((len(words), len(vocab)), np.float32)
-    for i, ws in enumerate(words):
-        hot[i, [vocab[w] for w in ws]] = 1
-    inter = hot @ hot.T
-    union = hot.sum(1)[:, None] + hot.sum(1)[None] - inter
-    same = np.unique(texts, return_inverse=True)[1].reshape(-1)
-    return (same[:, None] == same[None]) | (inter >= jaccard * np.maximum(union, 1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,60 +170,153 @@ def unit_crop(feats):
 
 # ----------------------------------------------------------------------------------------------
 # The protocol over a split: ground truth always, a model's generations when `generate` is given.
-def _figures(ev, draw, motion_emb, reference_emb, cfg, seed):
-    """One replication's figures for a draw (its captions) and the motion embeddings that answer it."""
-    text_emb = ev.embed_texts(draw["caption"], draw["tokens"])
-    r, n = batched_r_precision(text_emb, motion_emb, cfg["rprecision_batch"])
-    times = cfg["diversity_times"] if len(motion_emb) > cfg["diversity_times"] else 100  # T2M-GPT's fallback
-    duplicates = near_duplicates(draw["caption"], cfg["duplicate_jaccard"])
-    gallery = gallery_retrieval(text_emb, motion_emb, duplicates)
-    return {"R@1": r[0], "R@2": r[1], "R@3": r[2], "FID": frechet_distance(reference_emb, motion_emb),
-            "MMDist": matching_score(text_emb[:n], motion_emb[:n]),
-            "Diversity": diversity(motion_emb, min(times, len(motion_emb) - 1), seed),
-            **{f"gallery_{k}": v for k, v in gallery.items()}}
+def draw_clips(data, split, n, seed=0):
+    """The clips a split is evaluated on: all of them (n = 0), or n drawn at random, seeded, in split order
+    (the split files list clips in the order they were made, so the first n would not be a fair sample)."""
+    clips = np.asarray(data.split(split))
+    if not n or n >= len(clips):
+        return clips
+    return np.sort(clips[np.random.default_rng([seed, 1]).choice(len(clips), n, replace=False)])
 
 
-def evaluate_split(ev, data, clips, cfg, generate=None, progress=True):
-    """{"clips", "action_clips", "ground_truth": figures, "generated": figures (with `generate`)}: each
-    figure's mean over cfg["replications"] and its 95% interval (<name>_ci). Where clips have plans, the
-    physical checks give action_accuracy and each kind's pass rate (action_<kind>); on the real clips they
-    are the ceiling. generate(texts, num_samples, seed) -> joints [T, J, 3] per text and sample,
-    text-major."""
-    checked = {i: a for i, plan in zip(clips.tolist(), clip_plans(data, clips), strict=True)
+def generated_feats(joints):
+    """A generated clip's joints [T, J, 3] -> the evaluator's features, all T frames: the last joint frame is
+    repeated (features_from_joints gives T - 1 frames, one per joint-frame pair), then unit_crop."""
+    joints = np.asarray(joints)
+    return unit_crop(motion.features_from_joints(np.concatenate([joints, joints[-1:]])))
+
+
+def _replication(ev, data, clips, checked, cfg, rep, generate):
+    """One replication's draws, embedded, in the reference draw's (shuffled) order: "clip", "caption",
+    "text"/"reference" (the reference draw), "gt_caption"/"gt_text"/"ground_truth" (a second draw of the
+    real motions: the ground-truth row), "generated" (the model's motions for the reference captions),
+    "passed" [n_checked] (its takes for every checked clip pass their check?), "mm" [texts, samples, F]."""
+    rng = np.random.default_rng([cfg["seed"], rep])
+    reference, gt = protocol_draw(data, clips, rng), protocol_draw(data, clips, rng)
+    at = {c: k for k, c in enumerate(gt["clip"])}
+    order = [at[c] for c in reference["clip"]]
+    out = {"clip": np.array(reference["clip"]), "caption": reference["caption"],
+           "text": ev.embed_texts(reference["caption"], reference["tokens"]),
+           "reference": ev.embed_motions(reference["feats"]),
+           "gt_caption": [gt["caption"][k] for k in order],
+           "gt_text": ev.embed_texts(gt["caption"], gt["tokens"])[order],
+           "ground_truth": ev.embed_motions(gt["feats"])[order]}
+    for row in ("caption", "gt_caption"):  # near-duplicate captions: the gallery's extra positives
+        out[f"{row}_dup"] = near_duplicates(out[row], cfg["duplicate_jaccard"])
+    if not generate:
+        return out
+    n = len(clips)  # each take keyed by its draw position: equal captions get independent takes
+    out["generated"] = ev.embed_motions([generated_feats(j) for j in
+                                         generate(reference["caption"], 1, rep, range(n))])
+    if checked:  # every checked clip of the split, with one of its captions at random
+        texts = [(c := data.texts[i]["captions"])[int(rng.integers(len(c)))] for i in checked]
+        joints = generate(texts, 1, 20_000 + rep, range(len(texts)))
+        out["passed"] = np.array([physical_check(j, *a) for j, a in zip(joints, checked.values(),
+                                                                             strict=True)])
+    if cfg["mm_samples"] > 0 and cfg["mm_texts"] > 0:
+        texts = reference["caption"][:cfg["mm_texts"]]
+        mm = generate(texts, cfg["mm_samples"], 10_000 + rep, range(len(texts)))
+        mm_emb = ev.embed_motions([generated_feats(j) for j in mm])
+        out["mm"] = mm_emb.reshape(len(texts), cfg["mm_samples"], -1)
+    return out
+
+
+def _per_clip(rep, row, cfg):
+    """A row's per-clip figures in one replication, in its draw order: R@1-3 hits within the clip's batch of
+    32 (NaN in the dropped last batch), the text-motion distance (MMDist; NaN there too), the gallery rank.
+    Their means are the protocol's figures; a bootstrap resamples them (resampling clips into new batches
+    would put one clip twice into a batch, leaving fewer distinct rivals and raising R-Precision)."""
+    gt = row == "ground_truth"
+    text, motions = rep["gt_text" if gt else "text"], rep[row]
+    hits = batch_hits(text, motions, cfg["rprecision_batch"])
+    dist = np.where(np.isnan(hits[:, 0]), np.nan, np.linalg.norm(text - motions, axis=1))
+    return {"hits": hits, "dist": dist, "rank": gallery_ranks(text, motions, rep[f"{'gt_' * gt}caption_dup"])}
+
+
+def _row_figures(rep, row, per_clip, slots, cfg, seed, mm_texts=None):
+    """The protocol's figures of one row of one replication over `slots` (positions in its draw; a bootstrap
+    draw repeats some): R@1-3, MMDist, the gallery's from the per-clip figures; FID against the reference
+    draw, Diversity, over the slots' embeddings; MultiModality over `mm_texts` (indices; None: all)."""
+    motions, hits = rep[row][slots], per_clip["hits"][slots]
+    times = cfg["diversity_times"] if len(motions) > cfg["diversity_times"] else 100  # T2M-GPT's fallback
+    fig = {"R@1": np.nanmean(hits[:, 0]), "R@2": np.nanmean(hits[:, 1]), "R@3": np.nanmean(hits[:, 2]),
+           "FID": frechet_distance(rep["reference"][slots], motions),
+           "MMDist": np.nanmean(per_clip["dist"][slots]),
+           "Diversity": diversity(motions, min(times, len(motions) - 1), seed),
+           **{f"gallery_{k}": v for k, v in gallery_figures(per_clip["rank"][slots]).items()}}
+    if row == "generated" and "mm" in rep:
+        fig["MultiModality"] = multimodality(rep["mm"] if mm_texts is None else rep["mm"][mm_texts],
+                                             cfg["mm_times"], seed)
+    return {k: float(v) for k, v in fig.items()}
+
+
+def _action_figures(passed, kinds, at):
+    """Action accuracy over the checked clips `at` (indices; repeats in a bootstrap draw): micro (clips
+    passed / clips checked: the headline), macro (the mean of the kinds' pass rates), and each kind's."""
+    rates = {k: float(passed[at][kinds[at] == k].mean()) for k in np.unique(kinds[at])}
+    return {"action_accuracy": float(passed[at].mean()), "action_accuracy_macro": float(np.mean(list(
+        rates.values())))} | {f"action_{k}": v for k, v in rates.items()}
+
+
+def _summarise(reps, row, clips, passes, kinds, cfg):
+    """A row's figures over `clips` (ids): each the mean over the replications, with a 95% interval from a
+    bootstrap that draws a replication and resamples the clips, the checked clips and the MultiModality texts
+    (cfg["bootstrap"] draws, fixed seed), so that it covers which clips were drawn as well as the sampling."""
+    per_clip = [_per_clip(rep, row, cfg) for rep in reps]
+
+    def one(r, at, checked_at, mm_at, seed):
+        fig = _row_figures(reps[r], row, per_clip[r], at, cfg, seed, mm_at)
+        return fig | (_action_figures(passes[r], kinds, checked_at) if len(kinds) else {})
+
+    def slots(rep, ids):  # clip ids -> their positions in the replication's (shuffled) reference draw
+        order = np.argsort(rep["clip"])
+        return order[np.searchsorted(rep["clip"], ids, sorter=order)]
+
+    n_mm = len(reps[0].get("mm", ()))
+    every = [one(r, np.flatnonzero(np.isin(rep["clip"], clips)), np.arange(len(kinds)), None, r)
+             for r, rep in enumerate(reps)]
+    rng = np.random.default_rng([cfg["seed"], 2])
+    draws = []
+    for b in range(cfg["bootstrap"]):
+        r = int(rng.integers(len(reps)))
+        at = slots(reps[r], rng.choice(clips, len(clips)))
+        checked_at = rng.integers(len(kinds), size=len(kinds))
+        draws.append(one(r, at, checked_at, rng.integers(n_mm, size=n_mm) if n_mm else None, b))
+    out = {"n_clips": len(clips), "n_checked": len(kinds), "replications": len(reps)}
+    for key in every[0]:
+        values = [d[key] for d in draws if key in d]  # a kind absent from a draw has no rate there
+        out[key] = float(np.mean([f[key] for f in every]))
+        out[f"{key}_ci"] = ([float(v) for v in np.percentile(values, [2.5, 97.5])] if values
+                            else [out[key]] * 2)
+    return out
+
+
+def evaluate_split(ev, data, clips, cfg, generate=None, checked_clips=None, subset=None, progress=True):
+    """{"n_clips", "n_checked", "replications", "kinds": {kind: clips checked}, "ground_truth": figures,
+    "generated": figures (with `generate`)}, each figure the mean over cfg["replications"] with its 95%
+    interval (<name>_ci: [low, high]). The physical checks run on every clip of `checked_clips` (default:
+    `clips`) that has one: on the real clips (the ceiling) and on one take per clip and replication.
+    `subset` (clip indices) adds the rows "<row>_subset" over those of the evaluated clips only.
+    generate(texts, num_samples, seed, keys) -> joints [T, J, 3] per text and sample, text-major."""
+    pool = clips if checked_clips is None else checked_clips
+    checked = {i: a for i, plan in zip(pool.tolist(), clip_plans(data, pool), strict=True)
                if (a := plan_action(plan))}
-
-    def actions(joints_of):  # clip index -> joints  =>  action_accuracy and each kind's pass rate
-        if not checked:
-            return {}
-        acc, rates = action_accuracy([(a[0], physical_check(joints_of(i), *a)) for i, a in checked.items()])
-        return {"action_accuracy": acc} | {f"action_{k}": v for k, v in rates.items()}
-
-    real = actions(lambda i: motion.recover_from_ric(np.array(data.motion(i)), data.joints_num))
-    rows = {"ground_truth": []} | ({"generated": []} if generate else {})
-    for rep in progress_bar(range(cfg["replications"]), desc="replications", disable=not progress):
-        rng = np.random.default_rng([cfg["seed"], rep])
-        reference = protocol_draw(data, clips, rng)
-        reference_emb = ev.embed_motions(reference["feats"])
-        gt = protocol_draw(data, clips, rng)  # the ground-truth row: real motions drawn again, as a model's
-        gt_emb = ev.embed_motions(gt["feats"])
-        rows["ground_truth"].append(_figures(ev, gt, gt_emb, reference_emb, cfg, rep) | real)
-        if generate:
-            joints = generate(reference["caption"], 1, rep)
-            feats = [unit_crop(motion.features_from_joints(j)) for j in joints]
-            fig = _figures(ev, reference, ev.embed_motions(feats), reference_emb, cfg, rep)
-            fig |= actions(dict(zip(reference["clip"], joints, strict=True)).__getitem__)
-            if cfg["mm_samples"] > 0 and cfg["mm_texts"] > 0:
-                texts = reference["caption"][:cfg["mm_texts"]]
-                mm = generate(texts, cfg["mm_samples"], 10_000 + rep)
-                mm_emb = ev.embed_motions([unit_crop(motion.features_from_joints(j)) for j in mm])
-                fig["MultiModality"] = multimodality(mm_emb.reshape(len(texts), cfg["mm_samples"], -1),
-                                                     cfg["mm_times"], rep)
-            rows["generated"].append(fig)
-    out = {"clips": len(clips), "action_clips": len(checked)}
-    for name, reps in rows.items():
-        out[name] = {}
-        for key in reps[0]:
-            out[name][key], out[name][f"{key}_ci"] = mean_ci([r[key] for r in reps])
+    kinds = np.array([a[0] for a in checked.values()])
+    real = np.array([physical_check(motion.recover_from_ric(np.array(data.motion(i)), data.joints_num), *a)
+                     for i, a in checked.items()])
+    reps = [_replication(ev, data, clips, checked, cfg, rep, generate)
+            for rep in progress_bar(range(cfg["replications"]), desc="replications", disable=not progress)]
+    rows = {"ground_truth": [real] * len(reps)} | ({"generated": [r["passed"] if checked else None
+                                                                    for r in reps]} if generate else {})
+    out = {"n_clips": len(clips), "n_checked": len(checked), "replications": len(reps),
+           "kinds": {str(k): int(n) for k, n in zip(*np.unique(kinds, return_counts=True), strict=True)}}
+    groups = {"": np.asarray(clips)} | ({} if subset is None else {"_subset": np.intersect1d(clips, subset)})
+    for suffix, ids in groups.items():
+        if len(ids) < 3:
+            print(f"{len(ids)} clips in the subset: too few for its rows")
+            continue
+        for row, passes in rows.items():
+            out[row + suffix] = _summarise(reps, row, ids, passes, kinds, cfg)
     return out
 
 
@@ -271,25 +342,33 @@ COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "
            "gallery_R@1", "gallery_R@10", "gallery_median_rank"]
 
 
-def _cell(mean, ci):  # 3 decimals; a figure below 0.01 (a ground-truth FID) in scientific notation
-    return f"{mean:.3f} ± {ci:.3f}" if mean == 0 or abs(mean) >= 0.01 else f"{mean:.1e} ± {ci:.1e}"
+def cell(fig, name):
+    """A figure with its 95% interval as every table prints it, 0.857 [0.830, 0.884]; "–" when absent; no
+    interval when it is one point. 3 decimals, 4 below 0.01 (a real motion's FID of 0.0004 is not 0)."""
+    if name not in fig:
+        return "–"
+    d = 4 if 0 < abs(fig[name]) < 0.01 else 3
+    lo, hi = fig.get(f"{name}_ci", (0, 0))
+    return f"{fig[name]:.{d}f}" + (f" [{lo:.{d}f}, {hi:.{d}f}]" if hi > lo else "")
 
 
 def markdown_table(result):
-    """A split's result -> a markdown table of the COLUMNS per row, "mean ± ci" ("-" where a row has none),
-    then each kind's action pass rate per row."""
-    rows = {name: fig for name, fig in result.items() if isinstance(fig, dict)}
-    lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    """A split's result -> a markdown table of the COLUMNS per row with n, then each kind's action pass rate
+    per row with its number of clips."""
+    rows = {name: fig for name, fig in result.items() if isinstance(fig, dict) and "n_clips" in fig}
+    lines = ["| | clips | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for name, fig in rows.items():
-        cells = [_cell(fig[c], fig[c + "_ci"]) if c in fig else "-" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    kinds = sorted({k for fig in rows.values() for k in fig if k.startswith("action_") and k[-3:] != "_ci"}
-                   - {"action_accuracy"})
-    if kinds:
-        lines += ["", f"| action ({result['action_clips']} clips) | " + " | ".join(rows) + " |",
-                  "|---" * (len(rows) + 1) + "|"]
-        lines += [f"| {k[7:]} | " + " | ".join(f"{fig.get(k, np.nan):.2f}" for fig in rows.values()) + " |"
-                  for k in kinds]
+        cells = [cell(fig, c) for c in COLUMNS]
+        lines.append(f"| {name} | {fig['n_clips']} | " + " | ".join(cells) + " |")
+    few = " (fewer than the protocol's 20)" if result["replications"] < 20 else ""
+    lines += ["", f"{result['replications']} replications{few}; intervals: 95%, a bootstrap over the clips "
+              "and the replications"]
+    if result["kinds"]:
+        lines += ["", f"| action: {result['n_checked']} clips checked | clips | " + " | ".join(rows) + " |",
+                  "|---" * (len(rows) + 2) + "|"]
+        for kind, n in [("accuracy_macro", ""), *result["kinds"].items()]:
+            rates = [f"{fig.get(f'action_{kind}', np.nan):.2f}" for fig in rows.values()]
+            lines.append(f"| {kind} | {n} | " + " | ".join(rates) + " |")
     return "\n".join(lines)
 
 
@@ -302,8 +381,10 @@ def _generator(cfg):
     import sample
     settings = {k: (None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"])
                 for k in ("temperature", "top_k", "top_p", "guidance")}
-    return lambda texts, num_samples, seed: sample.generate(list(texts), lm_dir=cfg["lm_dir"],
-                                                            num_samples=num_samples, seed=seed, **settings)
+    device = pick_device(cfg["device"])
+    return lambda texts, num_samples, seed, keys=None: sample.generate(
+        list(texts), lm_dir=cfg["lm_dir"], num_samples=num_samples, seed=seed, keys=keys, device=device,
+        **settings)
 
 
 def main(argv):
@@ -331,7 +412,7 @@ def main(argv):
             raise ValueError(f"{folder}: trained on {ev.cfg['feat_dim']}-wide features, {data.root} has "
                              f"{data.feat_dim}; train an evaluator on this dataset")
     splits = [s for s in cfg["splits"].split(",") if (data.root / f"{s}.txt").is_file()]
-    clips = {s: data.split(s)[:cfg["eval_clips"] or None] for s in splits}
+    clips = {s: draw_clips(data, s, cfg["eval_clips"], cfg["seed"]) for s in splits}
     results = {"dataset": str(data.root), "evaluator": evaluator, "settings": cfg}
     if cfg["tokenizer"]:
         import tokenizer
@@ -349,9 +430,13 @@ def main(argv):
         generate = _generator(cfg) if cfg["lm_dir"] else None
         what = Path(cfg["lm_dir"]).name if generate else "ground_truth"
         for s in splits:
-            results[s] = evaluate_split(ev, data, clips[s], cfg, generate)
+            split, plans = data.split(s), clip_plans(data, data.split(s))
+            single = None if s != "ood" or None in plans else split[[len(p["segments"]) == 1 for p in plans]]
+            results[s] = evaluate_split(ev, data, clips[s], cfg, generate, split, single)
             mm = f", MultiModality {cfg['mm_texts']} texts x {cfg['mm_samples']}" if generate else ""
-            print(f"\n{data.root} {s}: {len(clips[s])} clips, {cfg['replications']} replications{mm}\n")
+            subset = "; *_subset: the single-segment clips among them" if single is not None else ""
+            print(f"\n{data.root} {s}: {len(clips[s])} clips{subset}; action checks on every checkable clip "
+                  f"of the split{mm}\n")
             print(markdown_table(results[s]))
     out = Path(cfg["out"] or Path("out/eval") / data.meta["name"] / f"{what}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,9 +78,11 @@ _runs = {}
 
 
 def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
-             seed=0, seconds=None, device="cpu", batch_size=32):
+             seed=0, seconds=None, device="cpu", batch_size=32, keys=None):
     """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
-    Settings left None take DEFAULTS. Runs are cached per (lm_dir, device)."""
+    Settings left None take DEFAULTS. Runs are cached per (lm_dir, device). A take is seeded by (seed, its
+    text, take); `keys` (one int per text) joins the seed, so that equal texts at different keys (eval.py:
+    draw positions) get independent takes."""
     lm_dir = str(lm_dir or "out/lm/default")
     if (lm_dir, str(device)) not in _runs:
         _runs[lm_dir, str(device)] = load_run(lm_dir, device)
@@ -91,13 +93,16 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance}
     settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
     steps = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
-    jobs = [(text, take) for text in texts for take in range(num_samples)]
+    if keys is not None and len(keys) != len(texts):
+        raise ValueError(f"{len(keys)} keys for {len(texts)} texts: give one per text")
+    keys = [] if keys is None else list(keys)
+    jobs = [(text, [*keys[i:i + 1], take]) for i, text in enumerate(texts) for take in range(num_samples)]
     joints = []
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
-        # one generator per take, seeded by (seed, text, take): a take does not depend on its batch
+        # one generator per take, seeded by (seed, text, [key,] take): a take does not depend on its batch
         gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
-            [seed, zlib.crc32(text.encode()), take]).generate_state(1)[0])) for text, take in batch]
+            [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for text, take in batch]
         # at most the longest clip of any dataset (MAX_FRAMES): no motion the model was trained on is longer,
         # and one runaway take would keep its whole batch generating to the end of the context
         codes = lm.generate([text for text, _ in batch], steps=steps, max_steps=MAX_FRAMES // FRAMES_PER_CODE,

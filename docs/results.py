@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python docs/results.py`
 from common import atomic_write, cli, parse_args  # noqa: E402
+from eval import cell  # noqa: E402
 
 CONFIG = dict(
     update=False,  # copy the newest outputs (out/...) into docs/results/ before rendering
@@ -28,27 +29,33 @@ SOURCES = {"demo.json": "out/demo/results.json", "sweep.json": "out/tokenizer/sw
 # the demo table's columns: README.md shows the first seven, results.md all of them
 COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy"]
 README_COLUMNS = ["R@1", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy"]
-ROWS = {"ground_truth": "real", "generated": "generated"}
-
-
-def cell(fig, name):
-    """A figure with its interval, as both tables print it: 0.591 ± 0.018; '–' when absent. Three decimals,
-    four below 0.01 (a real motion's FID of 0.0004 is not 0)."""
-    if name not in fig:
-        return "–"
-    value, ci = fig[name], fig.get(f"{name}_ci")
-    decimals = 4 if 0 < abs(value) < 0.01 else 3
-    return f"{value:.{decimals}f}" + (f" ± {ci:.{decimals}f}" if ci else "")
+ROWS = {"ground_truth": "real", "generated": "generated", "ground_truth_subset": "real, single-segment",
+        "generated_subset": "generated, single-segment"}  # *_subset: OOD's clips of one segment
 
 
 def demo_table(res, columns):
-    """The test and OOD rows of the demo's results.json as a markdown table."""
-    lines = ["| split | motions | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
+    """The test and OOD rows of the demo's results.json as a markdown table, n beside each row."""
+    lines = ["| split | motions | clips | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
     for split in ("test", "ood"):
         for row, label in ROWS.items():
-            cells = [cell(res[split][row], c) for c in columns]
-            lines.append(f"| {split} | {label} | " + " | ".join(cells) + " |")
+            if row in res[split]:
+                fig = res[split][row]
+                cells = [cell(fig, c) for c in columns]
+                lines.append(f"| {split} | {label} | {fig['n_clips']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def kinds_table(res):
+    """Each checked kind's pass rate, real and generated, with its interval and number of clips."""
+    lines = ["| split | kind | clips | real | generated |", "|---|---|---|---|---|"]
+    for split in ("test", "ood"):
+        real, gen = res[split]["ground_truth"], res[split]["generated"]
+        for kind, n in res[split]["kinds"].items():
+            lines.append(f"| {split} | {kind} | {n} | {cell(real, f'action_{kind}')} | "
+                         f"{cell(gen, f'action_{kind}')} |")
+        lines.append(f"| {split} | macro (mean of the kinds) | {res[split]['n_checked']} | "
+                     f"{cell(real, 'action_accuracy_macro')} | {cell(gen, 'action_accuracy_macro')} |")
     return "\n".join(lines)
 
 
@@ -56,12 +63,17 @@ def demo_section(res):
     tok, wall = res["tokenizer"], res["wall_s"]
     together = ("tokenizer", "evaluator")
     total = sum(wall.values()) - sum(wall.get(s, 0) for s in together) + max(wall.get(s, 0) for s in together)
+    test, ood = res["test"], res["ood"]
     return "\n".join([
         "## make demo (docs/results/demo.json)", "",
         f"The embedded dataset ({res['data_dir']}), the default run ({res['lm_dir']}), evaluated by our "
-        f"evaluator on {res['test']['clips']} test and {res['ood']['clips']} OOD clips; ± is the 95% "
-        "interval over the protocol's replications.", "",
+        f"evaluator on {test['n_clips']} test and {ood['n_clips']} OOD clips drawn at random, "
+        f"{test['replications']} replications (the protocol's is 20). Intervals: 95%, a bootstrap over the "
+        "clips and the replications (1,000 draws). Action accuracy: the share of the split's checkable clips "
+        f"({test['n_checked']} test, {ood['n_checked']} OOD, one take each per replication) that pass the "
+        "physical check of their text; on the real clips, the same checks (the ceiling).", "",
         demo_table(res, COLUMNS), "",
+        kinds_table(res), "",
         f"Tokenizer on the test split ({tok['clips']} clips): MPJPE {tok['mpjpe_mm']:.1f} mm, utilisation "
         f"{tok['utilisation']:.3f}, perplexity {tok['perplexity']:.0f} of K = {tok['K']} (P = {tok['P']} "
         "codes per step).", "",

@@ -51,7 +51,8 @@ CONFIG = dict(
     max_iters=250,  # LM steps per run (batch 16; the default run has 1000)
     text_iters=300,  # pretrain: steps of text-only language modelling before the motion fine-tuning
     tokenizer_iters=3000,  # tokenizer: steps of the 1D-LFQ tokenizer (the 2D default's 3000: equal budget)
-    eval_clips=128, replications=1,  # the protocol per run: clips of the split, replications
+    eval_clips=128, replications=1,  # the protocol per run (clips drawn from the split, replications); the
+    # action checks take every checkable clip of the split
     out_dir="out/claims", device="auto",
 )
 # claim -> (paper table, main figure, the better condition by the paper, the other, split evaluated,
@@ -130,12 +131,12 @@ def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
     saved = run_dir / f"claims_{split}_{cfg['eval_clips']}x{cfg['replications']}.json"  # shared runs: once
     if saved.is_file() and saved.stat().st_mtime > (run_dir / "metrics.json").stat().st_mtime:
         return json.loads(saved.read_text())
-    clips = data.split(split)[:cfg["eval_clips"]]
+    clips = evaluation.draw_clips(data, split, cfg["eval_clips"], seed)
     eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], mm_texts=0, lm_dir=str(run_dir),
                     seed=seed, device=cfg["device"],  # Diversity over fewer pairs when a split is small
                     diversity_times=min(evaluation.CONFIG["diversity_times"], len(clips) - 1))
     figures = evaluation.evaluate_split(ev, data, clips, eval_cfg, evaluation._generator(eval_cfg),
-                                        progress=False)["generated"]
+                                        checked_clips=data.split(split), progress=False)["generated"]
     figures = {"val_motion_loss": metrics["val_motion_loss"], **{k: figures[k] for k in FIGURES[1:]}}
     write_json(saved, figures)
     return figures

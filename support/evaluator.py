@@ -10,6 +10,7 @@ cosine similarity does in the InfoNCE loss.
 """
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def train_evaluator(cfg, progress=True):
     with R-Precision on validation and test)."""
     # imported here: eval.py imports this module, and the draws and the measures are the protocol's
     import data as motion_data
-    from eval import batched_r_precision, near_duplicates, protocol_draw
+    from eval import batch_hits, protocol_draw
     t0 = time.time()
     data = motion_data.MotionData(cfg["data_dir"])
     train = data.split("train")
@@ -162,8 +163,8 @@ def train_evaluator(cfg, progress=True):
     for split in ("val", "test"):  # R-Precision of the ground truth, one protocol draw
         if (data.root / f"{split}.txt").is_file() and len(data.split(split)) >= cfg["rprecision_batch"]:
             draw = protocol_draw(data, data.split(split), np.random.default_rng(cfg["seed"]))
-            r, _ = batched_r_precision(ev.embed_texts(draw["caption"]), ev.embed_motions(draw["feats"]),
-                                       cfg["rprecision_batch"])
+            r = np.nanmean(batch_hits(ev.embed_texts(draw["caption"]), ev.embed_motions(draw["feats"]),
+                                      cfg["rprecision_batch"]), 0)
             metrics |= {f"{split}_R@{k + 1}": round(float(r[k]), 4) for k in range(3)}
     out = Path(cfg["evaluator_dir"] or Path("out/evaluator") / data.meta["name"])
     out.mkdir(parents=True, exist_ok=True)
@@ -189,3 +190,18 @@ def load_evaluator(folder, device="cpu"):
     ev = Evaluator(read_run_file(folder / "config.json", remake), bpe)
     ev.load_state_dict(read_run_file(folder / "model.safetensors", remake))
     return ev.to(device).eval()
+
+
+def near_duplicates(captions, jaccard=0.8):
+    """[N, N] bool: captions equal after normalisation, or whose word sets overlap by Jaccard >= `jaccard`
+    (TMR filters such negatives with a sentence encoder, which is not available offline)."""
+    texts = [lm_model.normalise_caption(c) for c in captions]
+    words = [set(re.findall(r"[a-z0-9']+", t)) for t in texts]
+    vocab = {w: i for i, w in enumerate(sorted(set().union(*words)))}
+    hot = np.zeros((len(words), len(vocab)), np.float32)
+    for i, ws in enumerate(words):
+        hot[i, [vocab[w] for w in ws]] = 1
+    inter = hot @ hot.T
+    union = hot.sum(1)[:, None] + hot.sum(1)[None] - inter
+    same = np.unique(texts, return_inverse=True)[1].reshape(-1)
+    return (same[:, None] == same[None]) | (inter >= jaccard * np.maximum(union, 1))

@@ -78,8 +78,6 @@ STILL = {  # synth.STATIC_POSES' pose -> (whole-body captions, upper-body senten
               "the knees and hips deeply bent in a squat"),
     "sit": (("is sitting on a chair", "sits on a chair without moving"), "the arms resting",
             "the knees bent at a right angle, sitting"),
-    "balance": (("stands on the {side} leg", "balances on the {side} foot"), "the arms out for balance",
-                "the {side} leg straight, the {other} knee bent, foot up"),
     "kick": (("is frozen mid-kick with the {side} leg", "holds the {side} leg up in a kick"),
              "the arms out for balance", "the {side} leg kicked up in front"),
     "lunge": (("holds a lunge with the {side} leg in front", "stays low in a {side} leg lunge"),

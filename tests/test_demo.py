@@ -24,10 +24,12 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     names = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "action_accuracy", "gallery_R@1",
              "gallery_R@10", "gallery_median_rank"]
-    row = {**{n: 0.5 for n in names}, **{n + "_ci": 0.01 for n in names}, "action_jump": 0.25}
-    generated = dict(row, MultiModality=0.4, MultiModality_ci=0.02)
-    evaluation = {s: {"clips": 300, "action_clips": 40, "ground_truth": dict(row, extra=1),
-                      "generated": generated} for s in ("test", "ood")}
+    n = {"n_clips": 300, "n_checked": 40, "replications": 2}
+    row = {**{k: 0.5 for k in names}, **{k + "_ci": [0.49, 0.51] for k in names}, "action_jump": 0.25, **n}
+    generated = dict(row, MultiModality=0.4, MultiModality_ci=[0.38, 0.42])
+    evaluation = {s: {**n, "kinds": {"jump": 40}, "ground_truth": dict(row, extra=1), "generated": generated}
+                  for s in ("test", "ood")}
+    evaluation["ood"]["generated_subset"] = dict(generated, n_clips=90)
     (tmp_path / "out/eval/synth").mkdir(parents=True)
     (tmp_path / "out/eval/synth/default.json").write_text(json.dumps({**evaluation, "settings": {}}))
     (tmp_path / "out/tokenizer/default").mkdir(parents=True)
@@ -40,11 +42,14 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     assert res["wall_s"] == wall and res["tokenizer"]["mpjpe_mm"] == 20.8
     assert res["tokenizer"]["utilisation"] == 1
     for split in ("test", "ood"):
-        assert set(res[split]) == {"ground_truth", "generated", "clips"}
-        assert res[split]["generated"]["MultiModality"] == 0.4 and res[split]["generated"]["R@3_ci"] == 0.01
+        rows = {"ground_truth", "generated"} | ({"generated_subset"} if split == "ood" else set())
+        assert set(res[split]) == rows | {"n_clips", "n_checked", "replications", "kinds"}
+        assert res[split]["generated"]["MultiModality"] == 0.4
+        assert res[split]["generated"]["R@3_ci"] == [0.49, 0.51] and res[split]["generated"]["n_checked"] == 40
         assert "extra" not in res[split]["ground_truth"] and res[split]["ground_truth"]["action_jump"] == 0.25
     text = demo.summary(res, demo.CONFIG)
-    assert "| test (300 clips) | generated | 0.500 ± 0.010" in text and "MPJPE 20.8 mm" in text
+    assert "| test | generated | 300 | 0.500 [0.490, 0.510]" in text and "MPJPE 20.8 mm" in text
+    assert "| ood | generated_subset | 90 |" in text and "(40 test, 40 OOD)" in text
     assert "| total (the tokenizer and evaluator side by side) | 404 |" in text
     assert demo.total_wall({"data": 30, "tokenizer": 360, "evaluator": 350, "lm": 400}) == 790
 

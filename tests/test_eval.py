@@ -39,35 +39,37 @@ def one_thread():
 TEXT, MOTION = np.array([[0.0], [1.0], [3.0]]), np.array([[0.1], [2.2], [1.2]])
 
 
-def test_r_precision_and_matching_score_hand_case():
-    np.testing.assert_allclose(ev_mod.r_precision(TEXT, MOTION), [1 / 3, 2 / 3, 1.0])
-    assert ev_mod.matching_score(TEXT, MOTION) == pytest.approx((0.1 + 1.2 + 1.8) / 3)
-
-
-def test_batched_r_precision_drops_the_partial_batch():
-    text, mot = np.concatenate([TEXT, TEXT + 10, [[50.0]]]), np.concatenate([MOTION, MOTION + 10, [[0.0]]])
-    r, n = ev_mod.batched_r_precision(text, mot, batch=3)  # two batches like the hand case, one pair left out
-    assert n == 6
-    np.testing.assert_allclose(r, [1 / 3, 2 / 3, 1.0])
-    with pytest.raises(ValueError, match="fewer than one R-Precision batch of 32"):
-        ev_mod.batched_r_precision(text, mot)
-
-
-def test_gallery_retrieval_hand_case():
-    g = ev_mod.gallery_retrieval(TEXT, MOTION)  # ranks 1, 3, 2
-    assert g == pytest.approx({"R@1": 1 / 3, "R@5": 1.0, "R@10": 1.0, "median_rank": 2.0})
+def test_retrieval_hits_and_gallery_ranks_hand_case():
+    np.testing.assert_allclose(ev_mod.retrieval_hits(TEXT, MOTION).mean(0), [1 / 3, 2 / 3, 1.0])
+    np.testing.assert_array_equal(ev_mod.gallery_ranks(TEXT, MOTION), [1, 3, 2])
+    assert ev_mod.gallery_figures(ev_mod.gallery_ranks(TEXT, MOTION)) == pytest.approx(
+        {"R@1": 1 / 3, "R@5": 1.0, "R@10": 1.0, "median_rank": 2.0})
     # captions 1 and 2 near-duplicates: text 1's nearest positive is m2 (0.2), text 2's is m1 (0.8): rank 1
     dup = np.zeros((3, 3), bool)
     dup[1, 2] = dup[2, 1] = True
-    assert ev_mod.gallery_retrieval(TEXT, MOTION, dup) == pytest.approx(
-        {"R@1": 1.0, "R@5": 1.0, "R@10": 1.0, "median_rank": 1.0})
+    np.testing.assert_array_equal(ev_mod.gallery_ranks(TEXT, MOTION, dup), [1, 1, 1])
+
+
+def test_per_clip_figures_batch_like_the_protocol_and_drop_the_partial_batch():
+    """Two batches of 3 like the hand case and one pair left out: R@k and MMDist are the hand case's."""
+    text, mot = np.concatenate([TEXT, TEXT + 10, [[50.0]]]), np.concatenate([MOTION, MOTION + 10, [[0.0]]])
+    rep = {"text": text, "generated": mot, "caption_dup": np.eye(7, dtype=bool), "reference": mot}
+    cfg = dict(ev_mod.CONFIG, rprecision_batch=3)
+    per_clip = ev_mod._per_clip(rep, "generated", cfg)
+    assert np.isnan(per_clip["hits"][6]).all() and np.isnan(per_clip["dist"][6])
+    fig = ev_mod._row_figures(rep, "generated", per_clip, np.arange(7), dict(cfg, diversity_times=3), 0)
+    np.testing.assert_allclose([fig["R@1"], fig["R@2"], fig["R@3"]], [1 / 3, 2 / 3, 1.0])
+    assert fig["MMDist"] == pytest.approx((0.1 + 1.2 + 1.8) / 3)
+    with pytest.raises(ValueError, match="fewer than one R-Precision batch of 32"):
+        ev_mod._per_clip(rep, "generated", ev_mod.CONFIG)
 
 
 def test_r_precision_aligned_is_one_and_shuffled_is_chance():
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(32, 16))
-    np.testing.assert_array_equal(ev_mod.r_precision(emb, emb + 1e-3 * rng.normal(size=emb.shape)), [1, 1, 1])
-    chance = np.mean([ev_mod.r_precision(rng.normal(size=(32, 16)), rng.normal(size=(32, 16)))
+    near = emb + 1e-3 * rng.normal(size=emb.shape)
+    np.testing.assert_array_equal(ev_mod.retrieval_hits(emb, near).mean(0), [1, 1, 1])
+    chance = np.mean([ev_mod.retrieval_hits(rng.normal(size=(32, 16)), rng.normal(size=(32, 16))).mean(0)
                       for _ in range(300)], 0)
     np.testing.assert_allclose(chance, np.array([1, 2, 3]) / 32, atol=0.015)
 
@@ -120,9 +122,7 @@ def test_diversity_and_multimodality():
 
 
 def test_small_measures_hand_cases():
-    mean, ci = ev_mod.mean_ci([1.0, 2.0, 3.0, 4.0])
-    assert (mean, ci) == pytest.approx((2.5, 1.96 * math.sqrt(1.25) / 2))
-    dup = ev_mod.near_duplicates(["A man walks.", "a  man walks", "a man walks forward quickly",
+    dup = evaluator.near_duplicates(["A man walks.", "a  man walks", "a man walks forward quickly",
                                   "a man walks forward", "a man walks backward"])
     # words {a, man, walks}: 0 = 1; 3 vs 2: 4/5 = 0.8 (near); 4 vs 3: 3/5 (not); 4 vs 0: 3/4 (not)
     assert dup[0, 1] and dup[2, 3] and not dup[3, 4] and not dup[0, 4] and dup.diagonal().all()
@@ -227,15 +227,51 @@ def test_checks_that_depend_on_order_fail_on_a_clip_shifted_by_half(kind, params
         assert not physical.physical_check(np.roll(j, len(j) // 2, axis=0), kind, full), (index, full)
 
 
-def test_plan_action_and_action_accuracy():
+def test_plan_action_and_action_accuracy_micro_and_macro():
     stand = {"kind": "stand", "gesture": "raise", "p": {}, "gp": {"side": "left"}, "n": 60}
     assert physical.plan_action({"subset": "gestures", "segments": [stand]}) == ("raise", {"side": "left"})
     assert physical.plan_action({"subset": "static", "segments": [stand]}) is None
     assert physical.plan_action({"subset": "gestures", "segments": [stand, stand]}) is None
     walk_wave = {"kind": "walk", "gesture": "wave", "p": {"dir": "forward"}, "gp": {"side": "left"}, "n": 60}
     assert physical.plan_action({"subset": "locomotion", "segments": [walk_wave]}) is None
-    acc, rates = physical.action_accuracy([("walk", True), ("walk", False), ("jump", True)])
-    assert acc == pytest.approx(0.75) and rates == {"jump": 1.0, "walk": 0.5}
+    fig = ev_mod._action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
+                                 np.array([0, 1, 2, 2]))  # clip 2 drawn twice, as a bootstrap draw may
+    assert fig == {"action_accuracy": 0.75, "action_accuracy_macro": 0.75, "action_jump": 1.0,
+                   "action_walk": 0.5}
+    fig = ev_mod._action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
+                                 np.arange(3))
+    assert fig["action_accuracy"] == pytest.approx(2 / 3) and fig["action_accuracy_macro"] == 0.75
+
+
+def fake_replication(rng, n, passes):
+    """What eval._replication returns, made up: n clips with random embeddings, their checks' outcomes."""
+    emb = lambda: rng.normal(size=(n, 8))
+    return {"clip": rng.permutation(n), "text": emb(), "gt_text": emb(), "reference": emb(),
+            "generated": emb(), "ground_truth": emb(), "caption_dup": np.eye(n, dtype=bool),
+            "gt_caption_dup": np.eye(n, dtype=bool), "passed": passes}
+
+
+def test_bootstrap_interval_matches_the_binomial_one():
+    """One replication: the action accuracy's interval is the clips' sampling interval, which for a share
+    of n independent clips is p ± 1.96 sqrt(p (1 - p) / n) (the normal approximation, good at n = 500).
+    Two replications that disagree: the interval covers both."""
+    rng = np.random.default_rng(0)
+    n = 500
+    passes = rng.random(n) < 0.7
+    cfg = dict(ev_mod.CONFIG, bootstrap=1000, diversity_times=100)
+    kinds = np.array(["walk"] * n)
+    one = [fake_replication(rng, n, passes)]
+    res = ev_mod._summarise(one, "generated", np.arange(n), [passes], kinds, cfg)
+    p = passes.mean()
+    half = 1.96 * math.sqrt(p * (1 - p) / n)
+    assert res["action_accuracy"] == p and res["n_checked"] == n and res["replications"] == 1
+    np.testing.assert_allclose(res["action_accuracy_ci"], [p - half, p + half], atol=0.006)
+    worse = rng.random(n) < 0.5
+    reps = [fake_replication(rng, n, passes), fake_replication(rng, n, worse)]
+    res = ev_mod._summarise(reps, "generated", np.arange(n), [passes, worse], kinds, cfg)
+    lo, hi = res["action_accuracy_ci"]
+    assert res["action_accuracy"] == pytest.approx((p + worse.mean()) / 2)
+    assert lo < worse.mean() < p < hi  # each replication's own share inside
 
 
 # ---- the evaluator and the protocol on a small synth dataset --------------------------------------------
@@ -292,9 +328,13 @@ def test_ground_truth_protocol_end_to_end(small, capsys):
         assert name in res and f"{name}_ci" in res
     assert res["R@1"] <= res["R@2"] <= res["R@3"] and res["R@1"] > 0.2
     assert 0 <= res["FID"] < 0.5 * res["Diversity"] ** 2  # the same motions, drawn twice
-    assert res["action_accuracy"] == 1.0 and res["action_accuracy_ci"] == 0.0  # real clips pass their checks
+    assert res["action_accuracy"] == 1.0 and res["action_accuracy_ci"] == [1.0, 1.0]  # real clips pass
+    lo, hi = res["R@1_ci"]
+    assert lo <= res["R@1"] <= hi and hi - lo > 0  # 40 clips: the bootstrap over clips is not degenerate
+    assert res["n_clips"] == 40 and res["replications"] == 3 and res["n_checked"] > 0
     printed = capsys.readouterr().out
-    assert "| ground_truth |" in printed and "40 clips, 3 replications" in printed and "| action (" in printed
+    assert "| ground_truth | 40 |" in printed and "3 replications (fewer than the protocol's 20)" in printed
+    assert f"| action: {res['n_checked']} clips checked |" in printed
     with pytest.raises(FileNotFoundError, match="no trained LM run"):
         ev_mod.main([f"--data_dir={root / 'ds'}", f"--evaluator_dir={root / 'ev'}", f"--lm_dir={root / 'x'}"])
 
@@ -310,15 +350,15 @@ def test_generated_path_with_stand_in_models(small):
         for c in ds.texts[i]["captions"]:
             clip_of.setdefault(c, i)
     joints = lambda i: motion.recover_from_ric(np.array(ds.motion(i)), 22)
-    good = lambda texts, n, seed: [joints(clip_of[t]) for t in texts for _ in range(n)]
-    bad = lambda texts, n, seed: [joints(0) for t in texts for _ in range(n)]
+    good = lambda texts, n, seed, keys=None: [joints(clip_of[t]) for t in texts for _ in range(n)]
+    bad = lambda texts, n, seed, keys=None: [joints(0) for t in texts for _ in range(n)]
     cfg = dict(ev_mod.CONFIG, replications=2, mm_texts=8, mm_samples=12)
     res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, good, progress=False)
     gt, model = res["ground_truth"], res["generated"]
     assert model["R@1"] > gt["R@1"] - 0.15 and model["FID"] < 0.5 * gt["Diversity"] ** 2
     assert model["MultiModality"] == 0 and model["action_accuracy"] >= 0.9
     kinds = {k for k in gt if k.startswith("action_") and not k.endswith("_ci")} - {"action_accuracy"}
-    assert kinds and kinds <= set(model) and res["action_clips"] > 0
+    assert kinds and kinds <= set(model) and res["n_checked"] == sum(res["kinds"].values()) > 0
     res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, bad, progress=False)
     assert res["generated"]["R@1"] == pytest.approx(1 / 32) and res["generated"]["Diversity"] == 0
     assert res["generated"]["FID"] > 10 * res["ground_truth"]["FID"]

@@ -48,6 +48,20 @@ def test_a_take_does_not_depend_on_its_batch(lm_dir):
     assert not np.array_equal(alone[0], other[0])
 
 
+def test_keys_give_equal_texts_independent_takes(lm_dir):
+    """eval.py keys each take by its draw position: two clips with the same caption must not get the same
+    motion (they did when a take was seeded by (seed, text, take) alone)."""
+    text = "a person jumps twice."
+    plain = sample.generate([text, text], lm_dir, seed=3, temperature=1.0)
+    np.testing.assert_array_equal(plain[0], plain[1])
+    keyed = sample.generate([text, text], lm_dir, seed=3, temperature=1.0, keys=[0, 1])
+    assert not np.array_equal(keyed[0], keyed[1])
+    again = sample.generate([text], lm_dir, seed=3, temperature=1.0, keys=[1])  # a key, not a batch place
+    np.testing.assert_array_equal(keyed[1], again[0])
+    with pytest.raises(ValueError, match="2 keys for 1 texts"):
+        sample.generate([text], lm_dir, keys=[0, 1])
+
+
 def test_joints_are_the_decoded_codes(lm_dir, codes_dir):
     """Greedy joints equal an independent chain: the LM's codes -> tokenizer.decode -> recover_from_ric."""
     import torch

@@ -10,6 +10,7 @@ import pytest
 
 import synth
 from motion import H3D_OFFSETS, H3D_PARENTS, features_from_joints
+from support import physical
 
 SEED = 7
 FEET = [7, 10, 8, 11]  # l_ankle, l_foot, r_ankle, r_foot
@@ -109,9 +110,28 @@ def test_splits_hold_ood_kinds_out():
         assert splits[name] and not any(kinds[i] & set(synth.OOD_KINDS) for i in splits[name])
     rest = size - len(splits["ood"])
     assert abs(len(splits["train"]) / rest - 0.85) < 0.05 and abs(len(splits["test"]) / rest - 0.1) < 0.04
-    words = re.compile(r"\b(hop|hops|lunge|lunges)\b")  # held-out kinds' words: never in training text
-    for i in splits["train"][:40]:
-        assert not any(words.search(c) for c in synth.generate_clip(int(i), SEED)["captions"])
+
+
+def test_nothing_outside_ood_looks_or_reads_like_a_held_out_kind():
+    """No train/val/test clip, moving or still, names a hop or a lunge in its captions or part texts, and
+    none passes a hop or lunge check (any side or count); every still pose is among those clips."""
+    words = re.compile(r"\b(hop|hops|hopping|lunge|lunges|lunging)\b")
+    plans = [synth.plan_clip(i, SEED) for i in range(1500)]
+    first_of_pose = {}
+    for plan in plans:
+        if plan["subset"] == "static" and plan["split"] != "ood":
+            first_of_pose.setdefault((plan["segments"][0]["p"]["pose"], plan["segments"][0]["p"]["side"]),
+                                     plan["index"])
+    assert {pose for pose, _ in first_of_pose} == set(synth.STATIC_POSES) - {"lunge"}
+    indices = sorted(set(first_of_pose.values()) | {p["index"] for p in plans[:300] if p["split"] != "ood"})
+    held_out = [(kind, {"side": side, "count": count}) for kind in synth.OOD_KINDS
+                for side in ("left", "right") for count in (2, 3, 4)]
+    for i in indices:
+        clip = synth.generate_clip(i, SEED)
+        texts = clip["captions"] + list(clip["parts"].values())
+        assert not any(words.search(t) for t in texts), (i, texts)
+        for kind, p in held_out:
+            assert not physical.physical_check(clip["joints"], kind, p), (i, clip["kinds"], kind, p)
 
 
 def test_generate_streams_the_same_clips_from_worker_processes():
