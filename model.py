@@ -129,14 +129,15 @@ def motion_position(n_ctx):  # at most 512: a long-context LLM's motion should n
     return min(n_ctx * 3 // 8, 512)
 
 
-def position_ids(kinds, n_ctx):
+def position_ids(kinds, n_ctx, clock=True):
     """kinds [B, L] (collate's: 2 = motion code) -> position ids [B, L]: natural up to a row's first code,
-    motion_position(n_ctx) + i for the i-th token from there; padding stays below n_ctx."""
+    motion_position(n_ctx) + i for the i-th token from there; padding stays below n_ctx. clock=False (the
+    ablation, train.py --motion_clock=False): natural positions throughout."""
     L = kinds.shape[1]
     natural = torch.arange(L).expand_as(kinds)
     is_code = kinds == 2
     first = torch.where(is_code.any(1), is_code.int().argmax(1), L)[:, None]  # rows with no code: natural
-    motion = motion_position(n_ctx) + natural - first
+    motion = (motion_position(n_ctx) if clock else first) + natural - first
     return torch.where(natural >= first, motion, natural).clamp(max=n_ctx - 1)
 
 
@@ -172,6 +173,7 @@ class MotionLM:
 
     def __init__(self, lm, text, *, K, P, motion_ids, mot_id, end_mot_id, pad_id, mode, spec):
         self.lm, self.text, self.K, self.P, self.mode, self.spec = lm, text, K, P, mode, spec
+        self.clock = spec.get("motion_clock", True)  # False: natural positions (an ablation)
         self.motion_ids = torch.as_tensor(motion_ids, dtype=torch.long)
         self.mot_id, self.end_mot_id, self.pad_id, self.eos_id = mot_id, end_mot_id, pad_id, text.eos_id
         self.reused = set(self.motion_ids.tolist()) if mode == "reuse" else set()
@@ -220,14 +222,14 @@ class MotionLM:
             input_ids[b, :len(ids)], kinds[b, :len(ids)] = torch.tensor(ids), torch.tensor(k)
         counted = kinds > 0 if loss == "whole" else kinds >= 2
         return dict(input_ids=input_ids, attention_mask=(kinds > 0).long(),
-                    position_ids=position_ids(kinds, self.spec["n_ctx"]), kinds=kinds,
+                    position_ids=position_ids(kinds, self.spec["n_ctx"], self.clock), kinds=kinds,
                     labels=input_ids.masked_fill(~counted, -100))
 
     def motion_room(self, prompt_len):
         """How many motion steps fit after an instruction of prompt_len tokens (<mot> included): the motion
         starts at motion_position(n_ctx) and ends with </mot> <eos> within the context; -1 when the
         instruction itself is longer than that start."""
-        start = motion_position(self.spec["n_ctx"])
+        start = motion_position(self.spec["n_ctx"]) if self.clock else prompt_len
         return -1 if prompt_len > start else (self.spec["n_ctx"] - start - 2) // self.P
 
     @torch.no_grad()
@@ -272,7 +274,8 @@ class MotionLM:
             ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
         ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
-        motion_pos = torch.full((R, 1), motion_position(self.spec["n_ctx"]), device=dev)  # the next token's
+        motion_pos = (torch.full((R, 1), motion_position(self.spec["n_ctx"]), device=dev) if self.clock else
+                      mask.sum(1, keepdim=True))  # the next token's
         V = self.lm.config.vocab_size
         is_code = torch.zeros(V, dtype=torch.bool, device=dev)
         is_code[self.motion_ids] = True
@@ -325,12 +328,12 @@ class MotionLM:
 
 
 def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", bpe_vocab_size=512,
-          dtype=None, seed=0):
+          dtype=None, seed=0, motion_clock=True):
     """A MotionLM for codebook size K and P codes per step. `model`: a registry name or a local Hugging Face
     folder; init "pretrained" loads its weights, "scratch" draws the same architecture at random (Table 9),
     "auto" is scratch for the tiny models and pretrained otherwise. `captions` (train captions and part texts)
     train the tiny models' BPE and, for motion_vocab="reuse", count the text tokens. dtype None = fp32."""
-    spec = model_spec(model)
+    spec = model_spec(model) | {"motion_clock": motion_clock}
     if init == "auto":
         init = "scratch" if spec["hf_id"] is None else "pretrained"
     if init not in ("scratch", "pretrained") or motion_vocab not in ("add", "reuse"):

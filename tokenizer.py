@@ -61,10 +61,10 @@ CONFIG = dict(
     entropy_weight=0.1,  # LFQ: E_n[H(p_n)] - H(E_n[p_n]) (Yu et al. 2023), its weight goes linearly ...
     entropy_weight_end=0.1, entropy_anneal_iters=0,  # ... to this one over this many steps (0: constant)
     entropy_temperature=0.1,  # logits 2 z.c / T: at |z| ~ 1, T = 0.01 saturates the softmax (no gradient)
-    seed=1337, device="auto", ckpt_every=500,
-    log_every=50,  # progress-bar refresh; its utilisation is over the last log_every batches
+    seed=1337, device="auto", ckpt_every=500, log_every=50,  # the bar's utilisation: over log_every batches
     eval_clips=0,  # test clips for metrics.json (0: the whole test split)
     resume=False, encode=False,  # modes: continue a run, write a dataset's codes
+    hold_edges=True,  # encode/decode a clip with its edge poses held (docs/tokenizer.md); False: an ablation
 )
 ARCH_KEYS = ("kind", "codebook_size", "width", "depth", "vq_dim", "n_quantizers", "joints_num", "feat_dim")
 ALPHA = 4  # temporal downsampling (§4.2, α = 4): two stride-2 convolutions
@@ -133,7 +133,7 @@ class Tokenizer(nn.Module):
         code_dim = self.quantizer.dim
         # frames a code sees beyond its own 4 (the encoder's receptive radius: convs of 3, two strided convs
         # of 4, residual convs of 3 dilated 3^i at 1/2 and 1/4 rate), rounded up to whole steps: see encode()
-        self.hold = ALPHA * math.ceil((9.5 + 3 * (3**depth - 1)) / ALPHA)
+        self.hold = ALPHA * math.ceil((9.5 + 3 * (3**depth - 1)) / ALPHA) * cfg.get("hold_edges", True)
         self.by_part = kind == "lfq2d"  # 2D-LFQ; the other kinds are 1D, over time alone
         if self.by_part:
             # §4.2: the clip is an image T x D, its feature columns grouped by body part (motion.part_columns:

@@ -58,6 +58,7 @@ CONFIG = dict(
     model="gpt2-tiny",  # a name in model.REGISTRY (gpt2, gpt2-medium, llama2-13b, ...) or a local HF folder
     init="auto",  # auto: tiny from scratch, named models from their weights | scratch (Table 9) | pretrained
     motion_vocab="add",  # add: K new rows | reuse: the K least frequent text tokens (§5.1: the paper's)
+    motion_clock=True,  # the motion at a fixed position (model.position_ids); False: natural (an ablation)
     loss="whole",  # whole: instruction and motion tokens count (Table 10: the paper's) | motion: motion only
     task="motion",  # motion: instruction -> codes | text: plain language modelling of the captions and part
     # texts alone (Table 9 at tiny scale: no pretrained tiny model exists, so pretrain one on text first)
@@ -396,8 +397,8 @@ def build_or_load(cfg, run_dir, codes, data, rank, world):
             texts = []
             for i in data.split("train"):
                 texts += [*data.texts[i]["captions"], *(data.texts[i].get("parts") or {}).values()]
-            lm = lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=texts, init=cfg["init"],
-                                motion_vocab=cfg["motion_vocab"], seed=cfg["seed"])
+            lm = lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=texts,
+                                **{k: cfg[k] for k in ("init", "motion_vocab", "seed", "motion_clock")})
             lm.save(run_dir)
         if world > 1:
             dist.barrier()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from common import code_hash, finished_run
-from experiments import claims
+from experiments import choices, claims
 
 
 def results(better, worse, metric="R@3"):
@@ -55,3 +55,34 @@ def test_claims_give_their_conditions_equal_budgets():
     table, metric, better, worse, split, conditions = claims.CLAIMS["pretrain"]
     assert (better, worse) == ("pretrained", "scratch, same steps")
     assert conditions[worse]["max_iters"].startswith("<")
+
+
+class StandIn:
+    """A tokenizer whose codes are the features themselves; `decode` gives them back (lossless) or the first
+    pose held still, its velocities zeroed (a reconstruction that lost the motion)."""
+
+    def __init__(self, still):
+        self.still = still
+
+    def encode(self, feats):
+        return feats
+
+    def decode(self, codes):
+        import motion
+
+        T = codes.shape[1]
+        return motion.hold_still(codes[:, :1], T, 22)[:, :T] if self.still else codes
+
+
+def test_reconstruction_checks_pass_on_a_lossless_tokenizer_and_fail_on_a_still_one(tmp_path):
+    import data
+    import synth
+
+    clips = [synth.generate_clip(i, 7, with_joints=False) for i in range(120)]
+    ids = [c["id"] for c in clips]
+    data.write_dataset(tmp_path / "ds", clips, name="ds", joints_num=22, splits={"train": ids, "val": ids},
+                       source={"synth": {"size": 120, "seed": 7}})
+    ds = data.MotionData(tmp_path / "ds")
+    lossless = choices.reconstruction_passes(StandIn(False), ds, ds.split("val"))
+    assert len(lossless) >= 10 and all(lossless)  # real clips pass their own checks
+    assert not any(choices.reconstruction_passes(StandIn(True), ds, ds.split("val")))

@@ -339,6 +339,27 @@ def test_greedy_batch_equals_alone_and_kv_cache_equals_full_forward(name, tiny, 
     assert logits[:, mlm.motion_ids].argmax(-1).tolist() == batched[1].flatten().tolist()
 
 
+def test_without_the_motion_clock_positions_are_natural_in_training_and_generation(tmp_path):
+    """The ablation (train.py --motion_clock=False): the motion follows the instruction at natural
+    positions; a cached, left-padded batch gives each prompt the argmax of a no-cache forward at 0, 1, ...;
+    the setting survives save and load."""
+    mlm = model.build("gpt2-tiny", K=16, P=3, captions=CAPTIONS, motion_clock=False)
+    a = ([7, 8, 9, mlm.mot_id, 40, 41, 42, mlm.end_mot_id, mlm.eos_id], [1, 1, 1, 1, 2, 2, 2, 3, 1])
+    b = ([5, mlm.mot_id, 43, mlm.end_mot_id, mlm.eos_id], [1, 1, 2, 3, 1])
+    assert mlm.collate([a, b])["position_ids"].tolist() == [list(range(9)), list(range(9))]
+    prompts = ["walk.", "a woman takes a few steps backward, then someone jumps twice and waves!"]
+    batched = mlm.generate(prompts, steps=5, temperature=0)
+    for p, codes in zip(prompts, batched, strict=True):
+        ids = mlm.prompt_ids(p)
+        full = torch.tensor([ids + mlm.motion_ids[torch.from_numpy(codes).flatten()].tolist()])
+        with torch.no_grad():
+            logits = mlm.lm(full, position_ids=torch.arange(full.shape[1])[None]).logits[0, len(ids) - 1:-1]
+        assert logits[:, mlm.motion_ids].argmax(-1).tolist() == codes.flatten().tolist()
+    assert mlm.motion_room(100) == (512 - 100 - 2) // 3  # the room after the instruction, not after 192
+    mlm.save(tmp_path / "run")
+    assert model.load(tmp_path / "run").clock is False
+
+
 @pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
 def test_guided_greedy_against_two_full_forwards(name, tiny, tiny_llama):
     """Classifier-free guidance, greedy: every code is the argmax over the motion codes of

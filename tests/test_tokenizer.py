@@ -99,6 +99,24 @@ def test_codes_do_not_depend_on_where_the_clip_ends(dataset, kind, depth):
     torch.testing.assert_close(repeated, decoded, rtol=1e-5, atol=1e-5)
 
 
+def test_unheld_edges_are_plain_zero_padding(dataset):
+    """hold_edges=False (the ablation the held edges were chosen against): encode and decode are the
+    encoder and decoder over the clip alone, zero-padded at its ends, and the edge codes do change."""
+    cfg = dict(TINY, kind="lfq2d", depth=2, joints_num=22, feat_dim=263)
+    torch.manual_seed(0)
+    held = tk.Tokenizer(cfg, np.zeros(263), np.ones(263)).eval()
+    unheld = tk.Tokenizer(dict(cfg, hold_edges=False), np.zeros(263), np.ones(263)).eval()
+    unheld.load_state_dict(held.state_dict())
+    feats = raw_feats(dataset, "test", n=3, T=40)
+    codes = unheld.encode(feats)
+    with torch.no_grad():
+        assert unheld.hold == 0 and torch.equal(codes, unheld.quantizer.nearest(unheld._encode_z(feats)))
+        torch.testing.assert_close(unheld.decode(codes), unheld._decode_q(unheld.quantizer.lookup(codes)))
+    later = motion.hold_still(feats, 24, 22)[:, 24:]
+    assert not torch.equal(unheld.encode(later)[:, :10], codes)
+    assert torch.equal(held.encode(later)[:, :10], held.encode(feats))
+
+
 def mean_baseline(dataset):
     """MPJPE (mm) and normalised-feature MAE of predicting the train mean for every test frame, float64."""
     d = tk.open_dataset(dataset)

@@ -1,0 +1,146 @@
+"""The design choices that were once chosen on the test split, measured again on the val split (issue 17:
+choose on val, report test once). Each candidate is made with the demo's recipe and scored on val by eval.py's
+protocol; the choice reads val figures only.
+
+    python experiments/choices.py --choice=tokenizer_steps  # 1000 / 2000 / 3000 (the default) tokenizer steps
+    python experiments/choices.py --choice=held_edges       # LM on codes of held clip edges vs zero padding
+    python experiments/choices.py --choice=motion_clock     # the motion clock vs natural positions
+    python experiments/choices.py --choice=sampling         # temperature / top-p / guidance on the default LM
+
+They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
+chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
+out/choices/<choice>.json (every candidate's figures with their 95% intervals, n) and prints a table;
+`python docs/results.py --update` copies them into docs/results/. Runs live in out/tokenizer/choices_*
+and out/lm/choices/; a rerun skips the runs it has finished with the same settings and code
+(common.code_hash).
+"""
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python experiments/choices.py`
+import data as motion_data  # noqa: E402
+import eval as evaluation  # noqa: E402
+import motion  # noqa: E402
+import tokenizer  # noqa: E402
+import train  # noqa: E402
+from common import cli, code_hash, finished_run, parse_args, pick_device, write_json  # noqa: E402
+from support.evaluator import load_evaluator  # noqa: E402
+from support.physical import clip_plans, physical_check, plan_action  # noqa: E402
+
+CONFIG = dict(
+    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling
+    data_dir="data/synth",
+    eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
+    tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
+    out_dir="out/choices", seed=0, device="auto",
+)
+# sampling candidates: (temperature, top_p, guidance); the first is sample.DEFAULTS
+SAMPLING = [(0.4, 0.95, 1.25), (1.0, 1.0, 1.25), (0.7, 0.95, 1.25), (0.0, 1.0, 1.25), (0.4, 0.95, 1.0),
+            (0.4, 0.95, 1.6)]
+
+
+def score_lm(lm_dir, cfg, ev, data, **sampling):
+    """eval.py's protocol on val for an LM run's generations (sampling: eval.py's sample_* settings)."""
+    eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], mm_texts=0, lm_dir=str(lm_dir),
+                    seed=cfg["seed"], device=cfg["device"], **{f"sample_{k}": v for k, v in sampling.items()})
+    clips = evaluation.draw_clips(data, "val", cfg["eval_clips"], cfg["seed"])
+    res = evaluation.evaluate_split(ev, data, clips, eval_cfg, evaluation._generator(eval_cfg),
+                                    checked_clips=data.split("val"), progress=False)
+    return res["generated"]
+
+
+def score_tokenizer(run_dir, ev, data, device):
+    """A tokenizer on val: MPJPE, FID and utilisation (eval.evaluate_tokenizer), and the share of the val
+    split's checkable clips whose reconstruction (encode -> decode) still passes its physical check."""
+    tok = tokenizer.load(run_dir, device)
+    val = data.split("val")
+    passed = reconstruction_passes(tok, data, val)
+    return evaluation.evaluate_tokenizer(ev, tok, data, val) | {
+        "reconstruction_action_accuracy": float(np.mean(passed)), "n_checked": len(passed)}
+
+
+def reconstruction_passes(tok, data, clips):
+    """For each checkable clip: does its reconstruction (whole clip cropped to 4-frame units, encode ->
+    decode) pass the physical check of its plan?"""
+    passed = []
+    for i, plan in zip(clips.tolist(), clip_plans(data, clips), strict=True):
+        if (action := plan_action(plan)) is None:
+            continue
+        feats = np.array(data.motion(i), np.float32)
+        codes = tok.encode(torch.from_numpy(feats[:len(feats) // 4 * 4])[None])
+        joints = motion.recover_from_ric(tok.decode(codes)[0].float().cpu().numpy(), data.joints_num)
+        passed.append(bool(physical_check(joints, *action)))
+    return passed
+
+
+def lm_run(name, settings, cfg):
+    """Train an LM with the demo's recipe and these settings (skipped when finished) -> its folder."""
+    lm_cfg = dict(train.CONFIG, data_dir=cfg["data_dir"], run_name=f"choices/{name}", device=cfg["device"],
+                  **settings, code=code_hash())
+    run_dir = Path(lm_cfg["out_dir"]) / lm_cfg["run_name"]
+    if finished_run(run_dir, {**settings, "code": lm_cfg["code"]}) is None:
+        train.train(lm_cfg, progress=False)
+    return run_dir
+
+
+def candidates(choice, cfg, ev, data):
+    """{candidate: figures} of a choice, the chosen one first."""
+    device = pick_device(cfg["device"])
+    if choice == "tokenizer_steps":
+        out = {"3000 (default)": score_tokenizer(Path("out/tokenizer/default"), ev, data, device)}
+        for steps in [int(s) for s in cfg["tokenizer_steps"].split(",")]:
+            run = Path("out/tokenizer") / f"choices_steps{steps}"
+            settings = dict(tokenizer.CONFIG, data_dir=cfg["data_dir"], run_name=run.name, max_iters=steps,
+                            device=cfg["device"], code=code_hash())
+            if finished_run(run, {"max_iters": steps, "code": settings["code"]}) is None:
+                tokenizer.train(settings, progress=False)
+            out[str(steps)] = score_tokenizer(run, ev, data, device)
+        return out
+    if choice == "sampling":
+        return {f"T {t}, top-p {p}, guidance {g}" + (" (default)" if k == 0 else ""):
+                score_lm("out/lm/default", cfg, ev, data, temperature=t, top_p=p, guidance=g)
+                for k, (t, p, g) in enumerate(SAMPLING)}
+    if choice == "held_edges":  # the default tokenizer's weights, encoding with zero padding at the edges
+        unheld = Path("out/tokenizer/choices_unheld")
+        if not (Path(cfg["data_dir"]) / "tokens" / unheld.name / "meta.json").is_file():
+            shutil.copytree("out/tokenizer/default", unheld, dirs_exist_ok=True)
+            config = json.loads((unheld / "config.json").read_text())
+            write_json(unheld / "config.json", config | {"hold_edges": False, "run_name": unheld.name})
+            tokenizer.encode_dataset(unheld, cfg["data_dir"], device)
+        run = lm_run("unheld", {"tokenizer_run": unheld.name}, cfg)
+        return {"held (default)": score_lm("out/lm/default", cfg, ev, data), "zero padding": score_lm(
+            run, cfg, ev, data)}
+    if choice == "motion_clock":
+        run = lm_run("natural", {"motion_clock": False}, cfg)
+        return {"motion clock (default)": score_lm("out/lm/default", cfg, ev, data),
+                "natural positions": score_lm(run, cfg, ev, data)}
+    raise ValueError(f"--choice: tokenizer_steps, held_edges, motion_clock or sampling, got {choice!r}")
+
+
+def main(argv):
+    cfg = {**CONFIG, **parse_args(argv, CONFIG, "experiments/choices.py")}
+    data = motion_data.MotionData(cfg["data_dir"])
+    ev = load_evaluator(Path("out/evaluator") / data.meta["name"], pick_device(cfg["device"]))
+    t0 = time.time()
+    results = candidates(cfg["choice"], cfg, ev, data)
+    out = {"choice": cfg["choice"], "split": "val", "settings": cfg, "candidates": results,
+           "seconds": round(time.time() - t0)}
+    Path(cfg["out_dir"]).mkdir(parents=True, exist_ok=True)
+    write_json(Path(cfg["out_dir"]) / f"{cfg['choice']}.json", out)
+    names = [k for k in next(iter(results.values())) if not k.endswith("_ci") and k != "replications"]
+    print(f"\n{cfg['choice']} on val ({out['seconds']} s)\n\n| candidate | " + " | ".join(names) + " |\n"
+          + "|---" * (len(names) + 1) + "|")
+    for name, fig in results.items():
+        cells = [evaluation.cell(fig, k) if isinstance(fig[k], float) else str(fig[k]) for k in names]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    cli(main, "experiments/choices.py")
