@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from common import cli, parse_args, write_json
+from support.report import cell
 
 # settings: plain values, overridden by --key=value
 CONFIG = dict(
@@ -108,8 +109,6 @@ def results(cfg, wall_s):
 
 def summary(res, cfg):
     """The markdown the demo ends with: the results table, where everything is, the time per stage."""
-    from eval import cell  # the tables' one format; imported here: the stages run as their own processes
-
     cols = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "action_accuracy"]
     lines = ["## Results (our evaluator; 95% intervals: a bootstrap over the clips and the replications)", "",
              "| split | motions | clips | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]

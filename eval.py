@@ -29,8 +29,10 @@ import data as motion_data
 import motion
 from common import cli, parse_args, pick_device, progress_bar, write_json
 from motion import MAX_FRAMES
+from support.editing import evaluate_edits
 from support.evaluator import UNIT, load_evaluator, near_duplicates, train_evaluator
 from support.physical import clip_plans, physical_check, plan_action
+from support.report import edit_table, markdown_table
 
 CONFIG = dict(
     data_dir="data/synth",
@@ -50,6 +52,7 @@ CONFIG = dict(
     splits="test,ood",  # which splits (val: for choosing sampling settings, never test)
     lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
     sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0, sample_guidance=-1.0,  # < 0: sample.py's
+    edits=False,  # also the edit protocol (support/editing.py): by body part and by time, on the splits
     tokenizer="",  # a tokenizer run (name under out/tokenizer/, or a folder): reconstruction only
     t2m_checkpoint="", glove_dir="", t2m_meta="",  # Guo et al.'s standard HumanML3D evaluator instead of ours
     out="",  # JSON path ("" -> out/eval/<dataset>/<what>.json)
@@ -338,40 +341,6 @@ def evaluate_tokenizer(ev, tok, data, clips):
 
 # ----------------------------------------------------------------------------------------------
 # command line
-COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
-           "gallery_R@1", "gallery_R@10", "gallery_median_rank"]
-
-
-def cell(fig, name):
-    """A figure with its 95% interval as every table prints it, 0.857 [0.830, 0.884]; "–" when absent; no
-    interval when it is one point. 3 decimals, 4 below 0.01 (a real motion's FID of 0.0004 is not 0)."""
-    if name not in fig:
-        return "–"
-    d = 4 if 0 < abs(fig[name]) < 0.01 else 3
-    lo, hi = fig.get(f"{name}_ci", (0, 0))
-    return f"{fig[name]:.{d}f}" + (f" [{lo:.{d}f}, {hi:.{d}f}]" if hi > lo else "")
-
-
-def markdown_table(result):
-    """A split's result -> a markdown table of the COLUMNS per row with n, then each kind's action pass rate
-    per row with its number of clips."""
-    rows = {name: fig for name, fig in result.items() if isinstance(fig, dict) and "n_clips" in fig}
-    lines = ["| | clips | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
-    for name, fig in rows.items():
-        cells = [cell(fig, c) for c in COLUMNS]
-        lines.append(f"| {name} | {fig['n_clips']} | " + " | ".join(cells) + " |")
-    few = " (fewer than the protocol's 20)" if result["replications"] < 20 else ""
-    lines += ["", f"{result['replications']} replications{few}; intervals: 95%, a bootstrap over the clips "
-              "and the replications"]
-    if result["kinds"]:
-        lines += ["", f"| action: {result['n_checked']} clips checked | clips | " + " | ".join(rows) + " |",
-                  "|---" * (len(rows) + 2) + "|"]
-        for kind, n in [("accuracy_macro", ""), *result["kinds"].items()]:
-            rates = [f"{fig.get(f'action_{kind}', np.nan):.2f}" for fig in rows.values()]
-            lines.append(f"| {kind} | {n} | " + " | ".join(rates) + " |")
-    return "\n".join(lines)
-
-
 def _generator(cfg):
     """sample.generate with this run's settings, as generate(texts, num_samples, seed) -> joints."""
     if not (Path(cfg["lm_dir"]) / "config.json").is_file():
@@ -382,9 +351,12 @@ def _generator(cfg):
     settings = {k: (None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"])
                 for k in ("temperature", "top_k", "top_p", "guidance")}
     device = pick_device(cfg["device"])
-    return lambda texts, num_samples, seed, keys=None: sample.generate(
-        list(texts), lm_dir=cfg["lm_dir"], num_samples=num_samples, seed=seed, keys=keys, device=device,
-        **settings)
+
+    def generate(texts, num_samples, seed, keys=None):
+        return sample.generate(list(texts), lm_dir=cfg["lm_dir"], num_samples=num_samples, seed=seed,
+                               keys=keys, device=device, **settings)
+    generate.settings = settings
+    return generate
 
 
 def main(argv):
@@ -438,6 +410,10 @@ def main(argv):
             print(f"\n{data.root} {s}: {len(clips[s])} clips{subset}; action checks on every checkable clip "
                   f"of the split{mm}\n")
             print(markdown_table(results[s]))
+        if cfg["edits"] and generate:  # editing by body part and by time (support/editing.py), not on OOD
+            results["edit"] = {s: evaluate_edits(data, data.split(s), cfg["lm_dir"], generate.settings,
+                                                 cfg["seed"], device) for s in splits if s != "ood"}
+            print(edit_table(results["edit"]))
     out = Path(cfg["out"] or Path("out/eval") / data.meta["name"] / f"{what}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)

@@ -35,6 +35,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Co
 from transformers.utils import logging as hf_logging
 
 from common import make_temp_dir, read_run_file, replace_dir, write_json
+from support.editing import forced_codes
 from support.pretrained import grow_vocab, hub_snapshot
 from support.text_tokenizer import TextTokenizer, bpe_from_files, tiktoken_gpt2_files, train_bpe
 
@@ -234,7 +235,7 @@ class MotionLM:
 
     @torch.no_grad()
     def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
-                 top_p=1.0, guidance=1.0, generator=None, template=0):
+                 top_p=1.0, guidance=1.0, generator=None, template=0, keep=None):
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
         padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained:
         after <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps,
@@ -244,7 +245,8 @@ class MotionLM:
         second row fed the same sampled tokens), and the next token is drawn from log p_u + g (log p_c -
         log p_u); the model must have seen unconditional samples (train.py --uncond_prob). `generator` (on
         the model's device) makes sampling reproducible; a list of them, one per prompt, makes each prompt's
-        sample independent of the rest of the batch."""
+        sample independent of the rest of the batch. `keep` (editing; per prompt None or (codes [T, P], mask
+        [T, P] bool)): where mask is true the token is the source's code, not a draw (support/editing.py)."""
         if steps is not None:
             min_steps = max_steps = steps
         if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
@@ -268,6 +270,7 @@ class MotionLM:
         if min_steps < 1 or (limit < min_steps).any():
             raise ValueError(f"cannot generate {min_steps} steps: at most {limit.min().item()} fit "
                              f"(context {self.spec['n_ctx']}, max_steps {max_steps})")
+        forced_ids, forced, limit, low = forced_codes(keep, self, limit, torch.full_like(limit, min_steps))
         ids = torch.full((R, L), self.pad_id, dtype=torch.long)
         mask = torch.zeros(R, L, dtype=torch.long)
         for b, p in enumerate(rows):
@@ -293,8 +296,11 @@ class MotionLM:
                     logits = uncond + guidance * (cond - uncond)
                 whole = n % P == 0
                 allowed = is_code.expand(B, V) & ~(whole & (n // P >= limit))[:, None]
-                allowed[:, self.end_mot_id] = whole & (n // P >= min_steps)
+                allowed[:, self.end_mot_id] = whole & (n // P >= low)
                 tok = _pick(logits.masked_fill(~allowed, -torch.inf), temperature, top_k, top_p, generator)
+                if keep is not None:  # the kept codes, in place of the draws (and fed to both rows alike)
+                    at = torch.arange(B, device=dev), (n // P).clamp(max=forced.shape[1] - 1), n % P
+                    tok = torch.where(forced[at] & (n // P < forced.shape[1]), forced_ids[at], tok)
                 ended = tok == self.end_mot_id
                 n += (~done & ~ended).long()
                 done |= ended

@@ -362,55 +362,68 @@ def skeleton_rotations(joints):
 
 
 # ----------------------------------------------------------------------------------------------
-def render_gif(joints, path, title=None, fps=20):
+def render_gif(joints, path, title=None, fps=20, source=None, kept=None):
     """Stick figure [T, J, 3] (+Y up) -> animated GIF. The camera follows the root; the floor (y = 0) is a
     0.5 m grid fixed in the world, so walking shows as the grid sliding by, and the root's path so far is
-    drawn on it (the trail). The title is wrapped, not cut."""
+    drawn on it (the trail). The title is wrapped, not cut. An edit (sample.py --edit) passes its `source`
+    [T', J, 3], drawn on the left, and `kept` [T, J] bool: kept joints' limbs blue, regenerated ones orange
+    (in the source: the kept ones blue, the rest grey)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
     from matplotlib.lines import Line2D
 
-    joints = np.asarray(joints, dtype=np.float32)
-    chains = H3D_KINEMATIC_CHAIN if joints.shape[1] == 22 else SMPLX52_KINEMATIC_CHAIN
+    panels = [np.asarray(m, dtype=np.float32) for m in ([] if source is None else [source]) + [joints]]
+    chains = H3D_KINEMATIC_CHAIN if panels[-1].shape[1] == 22 else SMPLX52_KINEMATIC_CHAIN
     colors = ["#d62728", "#1f77b4", "#333333", "#ff7f0e", "#2ca02c"] + ["#9467bd"] * 10  # legs, spine, arms
-    radius = 1.0
-    fig = plt.figure(figsize=(4, 4), dpi=80)
-    ax = fig.add_subplot(projection="3d")
-    ax.view_init(elev=15, azim=-60, vertical_axis="y")  # matplotlib's vertical is z unless told
-    ax.set_box_aspect((1, 1, 1), zoom=1.45)
-    ax.set_axis_off()
-    fig.subplots_adjust(0, 0, 1, 0.95)
-    lines = [ax.plot([], [], [], color=c, linewidth=2, marker="o", markersize=2)[0]
-             for c in colors[:len(chains)]]
-    head = ax.plot([], [], [], color=colors[2], marker="o", markersize=9)[0]  # joint 15 in both skeletons
     # chains in H3D_KINEMATIC_CHAIN order: right leg, left leg, spine, right arm, left arm (then the hands)
-    names = ("right leg", "left leg", "spine", "right arm", "left arm")
-    fig.legend(handles=[Line2D([], [], color=c, linewidth=2, label=name) for c, name in
-                        zip(colors, names, strict=False)],
+    legend = list(zip(colors, ("right leg", "left leg", "spine", "right arm", "left arm"), strict=False))
+    if kept is not None:
+        legend = [("#1f77b4", "kept"), ("#ff7f0e", "regenerated"), ("0.6", "source, not kept")]
+    radius, n_frames = 1.0, max(len(m) for m in panels)
+    fig = plt.figure(figsize=(4 * len(panels), 4), dpi=80)
+    views = []
+    for k, motion in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1, projection="3d")
+        ax.view_init(elev=15, azim=-60, vertical_axis="y")  # matplotlib's vertical is z unless told
+        ax.set_box_aspect((1, 1, 1), zoom=1.45)
+        ax.set_axis_off()
+        lines = [ax.plot([], [], [], color=c, linewidth=2, marker="o", markersize=2)[0]
+                 for c in colors[:len(chains)]]
+        head = ax.plot([], [], [], color=colors[2], marker="o", markersize=9)[0]  # joint 15 in both skeletons
+        floor = [ax.plot([], [], [], color="0.7", linewidth=0.6)[0] for _ in range(2 * 5)]
+        trail = ax.plot([], [], [], color="#8c564b", linewidth=1.2)[0]
+        views.append((ax, motion, lines, head, floor, trail, k < len(panels) - 1))
+    fig.subplots_adjust(0, 0, 1, 0.95)
+    fig.legend(handles=[Line2D([], [], color=c, linewidth=2, label=name) for c, name in legend],
                loc="lower center", ncol=5, fontsize=6, frameon=False, handlelength=1.2, columnspacing=0.8)
-    floor = [ax.plot([], [], [], color="0.7", linewidth=0.6)[0] for _ in range(2 * 5)]
-    trail = ax.plot([], [], [], color="#8c564b", linewidth=1.2)[0]
     if title:
         import textwrap
-        fig.suptitle("\n".join(textwrap.wrap(title, 60)), fontsize=8)
+        fig.suptitle("\n".join(textwrap.wrap(title, 60 * len(panels))), fontsize=8)
 
-    def draw(t):
-        cx, cz = joints[t, 0, 0], joints[t, 0, 2]
-        ax.set(xlim=(cx - radius, cx + radius), ylim=(0, 2 * radius), zlim=(cz - radius, cz + radius))
-        xs = np.ceil((cx - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)  # world grid lines inside the view
-        zs = np.ceil((cz - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)
-        for line, x in zip(floor[:5], xs, strict=True):
-            line.set_data_3d([x, x], [0, 0], [cz - radius, cz + radius])
-        for line, z in zip(floor[5:], zs, strict=True):
-            line.set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
-        for line, chain in zip(lines, chains, strict=True):
-            line.set_data_3d(joints[t, chain, 0], joints[t, chain, 1], joints[t, chain, 2])
-        head.set_data_3d(joints[t, 15:16, 0], joints[t, 15:16, 1], joints[t, 15:16, 2])
-        trail.set_data_3d(joints[:t + 1, 0, 0], np.zeros(t + 1), joints[:t + 1, 0, 2])
-        return lines + floor + [trail, head]
+    def draw(frame):
+        artists = []
+        for ax, motion, lines, head, floor, trail, is_source in views:
+            t = min(frame, len(motion) - 1)
+            cx, cz = motion[t, 0, 0], motion[t, 0, 2]
+            ax.set(xlim=(cx - radius, cx + radius), ylim=(0, 2 * radius), zlim=(cz - radius, cz + radius))
+            xs = np.ceil((cx - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)  # world grid lines inside the view
+            zs = np.ceil((cz - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)
+            for line, x in zip(floor[:5], xs, strict=True):
+                line.set_data_3d([x, x], [0, 0], [cz - radius, cz + radius])
+            for line, z in zip(floor[5:], zs, strict=True):
+                line.set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
+            for line, chain in zip(lines, chains, strict=True):
+                line.set_data_3d(motion[t, chain, 0], motion[t, chain, 1], motion[t, chain, 2])
+                if kept is not None:  # a limb is kept when its end joint is (its part's code was forced)
+                    is_kept = kept[min(t, len(kept) - 1), chain[-1]]
+                    line.set_color("#1f77b4" if is_kept else "0.6" if is_source else "#ff7f0e")
+            head.set_data_3d(motion[t, 15:16, 0], motion[t, 15:16, 1], motion[t, 15:16, 2])
+            trail.set_data_3d(motion[:t + 1, 0, 0], np.zeros(t + 1), motion[:t + 1, 0, 2])
+            artists += lines + floor + [trail, head]
+        return artists
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    FuncAnimation(fig, draw, frames=len(joints)).save(str(path), writer=PillowWriter(fps=fps))
+    FuncAnimation(fig, draw, frames=n_frames).save(str(path), writer=PillowWriter(fps=fps))
     plt.close(fig)

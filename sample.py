@@ -25,6 +25,7 @@ import torch
 import model as lm_model
 from common import cli, parse_args, pick_device, read_run_file
 from motion import FPS, MAX_FRAMES, recover_from_ric, render_gif
+from support import editing
 from support.bvh import to_bvh
 
 # settings: plain values, overridden by --config=file.json, then by --key=value
@@ -39,6 +40,12 @@ CONFIG = dict(
     guidance=-1.0,  # classifier-free guidance scale (1: off; < 0: DEFAULTS below)
     seed=0, batch_size=32, device="auto", gif=True,
     bvh=False,  # also write each take as <text>_<take>.bvh (a skeleton with joint rotations: Blender, Maya)
+    # editing (support/editing.py): a source motion, what of it to keep, the text for the rest
+    edit="",  # a clip id of --data_dir, or a joints .npy that sample.py wrote
+    data_dir="data/synth",
+    keep="",  # upper | lower | part names of the run's tokenizer, comma-separated (e.g. left_arm,right_arm)
+    keep_seconds=0.0,  # or keep the source's first seconds and continue from there
+    upper="", lower="",  # the instruction's part texts, as training gives them (both or neither)
 )
 # Sampling defaults, chosen on the validation split (never test): `python eval.py --splits=val
 # --eval_clips=192 --replications=2 --mm_texts=0 --sample_temperature=T --sample_top_p=P
@@ -78,15 +85,13 @@ _runs = {}
 
 
 def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
-             seed=0, seconds=None, device="cpu", batch_size=32, keys=None):
+             seed=0, seconds=None, device="cpu", batch_size=32, keys=None, keep=None, parts=None):
     """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
     Settings left None take DEFAULTS. Runs are cached per (lm_dir, device). A take is seeded by (seed, its
     text, take); `keys` (one int per text) joins the seed, so that equal texts at different keys (eval.py:
-    draw positions) get independent takes."""
-    lm_dir = str(lm_dir or "out/lm/default")
-    if (lm_dir, str(device)) not in _runs:
-        _runs[lm_dir, str(device)] = load_run(lm_dir, device)
-    lm, tok = _runs[lm_dir, str(device)]
+    draw positions) get independent takes. `keep` (one (codes, mask) or None per text: support/editing.py)
+    forces the kept codes; `parts` ({"upper": ..., "lower": ...}) gives every text its part texts."""
+    lm, tok = cached_run(lm_dir, device)
     for text in texts:
         if not text.strip():
             raise ValueError("empty text: nothing to generate a motion for")
@@ -96,22 +101,44 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     if keys is not None and len(keys) != len(texts):
         raise ValueError(f"{len(keys)} keys for {len(texts)} texts: give one per text")
     keys = [] if keys is None else list(keys)
-    jobs = [(text, [*keys[i:i + 1], take]) for i, text in enumerate(texts) for take in range(num_samples)]
+    jobs = [(i, text, [*keys[i:i + 1], take]) for i, text in enumerate(texts) for take in range(num_samples)]
     joints = []
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
         # one generator per take, seeded by (seed, text, [key,] take): a take does not depend on its batch
         gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
-            [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for text, take in batch]
+            [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for _, text, take in batch]
         # at most the longest clip of any dataset (MAX_FRAMES): no motion the model was trained on is longer,
         # and one runaway take would keep its whole batch generating to the end of the context
-        codes = lm.generate([text for text, _ in batch], steps=steps, max_steps=MAX_FRAMES // FRAMES_PER_CODE,
-                            generator=gens, **settings)
+        codes = lm.generate([(text, parts) if parts else text for _, text, _ in batch], steps=steps,
+                            max_steps=MAX_FRAMES // FRAMES_PER_CODE, generator=gens, **settings,
+                            keep=None if keep is None else [keep[i] for i, _, _ in batch])
         for c in codes:
             with torch.no_grad():
                 feats = tok.decode(torch.as_tensor(c, device=tok.mean.device)[None])[0]
             joints.append(recover_from_ric(feats.float().cpu().numpy(), tok.joints_num).astype(np.float32))
     return joints
+
+
+def cached_run(lm_dir, device):
+    lm_dir = str(lm_dir or "out/lm/default")
+    if (lm_dir, str(device)) not in _runs:
+        _runs[lm_dir, str(device)] = load_run(lm_dir, device)
+    return _runs[lm_dir, str(device)]
+
+
+def edit(source_joints, text, keep="", keep_seconds=0.0, lm_dir=None, num_samples=1, seed=0, device="cpu",
+         parts=None, **settings):
+    """Edit a motion (support/editing.py): the source's codes are kept where `keep` says ("upper", "lower"
+    or the tokenizer's part names, comma-separated: the source's length) or for its first keep_seconds (the
+    model continues and ends it); the rest is generated from `text`. -> joints per take, as generate()."""
+    lm, tok = cached_run(lm_dir, device)
+    if not text.strip():
+        raise ValueError("empty text: nothing to edit the motion towards")
+    codes = editing.source_codes(tok, source_joints)
+    mask = editing.keep_mask(tok, len(codes), keep, keep_seconds)
+    return generate([text], lm_dir, num_samples, seed=seed, device=device, keep=[(codes, mask)], parts=parts,
+                    **settings)
 
 
 def slug(text, limit=60):
@@ -129,6 +156,8 @@ def main(argv):
     if not texts:
         raise ValueError("no text: give --text=\"a person waves\" (repeatable) or --file=prompts.txt")
     settings = {k: None if cfg[k] < 0 else cfg[k] for k in DEFAULTS}
+    if cfg["edit"]:
+        return edit_main(cfg, texts, settings)
     joints = generate(texts, cfg["lm_dir"], cfg["num_samples"], seed=cfg["seed"], seconds=cfg["seconds"],
                       device=pick_device(cfg["device"]), batch_size=cfg["batch_size"], **settings)
     out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
@@ -143,6 +172,47 @@ def main(argv):
             to_bvh(j, path.with_suffix(".bvh"), fps=FPS)
         written = " + ".join([".npy"] + [f".{kind}" for kind in ("gif", "bvh") if cfg[kind]])
         print(f"{path}{written}: {len(j)} frames ({len(j) / FPS:.1f} s) {text!r}")
+
+
+def source_joints(source, data_dir):
+    """--edit: a joints .npy, or a clip id of the dataset in data_dir -> joints [T, J, 3]."""
+    if source.endswith(".npy"):
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source}: no such joints file (sample.py writes them beside the GIFs)")
+        return np.load(source)
+    from data import MotionData
+    data = MotionData(data_dir)
+    if source not in data.ids:
+        raise ValueError(f"--edit={source}: neither a .npy file nor a clip id of {data_dir}")
+    i = data.index(source)
+    return recover_from_ric(np.array(data.motion(i), np.float32), data.joints_num)
+
+
+def edit_main(cfg, texts, settings):
+    """sample.py --edit: one text; each take's joints and a GIF of the source beside the edit."""
+    if len(texts) != 1:
+        raise ValueError(f"--edit takes one text (the instruction for the edit), got {len(texts)}")
+    if bool(cfg["upper"]) != bool(cfg["lower"]):
+        raise ValueError("give both part texts (--upper=... --lower=...) or neither")
+    device = pick_device(cfg["device"])
+    source = source_joints(cfg["edit"], cfg["data_dir"])
+    parts = {"upper": cfg["upper"], "lower": cfg["lower"]} if cfg["upper"] else None
+    joints = edit(source, texts[0], cfg["keep"], cfg["keep_seconds"], cfg["lm_dir"], cfg["num_samples"],
+                  cfg["seed"], device, parts, **settings)
+    tok = cached_run(cfg["lm_dir"], device)[1]
+    mask = editing.keep_mask(tok, len(editing.source_codes(tok, source)), cfg["keep"], cfg["keep_seconds"])
+    out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
+    out.mkdir(parents=True, exist_ok=True)
+    for take, j in enumerate(joints):
+        path = out / f"edit_{slug(Path(cfg['edit']).stem)}_{slug(texts[0])}_{take}"
+        np.save(path.with_suffix(".npy"), j)
+        kept = editing.kept_joints(mask, getattr(tok, "part_names", None), tok.joints_num)
+        if cfg["gif"]:
+            render_gif(j, path.with_suffix(".gif"), title=f"{cfg['edit']} -> {texts[0]}", fps=FPS,
+                       source=source, kept=kept)
+        what = cfg["keep"] or f"the first {cfg['keep_seconds']} s"
+        print(f"{path}.npy{' + .gif' * cfg['gif']}: {len(j)} frames ({len(j) / FPS:.1f} s), kept {what} of "
+              f"{cfg['edit']}")
 
 
 if __name__ == "__main__":

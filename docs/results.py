@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python docs/results.py`
 from common import atomic_write, cli, parse_args  # noqa: E402
-from eval import cell  # noqa: E402
+from support.report import cell  # noqa: E402
 
 CONFIG = dict(
     update=False,  # copy the newest outputs (out/...) into docs/results/ before rendering

@@ -33,6 +33,7 @@ import train  # noqa: E402
 from common import cli, code_hash, finished_run, parse_args, pick_device, write_json  # noqa: E402
 from support.evaluator import load_evaluator  # noqa: E402
 from support.physical import clip_plans, physical_check, plan_action  # noqa: E402
+from support.report import cell  # noqa: E402
 
 CONFIG = dict(
     choice="",  # tokenizer_steps | held_edges | motion_clock | sampling
@@ -138,7 +139,7 @@ def main(argv):
     print(f"\n{cfg['choice']} on val ({out['seconds']} s)\n\n| candidate | " + " | ".join(names) + " |\n"
           + "|---" * (len(names) + 1) + "|")
     for name, fig in results.items():
-        cells = [evaluation.cell(fig, k) if isinstance(fig[k], float) else str(fig[k]) for k in names]
+        cells = [cell(fig, k) if isinstance(fig[k], float) else str(fig[k]) for k in names]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

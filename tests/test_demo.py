@@ -45,7 +45,8 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
         rows = {"ground_truth", "generated"} | ({"generated_subset"} if split == "ood" else set())
         assert set(res[split]) == rows | {"n_clips", "n_checked", "replications", "kinds"}
         assert res[split]["generated"]["MultiModality"] == 0.4
-        assert res[split]["generated"]["R@3_ci"] == [0.49, 0.51] and res[split]["generated"]["n_checked"] == 40
+        generated = res[split]["generated"]
+        assert generated["R@3_ci"] == [0.49, 0.51] and generated["n_checked"] == 40
         assert "extra" not in res[split]["ground_truth"] and res[split]["ground_truth"]["action_jump"] == 0.25
     text = demo.summary(res, demo.CONFIG)
     assert "| test | generated | 300 | 0.500 [0.490, 0.510]" in text and "MPJPE 20.8 mm" in text

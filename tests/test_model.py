@@ -385,6 +385,57 @@ def test_guided_greedy_against_two_full_forwards(name, tiny, tiny_llama):
                zip(guided, mlm.generate(prompts, steps=5, temperature=0), strict=True))
 
 
+# ---- editing: the keep mask (support/editing.py) ----------------------------------------------------------
+def greedy_reference(mlm, prompt, codes):
+    """The argmax over the motion codes at every position of prompt + codes, from one no-cache forward with
+    the motion from 192 on: what greedy generation picks wherever nothing is forced."""
+    ids = mlm.prompt_ids(prompt)
+    full = torch.tensor([ids + mlm.motion_ids[torch.from_numpy(codes).flatten()].tolist()])
+    positions = torch.tensor([[*range(len(ids)), *range(192, 192 + codes.size)]])
+    with torch.no_grad():
+        logits = mlm.lm(full, position_ids=positions).logits[0, len(ids) - 1:-1]
+    return logits[:, mlm.motion_ids].argmax(-1).view(codes.shape).numpy()
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_edit_keeps_the_forced_codes_and_greedy_fills_the_rest(name, tiny, tiny_llama):
+    """Part editing: the kept columns come out as the source's, the motion has the source's 7 steps, and at
+    temperature 0 every free code is the argmax of a no-cache forward over the same (forced) prefix. Under
+    sampling, guidance and top-p the kept codes are still exactly the source's."""
+    mlm = tiny if name == "gpt2-tiny" else tiny_llama
+    source = np.random.default_rng(0).integers(0, 16, (7, 3))
+    mask = np.zeros((7, 3), bool)
+    mask[:, [0, 2]] = True  # keep parts 0 and 2, regenerate part 1
+    prompt = "a person walks forward and raises the left arm."
+    edited = mlm.generate([prompt, "run."], temperature=0, keep=[(source, mask), None], max_steps=20)
+    assert edited[0].shape == (7, 3) and np.array_equal(edited[0][mask], source[mask])
+    ref = greedy_reference(mlm, prompt, edited[0])
+    assert np.array_equal(edited[0][~mask], ref[~mask])
+    alone = mlm.generate(["run."], temperature=0, max_steps=20)[0]
+    assert np.array_equal(edited[1], alone)  # a prompt without a keep mask: generated as ever
+    g = torch.Generator().manual_seed(3)
+    sampled = mlm.generate([prompt] * 3, temperature=1.0, top_p=0.9, guidance=2.0, generator=g,
+                           keep=[(source, mask)] * 3)
+    for codes in sampled:
+        assert codes.shape == (7, 3) and np.array_equal(codes[mask], source[mask])
+    assert any(not np.array_equal(a[~mask], sampled[0][~mask]) for a in sampled[1:])  # still sampled
+
+
+def test_continuation_keeps_the_first_steps_and_the_model_ends_it(tiny):
+    """A continuation keeps the first 3 of 6 source steps (all parts); the model writes on, greedily as a
+    no-cache forward would, and ends the motion itself (here within max_steps = 9)."""
+    source = np.random.default_rng(1).integers(0, 16, (6, 3))
+    mask = np.zeros((6, 3), bool)
+    mask[:3] = True
+    out = tiny.generate(["walk, then jump."], temperature=0, keep=[(source, mask)], max_steps=9)[0]
+    assert len(out) >= 3 and np.array_equal(out[:3], source[:3])
+    assert np.array_equal(out[3:], greedy_reference(tiny, "walk, then jump.", out)[3:])
+    with pytest.raises(ValueError, match="codes and mask must both be"):
+        tiny.generate(["walk."], keep=[(source, mask[:, :2])])
+    with pytest.raises(ValueError, match="codes must lie in"):
+        tiny.generate(["walk."], keep=[(source + 16, mask)])
+
+
 def test_sampling_settings(tiny):
     prompts = ["a man walks forward.", "a woman runs in a circle."]
     greedy = tiny.generate(prompts, steps=4, temperature=0)

@@ -130,3 +130,107 @@ def test_clear_errors(lm_dir, tmp_path, codes_dir):
     message = one_line(f"--lm_dir={mismatched}", "--text=a man waves")
     expected = f"its motion vocabulary: K = 64, P = 6, but the tokenizer run {other} has K = 128, P = 6"
     assert expected in message, message
+
+
+# ---- editing (support/editing.py) ------------------------------------------------------------------------
+def test_edit_keeps_the_source_length_or_continues(lm_dir, codes_dir):
+    import data
+
+    ds = data.MotionData(codes_dir / "ds")
+    source = motion.recover_from_ric(np.array(ds.motion(0), np.float32), 22)
+    steps = len(source) // 4  # features_from_joints of T frames + 1 repeated: T frames, cropped to steps of 4
+    edited = sample.edit(source, "a man walks forward and raises the left arm.", keep="lower", lm_dir=lm_dir,
+                         num_samples=2, seed=1, temperature=1.0)
+    assert [j.shape for j in edited] == [(4 * steps, 22, 3)] * 2
+    continued = sample.edit(source, "a man walks, then jumps.", keep_seconds=0.4, lm_dir=lm_dir, seed=1)
+    assert len(continued[0]) >= 8  # at least the two kept steps
+    with pytest.raises(ValueError, match="names no part of this run"):
+        sample.edit(source, "a man waves.", keep="tail", lm_dir=lm_dir)
+    with pytest.raises(ValueError, match="keep at least one step and less than all of it"):
+        sample.edit(source, "a man waves.", keep_seconds=60, lm_dir=lm_dir)
+
+
+def test_edit_cli_writes_the_edit_beside_its_source_and_errors_write_nothing(lm_dir, codes_dir, tmp_path):
+    def run(*args):
+        where = [f"--lm_dir={lm_dir}", f"--out_dir={tmp_path / 'o'}", f"--data_dir={codes_dir / 'ds'}"]
+        return subprocess.run([sys.executable, "sample.py", *where, "--device=cpu", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    import data
+
+    clip = data.MotionData(codes_dir / "ds").ids[35]
+    done = run(f"--edit={clip}", "--keep=lower", "--text=a man walks forward and raises the left arm.")
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.name for p in (tmp_path / "o" / "r").iterdir())
+    stem = f"edit_{clip}_a_man_walks_forward_and_raises_the_left_arm_0"
+    assert written == [f"{stem}.gif", f"{stem}.npy"]
+    from PIL import Image
+    with Image.open(tmp_path / "o" / "r" / f"{stem}.gif") as gif:
+        assert gif.size == (640, 320)  # the source and the edit side by side
+    shutil.rmtree(tmp_path / "o")
+    np.save(tmp_path / "hands.npy", np.zeros((40, 52, 3), np.float32))
+    np.save(tmp_path / "short.npy", np.zeros((3, 22, 3), np.float32))
+    hands, short = f"--edit={tmp_path / 'hands.npy'}", f"--edit={tmp_path / 'short.npy'}"
+    for args, message in ((["--edit=nope", "--keep=lower"], "neither a .npy file nor a clip id"),
+                          ([hands, "--keep=lower"], "this run's skeleton is [T, 22, 3]"),
+                          ([short, "--keep=lower"], "shorter than one step of 4"),
+                          ([f"--edit={clip}", "--keep=tail"], "names no part of this run"),
+                          ([f"--edit={clip}", "--keep_seconds=60"], "less than all of it"),
+                          ([f"--edit={clip}"], "give what to keep")):
+        result = run(*args, "--text=a man waves.")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and message in lines[0], (args, result.stderr)
+    result = run(f"--edit={clip}", "--keep=lower", "--text=  ")
+    assert result.returncode == 1 and "empty text" in result.stderr
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_a_continuation_is_judged_after_its_seam_and_fails_on_a_cut():
+    """A real walk followed by a real jump passes "jumps once" judged after the seam; the same with the jump
+    moved 1 m away (a cut at the seam) fails, and so does the walk alone."""
+    import synth
+    from support import editing, physical
+
+    def first(kind, **p):
+        for i in range(5000):
+            plan = synth.plan_clip(i, 7)
+            if physical.plan_action(plan) == (kind, plan["segments"][0]["p"]) and all(
+                    plan["segments"][0]["p"].get(k) == v for k, v in p.items()):
+                return synth.generate_clip(i, 7)["joints"]
+        raise AssertionError(kind)
+
+    walk, jump = first("walk", dir="forward"), first("jump", count=1)
+    jump = jump - jump[:1, :1] * np.array([1, 0, 1]) + walk[-1:, :1] * np.array([1, 0, 1])  # where it ended
+    joined = np.concatenate([walk, jump])
+    checks = [("jump", {"count": 1})]
+    assert editing.judge(joined, checks, seam=len(walk))
+    cut = np.concatenate([walk, jump + np.array([1.0, 0, 0])])
+    assert not editing.judge(cut, checks, seam=len(walk))
+    assert not editing.judge(walk, checks, seam=len(walk) // 2)
+
+
+def test_edit_protocol_on_the_tiny_run(lm_dir, tmp_path):
+    """Every clip an edit applies to is edited once and made from scratch once; the rates lie in their
+    intervals; the kept parts' and the tokenizer's MPJPE are measured."""
+    import data
+    import synth
+    from support import editing
+
+    clips = [synth.generate_clip(i, 0, with_joints=False) for i in range(150)]
+    ids = [c["id"] for c in clips]
+    data.write_dataset(tmp_path / "ds", clips, name="ds", joints_num=22, splits={"train": ids, "test": ids},
+                       source={"synth": {"size": 150, "seed": 0}})
+    ds = data.MotionData(tmp_path / "ds")
+    clips = ds.split("test")
+    tasks = editing.edit_tasks(ds, clips)
+    res = editing.evaluate_edits(ds, clips, lm_dir, {"temperature": 1.0}, draws=200)
+    for kind in ("upper", "lower", "continuation"):
+        n = sum(t[0] == kind for t in tasks)
+        if not n:
+            assert kind not in res
+            continue
+        r = res[kind]
+        assert r["n"] == n and r["tokenizer_mpjpe_mm"] > 0 and r["kept_mpjpe_mm"] >= 0
+        for name in ("edit", "scratch"):
+            assert r[f"{name}_ci"][0] <= r[name] <= r[f"{name}_ci"][1]
+    assert res, "the tiny dataset should hold at least one clip an edit applies to"
