@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from common import cli, parse_args, write_json
-from support.report import cell
+from support.report import cell, edit_table
 
 # settings: plain values, overridden by --key=value
 CONFIG = dict(
@@ -28,6 +28,7 @@ CONFIG = dict(
     mm_texts=6, mm_samples=11,  # MultiModality: texts x generations each (the paper: 100 x 30)
     out_dir="out/demo",  # results.json, summary.md, samples/
     from_stage="data",  # rerun from this stage on (a name in STAGES)
+    edit_samples=False,  # the "edits" stage: one edit of each kind on a test clip (sample.py --edit)
 )
 # Prompts: five in the dataset's words, two in words its captions never use (the vocabulary is synth.py's).
 PROMPTS = ["a person walks forward.", "someone jumps twice.", "a man squats three times.",
@@ -49,9 +50,10 @@ def stages(cfg):
         ("evaluator", ["eval.py", "--train_evaluator", data]),
         ("codes", ["tokenizer.py", "--encode", data]),
         ("lm", ["train.py", data]),
-        ("eval", ["eval.py", data, *protocol]),
+        ("eval", ["eval.py", data, *protocol, "--edits"]),
         ("samples", ["sample.py", f"--out_dir={Path(cfg['out_dir']) / 'samples'}", "--bvh",
                      *(f"--text={p}" for p in PROMPTS)]),
+        ("edits", ["demo.py", "--edit_samples", data, f"--out_dir={cfg['out_dir']}"]),
     ]
 
 
@@ -102,6 +104,7 @@ def results(cfg, wall_s):
                             k.startswith(("action_", "n_")) or k == "replications"}
                       for row, fig in res.items() if isinstance(fig, dict) and "n_clips" in fig}
         out[split] |= {k: res[k] for k in ("n_clips", "n_checked", "replications", "kinds")}
+    out["edit"] = evaluation.get("edit", {}).get("test", {})  # eval.py --edits on the test split
     out["tokenizer"] = {k: tokenizer[k] for k in ("mpjpe_mm", "utilisation", "perplexity", "K", "P", "clips")}
     out["wall_s"] = wall_s
     return out
@@ -120,6 +123,8 @@ def summary(res, cfg):
     lines += ["", f"{res['test']['replications']} replications; action accuracy: the share of the split's "
               f"checkable clips ({res['test']['n_checked']} test, {res['ood']['n_checked']} OOD) that pass "
               "the physical check of their text. *_subset: OOD's single-segment clips."]
+    if res.get("edit"):
+        lines.append(edit_table({"test": res["edit"]}))
     tok = res["tokenizer"]
     lines += ["", f"Tokenizer (test split, {tok['clips']} clips): MPJPE {tok['mpjpe_mm']:.1f} mm, "
               f"utilisation {tok['utilisation']:.3f}, perplexity {tok['perplexity']:.0f} of K = {tok['K']}, "
@@ -130,7 +135,8 @@ def summary(res, cfg):
               "- language model: out/lm/default/ (model/, metrics.json, loss_curve.png)",
               f"- evaluator: out/evaluator/{Path(cfg['data_dir']).name}/",
               f"- evaluation: out/eval/{Path(cfg['data_dir']).name}/default.json",
-              f"- samples: {Path(cfg['out_dir']) / 'samples' / 'default'}/ (a GIF, .npy and .bvh per prompt)",
+              f"- samples: {Path(cfg['out_dir']) / 'samples' / 'default'}/ (a GIF, .npy and .bvh per prompt; "
+              "edit_*: one edit of each kind, the source beside the edit)",
               f"- this summary: {Path(cfg['out_dir']) / 'summary.md'}, figures: "
               f"{Path(cfg['out_dir']) / 'results.json'}", "",
               "## Wall time", "", "| stage | seconds |", "|---|---|"]
@@ -146,8 +152,30 @@ def total_wall(wall_s):
     return sum(wall_s.values()) - sum(together) + max(together, default=0)
 
 
+def edit_samples(cfg):
+    """The edits stage: the first test clip of each kind of eval.py's edit protocol, edited with its text
+    by sample.py --edit (a GIF of the source beside the edit, kept limbs blue)."""
+    import sample
+    from data import MotionData
+    from motion import FPS
+    from support.editing import FRAMES_PER_CODE, edit_tasks
+
+    data = MotionData(cfg["data_dir"])
+    first = {}
+    for kind, i, text, keep, _, _ in edit_tasks(data, data.split("test")):
+        first.setdefault(kind, (i, text, keep))
+    for kind, (i, text, keep) in first.items():
+        steps = len(data.motion(i)) // FRAMES_PER_CODE
+        what = f"--keep={keep}" if keep else f"--keep_seconds={steps // 2 * FRAMES_PER_CODE / FPS}"
+        print(f"{kind} edit of test clip {data.ids[i]}:", flush=True)
+        sample.main([f"--edit={data.ids[i]}", f"--data_dir={cfg['data_dir']}", f"--text={text}", what,
+                     f"--out_dir={Path(cfg['out_dir']) / 'samples'}"])
+
+
 def main(argv):
     cfg = {**CONFIG, **parse_args(argv, CONFIG, "demo.py")}
+    if cfg["edit_samples"]:
+        return edit_samples(cfg)
     names = [name for name, _ in stages(cfg)]
     if cfg["from_stage"] not in names:
         raise ValueError(f"--from_stage must be one of {', '.join(names)}, got {cfg['from_stage']!r}")

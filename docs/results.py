@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python docs/results.py`
 from common import atomic_write, cli, parse_args  # noqa: E402
-from support.report import cell  # noqa: E402
+from support.report import cell, edit_table  # noqa: E402
 
 CONFIG = dict(
     update=False,  # copy the newest outputs (out/...) into docs/results/ before rendering
@@ -59,6 +59,12 @@ def kinds_table(res):
     return "\n".join(lines)
 
 
+def edit_section(edit):
+    """eval.py --edits on the test split: each kind of edit against the same texts from scratch."""
+    return "\n".join(["Editing (eval.py --edits, test split; one take per edit; the kept parts' MPJPE is "
+                      "between the source's own reconstruction and the edit):", edit_table({"test": edit})])
+
+
 def demo_section(res):
     tok, wall = res["tokenizer"], res["wall_s"]
     together = ("tokenizer", "evaluator")
@@ -74,6 +80,7 @@ def demo_section(res):
         "physical check of their text; on the real clips, the same checks (the ceiling).", "",
         demo_table(res, COLUMNS), "",
         kinds_table(res), "",
+        *([edit_section(res["edit"]), ""] if res.get("edit") else []),
         f"Tokenizer on the test split ({tok['clips']} clips): MPJPE {tok['mpjpe_mm']:.1f} mm, utilisation "
         f"{tok['utilisation']:.3f}, perplexity {tok['perplexity']:.0f} of K = {tok['K']} (P = {tok['P']} "
         "codes per step).", "",
@@ -98,8 +105,11 @@ def sweep_section(sweep):
 def claim_section(name, claim):
     figures = list(next(iter(claim["conditions"].values()))["mean"])
     runs = len(next(iter(claim["conditions"].values()))["runs"])
+    cfg = claim["settings"]
     lines = [f"## Claim: {name}, paper {claim['paper']} (docs/results/claims_{name}.json)", "",
-             f"{claim['split']} split, {runs} seeds per condition; mean ± half the spread between seeds.", "",
+             f"{claim['split']} split, {runs} seeds per condition, each run {cfg['max_iters']} LM steps and "
+             f"scored on {cfg['eval_clips']} random clips ({cfg['replications']} replication; action "
+             "accuracy over every checkable clip of the split); mean ± half the spread between seeds.", "",
              "| condition | " + " | ".join(figures) + " |", "|---|" + "---|" * len(figures)]
     for condition, res in claim["conditions"].items():
         cells = [f"{res['mean'][f]:.3f} ± {res['spread'][f] / 2:.3f}" for f in figures]
@@ -107,6 +117,21 @@ def claim_section(name, claim):
     v = claim["verdict"]
     gap = f"{v['metric']}: {v['better']} − {v['worse']} = {v['gap']:+.3f}"
     return "\n".join([*lines, "", f"{gap} (seed spread {v['seed_spread']:.3f}): {v['verdict']}."])
+
+
+def choice_section(choice):
+    """A choice measured on val (experiments/choices.py): each candidate's figures, the default first."""
+    rows = choice["candidates"]
+    first = next(iter(rows.values()))
+    names = [k for k in first if not k.endswith("_ci") and k not in ("replications", "n_clips", "n_checked")]
+    lines = [f"## Choice on val: {choice['choice']} (docs/results/choices_{choice['choice']}.json)", "",
+             f"val split: {first.get('n_clips', '')} clips, {first.get('n_checked', '')} of them checkable"
+             f"{', ' + str(first['replications']) + ' replication(s)' if 'replications' in first else ''}; "
+             "95% intervals from a bootstrap over the clips.", "",
+             "| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for name, fig in rows.items():
+        lines.append(f"| {name} | " + " | ".join(cell(fig, k) for k in names) + " |")
+    return "\n".join(lines)
 
 
 def render(results_dir):
@@ -117,6 +142,8 @@ def render(results_dir):
         parts += ["", demo_section(json.loads((results_dir / "demo.json").read_text()))]
     if (results_dir / "sweep.json").is_file():
         parts += ["", sweep_section(json.loads((results_dir / "sweep.json").read_text()))]
+    for path in sorted(results_dir.glob("choices_*.json")):
+        parts += ["", choice_section(json.loads(path.read_text()))]
     for path in sorted(results_dir.glob("claims_*.json")):
         parts += ["", claim_section(path.stem.removeprefix("claims_"), json.loads(path.read_text()))]
     return "\n".join(parts) + "\n"
@@ -125,7 +152,9 @@ def render(results_dir):
 def update(results_dir):
     """Copy the newest outputs of the measuring commands into results_dir, unchanged."""
     claims = sorted((ROOT / "out/claims").glob("*.json"))
-    sources = dict(SOURCES) | {f"claims_{p.stem}.json": str(p) for p in claims}
+    choices = sorted((ROOT / "out/choices").glob("*.json"))
+    sources = (dict(SOURCES) | {f"claims_{p.stem}.json": str(p) for p in claims}
+               | {f"choices_{p.stem}.json": str(p) for p in choices})
     for name, source in sources.items():
         if (ROOT / source).is_file():
             shutil.copyfile(ROOT / source, Path(results_dir) / name)

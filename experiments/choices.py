@@ -36,7 +36,7 @@ from support.physical import clip_plans, physical_check, plan_action  # noqa: E4
 from support.report import cell  # noqa: E402
 
 CONFIG = dict(
-    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling
+    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling, or several, comma-separated
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -47,13 +47,20 @@ SAMPLING = [(0.4, 0.95, 1.25), (1.0, 1.0, 1.25), (0.7, 0.95, 1.25), (0.0, 1.0, 1
             (0.4, 0.95, 1.6)]
 
 
+_scores = {}  # (run, sampling) -> figures: the default run is a candidate of three choices; scored once
+
+
 def score_lm(lm_dir, cfg, ev, data, **sampling):
     """eval.py's protocol on val for an LM run's generations (sampling: eval.py's sample_* settings)."""
+    key = (str(lm_dir), tuple(sorted(sampling.items())))
+    if key in _scores:
+        return _scores[key]
     eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], mm_texts=0, lm_dir=str(lm_dir),
                     seed=cfg["seed"], device=cfg["device"], **{f"sample_{k}": v for k, v in sampling.items()})
     clips = evaluation.draw_clips(data, "val", cfg["eval_clips"], cfg["seed"])
     res = evaluation.evaluate_split(ev, data, clips, eval_cfg, evaluation._generator(eval_cfg),
                                     checked_clips=data.split("val"), progress=False)
+    _scores[key] = res["generated"]
     return res["generated"]
 
 
@@ -106,7 +113,8 @@ def candidates(choice, cfg, ev, data):
         return out
     if choice == "sampling":
         return {f"T {t}, top-p {p}, guidance {g}" + (" (default)" if k == 0 else ""):
-                score_lm("out/lm/default", cfg, ev, data, temperature=t, top_p=p, guidance=g)
+                score_lm("out/lm/default", cfg, ev, data, **({} if k == 0 else dict(temperature=t, top_p=p,
+                                                                                     guidance=g)))
                 for k, (t, p, g) in enumerate(SAMPLING)}
     if choice == "held_edges":  # the default tokenizer's weights, encoding with zero padding at the edges
         unheld = Path("out/tokenizer/choices_unheld")
@@ -129,18 +137,19 @@ def main(argv):
     cfg = {**CONFIG, **parse_args(argv, CONFIG, "experiments/choices.py")}
     data = motion_data.MotionData(cfg["data_dir"])
     ev = load_evaluator(Path("out/evaluator") / data.meta["name"], pick_device(cfg["device"]))
-    t0 = time.time()
-    results = candidates(cfg["choice"], cfg, ev, data)
-    out = {"choice": cfg["choice"], "split": "val", "settings": cfg, "candidates": results,
-           "seconds": round(time.time() - t0)}
-    Path(cfg["out_dir"]).mkdir(parents=True, exist_ok=True)
-    write_json(Path(cfg["out_dir"]) / f"{cfg['choice']}.json", out)
-    names = [k for k in next(iter(results.values())) if not k.endswith("_ci") and k != "replications"]
-    print(f"\n{cfg['choice']} on val ({out['seconds']} s)\n\n| candidate | " + " | ".join(names) + " |\n"
-          + "|---" * (len(names) + 1) + "|")
-    for name, fig in results.items():
-        cells = [cell(fig, k) if isinstance(fig[k], float) else str(fig[k]) for k in names]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    for choice in cfg["choice"].split(","):
+        t0 = time.time()
+        results = candidates(choice, cfg, ev, data)
+        out = {"choice": choice, "split": "val", "settings": cfg, "candidates": results,
+               "seconds": round(time.time() - t0)}
+        Path(cfg["out_dir"]).mkdir(parents=True, exist_ok=True)
+        write_json(Path(cfg["out_dir"]) / f"{choice}.json", out)
+        names = [k for k in next(iter(results.values())) if not k.endswith("_ci") and k != "replications"]
+        print(f"\n{choice} on val ({out['seconds']} s)\n\n| candidate | " + " | ".join(names) + " |\n"
+              + "|---" * (len(names) + 1) + "|", flush=True)
+        for name, fig in results.items():
+            cells = [cell(fig, k) if isinstance(fig[k], float) else str(fig[k]) for k in names]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

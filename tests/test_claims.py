@@ -86,3 +86,9 @@ def test_reconstruction_checks_pass_on_a_lossless_tokenizer_and_fail_on_a_still_
     lossless = choices.reconstruction_passes(StandIn(False), ds, ds.split("val"))
     assert len(lossless) >= 10 and all(lossless)  # real clips pass their own checks
     assert not any(choices.reconstruction_passes(StandIn(True), ds, ds.split("val")))
+
+
+def test_the_sampling_choice_starts_from_the_defaults():
+    import sample
+
+    assert choices.SAMPLING[0] == tuple(sample.DEFAULTS[k] for k in ("temperature", "top_p", "guidance"))

@@ -12,7 +12,8 @@ from common import parse_args
 
 def test_every_stage_is_a_valid_command_line_of_its_script():
     stages = demo.stages(demo.CONFIG)
-    assert [n for n, _ in stages] == ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "samples"]
+    names = ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "samples", "edits"]
+    assert [n for n, _ in stages] == names
     for _, argv in stages:
         script = importlib.import_module(argv[0].removesuffix(".py"))
         parse_args(argv[1:], script.CONFIG, argv[0])  # raises SystemExit on anything it does not take
@@ -30,6 +31,9 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     evaluation = {s: {**n, "kinds": {"jump": 40}, "ground_truth": dict(row, extra=1), "generated": generated}
                   for s in ("test", "ood")}
     evaluation["ood"]["generated_subset"] = dict(generated, n_clips=90)
+    edit = {"n": 12, "edit": 0.5, "edit_ci": [0.25, 0.75], "scratch": 0.25, "scratch_ci": [0.0, 0.5],
+            "kept_mpjpe_mm": 30.0, "tokenizer_mpjpe_mm": 20.0}
+    evaluation["edit"] = {"test": {"upper": edit}}
     (tmp_path / "out/eval/synth").mkdir(parents=True)
     (tmp_path / "out/eval/synth/default.json").write_text(json.dumps({**evaluation, "settings": {}}))
     (tmp_path / "out/tokenizer/default").mkdir(parents=True)
@@ -38,7 +42,8 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
          "P": 6, "feature_mae": 0.13}))
     wall = {"data": 35.0, "tokenizer": 369.1}
     res = demo.results(demo.CONFIG, wall)
-    assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s"}
+    assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s", "edit"}
+    assert res["edit"] == {"upper": edit}
     assert res["wall_s"] == wall and res["tokenizer"]["mpjpe_mm"] == 20.8
     assert res["tokenizer"]["utilisation"] == 1
     for split in ("test", "ood"):
@@ -51,6 +56,7 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     text = demo.summary(res, demo.CONFIG)
     assert "| test | generated | 300 | 0.500 [0.490, 0.510]" in text and "MPJPE 20.8 mm" in text
     assert "| ood | generated_subset | 90 |" in text and "(40 test, 40 OOD)" in text
+    assert "| test | upper | 12 | 0.500 [0.250, 0.750] | 0.250 [0.000, 0.500] | 30.0 | 20.0 |" in text
     assert "| total (the tokenizer and evaluator side by side) | 404 |" in text
     assert demo.total_wall({"data": 30, "tokenizer": 360, "evaluator": 350, "lm": 400}) == 790
 
