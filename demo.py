@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from common import cli, parse_args, write_json
-from support.report import cell, edit_table
+from support.report import COLUMNS, cell, edit_table
 
 # settings: plain values, overridden by --key=value
 CONFIG = dict(
@@ -34,8 +34,6 @@ CONFIG = dict(
 PROMPTS = ["a person walks forward.", "someone jumps twice.", "a man squats three times.",
            "a woman raises the left arm.", "the person turns to the right by 90 degrees.",
            "an individual strolls ahead at a relaxed pace.", "somebody crouches low, then bounces back up."]
-METRICS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
-           "gallery_R@1", "gallery_R@10", "gallery_median_rank"]
 
 
 def stages(cfg):
@@ -100,7 +98,7 @@ def results(cfg, wall_s):
     out = {"lm_dir": "out/lm/default", "data_dir": cfg["data_dir"]}
     for split in ("test", "ood"):  # every row (ground truth, generated; OOD's single-segment ones too)
         res = evaluation[split]
-        out[split] = {row: {k: v for k, v in fig.items() if k.removesuffix("_ci") in METRICS or
+        out[split] = {row: {k: v for k, v in fig.items() if k.removesuffix("_ci") in COLUMNS or
                             k.startswith(("action_", "n_")) or k == "replications"}
                       for row, fig in res.items() if isinstance(fig, dict) and "n_clips" in fig}
         out[split] |= {k: res[k] for k in ("n_clips", "n_checked", "replications", "kinds")}

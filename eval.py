@@ -209,8 +209,10 @@ def _replication(ev, data, clips, checked, cfg, rep, generate):
     if not generate:
         return out
     n = len(clips)  # each take keyed by its draw position: equal captions get independent takes
-    out["generated"] = ev.embed_motions([generated_feats(j) for j in
-                                         generate(reference["caption"], 1, rep, range(n))])
+    joints = generate(reference["caption"], 1, rep, range(n))
+    out["generated"] = ev.embed_motions([generated_feats(j) for j in joints])
+    out["length_ratio"] = np.array([len(j) / len(data.motion(i)) for j, i in zip(joints, reference["clip"],
+                                                                                   strict=True)])
     if checked:  # every checked clip of the split, with one of its captions at random
         texts = [(c := data.texts[i]["captions"])[int(rng.integers(len(c)))] for i in checked]
         joints = generate(texts, 1, 20_000 + rep, range(len(texts)))
@@ -247,18 +249,26 @@ def _row_figures(rep, row, per_clip, slots, cfg, seed, mm_texts=None):
            "MMDist": np.nanmean(per_clip["dist"][slots]),
            "Diversity": diversity(motions, min(times, len(motions) - 1), seed),
            **{f"gallery_{k}": v for k, v in gallery_figures(per_clip["rank"][slots]).items()}}
+    if row == "generated":  # how long the model makes a motion, against its clip: median, share within 25%
+        ratio = rep["length_ratio"][slots]
+        fig |= {"length_ratio": np.median(ratio), "length_within_25": np.mean(np.abs(ratio - 1) <= 0.25)}
     if row == "generated" and "mm" in rep:
         fig["MultiModality"] = multimodality(rep["mm"] if mm_texts is None else rep["mm"][mm_texts],
                                              cfg["mm_times"], seed)
     return {k: float(v) for k, v in fig.items()}
 
 
+COUNTED = ("jump", "squat", "hop")  # "jumps twice": their checks count flight phases or dips
+
+
 def _action_figures(passed, kinds, at):
     """Action accuracy over the checked clips `at` (indices; repeats in a bootstrap draw): micro (clips
     passed / clips checked: the headline), macro (the mean of the kinds' pass rates), and each kind's."""
     rates = {k: float(passed[at][kinds[at] == k].mean()) for k in np.unique(kinds[at])}
+    counted = np.isin(kinds[at], COUNTED)  # kinds whose text gives a count, which their check counts
     return {"action_accuracy": float(passed[at].mean()), "action_accuracy_macro": float(np.mean(list(
-        rates.values())))} | {f"action_{k}": v for k, v in rates.items()}
+        rates.values())))} | {f"action_{k}": v for k, v in rates.items()} | (
+        {"count_accuracy": float(passed[at][counted].mean())} if counted.any() else {})
 
 
 def _summarise(reps, row, clips, passes, kinds, cfg):

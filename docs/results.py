@@ -26,8 +26,9 @@ CONFIG = dict(
     out=str(ROOT / "docs" / "results.md"),  # the page written
 )
 SOURCES = {"demo.json": "out/demo/results.json", "sweep.json": "out/tokenizer/sweep/sweep.json"}
-# the demo table's columns: README.md shows the first seven, results.md all of them
-COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy"]
+# the demo table's columns: README.md shows seven, results.md all of them
+COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
+           "count_accuracy", "length_ratio", "length_within_25"]
 README_COLUMNS = ["R@1", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy"]
 ROWS = {"ground_truth": "real", "generated": "generated", "ground_truth_subset": "real, single-segment",
         "generated_subset": "generated, single-segment"}  # *_subset: OOD's clips of one segment

@@ -4,7 +4,8 @@ docs/results.py and demo.py print with cell() too, so that every table shows a f
 import numpy as np
 
 COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
-           "gallery_R@1", "gallery_R@10", "gallery_median_rank"]
+           "count_accuracy", "length_ratio", "length_within_25", "gallery_R@1", "gallery_R@10",
+           "gallery_median_rank"]
 
 
 def cell(fig, name):

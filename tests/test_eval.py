@@ -53,13 +53,17 @@ def test_retrieval_hits_and_gallery_ranks_hand_case():
 def test_per_clip_figures_batch_like_the_protocol_and_drop_the_partial_batch():
     """Two batches of 3 like the hand case and one pair left out: R@k and MMDist are the hand case's."""
     text, mot = np.concatenate([TEXT, TEXT + 10, [[50.0]]]), np.concatenate([MOTION, MOTION + 10, [[0.0]]])
-    rep = {"text": text, "generated": mot, "caption_dup": np.eye(7, dtype=bool), "reference": mot}
+    rep = {"text": text, "generated": mot, "caption_dup": np.eye(7, dtype=bool), "reference": mot,
+           "length_ratio": np.ones(7)}
     cfg = dict(ev_mod.CONFIG, rprecision_batch=3)
     per_clip = ev_mod._per_clip(rep, "generated", cfg)
     assert np.isnan(per_clip["hits"][6]).all() and np.isnan(per_clip["dist"][6])
     fig = ev_mod._row_figures(rep, "generated", per_clip, np.arange(7), dict(cfg, diversity_times=3), 0)
     np.testing.assert_allclose([fig["R@1"], fig["R@2"], fig["R@3"]], [1 / 3, 2 / 3, 1.0])
     assert fig["MMDist"] == pytest.approx((0.1 + 1.2 + 1.8) / 3)
+    rep["length_ratio"] = np.array([0.5, 0.8, 1.0, 1.2, 1.3, 2.0, 3.0])  # generated / real length per clip
+    fig = ev_mod._row_figures(rep, "generated", per_clip, np.arange(7), dict(cfg, diversity_times=3), 0)
+    assert fig["length_ratio"] == 1.2 and fig["length_within_25"] == 3 / 7  # 0.8, 1.0, 1.2
     with pytest.raises(ValueError, match="fewer than one R-Precision batch of 32"):
         ev_mod._per_clip(rep, "generated", ev_mod.CONFIG)
 
@@ -237,7 +241,7 @@ def test_plan_action_and_action_accuracy_micro_and_macro():
     fig = ev_mod._action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
                                  np.array([0, 1, 2, 2]))  # clip 2 drawn twice, as a bootstrap draw may
     assert fig == {"action_accuracy": 0.75, "action_accuracy_macro": 0.75, "action_jump": 1.0,
-                   "action_walk": 0.5}
+                   "action_walk": 0.5, "count_accuracy": 1.0}
     fig = ev_mod._action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
                                  np.arange(3))
     assert fig["action_accuracy"] == pytest.approx(2 / 3) and fig["action_accuracy_macro"] == 0.75
@@ -248,7 +252,7 @@ def fake_replication(rng, n, passes):
     emb = lambda: rng.normal(size=(n, 8))
     return {"clip": rng.permutation(n), "text": emb(), "gt_text": emb(), "reference": emb(),
             "generated": emb(), "ground_truth": emb(), "caption_dup": np.eye(n, dtype=bool),
-            "gt_caption_dup": np.eye(n, dtype=bool), "passed": passes}
+            "gt_caption_dup": np.eye(n, dtype=bool), "passed": passes, "length_ratio": np.ones(n)}
 
 
 def test_bootstrap_interval_matches_the_binomial_one():
