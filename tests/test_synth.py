@@ -123,6 +123,10 @@ def test_nothing_outside_ood_looks_or_reads_like_a_held_out_kind():
             first_of_pose.setdefault((plan["segments"][0]["p"]["pose"], plan["segments"][0]["p"]["side"]),
                                      plan["index"])
     assert {pose for pose, _ in first_of_pose} == set(synth.STATIC_POSES) - {"lunge"}
+    for plan in plans:  # a pose frozen from a held-out kind's action (a hop's stance, a lunge) is held out
+        still = plan["subset"] == "static"
+        frozen_from = synth.STATIC_POSES[plan["segments"][0]["p"]["pose"]][0] if still else ""
+        assert frozen_from not in synth.OOD_KINDS or plan["split"] == "ood", plan
     indices = sorted(set(first_of_pose.values()) | {p["index"] for p in plans[:300] if p["split"] != "ood"})
     held_out = [(kind, {"side": side, "count": count}) for kind in synth.OOD_KINDS
                 for side in ("left", "right") for count in (2, 3, 4)]
