@@ -247,6 +247,18 @@ def test_plan_action_and_action_accuracy_micro_and_macro():
     assert fig["action_accuracy"] == pytest.approx(2 / 3) and fig["action_accuracy_macro"] == 0.75
 
 
+def test_generated_clips_keep_every_decoded_frame():
+    """A decoded clip of 4 T frames gives the evaluator 4 T feature frames (features_from_joints alone gives
+    4 T - 1, which the 4-frame crop floored to 4 T - 4): the last joint frame is repeated, and the other
+    frames' features are those of the joints."""
+    import synth
+
+    joints = synth.generate_clip(0, SEED)["joints"][:40]
+    feats = ev_mod.generated_feats(joints)
+    assert feats.shape == (40, 263)
+    np.testing.assert_allclose(feats[:39], motion.features_from_joints(joints), atol=1e-5)
+
+
 def fake_replication(rng, n, passes):
     """What eval._replication returns, made up: n clips with random embeddings, their checks' outcomes."""
     emb = lambda: rng.normal(size=(n, 8))
