@@ -47,21 +47,9 @@ CONFIG = dict(
     keep_seconds=0.0,  # or keep the source's first seconds and continue from there
     upper="", lower="",  # the instruction's part texts, as training gives them (both or neither)
 )
-# Sampling defaults, chosen on the validation split (never test): `python eval.py --splits=val
-# --eval_clips=192 --replications=2 --mm_texts=0 --sample_temperature=T --sample_top_p=P
-# --sample_guidance=G`, on the default run (1,000 steps, held clip edges, the motion clock of model.py):
-#   T, P, G          R@1    R@3    FID    action accuracy   gallery R@1
-#   1.0, 1, 1.25     0.529  0.773  0.053  0.567             0.310       (plain sampling loses the counts)
-#   0.7, .95, 1.25   0.586  0.831  0.056  0.682             0.333
-#   0.4, .95, 1.25   0.549  0.797  0.067  0.696             0.320       <- the defaults
-#   greedy, 1.25     0.539  0.818  0.067  0.750             0.349       (one motion per text)
-#   0.4, .95, 1      0.568  0.820  0.076  0.643             0.318       (guidance off)
-#   0.4, .95, 1.6    0.562  0.807  0.065  0.732             0.302
-# Among these the differences are near the spread of two replications (about ±0.03 on R@3). The defaults were
-# chosen on an earlier run (800 steps, zero-padded clip edges, no motion clock), where they were clearly
-# better: T = 1 lost a third of R@3 (0.521 against 0.763 at T = 0.4), guidance 1.25 raised R@3 from 0.677 to
-# 0.706 (1.7x the sampling time) and 2.5 collapsed the motions (R@3 0.427). (Real val motions: R@1 0.932,
-# R@3 1.000, action accuracy 1.000.)
+# Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate:
+# `python experiments/choices.py --choice=sampling` (plain sampling, T 0.7, greedy, guidance off and 1.6
+# against these, on the default run); its figures are in docs/results.md ("Choice on val: sampling").
 DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25)
 FRAMES_PER_CODE = 4  # the tokenizer's temporal downsampling (α = 4)
 

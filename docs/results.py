@@ -124,11 +124,15 @@ def choice_section(choice):
     """A choice measured on val (experiments/choices.py): each candidate's figures, the default first."""
     rows = choice["candidates"]
     first = next(iter(rows.values()))
-    names = [k for k in first if not k.endswith("_ci") and k not in ("replications", "n_clips", "n_checked")]
+    names = [k for k in first if not k.endswith("_ci") and k not in ("replications", "n_clips", "n_checked",
+                                                                     "clips")]
+    what = (f"all {first['clips']} val clips through encode and decode (deterministic); the reconstruction's "
+            f"action accuracy over the {first['n_checked']} checkable ones" if "clips" in first else
+            f"{first['n_clips']} val clips drawn at random, {first['replications']} replication(s); action "
+            f"accuracy over all {first['n_checked']} checkable val clips; 95% intervals: a bootstrap over "
+            "the clips")
     lines = [f"## Choice on val: {choice['choice']} (docs/results/choices_{choice['choice']}.json)", "",
-             f"val split: {first.get('n_clips', '')} clips, {first.get('n_checked', '')} of them checkable"
-             f"{', ' + str(first['replications']) + ' replication(s)' if 'replications' in first else ''}; "
-             "95% intervals from a bootstrap over the clips.", "",
+             f"{what}. The first row is the default.", "",
              "| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for name, fig in rows.items():
         lines.append(f"| {name} | " + " | ".join(cell(fig, k) for k in names) + " |")
