@@ -239,14 +239,13 @@ class MotionLM:
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
         padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained:
         after <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps,
-        forced at max_steps (default: what fits in the context);
-        steps=n gives exactly n. temperature 0 is greedy; top_k 0 and top_p 1 are off. guidance g != 1 is
-        classifier-free guidance (Ho & Salimans 2022): each prompt also runs without its instruction (a
-        second row fed the same sampled tokens), and the next token is drawn from log p_u + g (log p_c -
-        log p_u); the model must have seen unconditional samples (train.py --uncond_prob). `generator` (on
-        the model's device) makes sampling reproducible; a list of them, one per prompt, makes each prompt's
-        sample independent of the rest of the batch. `keep` (editing; per prompt None or (codes [T, P], mask
-        [T, P] bool)): where mask is true the token is the source's code, not a draw (support/editing.py)."""
+        forced at max_steps (default: what fits); steps=n gives exactly n. temperature 0 is greedy; top_k 0
+        and top_p 1 are off. guidance g != 1 is classifier-free guidance (Ho & Salimans 2022): each prompt
+        also runs without its instruction (a second row fed the same tokens), and the next token is drawn from
+        log p_u + g (log p_c - log p_u) (train.py --uncond_prob teaches the model the bare prompt). A list of
+        `generator`s, one per prompt, makes each prompt's sample independent of the rest of the batch. `keep`
+        (editing; per prompt None or (codes [T, P], mask [T, P] bool)): where mask is true the token is the
+        source's code, not a draw (support/editing.py)."""
         if steps is not None:
             min_steps = max_steps = steps
         if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:

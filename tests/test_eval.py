@@ -290,6 +290,21 @@ def test_bootstrap_interval_matches_the_binomial_one():
     assert lo < worse.mean() < p < hi  # each replication's own share inside
 
 
+def test_fid_interval_holds_its_estimate_although_resampling_biases_fid():
+    """FID is biased upwards, the more so the fewer distinct motions; a resample of 64 clips holds about 40
+    distinct ones, so its FIDs lie almost all above the estimate. The interval is shifted by that bias and
+    holds the estimate (the plain percentile interval did not: 0.134 against [0.143, 0.281] on the demo)."""
+    rng = np.random.default_rng(3)
+    n = 64
+    rep = fake_replication(rng, n, np.ones(n, bool))
+    rep["generated"] = rep["reference"] + 0.3 * rng.normal(size=(n, 8))  # near the reference
+    cfg = dict(ev_mod.CONFIG, bootstrap=400, diversity_times=30)
+    res = ev_mod._summarise([rep], "generated", np.arange(n), [rep["passed"]], np.array(["walk"] * n), cfg)
+    lo, hi = res["FID_ci"]
+    assert lo <= res["FID"] <= hi
+    assert res["FID"] == pytest.approx(ev_mod.frechet_distance(rep["reference"], rep["generated"]))
+
+
 # ---- the evaluator and the protocol on a small synth dataset --------------------------------------------
 SMALL = dict(ev_mod.CONFIG, width=64, heads=4, text_layers=1, motion_layers=1, emb_dim=32, bpe_vocab_size=400,
              batch_size=64, max_iters=120, lr=2e-3, warmup_iters=20, device="cpu")
