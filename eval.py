@@ -418,7 +418,8 @@ def main(argv):
             split, plans = data.split(s), clip_plans(data, data.split(s))
             single = None if s != "ood" or None in plans else split[[len(p["segments"]) == 1 for p in plans]]
             results[s] = evaluate_split(ev, data, clips[s], cfg, generate, split, single)
-            mm = f", MultiModality {cfg['mm_texts']} texts x {cfg['mm_samples']}" if generate else ""
+            with_mm = generate and cfg["mm_texts"] > 0
+            mm = f", MultiModality {cfg['mm_texts']} texts x {cfg['mm_samples']}" if with_mm else ""
             subset = "; *_subset: the single-segment clips among them" if single is not None else ""
             print(f"\n{data.root} {s}: {len(clips[s])} clips{subset}; action checks on every checkable clip "
                   f"of the split{mm}\n")

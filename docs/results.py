@@ -130,7 +130,9 @@ def choice_section(choice):
             f"action accuracy over the {first['n_checked']} checkable ones" if "clips" in first else
             f"{first['n_clips']} val clips drawn at random, {first['replications']} replication(s); action "
             f"accuracy over all {first['n_checked']} checkable val clips; 95% intervals: a bootstrap over "
-            "the clips")
+            "the clips" if "n_clips" in first else "eval.py's edit protocol on every val clip an edit "
+            "applies to, one take each (<kind>_edit) and the same texts from scratch (<kind>_scratch); 95% "
+            "intervals: a bootstrap over the clips")
     lines = [f"## Choice on val: {choice['choice']} (docs/results/choices_{choice['choice']}.json)", "",
              f"{what}. The first row is the default.", "",
              "| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

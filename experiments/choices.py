@@ -6,6 +6,7 @@ protocol; the choice reads val figures only.
     python experiments/choices.py --choice=held_edges       # LM on codes of held clip edges vs zero padding
     python experiments/choices.py --choice=motion_clock     # the motion clock vs natural positions
     python experiments/choices.py --choice=sampling         # temperature / top-p / guidance on the default LM
+    python experiments/choices.py --choice=edit_guidance    # guidance for edits (eval.py --edits on val)
 
 They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
 chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python e
 import data as motion_data  # noqa: E402
 import eval as evaluation  # noqa: E402
 import motion  # noqa: E402
+import sample  # noqa: E402
 import tokenizer  # noqa: E402
 import train  # noqa: E402
 from common import cli, code_hash, finished_run, parse_args, pick_device, write_json  # noqa: E402
@@ -36,7 +38,7 @@ from support.physical import clip_plans, physical_check, plan_action  # noqa: E4
 from support.report import cell  # noqa: E402
 
 CONFIG = dict(
-    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling, or several, comma-separated
+    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling | edit_guidance, or several: a,b
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -116,6 +118,15 @@ def candidates(choice, cfg, ev, data):
                 score_lm("out/lm/default", cfg, ev, data, **({} if k == 0 else dict(temperature=t, top_p=p,
                                                                                      guidance=g)))
                 for k, (t, p, g) in enumerate(SAMPLING)}
+    if choice == "edit_guidance":  # editing (support/editing.py): does more guidance make the model follow
+        from support.editing import evaluate_edits  # the text when other parts are forced?
+
+        def flat(res):
+            return {f"{kind}_{k}": v for kind, r in res.items() for k, v in r.items() if k.startswith(("edit",
+                                                                                                      "scratch"))}
+        return {f"guidance {g}" + (" (default)" if g == sample.DEFAULTS["guidance"] else ""): flat(
+            evaluate_edits(data, data.split("val"), "out/lm/default", {"guidance": g}, cfg["seed"], device))
+            for g in (sample.DEFAULTS["guidance"], 2.5, 4.0)}
     if choice == "held_edges":  # the default tokenizer's weights, encoding with zero padding at the edges
         unheld = Path("out/tokenizer/choices_unheld")
         if not (Path(cfg["data_dir"]) / "tokens" / unheld.name / "meta.json").is_file():
@@ -130,7 +141,8 @@ def candidates(choice, cfg, ev, data):
         run = lm_run("natural", {"motion_clock": False}, cfg)
         return {"motion clock (default)": score_lm("out/lm/default", cfg, ev, data),
                 "natural positions": score_lm(run, cfg, ev, data)}
-    raise ValueError(f"--choice: tokenizer_steps, held_edges, motion_clock or sampling, got {choice!r}")
+    raise ValueError(f"--choice: tokenizer_steps, held_edges, motion_clock, sampling or edit_guidance, got "
+                     f"{choice!r}")
 
 
 def main(argv):
