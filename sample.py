@@ -48,8 +48,8 @@ CONFIG = dict(
     upper="", lower="",  # the instruction's part texts, as training gives them (both or neither)
 )
 # Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate:
-# `python experiments/choices.py --choice=sampling` (plain sampling, T 0.7, greedy, guidance off and 1.6
-# against these, on the default run); its figures are in docs/results.md ("Choice on val: sampling").
+# `python experiments/choices.py --choice=sampling` (plain sampling, greedy and guidance off against these,
+# on the default run); its figures are in docs/results.md ("Choice on val: sampling").
 DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25)
 FRAMES_PER_CODE = 4  # the tokenizer's temporal downsampling (α = 4)
 

@@ -45,8 +45,7 @@ CONFIG = dict(
     out_dir="out/choices", seed=0, device="auto",
 )
 # sampling candidates: (temperature, top_p, guidance); the first is sample.DEFAULTS
-SAMPLING = [(0.4, 0.95, 1.25), (1.0, 1.0, 1.25), (0.7, 0.95, 1.25), (0.0, 1.0, 1.25), (0.4, 0.95, 1.0),
-            (0.4, 0.95, 1.6)]
+SAMPLING = [(0.4, 0.95, 1.25), (1.0, 1.0, 1.25), (0.0, 1.0, 1.25), (0.4, 0.95, 1.0)]
 
 
 _scores = {}  # (run, sampling) -> figures: the default run is a candidate of three choices; scored once
