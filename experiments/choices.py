@@ -121,8 +121,8 @@ def candidates(choice, cfg, ev, data):
         from support.editing import evaluate_edits  # the text when other parts are forced?
 
         def flat(res):
-            return {f"{kind}_{k}": v for kind, r in res.items() for k, v in r.items() if k.startswith(("edit",
-                                                                                                      "scratch"))}
+            keys = ("edit", "scratch", "n")
+            return {f"{kind}_{k}": v for kind, r in res.items() for k, v in r.items() if k.startswith(keys)}
         return {f"guidance {g}" + (" (default)" if g == sample.DEFAULTS["guidance"] else ""): flat(
             evaluate_edits(data, data.split("val"), "out/lm/default", {"guidance": g}, cfg["seed"], device))
             for g in (sample.DEFAULTS["guidance"], 2.5, 4.0)}
