@@ -120,6 +120,9 @@ def claim_section(name, claim):
     return "\n".join([*lines, "", f"{gap} (seed spread {v['seed_spread']:.3f}): {v['verdict']}."])
 
 
+FID_NOTE = " FID without its interval: some runs' intervals predate eval.py's shift by the bootstrap's bias."
+
+
 def choice_section(choice):
     """A choice measured on val (experiments/choices.py): each candidate's figures, the default first."""
     rows = choice["candidates"]
@@ -135,9 +138,7 @@ def choice_section(choice):
             "applies to, one take each (<kind>_edit) and the same texts from scratch (<kind>_scratch); 95% "
             "intervals: a bootstrap over the clips")
     lines = [f"## Choice on val: {choice['choice']} (docs/results/choices_{choice['choice']}.json)", "",
-             f"{what}. The first row is the default." + (" FID without its interval: some of these runs' "
-                                                          "intervals were made before eval.py shifted them by "
-                                                          "the bootstrap's bias." if "FID" in names else ""), "",
+             f"{what}. The first row is the default.{FID_NOTE if 'FID' in names else ''}", "",
              "| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for name, fig in rows.items():
         lines.append(f"| {name} | " + " | ".join(cell({k: fig[k]} if k == "FID" else fig, k) for k in names)
