@@ -47,9 +47,9 @@ CONFIG = dict(
     keep_seconds=0.0,  # or keep the source's first seconds and continue from there
     upper="", lower="",  # the instruction's part texts, as training gives them (both or neither)
 )
-# Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate:
-# `python experiments/choices.py --choice=sampling` (plain sampling, greedy and guidance off against these,
-# on the default run); its figures are in docs/results.md ("Choice on val: sampling").
+# Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate, on
+# an earlier version of the recipe whose figures no results file keeps; `python experiments/choices.py
+# --choice=sampling` reruns the comparison (plain sampling, greedy, guidance off against these) on val.
 DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25)
 FRAMES_PER_CODE = 4  # the tokenizer's temporal downsampling (α = 4)
 
