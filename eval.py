@@ -302,8 +302,9 @@ def _summarise(reps, row, clips, passes, kinds, cfg):
         # percentiles, shifted by the bootstrap's bias: a resample repeats clips, which raises FID (it is
         # biased upwards, the more so the fewer distinct clips) by more than the interval is wide
         bias = values.mean() - out[key] if len(values) else 0.0
-        out[f"{key}_ci"] = [float(v - bias) for v in np.percentile(values, [2.5, 97.5])] if len(values) else [
-            out[key]] * 2
+        share = key.startswith(("R@", "gallery_R@", "action_", "count_", "length_within"))  # shares: <= 1
+        out[f"{key}_ci"] = ([float(np.clip(v - bias, 0, 1 if share else np.inf)) for v in
+                             np.percentile(values, [2.5, 97.5])] if len(values) else [out[key]] * 2)
     return out
 
 
