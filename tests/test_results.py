@@ -36,24 +36,27 @@ def readme_table():
 def test_readme_results_table_equals_the_committed_file_as_rounded():
     demo = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())
     header, rows = readme_table()
-    assert header[:2] == ["split", "motions"] and len(rows) == 4, header
+    assert header[:3] == ["split", "motions", "clips"] and len(rows) >= 4, header
+    labels = {"real": "ground_truth", "generated": "generated", "real, single-segment": "ground_truth_subset",
+              "generated, single-segment": "generated_subset"}
     checked = 0
     for row in rows:
-        split, motions = row[0], {"real": "ground_truth", "generated": "generated"}[row[1]]
-        for name, shown in zip(header[2:], row[2:], strict=True):
+        figures = demo[row[0]][labels[row[1]]]
+        assert int(row[2]) == figures["n_clips"], row
+        for name, shown in zip(header[3:], row[3:], strict=True):
             key = name.replace(" ", "_")
-            figures = demo[split][motions]
             if shown in ("–", "-"):
-                assert key not in figures, f"README shows no {name} for {split} {row[1]}, the file has one"
+                assert key not in figures, f"README shows no {name} for {row[0]} {row[1]}, the file has one"
                 continue
-            value, _, interval = shown.partition(" ± ")
-            for text, true in ((value, figures[key]), (interval, figures.get(f"{key}_ci"))):
-                if not text:
-                    continue
+            value, _, interval = shown.partition(" [")
+            texts = [(value, figures[key])]
+            if interval:
+                texts += list(zip(interval.rstrip("]").split(", "), figures[f"{key}_ci"], strict=True))
+            for text, true in texts:
                 decimals = len(text.partition(".")[2])
-                assert text == f"{true:.{decimals}f}", f"README {split} {row[1]} {name}: {text} != {true}"
+                assert text == f"{true:.{decimals}f}", f"README {row[0]} {row[1]} {name}: {text} != {true}"
                 checked += 1
-    assert checked >= 20, checked
+    assert checked >= 40, checked
 
 
 def test_results_page_is_the_rendering_of_the_results_files():
@@ -66,7 +69,7 @@ def test_the_results_table_is_the_one_the_renderer_prints(tmp_path):
     """The README table has the renderer's figures, so a rerun of the demo updates both the same way."""
     module = results_module()
     demo = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())
-    table = module.demo_table(demo, module.README_COLUMNS)
+    table = module.demo_table(demo, module.README_COLUMNS, module.README_ROWS)
     readme = (ROOT / "README.md").read_text()
     assert f"{MARK}\n{table}\n" in readme
 
