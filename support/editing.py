@@ -167,9 +167,9 @@ def evaluate_edits(data, clips, lm_dir, settings, seed=0, device="cpu", draws=10
     import sample  # a stage; imported here so that importing this module stays light
 
     tok = sample.cached_run(lm_dir, device)[1]
-    out = {}
+    out, every = {}, edit_tasks(data, clips, seed)
     for kind in ("upper", "lower", "continuation"):
-        tasks = [t for t in edit_tasks(data, clips, seed) if t[0] == kind]
+        tasks = [t for t in every if t[0] == kind]
         if not tasks:
             continue
         sources = [recover_from_ric(np.array(data.motion(t[1]), np.float32), data.joints_num) for t in tasks]
