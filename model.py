@@ -4,7 +4,7 @@ loss masks and constrained generation. train.py fine-tunes it, sample.py and eva
 
 One training sample (docs/design.md), time-major, the P part codes of a step together:
 
-    <text tokens of the instruction> <mot> c(0,0) … c(0,P−1) c(1,0) … c(T−1,P−1) </mot> <eos>
+    <text tokens of the instruction> <mot> [<len T>] c(0,0) … c(0,P−1) c(1,0) … c(T−1,P−1) </mot> <eos>
 
 The instruction is a template around the normalised caption, e.g. "generate a motion: a man walks forward."
 (every pair is a question–answer instance {X_Q, X_M}, §4.1), sometimes with MotionBase's part texts appended
@@ -12,6 +12,9 @@ The instruction is a template around the normalised caption, e.g. "generate a mo
 vocabulary id motion_ids[c]: with motion_vocab="add" a block of K new rows appended to the embedding and the
 head; with "reuse" (the paper's choice for its LFQ codebook, §5.1) the K least frequent text tokens of the
 captions, repurposed. <mot> and </mot> are always new tokens (§4.1), and <pad> where the family lacks one.
+With train.py --length_token (not in the paper) the model first writes the motion's length <len T> (one of
+LENGTH_TOKENS new tokens, T steps; the last: that many or more), and the motion then has T steps: the length
+is decided once, from the text, instead of at every step by whether to write </mot>.
 
 Training minimises eq. (1), L(Θ) = −Σ_j log P_Θ(y_j | desc, ŷ_{1:j−1}); collate() marks which tokens count:
 loss="whole" counts instruction and motion tokens (the paper's choice: Table 10, better than "motion", which
@@ -24,90 +27,26 @@ counts only the motion codes and </mot>). generate() is constrained, so every ou
     lm.save("out/lm/default"); lm = model.load("out/lm/default")
 """
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from common import make_temp_dir, read_run_file, replace_dir, write_json
 from support.editing import forced_codes
-from support.pretrained import grow_vocab, hub_snapshot
+from support.pretrained import count_tokens, grow_vocab, hub_snapshot, reuse_ids
+from support.registry import REGISTRY, VOCAB_MULTIPLE, hf_config, model_spec
 from support.text_tokenizer import TextTokenizer, bpe_from_files, tiktoken_gpt2_files, train_bpe
 
 hf_logging.disable_progress_bar()  # one-shard "Loading weights" / "Writing model shards" bars: noise
 
 
-# registry: each named model's architecture (--init=scratch, memory estimates, the benchmark need no weights)
-def _gpt2(hf_id, n_layer, n_embd, n_head, n_ctx=1024, vocab_size=50257, lr=2e-4, dropout=0.1):
-    return dict(family="gpt2", hf_id=hf_id, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_ctx=n_ctx,
-                vocab_size=vocab_size, lr=lr, dropout=dropout)
-
-
-def _llama(hf_id, n_layer, n_embd, n_head, n_kv_head, n_inner, n_ctx, vocab_size, rope, lr=2e-5):
-    return dict(family="llama", hf_id=hf_id, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
-                n_kv_head=n_kv_head, n_inner=n_inner, n_ctx=n_ctx, vocab_size=vocab_size, rope=rope, lr=lr)
-
-
-LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-ROPE = {"rope_type": "default", "rope_theta": 10000.0}
-# lr: the paper's fine-tuning rates (§5.1: 2e-4 GPT-2, 2e-5 Llama); tiny models train from scratch at 3e-3
-# (on synth, 3e-3 reached a val motion loss of 2.40 after 100 steps of 32 where 1e-3 reached 3.45).
-# Tiny models have no hf_id (no weights) and vocab_size None: their BPE is trained on the captions in build().
-REGISTRY = {
-    "gpt2": _gpt2("gpt2", 12, 768, 12),
-    "gpt2-medium": _gpt2("gpt2-medium", 24, 1024, 16),
-    "gpt2-large": _gpt2("gpt2-large", 36, 1280, 20),
-    "llama2-7b": _llama("meta-llama/Llama-2-7b-hf", 32, 4096, 32, 32, 11008, 4096, 32000, ROPE),
-    "llama2-13b": _llama("meta-llama/Llama-2-13b-hf", 40, 5120, 40, 40, 13824, 4096, 32000, ROPE),
-    "llama3.1-8b": _llama("meta-llama/Llama-3.1-8B", 32, 4096, 32, 8, 14336, 131072, 128256, LLAMA3_ROPE),
-    "gpt2-tiny": _gpt2(None, 4, 192, 6, n_ctx=512, vocab_size=None, lr=3e-3, dropout=0.0),
-    "llama-tiny": _llama(None, 4, 192, 6, 2, 512, 512, None, ROPE, lr=3e-3),
-}
-VOCAB_MULTIPLE = 64  # the grown vocabulary is rounded up (nanoGPT's 50304): aligned head matmuls on a GPU
-
-
-def model_spec(name_or_path):
-    """The registry entry of a named model, or the spec of a local Hugging Face folder (from its config)."""
-    if name_or_path in REGISTRY:
-        return {"name": name_or_path, **REGISTRY[name_or_path]}
-    path = Path(name_or_path)
-    if not (path / "config.json").is_file():
-        raise ValueError(f"unknown model {name_or_path!r}: one of {', '.join(REGISTRY)}, "
-                         "or a local Hugging Face folder (with config.json)")
-    c = AutoConfig.from_pretrained(path, local_files_only=True)
-    if c.model_type == "gpt2":
-        spec = _gpt2(str(path), c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size,
-                     dropout=c.resid_pdrop)
-    elif c.model_type == "llama":
-        spec = _llama(str(path), c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
-                      c.num_key_value_heads, c.intermediate_size, c.max_position_embeddings, c.vocab_size,
-                      dict(c.rope_parameters))
-    else:
-        raise ValueError(f"{path}: model_type {c.model_type!r} is not supported (gpt2, llama)")
-    return {"name": str(path), **spec}
-
-
-def hf_config(spec, vocab_size=None):
-    """A transformers config of the spec's architecture (no weights needed)."""
-    vocab_size = vocab_size or spec["vocab_size"]
-    if vocab_size is None:
-        raise ValueError(f"{spec['name']}: the vocabulary size comes from its trained BPE; pass vocab_size")
-    if spec["family"] == "gpt2":
-        d = spec["dropout"]
-        return GPT2Config(n_layer=spec["n_layer"], n_embd=spec["n_embd"], n_head=spec["n_head"],
-                          n_positions=spec["n_ctx"], vocab_size=vocab_size, resid_pdrop=d, embd_pdrop=d,
-                          attn_pdrop=d, bos_token_id=None, eos_token_id=None)
-    return LlamaConfig(num_hidden_layers=spec["n_layer"], hidden_size=spec["n_embd"],
-                       num_attention_heads=spec["n_head"], num_key_value_heads=spec["n_kv_head"],
-                       intermediate_size=spec["n_inner"], max_position_embeddings=spec["n_ctx"],
-                       vocab_size=vocab_size, rope_parameters=dict(spec["rope"]), rms_norm_eps=1e-5,
-                       bos_token_id=None, eos_token_id=None)
+# the named models (gpt2 ... llama3.1-8b, gpt2-tiny, llama-tiny): their architectures, learning rates and
+# configs are support/registry.py's REGISTRY, model_spec() and hf_config()
 
 
 # instructions: every pair is a question-answer instance {X_Q, X_M} (§4.1), worded by one of a few templates
@@ -117,6 +56,7 @@ TEMPLATES = [
     "what motion matches this description? {text}",
 ]
 PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body caption plus one per body part
+LENGTH_TOKENS = 64  # <len 1> ... <len 64>: 4 frames a step, 12.8 s (HumanML3D's clips: at most 9.8 s)
 
 # Position ids, the motion clock: the instruction sits at its natural positions 0, 1, ...; the motion (its
 # codes, </mot>, <eos>) starts at a fixed position, motion_position(n_ctx) = 3/8 of the context, at most 512,
@@ -130,15 +70,26 @@ def motion_position(n_ctx):  # at most 512: a long-context LLM's motion should n
     return min(n_ctx * 3 // 8, 512)
 
 
-def position_ids(kinds, n_ctx, clock=True):
+def motion_end(n_ctx, P):
+    """Where a counted-down motion's </mot> sits: after the most whole steps that fit from motion_position."""
+    return motion_position(n_ctx) + (n_ctx - motion_position(n_ctx) - 2) // P * P
+
+
+def position_ids(kinds, n_ctx, clock=True, countdown_P=0):
     """kinds [B, L] (collate's: 2 = motion code) -> position ids [B, L]: natural up to a row's first code,
     motion_position(n_ctx) + i for the i-th token from there; padding stays below n_ctx. clock=False (the
-    ablation, train.py --motion_clock=False): natural positions throughout."""
+    ablation, train.py --motion_clock=False): natural positions throughout. countdown_P = P (train.py
+    --countdown, with the length token): the motion of T < LENGTH_TOKENS steps ends at motion_end, so that a
+    code's position says how many steps are left."""
     L = kinds.shape[1]
     natural = torch.arange(L).expand_as(kinds)
     is_code = kinds == 2
     first = torch.where(is_code.any(1), is_code.int().argmax(1), L)[:, None]  # rows with no code: natural
-    motion = (motion_position(n_ctx) if clock else first) + natural - first
+    start = torch.full_like(first, motion_position(n_ctx)) if clock else first
+    if countdown_P:
+        T = is_code.sum(1, keepdim=True) // countdown_P
+        start = torch.where(T < LENGTH_TOKENS, motion_end(n_ctx, countdown_P) - T * countdown_P, start)
+    motion = start + natural - first
     return torch.where(natural >= first, motion, natural).clamp(max=n_ctx - 1)
 
 
@@ -158,23 +109,14 @@ def instruction_text(caption, parts=None, template=0):
     return TEMPLATES[template].format(text=text)
 
 
-def reuse_ids(counts, candidates, K):
-    """The K least frequent of `candidates` under `counts` (token id -> count): motion_vocab="reuse" (§5.1).
-    Ties go to the higher id: BPE learns its rarest merges last. Every chosen token must be unused."""
-    chosen = sorted(candidates, key=lambda i: (counts.get(i, 0), -i))[:K]
-    missing = K - sum(counts.get(i, 0) == 0 for i in chosen)
-    if missing:
-        raise ValueError(f"motion_vocab=reuse needs {K} text tokens that the captions never use, but the "
-                         f"tokenizer has only {K - missing} ({missing} missing): use motion_vocab=add")
-    return sorted(chosen)
-
-
 class MotionLM:
     """The LM, its text tokenizer and the motion vocabulary (motion_ids[c] is code c's vocabulary id)."""
 
-    def __init__(self, lm, text, *, K, P, motion_ids, mot_id, end_mot_id, pad_id, mode, spec):
+    def __init__(self, lm, text, *, K, P, motion_ids, mot_id, end_mot_id, pad_id, mode, spec, length_ids=()):
         self.lm, self.text, self.K, self.P, self.mode, self.spec = lm, text, K, P, mode, spec
+        self.length_ids = torch.as_tensor(length_ids, dtype=torch.long)  # <len 1> ...; empty: no length token
         self.clock = spec.get("motion_clock", True)  # False: natural positions (an ablation)
+        self.countdown = spec.get("countdown", False)  # the motion ends at motion_end (with length_ids)
         self.motion_ids = torch.as_tensor(motion_ids, dtype=torch.long)
         self.mot_id, self.end_mot_id, self.pad_id, self.eos_id = mot_id, end_mot_id, pad_id, text.eos_id
         self.reused = set(self.motion_ids.tolist()) if mode == "reuse" else set()
@@ -191,7 +133,7 @@ class MotionLM:
 
     def sample_ids(self, caption, codes, parts=None, template=0):
         """One training sequence and the kind of each token: 1 instruction (with <mot>, <eos>), 2 motion code,
-        3 </mot>. caption None: no instruction (an unconditional sample, for classifier-free guidance)."""
+        3 </mot>, 4 the length token. caption None: no instruction (an unconditional sample, for guidance)."""
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[1] != self.P or codes.shape[0] == 0:
             raise ValueError(f"codes must be [T >= 1, P={self.P}], got {list(codes.shape)}")
@@ -199,7 +141,10 @@ class MotionLM:
             raise ValueError(f"codes must lie in [0, {self.K}), got {codes.min()}..{codes.max()}")
         prompt = self.prompt_ids(caption, parts, template)
         motion = self.motion_ids.numpy()[codes.reshape(-1)].tolist()  # time-major: a step's P codes together
-        kinds = [1] * len(prompt) + [2] * len(motion) + [3, 1]
+        if len(self.length_ids):
+            prompt.append(int(self.length_ids[min(len(codes), len(self.length_ids)) - 1]))
+        kinds = [1] * (len(prompt) - len(self.length_ids[:1])) + [4] * len(self.length_ids[:1]) + \
+            [2] * len(motion) + [3, 1]
         return prompt + motion + [self.end_mot_id, self.eos_id], kinds
 
     def text_ids(self, text):
@@ -212,8 +157,8 @@ class MotionLM:
     def collate(self, samples, loss="whole"):
         """Right-padded LongTensors input_ids, attention_mask, position_ids (position_ids()), kinds (0 on
         padding) and labels: input_ids where the token counts, else -100: "whole" counts every token (Table
-        10), "motion" the codes and </mot>. The labels are not shifted: Hugging Face models shift them
-        inside."""
+        10), "motion" the codes, </mot> and the length token. The labels are not shifted: Hugging Face models
+        shift them inside."""
         if loss not in ("whole", "motion"):
             raise ValueError(f"loss must be 'whole' or 'motion', got {loss!r}")
         B, L = len(samples), max(len(ids) for ids, _ in samples)
@@ -223,13 +168,15 @@ class MotionLM:
             input_ids[b, :len(ids)], kinds[b, :len(ids)] = torch.tensor(ids), torch.tensor(k)
         counted = kinds > 0 if loss == "whole" else kinds >= 2
         return dict(input_ids=input_ids, attention_mask=(kinds > 0).long(),
-                    position_ids=position_ids(kinds, self.spec["n_ctx"], self.clock), kinds=kinds,
+                    position_ids=position_ids(kinds, self.spec["n_ctx"], self.clock, self.P * self.countdown),
+                    kinds=kinds,
                     labels=input_ids.masked_fill(~counted, -100))
 
     def motion_room(self, prompt_len):
         """How many motion steps fit after an instruction of prompt_len tokens (<mot> included): the motion
         starts at motion_position(n_ctx) and ends with </mot> <eos> within the context; -1 when the
-        instruction itself is longer than that start."""
+        instruction itself is longer than that start. The length token, if any, goes before the start."""
+        prompt_len += len(self.length_ids[:1])
         start = motion_position(self.spec["n_ctx"]) if self.clock else prompt_len
         return -1 if prompt_len > start else (self.spec["n_ctx"] - start - 2) // self.P
 
@@ -283,7 +230,7 @@ class MotionLM:
         is_code[self.motion_ids] = True
         n = torch.zeros(B, dtype=torch.long, device=dev)  # codes emitted per row
         done = torch.zeros(B, dtype=torch.bool, device=dev)
-        out, cache, training = [], None, self.lm.training
+        out, cache, training, length_first = [], None, self.lm.training, len(self.length_ids) > 0
         self.lm.eval()
         try:
             while not done.all():
@@ -293,6 +240,17 @@ class MotionLM:
                 if guided:
                     cond, uncond = logits[:B].log_softmax(-1), logits[B:].log_softmax(-1)
                     logits = uncond + guidance * (cond - uncond)
+                if length_first:  # the length token first, then the motion has that many steps
+                    length_first = False
+                    tok, low, limit = self._length(logits, low, limit, temperature, top_k, top_p, generator)
+                    feed = torch.cat([tok, tok]) if guided else tok
+                    ids, mask, pos = feed[:, None], F.pad(mask, (0, 1), value=1), pos[:, -1:] + 1
+                    motion_pos = motion_pos + (not self.clock)
+                    if self.countdown:  # a known length T ends at motion_end: start T steps before it
+                        known = (limit < len(self.length_ids)).repeat(R // B)[:, None]
+                        end = motion_end(self.spec["n_ctx"], P) - limit.repeat(R // B)[:, None] * P
+                        motion_pos = torch.where(known, end, motion_pos)
+                    continue
                 whole = n % P == 0
                 allowed = is_code.expand(B, V) & ~(whole & (n // P >= limit))[:, None]
                 allowed[:, self.end_mot_id] = whole & (n // P >= low)
@@ -315,6 +273,18 @@ class MotionLM:
         toks = code_of[torch.stack(out, 1)]
         return [toks[b, :n[b]].view(-1, P).cpu().numpy() for b in range(B)]
 
+    def _length(self, logits, low, limit, temperature, top_k, top_p, generator):
+        """The length token, drawn among the lengths in [low, limit] (the last token: at least that many
+        steps), and the rows' step bounds set to it: (tokens [B], low, limit)."""
+        D, dev = len(self.length_ids), logits.device
+        steps, length_ids = torch.arange(1, D + 1, device=dev), self.length_ids.to(dev)
+        ok = (steps >= low[:, None].clamp(max=D)) & (steps <= limit[:, None])
+        allowed = torch.zeros_like(logits, dtype=torch.bool)
+        allowed[:, length_ids] = ok
+        tok = _pick(logits.masked_fill(~allowed, -torch.inf), temperature, top_k, top_p, generator)
+        chosen = steps[(tok[:, None] == length_ids).int().argmax(1)]
+        return tok, torch.where(chosen < D, chosen, low.clamp(min=D)), torch.where(chosen < D, chosen, limit)
+
     def save(self, run_dir, state_dict=None):
         """run_dir/model/ (a Hugging Face folder, safetensors), run_dir/text_tokenizer/ and
         run_dir/motion_vocab.json, each put in place whole. `state_dict`: a full state dict gathered
@@ -328,17 +298,22 @@ class MotionLM:
         write_json(run_dir / "motion_vocab.json", dict(
             K=self.K, P=self.P, motion_ids=self.motion_ids.tolist(), mot_id=self.mot_id,
             end_mot_id=self.end_mot_id, eos_id=self.eos_id, pad_id=self.pad_id, mode=self.mode,
+            length_ids=self.length_ids.tolist(),
             family=self.spec["family"], text_tokenizer="tiktoken" if self.text.files else "hf",
             spec=self.spec))
 
 
 def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", bpe_vocab_size=512,
-          dtype=None, seed=0, motion_clock=True):
+          dtype=None, seed=0, motion_clock=True, length_token=False, countdown=False):
     """A MotionLM for codebook size K and P codes per step. `model`: a registry name or a local Hugging Face
     folder; init "pretrained" loads its weights, "scratch" draws the same architecture at random (Table 9),
     "auto" is scratch for the tiny models and pretrained otherwise. `captions` (train captions and part texts)
-    train the tiny models' BPE and, for motion_vocab="reuse", count the text tokens. dtype None = fp32."""
-    spec = model_spec(model) | {"motion_clock": motion_clock}
+    train the tiny models' BPE and, for motion_vocab="reuse", count the text tokens. dtype None = fp32.
+    length_token: the model writes the motion's length first (LENGTH_TOKENS more new rows); countdown (with
+    it): the motion's positions count down to its end (position_ids)."""
+    if countdown and not (length_token and motion_clock):
+        raise ValueError("countdown needs the length token and the motion clock: --length_token=True")
+    spec = model_spec(model) | {"motion_clock": motion_clock, "countdown": countdown}
     if init == "auto":
         init = "scratch" if spec["hf_id"] is None else "pretrained"
     if init not in ("scratch", "pretrained") or motion_vocab not in ("add", "reuse"):
@@ -378,9 +353,13 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
         if motion_vocab == "add":
             motion_ids, used = list(range(first, first + K)), first + K
         else:
-            counts = _count_tokens(text, captions)
+            forms = [instruction_text(c, template=t) for t in range(len(TEMPLATES)) for c in captions]
+            forms.append(instruction_text(captions[0], dict.fromkeys(PARTS, captions[0])))  # the part labels
+            counts = count_tokens(text, forms)
             motion_ids = reuse_ids(counts, [i for i in range(text.n_vocab) if i not in text.special_ids], K)
             used = first
+        length_ids = list(range(used, used + LENGTH_TOKENS * length_token))
+        used += len(length_ids)
         vocab = -(-used // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
         if lm is None:  # from scratch every row is random: build at the full size
             lm = AutoModelForCausalLM.from_config(hf_config(spec, vocab), dtype=dtype or torch.float32)
@@ -388,7 +367,8 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
             grow_vocab(lm, vocab)
     lm.config.pad_token_id, lm.config.eos_token_id = pad_id, text.eos_id
     return MotionLM(lm, text, K=K, P=P, motion_ids=motion_ids, mot_id=mot_id, end_mot_id=end_mot_id,
-                    pad_id=pad_id, mode=motion_vocab, spec={**spec, "vocab_size": vocab})
+                    pad_id=pad_id, mode=motion_vocab, spec={**spec, "vocab_size": vocab},
+                    length_ids=length_ids)
 
 
 def load(run_dir, device="cpu", dtype=None):
@@ -411,15 +391,8 @@ def load(run_dir, device="cpu", dtype=None):
         read_run_file(weights, remake, lambda f: safe_open(f, "pt").keys())
     lm = AutoModelForCausalLM.from_pretrained(run_dir / "model", local_files_only=True, dtype=dtype or "auto")
     return MotionLM(lm.to(device), text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
-                    end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"])
-
-
-def _count_tokens(text, captions):
-    """Text-token counts over every form in which the captions reach the model: each template, and the part
-    labels (a token never seen here is free to become a motion code)."""
-    forms = [instruction_text(c, template=t) for t in range(len(TEMPLATES)) for c in captions]
-    forms += [instruction_text(c, dict.fromkeys(PARTS, c)) for c in captions[:1]]
-    return Counter(i for ids in text.encode_batch(forms) for i in ids)
+                    end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"],
+                    length_ids=v.get("length_ids", []))
 
 
 def _pick(logits, temperature, top_k, top_p, generator):

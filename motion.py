@@ -24,6 +24,7 @@ from smplx.lbs import batch_rigid_transform, batch_rodrigues
 FPS = 20
 MIN_FRAMES, MAX_FRAMES = 40, 196
 STILL_FRAMES = 64
+FRAMES_PER_CODE = 4  # a code covers 4 frames: the tokenizers' temporal downsampling (§4.2, α = 4)
 
 # ----------------------------------------------------------------------------------------------
 # Skeleton. SMPL joint order and names; the body faces +Z, its left is +X, up is +Y. SMPL-X/SMPL-H hands

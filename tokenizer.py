@@ -36,7 +36,7 @@ from common import (
 )
 from data import MotionData
 from kernels.lfq import LFQ
-from motion import hold_still, mpjpe, part_columns, recover_from_ric, root_aligned
+from motion import FRAMES_PER_CODE, hold_still, mpjpe, part_columns, recover_from_ric, root_aligned
 from support.codes import code_counts, code_stats, write_codes
 
 # config: plain values, overridden by --config=file.json, then by --key=value
@@ -67,7 +67,7 @@ CONFIG = dict(
     hold_edges=True,  # encode/decode a clip with its edge poses held (docs/tokenizer.md); False: an ablation
 )
 ARCH_KEYS = ("kind", "codebook_size", "width", "depth", "vq_dim", "n_quantizers", "joints_num", "feat_dim")
-ALPHA = 4  # temporal downsampling (§4.2, α = 4): two stride-2 convolutions
+ALPHA = FRAMES_PER_CODE  # temporal downsampling (§4.2, α = 4): two stride-2 convolutions
 
 
 # model: the conv encoder/decoder of T2M-GPT, generalised from Conv1d over time to Conv2d over (time, part)

@@ -12,10 +12,9 @@ Table 10) or on the motion tokens only (--loss=motion).
     python train.py --resume                                 # continue out/lm/default from last/
     python train.py --model=llama2-13b --estimate --gpus=8   # print the memory estimate per GPU and stop
 
-How long the default run takes here: see docs/results.md. One loop serves one process, DDP and FSDP2
-(support/scale.py wraps the model and writes the sharded checkpoints). The loss is the sum of the counted
-tokens' cross-entropies divided by the count over the whole global batch (all micro-batches, all ranks), so
-gradient accumulation and any number of ranks give the gradient of one big batch.
+One loop serves one process, DDP and FSDP2 (support/scale.py wraps the model and writes the sharded
+checkpoints). The loss is the sum of the counted tokens' cross-entropies divided by their count over the whole
+global batch (all micro-batches, all ranks): accumulation and any number of ranks give one batch's gradient.
 
 A run writes out/lm/<run>/: config.json; model/ (a Hugging Face folder, the best model by validation motion
 loss), text_tokenizer/ and motion_vocab.json (model.py); last/ (the last checkpoint: sharded model + optimizer
@@ -59,6 +58,8 @@ CONFIG = dict(
     init="auto",  # auto: tiny from scratch, named models from their weights | scratch (Table 9) | pretrained
     motion_vocab="add",  # add: K new rows | reuse: the K least frequent text tokens (§5.1: the paper's)
     motion_clock=True,  # the motion at a fixed position (model.position_ids); False: natural (an ablation)
+    length_token=False, countdown=False,  # the model writes the motion's length <len T> first (model.py; not
+    # the paper's); countdown: its positions then count down to the motion's end (model.position_ids)
     loss="whole",  # whole: instruction and motion tokens count (Table 10: the paper's) | motion: motion only
     task="motion",  # motion: instruction -> codes | text: plain language modelling of the captions and part
     # texts alone (Table 9 at tiny scale: no pretrained tiny model exists, so pretrain one on text first)
@@ -70,10 +71,10 @@ CONFIG = dict(
     batch_size=16,  # global, in sequences (paper: 1024): split over ranks, then into micro-batches ...
     gradient_accumulation_steps=1,  # ... this many per rank and step
     lr=0.0,  # 0: the family's (model.REGISTRY): fine-tuning 2e-4 GPT-2, 2e-5 Llama (paper); tiny 3e-3
-    min_lr=0.0,  # end of the cosine schedule (0: lr / 10)
+    min_lr=0.0, dropout=0.0,  # the end of the cosine schedule (0: lr / 10); dropout
     warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
-    dropout=0.0,
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
+    mix_parts=0.0,  # share of samples whose upper-body codes and text come from another clip (editing)
     uncond_prob=0.1,  # share of samples with no instruction: what classifier-free guidance (sample.py) needs
     eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
@@ -84,8 +85,8 @@ CONFIG = dict(
     estimate=False, gpus=0, gpu_gib=0.0,  # print the memory estimate (for `gpus` GPUs of gpu_gib) and stop
     seed=1337, device="auto", resume=False,
 )
-# what a --resume must not change
-ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "init_from", "task")
+ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "init_from", "task", "length_token",
+             "countdown")  # what a --resume must not change
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,8 +291,7 @@ def train_step(run, samples, clip_ids, step):
 
 def throughput(run, last, tok_s, samples):
     """The progress bar's postfix: the last step's losses, tokens/s, and MFU on a GPU with a known peak."""
-    post = {"motion": f"{last['motion']:.3f}", "text": f"{last['text']:.3f}"}
-    post["tok/s"] = f"{tok_s:.0f}"
+    post = {"motion": f"{last['motion']:.3f}", "text": f"{last['text']:.3f}", "tok/s": f"{tok_s:.0f}"}
     if run.peak:
         seq = np.mean([len(ids) for ids, _ in samples])
         flops = scale.flops_per_token(run.lm.lm.config, run.n_params, seq)
@@ -323,9 +323,8 @@ def final_report(run, state):
     cfg, val_pairs = run.cfg, run.val
     val_motion, val_text = evaluate(run, sorted((val_pairs.fixed(i) for i in range(len(val_pairs))),
                                                 key=lambda s: len(s[0])))
-    metrics = {"val_text_loss": val_text, "params": run.n_params, "steps": cfg["max_iters"],
-               "model": cfg["model"], "world": run.world, "parallel": run.parallel,
-               "val_clips": len(val_pairs)}
+    metrics = dict(val_text_loss=val_text, params=run.n_params, steps=cfg["max_iters"], model=cfg["model"],
+                   world=run.world, parallel=run.parallel, val_clips=len(val_pairs))
     if cfg["task"] == "text":
         metrics |= {"best_val_text_loss": state["best"], "task": "text"}
         return metrics, f"val text loss {val_text:.3f} nats per token (text-only pretraining)"
@@ -391,14 +390,14 @@ def build_or_load(cfg, run_dir, codes, data, rank, world):
     and vocabulary. A resumed run loads the saved one (the weights are then overwritten from last/)."""
     if not cfg["resume"]:
         if rank == 0 and cfg["init_from"]:
-            lm = from_run(cfg["init_from"], codes)
+            lm = from_run(cfg["init_from"], codes, cfg["length_token"])
             lm.save(run_dir)
         elif rank == 0:
             texts = []
             for i in data.split("train"):
                 texts += [*data.texts[i]["captions"], *(data.texts[i].get("parts") or {}).values()]
-            lm = lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=texts,
-                                **{k: cfg[k] for k in ("init", "motion_vocab", "seed", "motion_clock")})
+            lm = lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=texts, **{k: cfg[k] for k in (
+                "init", "motion_vocab", "seed", "motion_clock", "length_token", "countdown")})
             lm.save(run_dir)
         if world > 1:
             dist.barrier()
@@ -408,17 +407,18 @@ def build_or_load(cfg, run_dir, codes, data, rank, world):
     return lm_model.load(run_dir)
 
 
-def from_run(init_from, codes):
+def from_run(init_from, codes, length_token):
     """--init_from: the model of another run (Table 9 at tiny scale: one pretrained on text alone)."""
     lm = lm_model.load(init_from)
-    if (lm.K, lm.P) != (codes.K, codes.P):
-        raise ValueError(f"--init_from={init_from}: its motion vocabulary has K = {lm.K}, P = {lm.P}; these "
-                         f"codes have K = {codes.K}, P = {codes.P}")
+    if (lm.K, lm.P, len(lm.length_ids) > 0) != (codes.K, codes.P, length_token):
+        raise ValueError(f"--init_from={init_from}: its motion vocabulary has K = {lm.K}, P = {lm.P}, length "
+                         f"tokens {len(lm.length_ids) > 0}; this run: K = {codes.K}, P = {codes.P}, "
+                         f"--length_token={length_token}")
     remake = f"rerun python train.py --run_name={Path(init_from).name}"
     if read_run_file(Path(init_from) / "config.json", remake).get("task") == "text":
         # as a pretrained checkpoint gets new motion rows (--motion_vocab=add): text-only training never had a
         # code as its target, and its softmax pushed the code rows' logits down all along
-        fresh_rows(lm.lm, lm.motion_ids)
+        fresh_rows(lm.lm, torch.cat([lm.motion_ids, lm.length_ids]))
     return lm
 
 

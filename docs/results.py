@@ -128,22 +128,25 @@ def choice_section(choice):
     """A choice measured on val (experiments/choices.py): each candidate's figures, the default first."""
     rows = choice["candidates"]
     first = next(iter(rows.values()))
-    names = [k for k in first if not k.endswith("_ci") and k not in ("replications", "n_clips", "n_checked",
+    every = list(dict.fromkeys(k for fig in rows.values() for k in fig))  # a row may lack some: "–"
+    names = [k for k in every if not k.endswith("_ci") and k not in ("replications", "n_clips", "n_checked",
              "clips", "R@2", "MMDist", "Diversity") and not k.startswith("gallery_") and (not k.startswith(
              "action_") or k in ("action_accuracy", "action_accuracy_macro"))]  # the rest: in the JSON
     what = (f"all {first['clips']} val clips through encode and decode (deterministic); the reconstruction's "
             f"action accuracy over the {first['n_checked']} checkable ones" if "clips" in first else
             f"{first['n_clips']} val clips drawn at random, {first['replications']} replication(s); action "
             f"accuracy over all {first['n_checked']} checkable val clips; 95% intervals: a bootstrap over "
-            "the clips" if "n_clips" in first else "eval.py's edit protocol on every val clip an edit "
-            "applies to, one take each (<kind>_edit) and the same texts from scratch (<kind>_scratch); 95% "
-            "intervals: a bootstrap over the clips")
+            "the clips" if "n_clips" in first else "")
+    if "upper_edit" in every:
+        what += ("; " if what else "") + ("eval.py's edit protocol on every val clip an edit applies to, one "
+                                          "take each (<kind>_edit) and the same texts from scratch "
+                                          "(<kind>_scratch); 95% intervals: a bootstrap over the clips")
     lines = [f"## Choice on val: {choice['choice']} (docs/results/choices_{choice['choice']}.json)", "",
              f"{what}. The first row is the default.{FID_NOTE if 'FID' in names else ''}", "",
              "| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for name, fig in rows.items():
-        lines.append(f"| {name} | " + " | ".join(cell({k: fig[k]} if k == "FID" else fig, k) for k in names)
-                     + " |")
+        lines.append(f"| {name} | " + " | ".join("–" if k not in fig else cell({k: fig[k]} if k == "FID" else
+                                                                               fig, k) for k in names) + " |")
     return "\n".join(lines)
 
 

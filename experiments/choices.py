@@ -7,6 +7,8 @@ protocol; the choice reads val figures only.
     python experiments/choices.py --choice=motion_clock     # the motion clock vs natural positions
     python experiments/choices.py --choice=sampling         # temperature / top-p / guidance on the default LM
     python experiments/choices.py --choice=edit_guidance    # guidance for edits (eval.py --edits on val)
+    python experiments/choices.py --choice=edit_training    # part-mixed training samples for editing
+    python experiments/choices.py --choice=length_token     # the model writes the length first (+ countdown)
 
 They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
 chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
@@ -33,12 +35,14 @@ import sample  # noqa: E402
 import tokenizer  # noqa: E402
 import train  # noqa: E402
 from common import cli, code_hash, finished_run, parse_args, pick_device, write_json  # noqa: E402
+from support.editing import decoded_mixes, evaluate_edits  # noqa: E402
 from support.evaluator import load_evaluator  # noqa: E402
 from support.physical import clip_plans, physical_check, plan_action  # noqa: E402
 from support.report import cell  # noqa: E402
 
 CONFIG = dict(
-    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling | edit_guidance, or several: a,b
+    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling | edit_guidance | edit_training |
+    # length_token, or several: a,b
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -89,6 +93,14 @@ def reconstruction_passes(tok, data, clips):
     return passed
 
 
+def edit_figures(lm_dir, data, cfg, part_texts=False, **sampling):
+    """eval.py's edit protocol on every val clip an edit applies to, flat: <kind>_edit, <kind>_scratch, n."""
+    res = evaluate_edits(data, data.split("val"), lm_dir, sampling, cfg["seed"], pick_device(cfg["device"]),
+                         part_texts=part_texts)
+    keys = ("edit", "scratch", "n")
+    return {f"{kind}_{k}": v for kind, r in res.items() for k, v in r.items() if k.startswith(keys)}
+
+
 def lm_run(name, settings, cfg):
     """Train an LM with the demo's recipe and these settings (skipped when finished) -> its folder."""
     lm_cfg = dict(train.CONFIG, data_dir=cfg["data_dir"], run_name=f"choices/{name}", device=cfg["device"],
@@ -118,14 +130,25 @@ def candidates(choice, cfg, ev, data):
                                                                                      guidance=g)))
                 for k, (t, p, g) in enumerate(SAMPLING)}
     if choice == "edit_guidance":  # editing (support/editing.py): does more guidance make the model follow
-        from support.editing import evaluate_edits  # the text when other parts are forced?
-
-        def flat(res):
-            keys = ("edit", "scratch", "n")
-            return {f"{kind}_{k}": v for kind, r in res.items() for k, v in r.items() if k.startswith(keys)}
-        return {f"guidance {g}" + (" (default)" if g == sample.DEFAULTS["guidance"] else ""): flat(
-            evaluate_edits(data, data.split("val"), "out/lm/default", {"guidance": g}, cfg["seed"], device))
-            for g in (sample.DEFAULTS["guidance"], 2.5, 4.0)}
+        return {f"guidance {g}" + (" (default)" if g == sample.DEFAULTS["guidance"] else ""):  # the text when
+                edit_figures("out/lm/default", data, cfg, guidance=g)  # other parts are forced?
+                for g in (sample.DEFAULTS["guidance"], 2.5, 4.0)}
+    if choice == "edit_training":  # or does training on part mixes (train.py --mix_parts) make it follow?
+        mixed = lm_run("mix_parts", {"mix_parts": 0.3}, cfg)
+        out = {}
+        for name, run in (("no part mixes (default)", "out/lm/default"), ("part mixes 0.3", mixed)):
+            out[name] = score_lm(run, cfg, ev, data) | edit_figures(run, data, cfg)
+            out[name + ", edits with part texts"] = edit_figures(run, data, cfg, part_texts=True)
+        tok = sample.cached_run("out/lm/default", device)[1]  # can the tokenizer decode such mixes at all?
+        out["tokenizer alone: a walk's codes under a raise's upper-body codes"] = decoded_mixes(
+            data, data.split("val"), tok)
+        return out
+    if choice == "length_token":  # issue 21: the length decided from the text first, or step by step
+        run = lm_run("length_token", {"length_token": True}, cfg)
+        countdown = lm_run("countdown", {"length_token": True, "countdown": True}, cfg)
+        return {"step by step (default)": score_lm("out/lm/default", cfg, ev, data),
+                "length token": score_lm(run, cfg, ev, data),
+                "length token, positions counting down": score_lm(countdown, cfg, ev, data)}
     if choice == "held_edges":  # the default tokenizer's weights, encoding with zero padding at the edges
         unheld = Path("out/tokenizer/choices_unheld")
         if not (Path(cfg["data_dir"]) / "tokens" / unheld.name / "meta.json").is_file():
@@ -140,8 +163,8 @@ def candidates(choice, cfg, ev, data):
         run = lm_run("natural", {"motion_clock": False}, cfg)
         return {"motion clock (default)": score_lm("out/lm/default", cfg, ev, data),
                 "natural positions": score_lm(run, cfg, ev, data)}
-    raise ValueError(f"--choice: tokenizer_steps, held_edges, motion_clock, sampling or edit_guidance, got "
-                     f"{choice!r}")
+    raise ValueError(f"--choice: tokenizer_steps, held_edges, motion_clock, sampling, edit_guidance, "
+                     f"edit_training or length_token, got {choice!r}")
 
 
 def main(argv):
@@ -155,11 +178,12 @@ def main(argv):
                "seconds": round(time.time() - t0)}
         Path(cfg["out_dir"]).mkdir(parents=True, exist_ok=True)
         write_json(Path(cfg["out_dir"]) / f"{choice}.json", out)
-        names = [k for k in next(iter(results.values())) if not k.endswith("_ci") and k != "replications"]
+        names = [k for k in dict.fromkeys(k for fig in results.values() for k in fig)
+                 if not k.endswith("_ci") and k != "replications"]
         print(f"\n{choice} on val ({out['seconds']} s)\n\n| candidate | " + " | ".join(names) + " |\n"
               + "|---" * (len(names) + 1) + "|", flush=True)
         for name, fig in results.items():
-            cells = [cell(fig, k) if isinstance(fig[k], float) else str(fig[k]) for k in names]
+            cells = [cell(fig, k) if isinstance(fig.get(k), float) else str(fig.get(k, "–")) for k in names]
             print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -10,12 +10,19 @@ and the motion has the source's length; a continuation keeps the first steps and
 import numpy as np
 import torch
 
-from motion import BODY_PARTS, FPS, features_from_joints, mpjpe, recover_from_ric, root_aligned
+from motion import (
+    BODY_PARTS,
+    FPS,
+    FRAMES_PER_CODE,
+    features_from_joints,
+    mpjpe,
+    recover_from_ric,
+    root_aligned,
+)
 
 # --keep's groups: what a user means by "the upper body" and "the legs" in the tokenizer's parts
 GROUPS = {"upper": ("torso", "left_arm", "right_arm", "left_hand", "right_hand"),
           "lower": ("root", "left_leg", "right_leg")}
-FRAMES_PER_CODE = 4  # the tokenizer's α
 
 
 def forced_codes(keep, lm, limit, low):
@@ -97,6 +104,13 @@ def source_codes(tok, joints):
     return tok.encode(torch.from_numpy(feats)[None])[0].cpu().numpy()
 
 
+@torch.no_grad()
+def decoded_joints(tok, codes):
+    """Codes [T, P] -> the tokenizer's decoded joints [4 T, J, 3]."""
+    feats = tok.decode(torch.as_tensor(codes, device=tok.mean.device)[None])[0]
+    return recover_from_ric(feats.float().cpu().numpy(), tok.joints_num)
+
+
 def kept_joints(mask, part_names, joints_num):
     """A keep mask [T', P] -> [4 T', J] bool: is each joint of each frame kept (its part's code forced)?"""
     part_of = np.zeros(joints_num, np.int64)  # joint 0 is the root part
@@ -109,7 +123,7 @@ def kept_joints(mask, part_names, joints_num):
 # The edit protocol (eval.py --edits): three kinds of edit on the embedded dataset, each judged by the
 # physical checks, against the same texts generated from scratch.
 def edit_tasks(data, clips, seed=0):
-    """(kind, clip index, text, keep, keep_steps, checks) for every clip of `clips` an edit applies to:
+    """(kind, clip index, text, keep, keep_steps, checks, part texts) for every clip an edit applies to:
     upper: a one-action "walks forward" clip, keep the legs, ask for the walk while raising an arm;
     lower: a standing clip raising an arm, keep the upper body, ask for squats while raising it;
     continuation: a "walks forward" clip, keep its first half, ask for the walk then jumps.
@@ -122,24 +136,28 @@ def edit_tasks(data, clips, seed=0):
         seg = plan["segments"][0] if action else None
         if action and action[0] == "walk" and action[1]["dir"] == "forward":
             side = ("left", "right")[int(rng.integers(2))]
-            text = _caption([{"kind": "walk", "gesture": "raise", "p": seg["p"], "gp": {"side": side}}], rng)
-            tasks.append(("upper", i, text, "lower", 0, [("walk", seg["p"]), ("raise", {"side": side})]))
+            raised = {"kind": "walk", "gesture": "raise", "p": seg["p"], "gp": {"side": side}}
+            checks = [("walk", seg["p"]), ("raise", {"side": side})]
+            text, parts = _caption([raised], rng)
+            tasks.append(("upper", i, text, "lower", 0, checks, parts))
             count = int(rng.integers(1, 4))
-            text = _caption([{"kind": "walk", "gesture": None, "p": seg["p"], "gp": {}},
-                             {"kind": "jump", "gesture": None, "p": {"count": count}, "gp": {}}], rng)
-            tasks.append(("continuation", i, text, "", "half", [("jump", {"count": count})]))
+            text, parts = _caption([{"kind": "walk", "gesture": None, "p": seg["p"], "gp": {}},
+                                    {"kind": "jump", "gesture": None, "p": {"count": count}, "gp": {}}], rng)
+            tasks.append(("continuation", i, text, "", "half", [("jump", {"count": count})], parts))
         elif action and action[0] == "raise" and action[1]["side"] != "both":
             count = int(rng.integers(1, 4))
             squat = {"kind": "squat", "gesture": "raise", "p": {"count": count}, "gp": seg["gp"]}
             checks = [("squat", {"count": count}), ("raise", seg["gp"])]
-            tasks.append(("lower", i, _caption([squat], rng), "upper", 0, checks))
+            text, parts = _caption([squat], rng)
+            tasks.append(("lower", i, text, "upper", 0, checks, parts))
     return tasks
 
 
 def _caption(segments, rng):
     from support.synth_captions import describe
 
-    return describe({"subset": "edit", "segments": segments}, rng)[0][0]
+    captions, parts = describe({"subset": "edit", "segments": segments}, rng)
+    return captions[0], parts
 
 
 def judge(joints, checks, seam=0):
@@ -158,9 +176,10 @@ def judge(joints, checks, seam=0):
     return all(physical_check(joints, kind, p) for kind, p in checks)
 
 
-def evaluate_edits(data, clips, lm_dir, settings, seed=0, device="cpu", draws=1000):
+def evaluate_edits(data, clips, lm_dir, settings, seed=0, device="cpu", draws=1000, part_texts=False):
     """The edit protocol over `clips`, one take per edit: per kind, n, the share of edits that pass their
-    checks and of the same texts generated from scratch (judged alike, a continuation after the same frame),
+    checks and of the same texts generated from scratch (judged alike, a continuation after the same frame;
+    part_texts: the instruction also carries the edit's upper- and lower-body texts, as MotionBase's),
     each with a 95% bootstrap interval over the clips; and how well the kept parts were kept: root-aligned
     MPJPE (mm) of the kept joints between the source's own reconstruction (encode -> decode) and the edit,
     beside the tokenizer's MPJPE on those sources."""
@@ -177,16 +196,17 @@ def evaluate_edits(data, clips, lm_dir, settings, seed=0, device="cpu", draws=10
         half = [(len(c) // 2) * FRAMES_PER_CODE / FPS if t[4] == "half" else 0
                 for c, t in zip(codes, tasks, strict=True)]
         masks = [keep_mask(tok, len(c), t[3], s) for c, t, s in zip(codes, tasks, half, strict=True)]
-        texts, keys, keep = [t[2] for t in tasks], range(len(tasks)), list(zip(codes, masks, strict=True))
-        edits = sample.generate(texts, lm_dir, seed=seed, device=device, keys=keys, keep=keep, **settings)
-        fresh = sample.generate(texts, lm_dir, seed=seed, device=device, keys=keys, **settings)
+        texts, parts = [t[2] for t in tasks], [t[6] if part_texts else None for t in tasks]
+        keys, keep = range(len(tasks)), list(zip(codes, masks, strict=True))
+        edits = sample.generate(texts, lm_dir, seed=seed, device=device, keys=keys, keep=keep, parts=parts,
+                                **settings)
+        fresh = sample.generate(texts, lm_dir, seed=seed, device=device, keys=keys, parts=parts, **settings)
         seams = [FRAMES_PER_CODE * int(m[:, 0].sum()) if kind == "continuation" else 0 for m in masks]
         passed = {name: np.array([judge(j, t[5], s) for j, t, s in zip(takes, tasks, seams, strict=True)])
                   for name, takes in (("edit", edits), ("scratch", fresh))}
         kept_mm, recon_mm = [], []
         for source, c, mask, take in zip(sources, codes, masks, edits, strict=True):
-            recon = tok.decode(torch.as_tensor(c)[None])[0].float().cpu().numpy()
-            recon = recover_from_ric(recon, tok.joints_num)
+            recon = decoded_joints(tok, c)
             frames = min(len(recon), len(take))
             kept = kept_joints(mask, getattr(tok, "part_names", None), tok.joints_num)[:frames]
             diff = np.linalg.norm(root_aligned(recon[:frames]) - root_aligned(take[:frames]), axis=-1)
@@ -200,3 +220,31 @@ def evaluate_edits(data, clips, lm_dir, settings, seed=0, device="cpu", draws=10
             interval = np.percentile(resampled, [2.5, 97.5]).tolist()
             out[kind] |= {name: float(hits.mean()), f"{name}_ci": interval}
     return out
+
+
+@torch.no_grad()
+def decoded_mixes(data, clips, tok):
+    """Does the tokenizer keep the parts apart? Each one-action "walks forward" clip of `clips` is paired
+    with a standing one-arm raise: the walk's codes with the raise's upper-body codes put in (both cropped to
+    the shorter) are decoded, and judged by the walk's and the raise's checks; beside it the share of the
+    raises' own cropped reconstructions that pass. A part edit cannot do better than these mixes."""
+    from support.physical import clip_plans, physical_check, plan_action
+
+    actions = [(i, plan_action(p)) for i, p in zip(clips.tolist(), clip_plans(data, clips), strict=True)]
+    walks = [(i, a) for i, a in actions if a and a[0] == "walk" and a[1]["dir"] == "forward"]
+    raises = [(i, a) for i, a in actions if a and a[0] == "raise" and a[1]["side"] != "both"]
+    upper = [k for k, name in enumerate(tok.part_names) if name in GROUPS["upper"]]
+    hits = []
+    for (w, walk), (r, raise_) in zip(walks, raises, strict=False):  # as many pairs as the shorter list
+        cw, cr = (source_codes(tok, recover_from_ric(np.array(data.motion(i), np.float32), data.joints_num))
+                  for i in (w, r))
+        T = min(len(cw), len(cr))
+        mix = cw[:T].copy()
+        mix[:, upper] = cr[:T, upper]
+        mixed = decoded_joints(tok, mix)
+        hits.append((physical_check(mixed, *walk), physical_check(mixed, *raise_),
+                     physical_check(decoded_joints(tok, cr[:T]), *raise_)))
+    hits = np.array(hits, bool).reshape(-1, 3)
+    return {"n": len(hits), "mix_walk": float(hits[:, 0].mean()), "mix_raise": float(hits[:, 1].mean()),
+            "mix_both": float((hits[:, 0] & hits[:, 1]).mean()), "raise_alone": float(hits[:, 2].mean())}
+

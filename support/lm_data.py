@@ -3,11 +3,13 @@ captions and the codes `python tokenizer.py --encode` wrote (support/codes.py), 
 and the global batches, bucketed by length and a function of (seed, step) only, so that --resume and any
 number of ranks see the same batches."""
 
+from collections import defaultdict
 from functools import lru_cache
 
 import numpy as np
 
 import model as lm_model
+from support.editing import GROUPS
 
 
 class Pairs:
@@ -19,6 +21,8 @@ class Pairs:
     def __init__(self, lm, data, codes, split, n_ctx, keep=None, task="motion"):
         self.lm, self.data, self.codes, self.task = lm, data, codes, task
         self.clips, self.captions, self.parts, self.lengths = [], [], [], []
+        self.same_steps = defaultdict(list)  # steps -> pairs with part texts (the part mix's partners)
+        self.upper = [k for k, name in enumerate(codes.meta.get("parts") or []) if name in GROUPS["upper"]]
         self.skipped = {"too_long": 0, "empty_caption": 0}
         for clip in data.split(split) if keep is None else keep(data.split(split)):
             text = data.texts[clip]
@@ -37,23 +41,36 @@ class Pairs:
             self.captions.append(captions)
             self.parts.append(text.get("parts") or None)
             self.lengths.append(longest)
+            if text.get("parts"):
+                self.same_steps[int(steps)].append(len(self.clips) - 1)
         self.lengths = np.array(self.lengths)
 
     def __len__(self):
         return len(self.clips)
 
-    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
+    def sample(self, i, rng, parts_prob, uncond_prob=0.0, mix_prob=0.0):
         """A training instance of pair i: a random caption and template, part texts with parts_prob, no
-        instruction at all with uncond_prob. The text task: one of its captions or part texts alone."""
+        instruction at all with uncond_prob. The text task: one of its captions or part texts alone.
+        mix_prob (2D codes, part texts): a part mix, the codes of the upper-body parts taken from another
+        clip of as many steps and the instruction saying so in its part texts (pair i's caption, j's upper
+        text, i's lower text): the model sees upper and lower bodies move apart, as part editing asks."""
         if self.task == "text":
             texts = [*self.captions[i], *(self.parts[i] or {}).values()]
             return self.lm.text_ids(texts[rng.integers(len(texts))])
         parts = self.parts[i] if self.parts[i] and rng.random() < parts_prob else None
-        caption = self.captions[i][rng.integers(len(self.captions[i]))]
+        caption, codes = self.captions[i][rng.integers(len(self.captions[i]))], self.codes.clip(self.clips[i])
+        if mix_prob and self.upper and self.parts[i] and rng.random() < mix_prob:
+            partners = self.same_steps[len(codes)]
+            j = partners[rng.integers(len(partners))]
+            codes = codes.copy()
+            codes[:, self.upper] = self.codes.clip(self.clips[j])[:, self.upper]
+            parts = {"upper": self.parts[j]["upper"], "lower": self.parts[i]["lower"]}
+            if min(self.lm.motion_room(len(self.lm.prompt_ids(caption, parts, t))) for t in
+                   range(len(lm_model.TEMPLATES))) < len(codes):  # j's upper text makes it too long: no mix
+                return self.sample(i, rng, parts_prob, uncond_prob)
         if rng.random() < uncond_prob:
             caption, parts = None, None
-        return self.lm.sample_ids(caption, self.codes.clip(self.clips[i]), parts,
-                                  int(rng.integers(len(lm_model.TEMPLATES))))
+        return self.lm.sample_ids(caption, codes, parts, int(rng.integers(len(lm_model.TEMPLATES))))
 
     def fixed(self, i, text_of=None):
         """Pair i's evaluation instance: first caption, template 0, no parts; text_of=j: pair j's text.
@@ -85,6 +102,6 @@ def global_batch(pairs, step, cfg):
                             step // (len(pairs) // cfg["batch_size"]))
     picked = batches[step % len(batches)]
     samples = [pairs.sample(i, np.random.default_rng([cfg["seed"], step, k]), cfg["parts_prob"],
-                            cfg["uncond_prob"]) for k, i in enumerate(picked)]
+                            cfg["uncond_prob"], cfg["mix_parts"]) for k, i in enumerate(picked)]
     order = sorted(range(len(samples)), key=lambda k: len(samples[k][0]))
     return [samples[k] for k in order], [pairs.data.ids[pairs.clips[picked[k]]] for k in order]

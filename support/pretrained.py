@@ -1,6 +1,8 @@
 """What starting from a pretrained LLM needs (model.build): its weights found on disk, never the network,
-and its vocabulary grown by the motion tokens' rows, initialised near the known rows yet apart."""
+and its vocabulary grown by the motion tokens' rows, initialised near the known rows yet apart; or, with
+motion_vocab="reuse" (§5.1, the paper's), the text tokens that the motion codes take over."""
 
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -42,3 +44,20 @@ def fresh_rows(lm, rows):
             ref = w[known.to(w.device)].float()
             noise = torch.randn(len(rows), w.shape[1]).to(w.device)
             w[rows.to(w.device)] = (ref.mean(0) + ref.std(0) * noise).to(w.dtype)
+
+
+def reuse_ids(counts, candidates, K):
+    """The K least frequent of `candidates` under `counts` (token id -> count): motion_vocab="reuse" (§5.1).
+    Ties go to the higher id: BPE learns its rarest merges last. Every chosen token must be unused."""
+    chosen = sorted(candidates, key=lambda i: (counts.get(i, 0), -i))[:K]
+    missing = K - sum(counts.get(i, 0) == 0 for i in chosen)
+    if missing:
+        raise ValueError(f"motion_vocab=reuse needs {K} text tokens that the captions never use, but the "
+                         f"tokenizer has only {K - missing} ({missing} missing): use motion_vocab=add")
+    return sorted(chosen)
+
+
+def count_tokens(text, forms):
+    """Text-token counts over every form in which the captions reach the model (each template, the part
+    labels): a token never seen there is free to become a motion code."""
+    return Counter(i for ids in text.encode_batch(forms) for i in ids)

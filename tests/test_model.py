@@ -243,10 +243,10 @@ def test_add_keeps_old_rows_and_makes_new_rows_distinct_and_trainable(family, gp
 
 def test_reuse_picks_the_least_frequent_tokens():
     counts = {0: 5, 2: 3, 4: 1, 6: 9}  # ids 1, 3, 5 never occur; 7 is a special token, not a candidate
-    assert model.reuse_ids(counts, range(7), 2) == [3, 5]  # ties: the higher id (BPE's rarest merges)
-    assert model.reuse_ids(counts, range(7), 3) == [1, 3, 5]
+    assert pretrained.reuse_ids(counts, range(7), 2) == [3, 5]  # ties: the higher id (BPE's rarest merges)
+    assert pretrained.reuse_ids(counts, range(7), 3) == [1, 3, 5]
     with pytest.raises(ValueError, match=r"needs 5 text tokens .* only 3 \(2 missing\)"):
-        model.reuse_ids(counts, range(7), 5)
+        pretrained.reuse_ids(counts, range(7), 5)
 
 
 def test_reuse_on_a_checkpoint_repurposes_unused_tokens(gpt2_dir):
@@ -434,6 +434,86 @@ def test_continuation_keeps_the_first_steps_and_the_model_ends_it(tiny):
         tiny.generate(["walk."], keep=[(source, mask[:, :2])])
     with pytest.raises(ValueError, match="codes must lie in"):
         tiny.generate(["walk."], keep=[(source + 16, mask)])
+
+
+# ---- the length token (train.py --length_token) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_len():
+    return model.build("gpt2-tiny", K=16, P=3, captions=CAPTIONS, length_token=True)
+
+
+def test_length_token_layout(tiny_len, tiny):
+    """<mot> <len T> codes: the length token sits between them, has its own kind (4), counts in both losses,
+    takes the natural position after <mot> while the codes still start at 192; T over 64 says 64."""
+    assert len(tiny_len.length_ids) == model.LENGTH_TOKENS and not len(tiny.length_ids)
+    assert not set(tiny_len.length_ids.tolist()) & {*tiny_len.motion_ids.tolist(), tiny_len.mot_id,
+                                                    tiny_len.end_mot_id, tiny_len.pad_id, tiny_len.eos_id}
+    codes = np.random.default_rng(0).integers(0, 16, (5, 3))
+    ids, kinds = tiny_len.sample_ids("a man walks.", codes)
+    plain, _ = tiny.sample_ids("a man walks.", codes)
+    prompt = len(tiny_len.prompt_ids("a man walks."))
+    assert ids[prompt] == tiny_len.length_ids[4] and kinds[prompt] == 4 and ids[prompt - 1] == tiny_len.mot_id
+    assert len(ids) == len(plain) + 1 and kinds[prompt + 1:] == [2] * 15 + [3, 1]
+    batch = tiny_len.collate([(ids, kinds)], "motion")
+    assert batch["position_ids"][0, prompt] == prompt and batch["position_ids"][0, prompt + 1] == 192
+    assert batch["labels"][0, prompt] == ids[prompt] and (batch["labels"][0, :prompt] == -100).all()
+    long_ids, _ = tiny_len.sample_ids("a man walks.", np.zeros((70, 3), int))
+    assert long_ids[prompt] == tiny_len.length_ids[63]
+
+
+def test_length_token_decides_the_steps(tiny_len, tmp_path):
+    """The first token after <mot> is a length token, and the motion then has that many steps whatever the
+    model thinks of </mot>; 64 means at least 64. Greedy codes equal the argmax of one no-cache forward over
+    prompt, <len T> (natural position) and codes (from 192). steps=n and a part edit's T force <len n>."""
+    V, prompt = tiny_len.lm.config.vocab_size, "a person jumps twice."
+    for length, end_push, kwargs, steps in ((5, 100.0, {}, 5), (5, -100.0, {}, 5), (64, 100.0, {}, 64),
+                                            (64, -100.0, dict(max_steps=70), 70), (5, 0.0, dict(steps=8), 8)):
+        bias = torch.zeros(V)
+        bias[tiny_len.length_ids[length - 1]], bias[tiny_len.end_mot_id] = 30.0, end_push
+        hook = bias_logits(tiny_len, bias)
+        out = tiny_len.generate([prompt, "walk."], temperature=0, **kwargs)
+        guided = tiny_len.generate([prompt], guidance=2.0, generator=torch.Generator().manual_seed(0),
+                                   **kwargs)
+        hook.remove()
+        assert [len(o) for o in out + guided] == [steps] * 3
+    out = tiny_len.generate([prompt], temperature=0)[0]
+    ids = tiny_len.prompt_ids(prompt) + [int(tiny_len.length_ids[len(out) - 1])]
+    full = torch.tensor([ids + tiny_len.motion_ids[torch.from_numpy(out).flatten()].tolist()])
+    positions = torch.tensor([[*range(len(ids)), *range(192, 192 + out.size)]])
+    with torch.no_grad():
+        logits = tiny_len.lm(full, position_ids=positions).logits[0]
+    first = logits[len(ids) - 2, tiny_len.length_ids][:106].argmax().item() + 1  # what fits: 106 steps
+    assert len(out) == first
+    ref = logits[len(ids) - 1:-1, tiny_len.motion_ids].argmax(-1).view(out.shape).numpy()
+    assert np.array_equal(out, ref)
+    source, mask = np.random.default_rng(2).integers(0, 16, (7, 3)), np.zeros((7, 3), bool)
+    mask[:, 0] = True
+    edited = tiny_len.generate([prompt], temperature=0, keep=[(source, mask)])[0]
+    assert edited.shape == (7, 3) and np.array_equal(edited[:, 0], source[:, 0])
+    tiny_len.save(tmp_path / "run")
+    assert torch.equal(model.load(tmp_path / "run").length_ids, tiny_len.length_ids)
+
+
+def test_countdown_ends_every_motion_at_one_position():
+    """--countdown: a motion of T steps takes positions motion_end − T·P ... so that </mot> always sits at
+    motion_end (510 for 512 tokens and P = 3: 192 + 106 steps), in training and in generation alike
+    (greedy = the argmax of one no-cache forward at those positions); it needs the length token."""
+    mlm = model.build("gpt2-tiny", K=16, P=3, captions=CAPTIONS, length_token=True, countdown=True)
+    assert model.motion_end(512, 3) == 510
+    for T in (2, 5):
+        ids, kinds = mlm.sample_ids("walk.", np.zeros((T, 3), int))
+        pos = mlm.collate([(ids, kinds)])["position_ids"][0].tolist()
+        assert pos[kinds.index(2):] == [*range(510 - 3 * T, 510), 510, 511]
+    prompt = "a person squats twice."
+    out = mlm.generate([prompt], temperature=0)[0]
+    ids = mlm.prompt_ids(prompt) + [int(mlm.length_ids[len(out) - 1])]
+    full = torch.tensor([ids + mlm.motion_ids[torch.from_numpy(out).flatten()].tolist()])
+    positions = torch.tensor([[*range(len(ids)), *range(510 - out.size, 510)]])
+    with torch.no_grad():
+        logits = mlm.lm(full, position_ids=positions).logits[0, len(ids) - 1:-1, mlm.motion_ids]
+    assert np.array_equal(out, logits.argmax(-1).view(out.shape).numpy())
+    with pytest.raises(ValueError, match="countdown needs the length token"):
+        model.build("gpt2-tiny", K=16, P=3, captions=CAPTIONS, countdown=True)
 
 
 def test_sampling_settings(tiny):

@@ -62,6 +62,19 @@ def test_keys_give_equal_texts_independent_takes(lm_dir):
         sample.generate([text], lm_dir, keys=[0, 1])
 
 
+def test_part_texts_per_text_are_the_same_as_alone(lm_dir):
+    """parts= one dict per text (None: none): each text's takes are those it gets alone with its own part
+    texts, and the part texts change what is generated."""
+    texts = ["a person walks forward.", "someone squats twice."]
+    parts = {"upper": "the left arm rises above the head.", "lower": "the knees bend twice."}
+    both = sample.generate(texts, lm_dir, seed=5, temperature=1.0, parts=[None, parts])
+    np.testing.assert_array_equal(both[0], sample.generate(texts[:1], lm_dir, seed=5, temperature=1.0)[0])
+    alone = sample.generate(texts[1:], lm_dir, seed=5, temperature=1.0, parts=parts)[0]
+    np.testing.assert_array_equal(both[1], alone)
+    plain = sample.generate(texts[1:], lm_dir, seed=5, temperature=1.0)[0]
+    assert plain.shape != alone.shape or not np.array_equal(plain, alone)
+
+
 def test_joints_are_the_decoded_codes(lm_dir, codes_dir):
     """Greedy joints equal an independent chain: the LM's codes -> tokenizer.decode -> recover_from_ric."""
     import torch

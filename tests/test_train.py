@@ -101,6 +101,37 @@ def test_batches_bucket_by_length_and_cover_the_epoch():
     assert spread < 0.2 * random_spread, (spread, random_spread)
 
 
+def test_a_part_mix_takes_the_upper_body_from_a_clip_of_as_many_steps(codes_dir):
+    """--mix_parts: the lower-body columns are the pair's own codes, the upper-body columns (torso, arms) are
+    all those of one other train clip with as many steps, and the instruction is the pair's caption with that
+    clip's upper-body text and the pair's lower-body text."""
+    from support.editing import GROUPS
+
+    ds = data.MotionData(codes_dir / "ds")
+    codes = Codes(codes_dir / "ds", "t", ds)
+    texts = [c for i in ds.split("train") for c in [*ds.texts[i]["captions"], *ds.texts[i]["parts"].values()]]
+    lm = model.build("gpt2-tiny", K=codes.K, P=codes.P, captions=texts)
+    pairs = lm_data.Pairs(lm, ds, codes, "train", 512)
+    upper = np.isin(codes.meta["parts"], GROUPS["upper"])
+    assert 0 < upper.sum() < codes.P
+    code_of = {int(v): c for c, v in enumerate(lm.motion_ids)}
+    mixed = 0
+    for i in range(len(pairs)):
+        ids, kinds = pairs.sample(i, np.random.default_rng(i), 0.0, 0.0, mix_prob=1.0)
+        got = np.array([code_of[t] for t, k in zip(ids, kinds, strict=True) if k == 2]).reshape(-1, codes.P)
+        own = codes.clip(pairs.clips[i])
+        assert got.shape == own.shape and np.array_equal(got[:, ~upper], own[:, ~upper])
+        prompt = ids[:kinds.index(2)]
+        fits = [j for j in range(len(pairs)) if len(codes.clip(pairs.clips[j])) == len(own)
+                and np.array_equal(codes.clip(pairs.clips[j])[:, upper], got[:, upper])
+                and any(prompt == lm.prompt_ids(c, {"upper": pairs.parts[j]["upper"],
+                                                    "lower": pairs.parts[i]["lower"]}, t)
+                        for c in pairs.captions[i] for t in range(len(model.TEMPLATES)))]
+        assert fits, f"pair {i}: no clip of {len(own)} steps gave these upper-body codes and text"
+        mixed += any(j != i for j in fits)
+    assert mixed >= 3  # some pairs have a partner of as many steps other than themselves
+
+
 def test_kill_during_checkpoint_keeps_the_previous_one(codes_dir, tmp_path):
     """SIGKILL the moment a checkpoint's temp folder appears (mid-write); the previous last/ still resumes."""
     cfg = lm_cfg(codes_dir, tmp_path, run_name="k", max_iters=400, eval_interval=2)
@@ -257,6 +288,26 @@ def test_text_pretraining_then_init_from(codes_dir, tmp_path):
                          {k: v for k, v in after.items() if k in before and k != table}, atol=0)
     with pytest.raises(ValueError, match=r"--task=text --loss=motion: expected task motion, or text with"):
         train.train(lm_cfg(codes_dir, tmp_path, run_name="bad", task="text", loss="motion"), progress=False)
+
+
+def test_a_length_token_run_saves_samples_and_refuses_a_mismatched_start(codes_dir, tmp_path):
+    """--length_token=True end to end: the run's model keeps its length tokens, every train instance carries
+    its clip's <len T>, it generates within max_steps, and --init_from a run without them is one clear error.
+    (That the loss counts <len T> is test_model's layout test.)"""
+    train.train(lm_cfg(codes_dir, tmp_path, run_name="len", length_token=True), progress=False)
+    lm = model.load(tmp_path / "len")
+    assert len(lm.length_ids) == model.LENGTH_TOKENS
+    ds = data.MotionData(codes_dir / "ds")
+    codes = Codes(codes_dir / "ds", "t", ds)
+    pairs = lm_data.Pairs(lm, ds, codes, "train", 512)
+    for i in range(len(pairs)):
+        ids, kinds = pairs.sample(i, np.random.default_rng(i), 0.3, 0.1)
+        assert ids[kinds.index(4)] == lm.length_ids[len(codes.clip(pairs.clips[i])) - 1]
+    assert len(lm.generate(["a person walks forward."], max_steps=12)[0]) <= 12
+    train.train(lm_cfg(codes_dir, tmp_path, run_name="plain", max_iters=1), progress=False)
+    with pytest.raises(ValueError, match="length tokens False; this run: .* --length_token=True"):
+        train.train(lm_cfg(codes_dir, tmp_path, run_name="bad", length_token=True,
+                           init_from=str(tmp_path / "plain")), progress=False)
 
 
 def test_train_subsets_and_fraction_pick_the_named_clips(codes_dir):
