@@ -24,7 +24,7 @@ import torch
 
 import model as lm_model
 from common import cli, parse_args, pick_device, read_run_file
-from motion import FPS, MAX_FRAMES, recover_from_ric, render_gif
+from motion import FPS, FRAMES_PER_CODE, MAX_FRAMES, recover_from_ric, render_gif
 from support import editing
 from support.bvh import to_bvh
 
@@ -51,7 +51,6 @@ CONFIG = dict(
 # an earlier version of the recipe whose figures no results file keeps; `python experiments/choices.py
 # --choice=sampling` reruns the comparison (plain sampling, greedy, guidance off against these) on val.
 DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25)
-FRAMES_PER_CODE = 4  # the tokenizer's temporal downsampling (α = 4)
 
 
 def load_run(lm_dir, device="cpu"):
@@ -78,7 +77,8 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     Settings left None take DEFAULTS. Runs are cached per (lm_dir, device). A take is seeded by (seed, its
     text, take); `keys` (one int per text) joins the seed, so that equal texts at different keys (eval.py:
     draw positions) get independent takes. `keep` (one (codes, mask) or None per text: support/editing.py)
-    forces the kept codes; `parts` ({"upper": ..., "lower": ...}) gives every text its part texts."""
+    forces the kept codes; `parts` ({"upper": ..., "lower": ...}, or one such or None per text) gives the
+    texts their part texts."""
     lm, tok = cached_run(lm_dir, device)
     for text in texts:
         if not text.strip():
@@ -89,22 +89,24 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     if keys is not None and len(keys) != len(texts):
         raise ValueError(f"{len(keys)} keys for {len(texts)} texts: give one per text")
     keys = [] if keys is None else list(keys)
+    parts = parts if isinstance(parts, (list, tuple)) else [parts] * len(texts)
     jobs = [(i, text, [*keys[i:i + 1], take]) for i, text in enumerate(texts) for take in range(num_samples)]
-    joints = []
+    # batches of texts of similar length: a batch runs until its longest row ends, and longer texts mostly ask
+    # for longer motions; the takes stay the same (a take does not depend on its batch)
+    order = sorted(range(len(jobs)), key=lambda k: len(jobs[k][1]))
+    joints = [None] * len(jobs)
     for start in range(0, len(jobs), batch_size):
-        batch = jobs[start:start + batch_size]
+        batch = [jobs[k] for k in order[start:start + batch_size]]
         # one generator per take, seeded by (seed, text, [key,] take): a take does not depend on its batch
         gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
             [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for _, text, take in batch]
         # at most the longest clip of any dataset (MAX_FRAMES): no motion the model was trained on is longer,
         # and one runaway take would keep its whole batch generating to the end of the context
-        codes = lm.generate([(text, parts) if parts else text for _, text, _ in batch], steps=steps,
+        codes = lm.generate([(text, parts[i]) if parts[i] else text for i, text, _ in batch], steps=steps,
                             max_steps=MAX_FRAMES // FRAMES_PER_CODE, generator=gens, **settings,
                             keep=None if keep is None else [keep[i] for i, _, _ in batch])
-        for c in codes:
-            with torch.no_grad():
-                feats = tok.decode(torch.as_tensor(c, device=tok.mean.device)[None])[0]
-            joints.append(recover_from_ric(feats.float().cpu().numpy(), tok.joints_num).astype(np.float32))
+        for k, c in zip(order[start:start + batch_size], codes, strict=True):
+            joints[k] = editing.decoded_joints(tok, c).astype(np.float32)
     return joints
 
 
@@ -188,7 +190,8 @@ def edit_main(cfg, texts, settings):
     joints = edit(source, texts[0], cfg["keep"], cfg["keep_seconds"], cfg["lm_dir"], cfg["num_samples"],
                   cfg["seed"], device, parts, **settings)
     tok = cached_run(cfg["lm_dir"], device)[1]
-    mask = editing.keep_mask(tok, len(editing.source_codes(tok, source)), cfg["keep"], cfg["keep_seconds"])
+    steps = len(source) // FRAMES_PER_CODE  # as many as editing.source_codes gave edit(): not encoded again
+    mask = editing.keep_mask(tok, steps, cfg["keep"], cfg["keep_seconds"])
     out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
     out.mkdir(parents=True, exist_ok=True)
     for take, j in enumerate(joints):

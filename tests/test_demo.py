@@ -12,7 +12,7 @@ from common import parse_args
 
 def test_every_stage_is_a_valid_command_line_of_its_script():
     stages = demo.stages(demo.CONFIG)
-    names = ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "samples", "edits"]
+    names = ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "eval_ood", "samples", "edits"]
     assert [n for n, _ in stages] == names
     for _, argv in stages:
         script = importlib.import_module(argv[0].removesuffix(".py"))
@@ -35,12 +35,14 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
             "kept_mpjpe_mm": 30.0, "tokenizer_mpjpe_mm": 20.0}
     evaluation["edit"] = {"test": {"upper": edit}}
     (tmp_path / "out/eval/synth").mkdir(parents=True)
+    ood = evaluation.pop("ood")
     (tmp_path / "out/eval/synth/default.json").write_text(json.dumps({**evaluation, "settings": {}}))
+    (tmp_path / "out/eval/synth/default_ood.json").write_text(json.dumps({"ood": ood, "settings": {}}))
     (tmp_path / "out/tokenizer/default").mkdir(parents=True)
     (tmp_path / "out/tokenizer/default/metrics.json").write_text(json.dumps(
         {"split": "test", "clips": 1819, "mpjpe_mm": 20.8, "utilisation": 1.0, "perplexity": 598.4, "K": 1024,
          "P": 6, "feature_mae": 0.13}))
-    wall = {"data": 35.0, "tokenizer": 369.1}
+    wall = {"data": 35.0, "tokenizer": 369.1, "eval": 100.0, "eval_ood": 120.0}
     res = demo.results(demo.CONFIG, wall)
     assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s", "edit"}
     assert res["edit"] == {"upper": edit}
@@ -57,8 +59,9 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     assert "| test | generated | 300 | 0.500 [0.490, 0.510]" in text and "MPJPE 20.8 mm" in text
     assert "| ood | generated_subset | 90 |" in text and "(40 test, 40 OOD)" in text
     assert "| test | upper | 12 | 0.500 [0.250, 0.750] | 0.250 [0.000, 0.500] | 30.0 | 20.0 |" in text
-    assert "| total (the tokenizer and evaluator side by side) | 404 |" in text
-    assert demo.total_wall({"data": 30, "tokenizer": 360, "evaluator": 350, "lm": 400}) == 790
+    assert "| total (side by side: tokenizer and evaluator; eval and eval_ood) | 524 |" in text
+    assert demo.total_wall({"data": 30, "tokenizer": 360, "evaluator": 350, "lm": 400, "eval": 90,
+                            "eval_ood": 100, "samples": 20}) == 30 + 360 + 400 + 100 + 20
 
 
 def test_from_stage_must_name_a_stage():
