@@ -52,6 +52,7 @@ CONFIG = dict(
     splits="test,ood",  # which splits (val: for choosing sampling settings, never test)
     lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
     sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0, sample_guidance=-1.0,  # < 0: sample.py's
+    sample_length_slack=-1.0,
     edits=False,  # also the edit protocol (support/editing.py): by body part and by time, on the splits
     tokenizer="",  # a tokenizer run (name under out/tokenizer/, or a folder): reconstruction only
     t2m_checkpoint="", glove_dir="", t2m_meta="",  # Guo et al.'s standard HumanML3D evaluator instead of ours
@@ -363,7 +364,7 @@ def _generator(cfg):
                                 f"ground-truth rows only)")
     import sample
     settings = {k: (None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"])
-                for k in ("temperature", "top_k", "top_p", "guidance")}
+                for k in sample.DEFAULTS}
     device = pick_device(cfg["device"])
 
     def generate(texts, num_samples, seed, keys=None):

@@ -182,7 +182,7 @@ class MotionLM:
 
     @torch.no_grad()
     def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
-                 top_p=1.0, guidance=1.0, generator=None, template=0, keep=None):
+                 top_p=1.0, guidance=1.0, generator=None, template=0, keep=None, length_slack=0.0):
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
         padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained:
         after <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps,
@@ -192,7 +192,8 @@ class MotionLM:
         log p_u + g (log p_c - log p_u) (train.py --uncond_prob teaches the model the bare prompt). A list of
         `generator`s, one per prompt, makes each prompt's sample independent of the rest of the batch. `keep`
         (editing; per prompt None or (codes [T, P], mask [T, P] bool)): where mask is true the token is the
-        source's code, not a draw (support/editing.py)."""
+        source's code, not a draw (support/editing.py). A length-token run writes <len T> first, and the
+        motion then has T steps, or ends within ±length_slack·T steps where the model writes </mot>."""
         if steps is not None:
             min_steps = max_steps = steps
         if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
@@ -242,7 +243,8 @@ class MotionLM:
                     logits = uncond + guidance * (cond - uncond)
                 if length_first:  # the length token first, then the motion has that many steps
                     length_first = False
-                    tok, low, limit = self._length(logits, low, limit, temperature, top_k, top_p, generator)
+                    tok, low, limit = self._length(logits, low, limit, temperature, top_k, top_p, generator,
+                                                   length_slack)
                     feed = torch.cat([tok, tok]) if guided else tok
                     ids, mask, pos = feed[:, None], F.pad(mask, (0, 1), value=1), pos[:, -1:] + 1
                     motion_pos = motion_pos + (not self.clock)
@@ -273,9 +275,10 @@ class MotionLM:
         toks = code_of[torch.stack(out, 1)]
         return [toks[b, :n[b]].view(-1, P).cpu().numpy() for b in range(B)]
 
-    def _length(self, logits, low, limit, temperature, top_k, top_p, generator):
+    def _length(self, logits, low, limit, temperature, top_k, top_p, generator, slack=0.0):
         """The length token, drawn among the lengths in [low, limit] (the last token: at least that many
-        steps), and the rows' step bounds set to it: (tokens [B], low, limit)."""
+        steps), and the rows' step bounds set to it, or within ±slack of it (the model ends the motion
+        there): (tokens [B], low, limit)."""
         D, dev = len(self.length_ids), logits.device
         steps, length_ids = torch.arange(1, D + 1, device=dev), self.length_ids.to(dev)
         ok = (steps >= low[:, None].clamp(max=D)) & (steps <= limit[:, None])
@@ -283,7 +286,9 @@ class MotionLM:
         allowed[:, length_ids] = ok
         tok = _pick(logits.masked_fill(~allowed, -torch.inf), temperature, top_k, top_p, generator)
         chosen = steps[(tok[:, None] == length_ids).int().argmax(1)]
-        return tok, torch.where(chosen < D, chosen, low.clamp(min=D)), torch.where(chosen < D, chosen, limit)
+        near = (chosen * (1 - slack)).floor().long().clamp(min=1), (chosen * (1 + slack)).ceil().long()
+        return tok, torch.where(chosen < D, torch.maximum(near[0], low), low.clamp(min=D)), \
+            torch.where(chosen < D, torch.minimum(near[1], limit), limit)
 
     def save(self, run_dir, state_dict=None):
         """run_dir/model/ (a Hugging Face folder, safetensors), run_dir/text_tokenizer/ and

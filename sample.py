@@ -38,6 +38,7 @@ CONFIG = dict(
     seconds=0.0,  # the motion's length (0: the model ends it with </mot>)
     temperature=-1.0, top_k=-1, top_p=-1.0,  # < 0: DEFAULTS below
     guidance=-1.0,  # classifier-free guidance scale (1: off; < 0: DEFAULTS below)
+    length_slack=-1.0,  # a length-token run: end within ±this share of the length it wrote (< 0: DEFAULTS)
     seed=0, batch_size=32, device="auto", gif=True,
     bvh=False,  # also write each take as <text>_<take>.bvh (a skeleton with joint rotations: Blender, Maya)
     # editing (support/editing.py): a source motion, what of it to keep, the text for the rest
@@ -50,7 +51,7 @@ CONFIG = dict(
 # Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate, on
 # an earlier version of the recipe whose figures no results file keeps; `python experiments/choices.py
 # --choice=sampling` reruns the comparison (plain sampling, greedy, guidance off against these) on val.
-DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25)
+DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25, length_slack=0.0)
 
 
 def load_run(lm_dir, device="cpu"):
@@ -72,7 +73,8 @@ _runs = {}
 
 
 def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
-             seed=0, seconds=None, device="cpu", batch_size=32, keys=None, keep=None, parts=None):
+             length_slack=None, seed=0, seconds=None, device="cpu", batch_size=32, keys=None, keep=None,
+             parts=None):
     """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
     Settings left None take DEFAULTS. Runs are cached per (lm_dir, device). A take is seeded by (seed, its
     text, take); `keys` (one int per text) joins the seed, so that equal texts at different keys (eval.py:
@@ -83,7 +85,8 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     for text in texts:
         if not text.strip():
             raise ValueError("empty text: nothing to generate a motion for")
-    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance}
+    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance,
+                "length_slack": length_slack}
     settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
     steps = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
     if keys is not None and len(keys) != len(texts):

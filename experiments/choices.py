@@ -148,6 +148,8 @@ def candidates(choice, cfg, ev, data):
         countdown = lm_run("countdown", {"length_token": True, "countdown": True}, cfg)
         return {"step by step (default)": score_lm("out/lm/default", cfg, ev, data),
                 "length token": score_lm(run, cfg, ev, data),
+                "length token, the model ends it within ±25%": score_lm(run, cfg, ev, data,
+                                                                        length_slack=0.25),
                 "length token, positions counting down": score_lm(countdown, cfg, ev, data)}
     if choice == "held_edges":  # the default tokenizer's weights, encoding with zero padding at the edges
         unheld = Path("out/tokenizer/choices_unheld")

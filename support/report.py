@@ -10,9 +10,12 @@ COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "
 
 def cell(fig, name):
     """A figure with its 95% interval as every table prints it, 0.857 [0.830, 0.884]; "–" when absent; no
-    interval when it is one point. 3 decimals, 4 below 0.01 (a real motion's FID of 0.0004 is not 0)."""
+    interval when it is one point; a count as it is. 3 decimals, 4 below 0.01 (a real FID of 0.0004 is
+    not 0)."""
     if name not in fig:
         return "–"
+    if isinstance(fig[name], int):  # a count (n)
+        return str(fig[name])
     d = 4 if 0 < abs(fig[name]) < 0.01 else 3
     lo, hi = fig.get(f"{name}_ci", (0, 0))
     return f"{fig[name]:.{d}f}" + (f" [{lo:.{d}f}, {hi:.{d}f}]" if hi > lo else "")

@@ -463,11 +463,14 @@ def test_length_token_layout(tiny_len, tiny):
 
 def test_length_token_decides_the_steps(tiny_len, tmp_path):
     """The first token after <mot> is a length token, and the motion then has that many steps whatever the
-    model thinks of </mot>; 64 means at least 64. Greedy codes equal the argmax of one no-cache forward over
-    prompt, <len T> (natural position) and codes (from 192). steps=n and a part edit's T force <len n>."""
+    model thinks of </mot> (within ±length_slack·T when given: the model's choice); 64 means at least 64.
+    Greedy codes equal the argmax of one no-cache forward over prompt, <len T> (natural position) and codes
+    (from 192). steps=n and a part edit's T force <len n>."""
     V, prompt = tiny_len.lm.config.vocab_size, "a person jumps twice."
     for length, end_push, kwargs, steps in ((5, 100.0, {}, 5), (5, -100.0, {}, 5), (64, 100.0, {}, 64),
-                                            (64, -100.0, dict(max_steps=70), 70), (5, 0.0, dict(steps=8), 8)):
+                                            (64, -100.0, dict(max_steps=70), 70), (5, 0.0, dict(steps=8), 8),
+                                            (10, 100.0, dict(length_slack=0.2), 8),  # ends at 0.8 T at once
+                                            (10, -100.0, dict(length_slack=0.2), 12)):  # never: at 1.2 T
         bias = torch.zeros(V)
         bias[tiny_len.length_ids[length - 1]], bias[tiny_len.end_mot_id] = 30.0, end_push
         hook = bias_logits(tiny_len, bias)
