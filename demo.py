@@ -37,9 +37,7 @@ PROMPTS = ["a person walks forward.", "someone jumps twice.", "a man squats thre
 
 
 def stages(cfg):
-    """(name, argv after `python`) of each stage, in order. The tokenizer and the evaluator both need only
-    the dataset, and the evaluation of the test split and of the OOD split only the models, so each pair runs
-    side by side, one core each (STAGES_TOGETHER)."""
+    """(name, argv after `python`) of each stage, in order; each starts once the stages it NEEDS are done."""
     data = f"--data_dir={cfg['data_dir']}"
     protocol = [f"--eval_clips={cfg['eval_clips']}", f"--replications={cfg['replications']}",
                 f"--mm_texts={cfg['mm_texts']}", f"--mm_samples={cfg['mm_samples']}"]
@@ -57,47 +55,64 @@ def stages(cfg):
     ]
 
 
-STAGES_TOGETHER = (("tokenizer", "evaluator"), ("eval", "eval_ood"))  # each pair side by side
+# what each stage reads: the tokenizer and the evaluator need only the dataset, the evaluations of the test
+# and the OOD split only the models, so such stages run side by side
+NEEDS = {"data": (), "tokenizer": ("data",), "evaluator": ("data",), "codes": ("tokenizer",),
+         "lm": ("codes",), "eval": ("lm", "evaluator"), "eval_ood": ("lm", "evaluator"), "samples": ("lm",),
+         "edits": ("lm",)}
 
 
 def ood_results(cfg):  # eval_ood's JSON, beside eval's own out/eval/<dataset>/default.json
     return Path("out/eval") / Path(cfg["data_dir"]).name / "default_ood.json"
 
 
-def run_stages(group, log_dir):
-    """Run one stage, or several side by side (one thread each, their output to log_dir/<stage>.log, whose
-    last lines are shown when they end), each script in a child process -> {name: wall seconds}."""
-    together = len(group) > 1
-    procs, t0 = {}, time.time()
-    for name, argv in group:
-        log = f"  (log: {log_dir / name}.log)" if together else ""
-        print(f"\n=== {name}: python {' '.join(argv)}{log}", flush=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"} if together else None
-        out = open(log_dir / f"{name}.log", "w") if together else None  # noqa: SIM115 (closed below)
-        procs[name] = (subprocess.Popen([sys.executable, *argv], cwd=Path(__file__).parent, env=env,
-                                        stdout=out, stderr=subprocess.STDOUT if together else None), out)
-    wall = {}
-    while len(wall) < len(procs):  # each stage's own wall time: poll them all
-        for name, (proc, _) in procs.items():
-            if name not in wall and proc.poll() is not None:
-                wall[name] = round(time.time() - t0, 1)
+def next_stage(pending, done, running):
+    """The stage to start now, and its threads, or None: the first pending one whose NEEDS are done, on one
+    core beside another stage, or on both when nothing else runs or could (2 cores: two stages at a time)."""
+    ready = [s for s in pending if all(d in done for d in NEEDS[s[0]])]
+    if not ready or sum(running.values()) >= 2:
+        return None
+    return ready[0], 2 if not running and len(ready) == 1 else 1
+
+
+def run_all(todo, log_dir):
+    """Run the stages `todo` ((name, argv) each, in a child process) as their NEEDS allow. A stage on both
+    cores prints here; stages side by side write log_dir/<stage>.log, whose last lines are shown when they
+    end. -> ({name: wall seconds}, the whole run's wall seconds)."""
+    done = set(NEEDS) - {name for name, _ in todo}  # the stages not rerun (--from_stage) are done
+    pending, running, procs, wall, t0 = list(todo), {}, {}, {}, time.time()
+    while pending or running:
+        while (start := next_stage(pending, done, running)) is not None:
+            (name, argv), threads = start
+            pending.remove((name, argv))
+            out = open(log_dir / f"{name}.log", "w") if threads == 1 else None  # noqa: SIM115 (closed below)
+            log = f"  (log: {out.name})" if out else ""
+            print(f"\n=== {name}: python {' '.join(argv)}{log}", flush=True)
+            procs[name] = (subprocess.Popen([sys.executable, *argv], cwd=Path(__file__).parent, stdout=out,
+                                            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                                            stderr=subprocess.STDOUT if out else None), out, time.time())
+            running[name] = threads
+        for name in [n for n in running if procs[n][0].poll() is not None]:
+            proc, out, started = procs[name]
+            wall[name], done = round(time.time() - started, 1), done | {name}
+            del running[name]
+            if out:
+                out.close()
+                tail = Path(out.name).read_text().splitlines()[-12:]
+                print(f"\n--- {name} (last lines of {out.name})\n" + "\n".join(tail), flush=True)
+            if proc.returncode != 0:
+                for other in running:
+                    procs[other][0].terminate()
+                raise SystemExit(f"demo.py: stage {name!r} failed (exit status {proc.returncode}; its "
+                                 "message is above); fix it and go on from there with `python demo.py "
+                                 f"--from_stage={name}`")
         time.sleep(0.5)
-    for name, (proc, out) in procs.items():
-        status = proc.returncode
-        if out:
-            out.close()
-            tail = (log_dir / f"{name}.log").read_text().splitlines()[-12:]
-            print(f"\n--- {name} (last lines of {log_dir / name}.log)\n" + "\n".join(tail))
-        if status != 0:
-            for other, _ in procs.values():
-                other.terminate()
-            raise SystemExit(f"demo.py: stage {name!r} failed (exit status {status}; its message is above); "
-                             f"fix it and go on from there with `python demo.py --from_stage={name}`")
-    return wall
+    return wall, round(time.time() - t0, 1)
 
 
-def results(cfg, wall_s):
-    """out/demo/results.json: the evaluation rows, the tokenizer's test figures, the wall time per stage."""
+def results(cfg, wall_s, total_s=None):
+    """out/demo/results.json: the evaluation rows, the tokenizer's test figures, the wall time per stage and
+    of the whole demo (total_s: None after a partial rerun)."""
     name = Path(cfg["data_dir"]).name
     evaluation = json.loads((Path("out/eval") / name / "default.json").read_text())
     evaluation["ood"] = json.loads(ood_results(cfg).read_text())["ood"]
@@ -111,7 +126,7 @@ def results(cfg, wall_s):
         out[split] |= {k: res[k] for k in ("n_clips", "n_checked", "replications", "kinds")}
     out["edit"] = evaluation.get("edit", {}).get("test", {})  # eval.py --edits on the test split
     out["tokenizer"] = {k: tokenizer[k] for k in ("mpjpe_mm", "utilisation", "perplexity", "K", "P", "clips")}
-    out["wall_s"] = wall_s
+    out["wall_s"], out["total_s"] = wall_s, total_s
     return out
 
 
@@ -146,19 +161,9 @@ def summary(res, cfg):
               f"{Path(cfg['out_dir']) / 'results.json'}", "",
               "## Wall time", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {s:.0f} |" for name, s in res["wall_s"].items()]
-    side_by_side = "; ".join(" and ".join(group) for group in STAGES_TOGETHER)
-    lines.append(f"| total (side by side: {side_by_side}) | {total_wall(res['wall_s']):.0f} |")
+    total = "–: a partial rerun" if res["total_s"] is None else f"{res['total_s']:.0f}"
+    lines.append(f"| the whole demo (stages side by side where their inputs allow) | {total} |")
     return "\n".join(lines)
-
-
-def total_wall(wall_s):
-    """The demo's wall time: the stages one after another, each side-by-side group counted once (its
-    longest)."""
-    total = sum(wall_s.values())
-    for group in STAGES_TOGETHER:
-        together = [s for name, s in wall_s.items() if name in group]
-        total += max(together, default=0) - sum(together)
-    return total
 
 
 def edit_samples(cfg):
@@ -191,16 +196,12 @@ def main(argv):
     out_dir = Path(cfg["out_dir"])
     times = out_dir / "wall_s.json"  # kept between runs, so that --from_stage reports every stage's time
     wall_s = json.loads(times.read_text()) if times.is_file() and cfg["from_stage"] != "data" else {}
-    todo = stages(cfg)[names.index(cfg["from_stage"]):]
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    while todo:
-        group = [todo.pop(0)]
-        pair = next((g for g in STAGES_TOGETHER if group[0][0] in g), ())
-        while todo and todo[0][0] in pair:
-            group.append(todo.pop(0))
-        wall_s.update(run_stages(group, out_dir / "logs"))
-        write_json(times, wall_s)
-    res = results(cfg, {name: wall_s[name] for name in names if name in wall_s})
+    stage_s, total_s = run_all(stages(cfg)[names.index(cfg["from_stage"]):], out_dir / "logs")
+    wall_s |= stage_s
+    write_json(times, wall_s)
+    total_s = total_s if cfg["from_stage"] == "data" else None
+    res = results(cfg, {name: wall_s[name] for name in names if name in wall_s}, total_s)
     write_json(out_dir / "results.json", res)
     text = summary(res, cfg)
     (out_dir / "summary.md").write_text(text + "\n")

@@ -43,8 +43,8 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
         {"split": "test", "clips": 1819, "mpjpe_mm": 20.8, "utilisation": 1.0, "perplexity": 598.4, "K": 1024,
          "P": 6, "feature_mae": 0.13}))
     wall = {"data": 35.0, "tokenizer": 369.1, "eval": 100.0, "eval_ood": 120.0}
-    res = demo.results(demo.CONFIG, wall)
-    assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s", "edit"}
+    res = demo.results(demo.CONFIG, wall, 524.4)
+    assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s", "total_s", "edit"}
     assert res["edit"] == {"upper": edit}
     assert res["wall_s"] == wall and res["tokenizer"]["mpjpe_mm"] == 20.8
     assert res["tokenizer"]["utilisation"] == 1
@@ -59,9 +59,35 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     assert "| test | generated | 300 | 0.500 [0.490, 0.510]" in text and "MPJPE 20.8 mm" in text
     assert "| ood | generated_subset | 90 |" in text and "(40 test, 40 OOD)" in text
     assert "| test | upper | 12 | 0.500 [0.250, 0.750] | 0.250 [0.000, 0.500] | 30.0 | 20.0 |" in text
-    assert "| total (side by side: tokenizer and evaluator; eval and eval_ood) | 524 |" in text
-    assert demo.total_wall({"data": 30, "tokenizer": 360, "evaluator": 350, "lm": 400, "eval": 90,
-                            "eval_ood": 100, "samples": 20}) == 30 + 360 + 400 + 100 + 20
+    assert "| the whole demo (stages side by side where their inputs allow) | 524 |" in text
+    assert "a partial rerun" in demo.summary(dict(res, total_s=None), demo.CONFIG)
+
+
+def test_stages_start_after_what_they_need_two_at_a_time(tmp_path, monkeypatch):
+    """run_all on four stand-in stages (a; b and c after a; d after b): each starts only once what it needs
+    has ended, b and c run side by side on one core each, a stage alone gets both cores; a failing stage
+    stops the run naming it."""
+    monkeypatch.setattr(demo, "NEEDS", {"a": (), "b": ("a",), "c": ("a",), "d": ("b",)})
+    trace = tmp_path / "trace.txt"
+
+    def stage(name, seconds):
+        code = (f"import os, time; f = open({str(trace)!r}, 'a'); f.write('{name} start %f %s\\n' % "
+                f"(time.time(), os.environ['OMP_NUM_THREADS'])); f.flush(); time.sleep({seconds}); "
+                f"f.write('{name} end %f -\\n' % time.time())")
+        return name, ["-c", code]
+
+    wall, total = demo.run_all([stage("a", 0.2), stage("b", 0.5), stage("c", 3), stage("d", 0.2)], tmp_path)
+    events = {(n, what): (float(t), threads) for n, what, t, threads in
+              (line.split() for line in trace.read_text().splitlines())}
+    assert set(wall) == {"a", "b", "c", "d"} and total >= 0.2 + 3
+    assert events["b", "start"][0] >= events["a", "end"][0] <= events["c", "start"][0]
+    assert events["d", "start"][0] >= events["b", "end"][0]
+    assert events["c", "start"][0] < events["b", "end"][0]  # side by side
+    assert events["a", "start"][1] == "2" and events["b", "start"][1] == events["c", "start"][1] == "1"
+    assert events["d", "start"][0] < events["c", "end"][0]  # d did not wait for c, which it does not need
+    with pytest.raises(SystemExit, match="stage 'b' failed"):
+        demo.run_all([stage("a", 0), ("b", ["-c", "raise SystemExit(3)"])], tmp_path)
+
 
 
 def test_from_stage_must_name_a_stage():
