@@ -75,10 +75,11 @@ def next_stage(pending, done, running):
     return ready[0], 2 if not running and len(ready) == 1 else 1
 
 
-def run_all(todo, log_dir):
-    """Run the stages `todo` ((name, argv) each, in a child process) as their NEEDS allow. A stage on both
-    cores prints here; stages side by side write log_dir/<stage>.log, whose last lines are shown when they
-    end. -> ({name: wall seconds}, the whole run's wall seconds)."""
+def run_all(todo, log_dir, on_done=lambda name, seconds: None):
+    """Run the stages `todo` ((name, argv) each, in a child process) as their NEEDS allow; on_done(name,
+    seconds) as each ends well. A stage on both cores prints here; stages side by side write
+    log_dir/<stage>.log, whose last lines are shown when they end. -> ({name: wall seconds}, the whole run's
+    wall seconds)."""
     done = set(NEEDS) - {name for name, _ in todo}  # the stages not rerun (--from_stage) are done
     pending, running, procs, wall, t0 = list(todo), {}, {}, {}, time.time()
     while pending or running:
@@ -106,6 +107,7 @@ def run_all(todo, log_dir):
                 raise SystemExit(f"demo.py: stage {name!r} failed (exit status {proc.returncode}; its "
                                  "message is above); fix it and go on from there with `python demo.py "
                                  f"--from_stage={name}`")
+            on_done(name, wall[name])
         time.sleep(0.5)
     return wall, round(time.time() - t0, 1)
 
@@ -197,9 +199,11 @@ def main(argv):
     times = out_dir / "wall_s.json"  # kept between runs, so that --from_stage reports every stage's time
     wall_s = json.loads(times.read_text()) if times.is_file() and cfg["from_stage"] != "data" else {}
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    stage_s, total_s = run_all(stages(cfg)[names.index(cfg["from_stage"]):], out_dir / "logs")
-    wall_s |= stage_s
-    write_json(times, wall_s)
+
+    def record(name, seconds):  # each stage's time as it ends: a later --from_stage still reports it
+        wall_s[name] = seconds
+        write_json(times, wall_s)
+    _, total_s = run_all(stages(cfg)[names.index(cfg["from_stage"]):], out_dir / "logs", record)
     total_s = total_s if cfg["from_stage"] == "data" else None
     res = results(cfg, {name: wall_s[name] for name in names if name in wall_s}, total_s)
     write_json(out_dir / "results.json", res)

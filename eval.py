@@ -363,15 +363,18 @@ def _generator(cfg):
                                 f"--run_name={Path(cfg['lm_dir']).name}`, or pass --lm_dir= for the "
                                 f"ground-truth rows only)")
     import sample
-    settings = {k: (None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"])
-                for k in sample.DEFAULTS}
     device = pick_device(cfg["device"])
 
     def generate(texts, num_samples, seed, keys=None):
         return sample.generate(list(texts), lm_dir=cfg["lm_dir"], num_samples=num_samples, seed=seed,
-                               keys=keys, device=device, **settings)
-    generate.settings = settings
+                               keys=keys, device=device, **sampling(cfg))
     return generate
+
+
+def sampling(cfg):
+    """The --sample_* settings as sample.generate takes them (None: sample.DEFAULTS)."""
+    import sample
+    return {k: None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"] for k in sample.DEFAULTS}
 
 
 def main(argv):
@@ -427,7 +430,7 @@ def main(argv):
                   f"of the split{mm}\n")
             print(markdown_table(results[s]))
         if cfg["edits"] and generate:  # editing by body part and by time (support/editing.py), not on OOD
-            results["edit"] = {s: evaluate_edits(data, data.split(s), cfg["lm_dir"], generate.settings,
+            results["edit"] = {s: evaluate_edits(data, data.split(s), cfg["lm_dir"], sampling(cfg),
                                                  cfg["seed"], device) for s in splits if s != "ood"}
             print(edit_table(results["edit"]))
     out = Path(cfg["out"] or Path("out/eval") / data.meta["name"] / f"{what}.json")

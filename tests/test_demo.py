@@ -76,10 +76,12 @@ def test_stages_start_after_what_they_need_two_at_a_time(tmp_path, monkeypatch):
                 f"f.write('{name} end %f -\\n' % time.time())")
         return name, ["-c", code]
 
-    wall, total = demo.run_all([stage("a", 0.2), stage("b", 0.5), stage("c", 3), stage("d", 0.2)], tmp_path)
+    seen = {}
+    wall, total = demo.run_all([stage("a", 0.2), stage("b", 0.5), stage("c", 3), stage("d", 0.2)], tmp_path,
+                               seen.__setitem__)
     events = {(n, what): (float(t), threads) for n, what, t, threads in
               (line.split() for line in trace.read_text().splitlines())}
-    assert set(wall) == {"a", "b", "c", "d"} and total >= 0.2 + 3
+    assert set(wall) == {"a", "b", "c", "d"} and seen == wall and total >= 0.2 + 3
     assert events["b", "start"][0] >= events["a", "end"][0] <= events["c", "start"][0]
     assert events["d", "start"][0] >= events["b", "end"][0]
     assert events["c", "start"][0] < events["b", "end"][0]  # side by side
