@@ -204,25 +204,9 @@ class MotionLM:
         B, P, dev = len(prompts), self.P, self.lm.device
         guided = guidance != 1
         rows = prompts + [self.prompt_ids(None)] * B if guided else prompts  # conditional rows, then the rest
-        R, L = len(rows), max(map(len, rows))
-        # each row's longest motion: T·P codes, </mot> and <eos> from the motion's start to the context's end
-        rooms = [self.motion_room(len(p)) for p in prompts]
-        if min(rooms) < 0:
-            raise ValueError(f"an instruction of {len(prompts[rooms.index(-1)])} tokens is too long: the "
-                             f"motion starts at position {motion_position(self.spec['n_ctx'])} "
-                             f"(model.motion_position)")
-        limit = torch.tensor(rooms, device=dev)
-        if max_steps is not None:
-            limit = limit.clamp(max=max_steps)
-        if min_steps < 1 or (limit < min_steps).any():
-            raise ValueError(f"cannot generate {min_steps} steps: at most {limit.min().item()} fit "
-                             f"(context {self.spec['n_ctx']}, max_steps {max_steps})")
-        forced_ids, forced, limit, low = forced_codes(keep, self, limit, torch.full_like(limit, min_steps))
-        ids = torch.full((R, L), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(R, L, dtype=torch.long)
-        for b, p in enumerate(rows):
-            ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
-        ids, mask = ids.to(dev), mask.to(dev)
+        R, (limit, low) = len(rows), self._step_bounds(prompts, min_steps, max_steps)
+        forced_ids, forced, limit, low = forced_codes(keep, self, limit, low)
+        ids, mask = self._left_padded(rows)
         pos = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
         motion_pos = (torch.full((R, 1), motion_position(self.spec["n_ctx"]), device=dev) if self.clock else
                       mask.sum(1, keepdim=True))  # the next token's
@@ -249,9 +233,9 @@ class MotionLM:
                     ids, mask, pos = feed[:, None], F.pad(mask, (0, 1), value=1), pos[:, -1:] + 1
                     motion_pos = motion_pos + (not self.clock)
                     if self.countdown:  # a known length T ends at motion_end: start T steps before it
-                        known = (limit < len(self.length_ids)).repeat(R // B)[:, None]
-                        end = motion_end(self.spec["n_ctx"], P) - limit.repeat(R // B)[:, None] * P
-                        motion_pos = torch.where(known, end, motion_pos)
+                        T = limit.repeat(R // B)[:, None]
+                        start = motion_end(self.spec["n_ctx"], P) - T * P
+                        motion_pos = torch.where(T < len(self.length_ids), start, motion_pos)
                     continue
                 whole = n % P == 0
                 allowed = is_code.expand(B, V) & ~(whole & (n // P >= limit))[:, None]
@@ -274,6 +258,32 @@ class MotionLM:
         code_of[self.motion_ids] = torch.arange(self.K, device=dev)
         toks = code_of[torch.stack(out, 1)]
         return [toks[b, :n[b]].view(-1, P).cpu().numpy() for b in range(B)]
+
+    def _step_bounds(self, prompts, min_steps, max_steps):
+        """Each row's (limit, low) in steps: its longest motion (T·P codes, </mot> and <eos> from the
+        motion's start to the context's end; at most max_steps) and min_steps; one clear error where they
+        cannot hold."""
+        rooms = [self.motion_room(len(p)) for p in prompts]
+        if min(rooms) < 0:
+            raise ValueError(f"an instruction of {len(prompts[rooms.index(-1)])} tokens is too long: the "
+                             f"motion starts at position {motion_position(self.spec['n_ctx'])} "
+                             f"(model.motion_position)")
+        limit = torch.tensor(rooms, device=self.lm.device)
+        if max_steps is not None:
+            limit = limit.clamp(max=max_steps)
+        if min_steps < 1 or (limit < min_steps).any():
+            raise ValueError(f"cannot generate {min_steps} steps: at most {limit.min().item()} fit "
+                             f"(context {self.spec['n_ctx']}, max_steps {max_steps})")
+        return limit, torch.full_like(limit, min_steps)
+
+    def _left_padded(self, rows):
+        """Token lists -> (ids [R, L], attention mask [R, L]) on the model's device, padded on the left."""
+        L = max(map(len, rows))
+        ids = torch.full((len(rows), L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), L, dtype=torch.long)
+        for b, p in enumerate(rows):
+            ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
+        return ids.to(self.lm.device), mask.to(self.lm.device)
 
     def _length(self, logits, low, limit, temperature, top_k, top_p, generator, slack=0.0):
         """The length token, drawn among the lengths in [low, limit] (the last token: at least that many
