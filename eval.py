@@ -52,7 +52,7 @@ CONFIG = dict(
     splits="test,ood",  # which splits (val: for choosing sampling settings, never test)
     lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
     sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0, sample_guidance=-1.0,  # < 0: sample.py's
-    sample_length_slack=-1.0,
+    sample_lengths="", sample_length_slack=-1.0,
     edits=False,  # also the edit protocol (support/editing.py): by body part and by time, on the splits
     tokenizer="",  # a tokenizer run (name under out/tokenizer/, or a folder): reconstruction only
     t2m_checkpoint="", glove_dir="", t2m_meta="",  # Guo et al.'s standard HumanML3D evaluator instead of ours
@@ -374,7 +374,7 @@ def _generator(cfg):
 def sampling(cfg):
     """The --sample_* settings as sample.generate takes them (None: sample.DEFAULTS)."""
     import sample
-    return {k: None if cfg[f"sample_{k}"] < 0 else cfg[f"sample_{k}"] for k in sample.DEFAULTS}
+    return {k: None if sample.unset(cfg[f"sample_{k}"]) else cfg[f"sample_{k}"] for k in sample.DEFAULTS}
 
 
 def main(argv):

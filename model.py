@@ -186,9 +186,10 @@ class MotionLM:
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
         padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained:
         after <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps,
-        forced at max_steps (default: what fits); steps=n gives exactly n. temperature 0 is greedy; top_k 0
-        and top_p 1 are off. guidance g != 1 is classifier-free guidance (Ho & Salimans 2022): each prompt
-        also runs without its instruction (a second row fed the same tokens), and the next token is drawn from
+        forced at max_steps (default: what fits); steps=n gives exactly n (each an int, or one per prompt:
+        sample.py holds each text to its length estimate so). temperature 0 is greedy; top_k 0 and top_p 1
+        are off. guidance g != 1 is classifier-free guidance (Ho & Salimans 2022): each prompt also runs
+        without its instruction (a second row fed the same tokens), and the next token is drawn from
         log p_u + g (log p_c - log p_u) (train.py --uncond_prob teaches the model the bare prompt). A list of
         `generator`s, one per prompt, makes each prompt's sample independent of the rest of the batch. `keep`
         (editing; per prompt None or (codes [T, P], mask [T, P] bool)): where mask is true the token is the
@@ -261,8 +262,8 @@ class MotionLM:
 
     def _step_bounds(self, prompts, min_steps, max_steps):
         """Each row's (limit, low) in steps: its longest motion (T·P codes, </mot> and <eos> from the
-        motion's start to the context's end; at most max_steps) and min_steps; one clear error where they
-        cannot hold."""
+        motion's start to the context's end; at most max_steps) and min_steps (each an int, or one per
+        prompt); one clear error where they cannot hold."""
         rooms = [self.motion_room(len(p)) for p in prompts]
         if min(rooms) < 0:
             raise ValueError(f"an instruction of {len(prompts[rooms.index(-1)])} tokens is too long: the "
@@ -270,11 +271,14 @@ class MotionLM:
                              f"(model.motion_position)")
         limit = torch.tensor(rooms, device=self.lm.device)
         if max_steps is not None:
-            limit = limit.clamp(max=max_steps)
-        if min_steps < 1 or (limit < min_steps).any():
-            raise ValueError(f"cannot generate {min_steps} steps: at most {limit.min().item()} fit "
-                             f"(context {self.spec['n_ctx']}, max_steps {max_steps})")
-        return limit, torch.full_like(limit, min_steps)
+            limit = torch.minimum(limit, torch.as_tensor(max_steps, device=limit.device))
+        low = torch.as_tensor(min_steps, device=limit.device).expand_as(limit).clone()
+        bad = torch.nonzero((low < 1) | (limit < low)).flatten()
+        if len(bad):
+            b = bad[0].item()
+            raise ValueError(f"cannot generate {low[b].item()} steps for prompt {b}: at most "
+                             f"{limit[b].item()} fit (context {self.spec['n_ctx']}, max_steps {max_steps})")
+        return limit, low
 
     def _left_padded(self, rows):
         """Token lists -> (ids [R, L], attention mask [R, L]) on the model's device, padded on the left."""

@@ -25,7 +25,7 @@ import torch
 import model as lm_model
 from common import cli, parse_args, pick_device, read_run_file
 from motion import FPS, FRAMES_PER_CODE, MAX_FRAMES, recover_from_ric, render_gif
-from support import editing
+from support import editing, length
 from support.bvh import to_bvh
 
 # settings: plain values, overridden by --config=file.json, then by --key=value
@@ -38,6 +38,8 @@ CONFIG = dict(
     seconds=0.0,  # the motion's length (0: the model ends it with </mot>)
     temperature=-1.0, top_k=-1, top_p=-1.0,  # < 0: DEFAULTS below
     guidance=-1.0,  # classifier-free guidance scale (1: off; < 0: DEFAULTS below)
+    lengths="",  # who decides a motion's length: median | draw (the run's length estimator,
+    # support/length.py: its median, or a draw from it) | model (the LM ends it: </mot>, or its <len T>)
     length_slack=-1.0,  # a length-token run: end within ±this share of the length it wrote (< 0: DEFAULTS)
     seed=0, batch_size=32, device="auto", gif=True,
     bvh=False,  # also write each take as <text>_<take>.bvh (a skeleton with joint rotations: Blender, Maya)
@@ -48,10 +50,15 @@ CONFIG = dict(
     keep_seconds=0.0,  # or keep the source's first seconds and continue from there
     upper="", lower="",  # the instruction's part texts, as training gives them (both or neither)
 )
-# Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate, on
-# an earlier version of the recipe whose figures no results file keeps; `python experiments/choices.py
-# --choice=sampling` reruns the comparison (plain sampling, greedy, guidance off against these) on val.
-DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25, length_slack=0.0)
+# Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate:
+# `python experiments/choices.py --choice=sampling` reruns the comparison (plain sampling, greedy, guidance
+# off against these) on val, `--choice=lengths` the one of who decides the length (docs/results.md).
+DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25, lengths="median", length_slack=0.0)
+LENGTHS = ("median", "draw", "model")
+
+
+def unset(value):  # a setting left to DEFAULTS: < 0, or "" for a word
+    return value == "" if isinstance(value, str) else value < 0
 
 
 def load_run(lm_dir, device="cpu"):
@@ -73,22 +80,29 @@ _runs = {}
 
 
 def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
-             length_slack=None, seed=0, seconds=None, device="cpu", batch_size=32, keys=None, keep=None,
-             parts=None):
+             lengths=None, length_slack=None, seed=0, seconds=None, device="cpu", batch_size=32, keys=None,
+             keep=None, parts=None):
     """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
     Settings left None take DEFAULTS. Runs are cached per (lm_dir, device). A take is seeded by (seed, its
     text, take); `keys` (one int per text) joins the seed, so that equal texts at different keys (eval.py:
     draw positions) get independent takes. `keep` (one (codes, mask) or None per text: support/editing.py)
     forces the kept codes; `parts` ({"upper": ..., "lower": ...}, or one such or None per text) gives the
-    texts their part texts."""
-    lm, tok = cached_run(lm_dir, device)
+    texts their part texts. `seconds` fixes every motion's length; else `lengths` says who decides it (a text
+    with kept codes: the edit, support/editing.py)."""
+    lm, tok, estimator = cached_run(lm_dir, device)
     for text in texts:
         if not text.strip():
             raise ValueError("empty text: nothing to generate a motion for")
     settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance,
-                "length_slack": length_slack}
+                "length_slack": length_slack, "lengths": lengths}
     settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
-    steps = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
+    lengths = settings.pop("lengths")
+    if lengths not in LENGTHS:
+        raise ValueError(f"lengths={lengths!r}: expected one of {', '.join(LENGTHS)}")
+    if estimator is None and lengths != "model" and not seconds:
+        raise FileNotFoundError(f"{lm_dir or 'out/lm/default'}: no length estimator (a run trained before "
+                                f"train.py fitted one): rerun train.py, or let the LM decide (lengths=model)")
+    fixed = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
     if keys is not None and len(keys) != len(texts):
         raise ValueError(f"{len(keys)} keys for {len(texts)} texts: give one per text")
     keys = [] if keys is None else list(keys)
@@ -103,20 +117,37 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
         # one generator per take, seeded by (seed, text, [key,] take): a take does not depend on its batch
         gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
             [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for _, text, take in batch]
-        # at most the longest clip of any dataset (MAX_FRAMES): no motion the model was trained on is longer,
-        # and one runaway take would keep its whole batch generating to the end of the context
-        codes = lm.generate([(text, parts[i]) if parts[i] else text for i, text, _ in batch], steps=steps,
-                            max_steps=MAX_FRAMES // FRAMES_PER_CODE, generator=gens, **settings,
-                            keep=None if keep is None else [keep[i] for i, _, _ in batch])
+        kept = [None if keep is None else keep[i] for i, _, _ in batch]
+        low, high = step_range(lm, estimator, lengths, [text for _, text, _ in batch], kept, gens, fixed)
+        codes = lm.generate([(text, parts[i]) if parts[i] else text for i, text, _ in batch], min_steps=low,
+                            max_steps=high, generator=gens, **settings, keep=None if keep is None else kept)
         for k, c in zip(order[start:start + batch_size], codes, strict=True):
             joints[k] = editing.decoded_joints(tok, c).astype(np.float32)
     return joints
 
 
+def step_range(lm, estimator, lengths, texts, kept, generators, fixed=None):
+    """Each text's (min_steps, max_steps) for MotionLM.generate: `fixed` steps for all (--seconds); else the
+    length estimator's median or draw (with the take's generator) where nothing is kept; else from 1 to the
+    longest clip of any dataset (MAX_FRAMES): no motion the model was trained on is longer, and one runaway
+    take would keep its whole batch generating to the end of the context."""
+    longest = MAX_FRAMES // FRAMES_PER_CODE
+    if fixed:
+        return [fixed] * len(texts), [fixed] * len(texts)
+    if lengths == "model":
+        return [1] * len(texts), [longest] * len(texts)
+    estimate = estimator.draw(lm.text.encode_batch(texts), generators if lengths == "draw" else None)
+    steps = [min(s, longest, lm.motion_room(len(lm.prompt_ids(t)))) for s, t in zip(estimate, texts,
+                                                                                     strict=True)]
+    return ([1 if k is not None else s for s, k in zip(steps, kept, strict=True)],
+            [longest if k is not None else s for s, k in zip(steps, kept, strict=True)])
+
+
 def cached_run(lm_dir, device):
+    """(the LM, its tokenizer, its length estimator or None) of a run, loaded once per (lm_dir, device)."""
     lm_dir = str(lm_dir or "out/lm/default")
     if (lm_dir, str(device)) not in _runs:
-        _runs[lm_dir, str(device)] = load_run(lm_dir, device)
+        _runs[lm_dir, str(device)] = (*load_run(lm_dir, device), length.load(lm_dir, device))
     return _runs[lm_dir, str(device)]
 
 
@@ -125,7 +156,7 @@ def edit(source_joints, text, keep="", keep_seconds=0.0, lm_dir=None, num_sample
     """Edit a motion (support/editing.py): the source's codes are kept where `keep` says ("upper", "lower"
     or the tokenizer's part names, comma-separated: the source's length) or for its first keep_seconds (the
     model continues and ends it); the rest is generated from `text`. -> joints per take, as generate()."""
-    lm, tok = cached_run(lm_dir, device)
+    tok = cached_run(lm_dir, device)[1]
     if not text.strip():
         raise ValueError("empty text: nothing to edit the motion towards")
     codes = editing.source_codes(tok, source_joints)
@@ -148,7 +179,7 @@ def main(argv):
         texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise ValueError("no text: give --text=\"a person waves\" (repeatable) or --file=prompts.txt")
-    settings = {k: None if cfg[k] < 0 else cfg[k] for k in DEFAULTS}
+    settings = {k: None if unset(cfg[k]) else cfg[k] for k in DEFAULTS}
     if cfg["edit"]:
         return edit_main(cfg, texts, settings)
     joints = generate(texts, cfg["lm_dir"], cfg["num_samples"], seed=cfg["seed"], seconds=cfg["seconds"],

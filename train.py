@@ -19,7 +19,8 @@ global batch (all micro-batches, all ranks): accumulation and any number of rank
 A run writes out/lm/<run>/: config.json; model/ (a Hugging Face folder, the best model by validation motion
 loss), text_tokenizer/ and motion_vocab.json (model.py); last/ (the last checkpoint: sharded model + optimizer
 through torch.distributed.checkpoint, step, RNG, history; what --resume reads); metrics.jsonl (every eval),
-metrics.json (the final one), loss_curve.png. Checkpoints are written as one folder and swapped in.
+metrics.json (the final one), loss_curve.png; length_estimator.* (support/length.py: sampling's lengths,
+fitted at the end). Checkpoints are written as one folder and swapped in.
 """
 
 import json
@@ -47,7 +48,7 @@ from common import (
     resume_settings,
     write_json,
 )
-from support import scale
+from support import length, scale
 from support.codes import Codes
 from support.lm_data import Pairs, global_batch
 from support.pretrained import fresh_rows
@@ -58,8 +59,8 @@ CONFIG = dict(
     init="auto",  # auto: tiny from scratch, named models from their weights | scratch (Table 9) | pretrained
     motion_vocab="add",  # add: K new rows | reuse: the K least frequent text tokens (§5.1: the paper's)
     motion_clock=True,  # the motion at a fixed position (model.position_ids); False: natural (an ablation)
-    length_token=False, countdown=False,  # the model writes the motion's length <len T> first (model.py; not
-    # the paper's); countdown: its positions then count down to the motion's end (model.position_ids)
+    length_token=True, countdown=True,  # the model writes the motion's length <len T> first and its positions
+    # count down to the motion's end (model.py; not the paper's format: that is both False; docs/lm.md)
     loss="whole",  # whole: instruction and motion tokens count (Table 10: the paper's) | motion: motion only
     task="motion",  # motion: instruction -> codes | text: plain language modelling of the captions and part
     # texts alone (Table 9 at tiny scale: no pretrained tiny model exists, so pretrain one on text first)
@@ -85,6 +86,7 @@ CONFIG = dict(
     estimate=False, gpus=0, gpu_gib=0.0,  # print the memory estimate (for `gpus` GPUs of gpu_gib) and stop
     seed=1337, device="auto", resume=False,
 )
+PAPER_FORMAT = dict(length_token=False, countdown=False)  # the paper's sequence (experiments: its claims)
 ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "init_from", "task", "length_token",
              "countdown")  # what a --resume must not change
 
@@ -162,6 +164,8 @@ def train(cfg, progress=True):
     bar.close()
     metrics, summary = final_report(run, state)
     if run.rank == 0:
+        if cfg["task"] == "motion":  # the length estimator that sampling holds the LM to (support/length.py)
+            length.save(run.dir, *length.fit(lm.text, run.train, run.val, seed=cfg["seed"]))
         write_json(run.dir / "metrics.json", metrics)
         if progress:
             print(f"{run.dir}: {summary}")

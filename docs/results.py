@@ -156,7 +156,12 @@ def render(results_dir):
         parts += ["", demo_section(json.loads((results_dir / "demo.json").read_text()))]
     if (results_dir / "sweep.json").is_file():
         parts += ["", sweep_section(json.loads((results_dir / "sweep.json").read_text()))]
-    for path in sorted(results_dir.glob("choices_*.json")):
+    choices = sorted(results_dir.glob("choices_*.json"))
+    if choices:
+        parts += ["", "The choices below were each measured on the recipe of their day: those made before "
+                  "the length token, the countdown and the length estimator became the default (issue 21: "
+                  "choices_lengths.json) were not remeasured on them, except the sampling settings."]
+    for path in choices:
         parts += ["", choice_section(json.loads(path.read_text()))]
     for path in sorted(results_dir.glob("claims_*.json")):
         parts += ["", claim_section(path.stem.removeprefix("claims_"), json.loads(path.read_text()))]

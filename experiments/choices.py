@@ -8,7 +8,8 @@ protocol; the choice reads val figures only.
     python experiments/choices.py --choice=sampling         # temperature / top-p / guidance on the default LM
     python experiments/choices.py --choice=edit_guidance    # guidance for edits (eval.py --edits on val)
     python experiments/choices.py --choice=edit_training    # part-mixed training samples for editing
-    python experiments/choices.py --choice=length_token     # the model writes the length first (+ countdown)
+    python experiments/choices.py --choice=length_token     # the LM writes the length first, or step by step
+    python experiments/choices.py --choice=lengths          # the length estimator's median / draw, or the LM
 
 They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
 chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
@@ -42,7 +43,7 @@ from support.report import cell  # noqa: E402
 
 CONFIG = dict(
     choice="",  # tokenizer_steps | held_edges | motion_clock | sampling | edit_guidance | edit_training |
-    # length_token, or several: a,b
+    # length_token | lengths, or several: a,b
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -143,14 +144,24 @@ def candidates(choice, cfg, ev, data):
         out["tokenizer alone: a walk's codes under a raise's upper-body codes"] = decoded_mixes(
             data, data.split("val"), tok)
         return out
-    if choice == "length_token":  # issue 21: the length decided from the text first, or step by step
-        run = lm_run("length_token", {"length_token": True}, cfg)
-        countdown = lm_run("countdown", {"length_token": True, "countdown": True}, cfg)
-        return {"step by step (default)": score_lm("out/lm/default", cfg, ev, data),
-                "length token": score_lm(run, cfg, ev, data),
-                "length token, the model ends it within ±25%": score_lm(run, cfg, ev, data,
+    if choice == "length_token":  # issue 21, first look: the LM writes the length first, or step by step
+        paper = lm_run("paper_format", train.PAPER_FORMAT, cfg)
+        run = lm_run("length_token", {"length_token": True, "countdown": False}, cfg)
+        return {"step by step": score_lm(paper, cfg, ev, data, lengths="model"),
+                "length token": score_lm(run, cfg, ev, data, lengths="model"),
+                "length token, the model ends it within ±25%": score_lm(run, cfg, ev, data, lengths="model",
                                                                         length_slack=0.25),
-                "length token, positions counting down": score_lm(countdown, cfg, ev, data)}
+                "length token, positions counting down": score_lm("out/lm/default", cfg, ev, data,
+                                                                  lengths="model")}
+    if choice == "lengths":  # issue 21: who decides how long a motion is (sample.py --lengths), on either LM
+        out = {f"countdown LM, {name}{' (default)' * (how == sample.DEFAULTS['lengths'])}": score_lm(
+            "out/lm/default", cfg, ev, data, lengths=how) for name, how in (
+            ("the length estimator's median", "median"), ("a draw from the length estimator", "draw"),
+            ("its own length token", "model"))}
+        paper = lm_run("paper_format", train.PAPER_FORMAT, cfg)
+        return out | {"paper's format, the length estimator's median": score_lm(paper, cfg, ev, data),
+                      "paper's format, step by step until </mot>": score_lm(paper, cfg, ev, data,
+                                                                             lengths="model")}
     if choice == "held_edges":  # the default tokenizer's weights, encoding with zero padding at the edges
         unheld = Path("out/tokenizer/choices_unheld")
         if not (Path(cfg["data_dir"]) / "tokens" / unheld.name / "meta.json").is_file():
@@ -166,7 +177,7 @@ def candidates(choice, cfg, ev, data):
         return {"motion clock (default)": score_lm("out/lm/default", cfg, ev, data),
                 "natural positions": score_lm(run, cfg, ev, data)}
     raise ValueError(f"--choice: tokenizer_steps, held_edges, motion_clock, sampling, edit_guidance, "
-                     f"edit_training or length_token, got {choice!r}")
+                     f"edit_training, length_token or lengths, got {choice!r}")
 
 
 def main(argv):

@@ -16,6 +16,9 @@ Conditions get equal budgets: both tokenizers of the tokenizer claim train the d
 (their MPJPE is reported beside the LM figures); the pretrain claim, which at this scale tests pretraining on
 the in-domain captions, has a control trained from scratch for the same total steps (text + motion).
 The verdict (verdict()) compares the condition the paper finds better with the other on the main figure.
+The claims are the paper's, so every run is in the paper's format (train.PAPER_FORMAT: no length token, no
+countdown) and ends its motions itself, as the paper's model does; train.py's and sample.py's defaults depart
+from it there (docs/lm.md).
 """
 
 import fcntl
@@ -108,8 +111,9 @@ def prepare(claim, seed, cfg, data):
 def lm_run(settings, seed, cfg, evaluate=True, split="test", ev=None, data=None):
     """Train one LM (train.train, skipped when finished) and, with `evaluate`, score its generations on
     `split` by eval.py's protocol -> {figure: value}."""
-    lm_cfg = dict(train.CONFIG, data_dir=cfg["data_dir"], tokenizer_run=cfg["tokenizer_run"], seed=seed,
-                  max_iters=cfg["max_iters"], eval_interval=cfg["max_iters"], device=cfg["device"])
+    lm_cfg = dict(train.CONFIG, **train.PAPER_FORMAT, data_dir=cfg["data_dir"], seed=seed,
+                  tokenizer_run=cfg["tokenizer_run"], max_iters=cfg["max_iters"],
+                  eval_interval=cfg["max_iters"], device=cfg["device"])
     lm_cfg.update(settings, code=code_hash())  # a run is reused only when its settings and code match
     run_dir = Path(lm_cfg["out_dir"]) / lm_cfg["run_name"]
     given = {**settings, **{k: lm_cfg[k] for k in ("seed", "max_iters", "data_dir", "tokenizer_run", "code")}}
@@ -132,8 +136,9 @@ def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
     if saved.is_file() and saved.stat().st_mtime > (run_dir / "metrics.json").stat().st_mtime:
         return json.loads(saved.read_text())
     clips = evaluation.draw_clips(data, split, cfg["eval_clips"], seed)
+    # Diversity over fewer pairs when a split is small
     eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], mm_texts=0, lm_dir=str(run_dir),
-                    seed=seed, device=cfg["device"],  # Diversity over fewer pairs when a split is small
+                    seed=seed, device=cfg["device"], sample_lengths="model",  # the paper's: the LM ends it
                     diversity_times=min(evaluation.CONFIG["diversity_times"], len(clips) - 1))
     figures = evaluation.evaluate_split(ev, data, clips, eval_cfg, evaluation._generator(eval_cfg),
                                         checked_clips=data.split(split), progress=False)["generated"]

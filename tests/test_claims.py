@@ -57,6 +57,16 @@ def test_claims_give_their_conditions_equal_budgets():
     assert conditions[worse]["max_iters"].startswith("<")
 
 
+def test_claims_run_in_the_papers_format(tmp_path, monkeypatch):
+    """The claims are the paper's: their LMs have no length token and no countdown, whatever train.py's
+    defaults (which have both)."""
+    seen = {}
+    monkeypatch.setattr(claims.train, "train", lambda cfg, progress: seen.update(cfg) or {"metrics": {}})
+    claims.lm_run({"run_name": "r", "out_dir": str(tmp_path)}, 1, dict(claims.CONFIG), evaluate=False)
+    assert claims.train.CONFIG["length_token"] and claims.train.CONFIG["countdown"]
+    assert seen["length_token"] is False and seen["countdown"] is False and seen["seed"] == 1
+
+
 class StandIn:
     """A tokenizer whose codes are the features themselves; `decode` gives them back (lossless) or the first
     pose held still, its velocities zeroed (a reconstruction that lost the motion)."""

@@ -297,13 +297,23 @@ def test_generation_is_constrained(tiny):
         out = tiny.generate(prompts * 2, generator=g, **kwargs)
         hook.remove()
         assert [o.shape for o in out] == [(steps, 3)] * 4 and min(o.min() for o in out) >= 0
+    for end_push in (100.0, -100.0):  # one length per prompt (sample.py's length estimates), guided or not
+        bias = torch.zeros(V)
+        bias[tiny.end_mot_id] = end_push
+        hook = bias_logits(tiny, bias)
+        for guidance in (1.0, 2.0):
+            out = tiny.generate(prompts * 2, steps=[4, 1, 7, 2], generator=g, guidance=guidance)
+            assert [len(o) for o in out] == [4, 1, 7, 2]
+        hook.remove()
     bias = torch.zeros(V)
     bias[tiny.motion_ids[11]] = 100.0
     hook = bias_logits(tiny, bias)
     assert (tiny.generate(prompts, steps=3, generator=g)[0] == 11).all()  # vocabulary id -> code
     hook.remove()
-    with pytest.raises(ValueError, match="cannot generate 200 steps: at most 106 fit"):
+    with pytest.raises(ValueError, match="cannot generate 200 steps for prompt 0: at most 106 fit"):
         tiny.generate(["walk."], min_steps=200)  # the motion from 192 to 512, </mot> <eos>: (320 - 2) // 3
+    with pytest.raises(ValueError, match="cannot generate 0 steps for prompt 1"):
+        tiny.generate(["walk.", "run."], steps=[3, 0])
 
 
 def test_generation_fills_the_context_by_default(gpt2_dir):
@@ -479,6 +489,7 @@ def test_length_token_decides_the_steps(tiny_len, tmp_path):
                                    **kwargs)
         hook.remove()
         assert [len(o) for o in out + guided] == [steps] * 3
+    assert [len(o) for o in tiny_len.generate([prompt, "walk."], temperature=0, steps=[9, 3])] == [9, 3]
     out = tiny_len.generate([prompt], temperature=0)[0]
     ids = tiny_len.prompt_ids(prompt) + [int(tiny_len.length_ids[len(out) - 1])]
     full = torch.tensor([ids + tiny_len.motion_ids[torch.from_numpy(out).flatten()].tolist()])
