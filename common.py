@@ -16,6 +16,7 @@ import socket
 import sys
 import tempfile
 import tokenize
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -308,12 +309,17 @@ def _worker_init():
 
 def parallel_map(fn, items, workers=1, chunksize=8):
     """fn over items, results in order, in `workers` forked processes (1: in this one). A generator: a
-    consumer that may stop early closes it (contextlib.closing), which terminates and joins the workers."""
+    consumer that may stop early closes it (contextlib.closing); then the chunks not yet started are cancelled
+    and the running ones finish, and the workers are joined. (multiprocessing.Pool.terminate killed workers
+    halfway through sending a result, and its result thread then waited forever for the rest: a 1-in-40 hang.)"""
     if workers <= 1:
         yield from map(fn, items)
         return
-    with multiprocessing.get_context("fork").Pool(workers, _worker_init) as pool:
-        yield from pool.imap(fn, items, chunksize)
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), initializer=_worker_init)
+    try:
+        yield from pool.map(fn, items, chunksize=chunksize)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def pick_device(device):  # "auto": this rank's GPU when there is one, else the CPU
