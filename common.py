@@ -311,7 +311,7 @@ def parallel_map(fn, items, workers=1, chunksize=8):
     """fn over items, results in order, in `workers` forked processes (1: in this one). A generator: a
     consumer that may stop early closes it (contextlib.closing); then the chunks not yet started are cancelled
     and the running ones finish, and the workers are joined. (multiprocessing.Pool.terminate killed workers
-    halfway through sending a result, and its result thread then waited forever for the rest: a 1-in-40 hang.)"""
+    halfway through sending a result, and its result thread then waited for the rest forever: 1 run in 40.)"""
     if workers <= 1:
         yield from map(fn, items)
         return

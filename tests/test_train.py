@@ -279,7 +279,8 @@ def test_text_pretraining_then_init_from(codes_dir, tmp_path):
     text_rows = torch.ones(len(before[table]), dtype=torch.bool)
     text_rows[codes] = False
     assert torch.equal(after[table][text_rows], before[table][text_rows])  # the text rows as pretrained
-    # the code and length rows start afresh, as new rows on a pretrained model: near the text rows' mean, all distinct
+    # the code and length rows start afresh, as new rows on a pretrained model: near the text rows' mean,
+    # all distinct
     fresh = after[table][codes]
     assert not torch.allclose(fresh, before[table][codes])
     assert (fresh.mean(0) - before[table][text_rows].mean(0)).abs().max() < 3 * before[table].std()
@@ -304,7 +305,8 @@ def test_a_length_token_run_saves_samples_and_refuses_a_mismatched_start(codes_d
         ids, kinds = pairs.sample(i, np.random.default_rng(i), 0.3, 0.1)
         assert ids[kinds.index(4)] == lm.length_ids[len(codes.clip(pairs.clips[i])) - 1]
     assert len(lm.generate(["a person walks forward."], max_steps=12)[0]) <= 12
-    train.train(lm_cfg(codes_dir, tmp_path, run_name="plain", max_iters=1, **train.PAPER_FORMAT), progress=False)
+    plain = lm_cfg(codes_dir, tmp_path, run_name="plain", max_iters=1, **train.PAPER_FORMAT)
+    train.train(plain, progress=False)
     with pytest.raises(ValueError, match="length tokens False; this run: .* --length_token=True"):
         train.train(lm_cfg(codes_dir, tmp_path, run_name="bad", length_token=True,
                            init_from=str(tmp_path / "plain")), progress=False)
