@@ -79,6 +79,8 @@ CONFIG = dict(
     uncond_prob=0.1,  # share of samples with no instruction: what classifier-free guidance (sample.py) needs
     eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
+    length_iters=1000,  # steps of the length estimator fitted after the LM (support/length.py); 0: none, and
+    # sampling then lets the LM end its motions (sample.py --lengths=model)
     dtype="auto",  # auto: bf16 on a GPU that has it, else fp32 | bfloat16 | float32
     compile=False,  # torch.compile the model (GPU)
     parallel="auto",  # auto: FSDP2 above 1B parameters under torchrun, else DDP | ddp | fsdp
@@ -164,8 +166,9 @@ def train(cfg, progress=True):
     bar.close()
     metrics, summary = final_report(run, state)
     if run.rank == 0:
-        if cfg["task"] == "motion":  # the length estimator that sampling holds the LM to (support/length.py)
-            length.save(run.dir, *length.fit(lm.text, run.train, run.val, seed=cfg["seed"]))
+        if cfg["task"] == "motion" and cfg["length_iters"]:  # sampling holds the LM to it (support/length.py)
+            est = length.fit(lm.text, run.train, run.val, cfg["length_iters"], seed=cfg["seed"])
+            length.save(run.dir, *est)
         write_json(run.dir / "metrics.json", metrics)
         if progress:
             print(f"{run.dir}: {summary}")
@@ -183,6 +186,8 @@ def checked(cfg):
                          f"whole loss (text has no motion tokens)")
     if not 0 < cfg["train_fraction"] <= 1:
         raise ValueError(f"--train_fraction={cfg['train_fraction']}: expected a share in (0, 1]")
+    if cfg["length_iters"] < 0:
+        raise ValueError(f"--length_iters={cfg['length_iters']}: expected 0 (no length estimator) or more")
     return cfg
 
 

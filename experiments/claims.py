@@ -113,7 +113,8 @@ def lm_run(settings, seed, cfg, evaluate=True, split="test", ev=None, data=None)
     `split` by eval.py's protocol -> {figure: value}."""
     lm_cfg = dict(train.CONFIG, **train.PAPER_FORMAT, data_dir=cfg["data_dir"], seed=seed,
                   tokenizer_run=cfg["tokenizer_run"], max_iters=cfg["max_iters"],
-                  eval_interval=cfg["max_iters"], device=cfg["device"])
+                  eval_interval=cfg["max_iters"], device=cfg["device"],
+                  length_iters=0)  # no length estimator: the LM ends its own motions, as the paper's
     lm_cfg.update(settings, code=code_hash())  # a run is reused only when its settings and code match
     run_dir = Path(lm_cfg["out_dir"]) / lm_cfg["run_name"]
     given = {**settings, **{k: lm_cfg[k] for k in ("seed", "max_iters", "data_dir", "tokenizer_run", "code")}}

@@ -27,7 +27,8 @@ def runs(codes_dir, tmp_path_factory):
     """A briefly trained LM run lm/r (model/, last/, ...) on the shared tiny pipeline, an evaluator ev/."""
     out, ds = tmp_path_factory.mktemp("runs"), str(codes_dir / "ds")
     train.train(dict(train.CONFIG, data_dir=ds, tokenizer_run="t", out_dir=str(out / "lm"), run_name="r",
-                     batch_size=8, max_iters=2, warmup_iters=1, eval_interval=2, eval_iters=1, device="cpu"),
+                     batch_size=8, max_iters=2, warmup_iters=1, eval_interval=2, eval_iters=1,
+                     length_iters=20, device="cpu"),
                 progress=False)
     evaluator.train_evaluator(dict(ev_mod.CONFIG, data_dir=ds, evaluator_dir=str(out / "ev"), width=16,
                                    heads=2, text_layers=1, motion_layers=1, emb_dim=8, bpe_vocab_size=300,

@@ -84,12 +84,12 @@ def test_save_load_and_a_damaged_file(fitted, tmp_path):
 def test_train_writes_it_and_sample_holds_the_lm_to_it(codes_dir, tmp_path):
     """train.py fits the estimator into the run; sample.generate makes each motion exactly the estimator's
     median (lengths=median), a draw from it with the take's generator (draw: a take still independent of its
-    batch), or leaves the length to the LM (model); a run without one is a clear error."""
+    batch), or leaves the length to the LM (model); a run without one (--length_iters=0) is a clear error."""
     import train
 
     train.train(dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(tmp_path),
                      run_name="r", batch_size=8, max_iters=3, warmup_iters=1, eval_interval=3, eval_iters=1,
-                     device="cpu"), progress=False)
+                     length_iters=20, device="cpu"), progress=False)
     run = tmp_path / "r"
     assert (run / "length_estimator.json").is_file() and (run / "length_estimator.safetensors").is_file()
     lm, _, est = sample.cached_run(run, "cpu")
@@ -103,9 +103,13 @@ def test_train_writes_it_and_sample_holds_the_lm_to_it(codes_dir, tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="lengths='longest': expected one of median, draw, model"):
         sample.generate(texts, run, lengths="longest")
-    for name in ("length_estimator.json", "length_estimator.safetensors"):
-        (run / name).unlink()
-    sample._runs.clear()
+    cfg = dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(tmp_path),
+               run_name="none", batch_size=8, max_iters=1, warmup_iters=1, eval_iters=1, device="cpu")
+    with pytest.raises(ValueError, match="--length_iters=-1: expected 0"):
+        train.train(dict(cfg, length_iters=-1), progress=False)
+    train.train(dict(cfg, length_iters=0), progress=False)  # a run without an estimator
+    run = tmp_path / "none"
+    assert not list(run.glob("length_estimator*"))
     with pytest.raises(FileNotFoundError, match=r"no length estimator .*\(lengths=model\)"):
         sample.generate(texts, run)
     assert len(sample.generate(texts[:1], run, lengths="model")) == 1

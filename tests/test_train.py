@@ -24,7 +24,7 @@ from support.codes import Codes
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = dict(train.CONFIG, batch_size=8, max_iters=4, warmup_iters=2, eval_interval=4, eval_iters=1,
-               lr=1e-3, device="cpu")
+               lr=1e-3, length_iters=20, device="cpu")
 
 
 def lm_cfg(codes_dir, out, **kw):
