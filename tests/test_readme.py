@@ -33,7 +33,7 @@ SKIP = {
 }
 # script -> settings appended to its README command (tiny data, a few steps)
 TINY = {
-    "data.py": ["--size=900", "--workers=1"],
+    "data.py": ["--size=500", "--workers=1"],
     "synth.py": ["--size=2"],
     "tokenizer.py": ["--max_iters=3", "--batch_size=8", "--width=16", "--eval_clips=8", "--ckpt_every=3"],
     "experiments/sweep.py": ["--iters=2", "--kinds=lfq2d,vq", "--log2k=6", "--batch_size=8", "--width=16",
