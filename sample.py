@@ -100,8 +100,9 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     if lengths not in LENGTHS:
         raise ValueError(f"lengths={lengths!r}: expected one of {', '.join(LENGTHS)}")
     if estimator is None and lengths != "model" and not seconds:
-        raise FileNotFoundError(f"{lm_dir or 'out/lm/default'}: no length estimator (a run trained before "
-                                f"train.py fitted one): rerun train.py, or let the LM decide (lengths=model)")
+        raise FileNotFoundError(f"{lm_dir or 'out/lm/default'}: no length estimator (trained with "
+                                f"--length_iters=0, or before train.py fitted one): rerun train.py, or let "
+                                f"the LM decide (lengths=model)")
     fixed = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
     if keys is not None and len(keys) != len(texts):
         raise ValueError(f"{len(keys)} keys for {len(texts)} texts: give one per text")

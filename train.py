@@ -48,7 +48,7 @@ from common import (
     resume_settings,
     write_json,
 )
-from support import length, scale
+from support import length, report, scale
 from support.codes import Codes
 from support.lm_data import Pairs, global_batch
 from support.pretrained import fresh_rows
@@ -323,7 +323,7 @@ def checkpoint(run, state, step, val_losses):
     if run.rank == 0:
         lines = "".join(json.dumps(e) + "\n" for e in evals)
         atomic_write(run.dir / "metrics.jsonl", lambda p: p.write_text(lines))
-        plot_curves(run.dir / "loss_curve.png", history, evals)
+        report.plot_curves(run.dir / "loss_curve.png", history, evals)
 
 
 def final_report(run, state):
@@ -369,26 +369,6 @@ def derangement(n, seed):
     sigma = np.empty(n, dtype=np.int64)
     sigma[order] = np.roll(order, -1)
     return sigma
-
-
-def plot_curves(path, history, evals):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    steps = np.arange(1, len(history) + 1)
-    for ax, key, title in ((axes[0], "motion", "motion tokens"), (axes[1], "text", "instruction tokens")):
-        train = np.array([h[key] for h in history], dtype=float)
-        smooth = np.convolve(train, np.ones(20) / 20, mode="valid") if len(train) >= 20 else train
-        ax.plot(steps[len(steps) - len(smooth):], smooth, label="train (20-step mean)")
-        ax.plot([e["step"] for e in evals], [e[f"val_{key}_loss"] for e in evals], "o-", label="val")
-        ax.set(title=f"loss per {title}", xlabel="step", ylabel="nats")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------
