@@ -119,10 +119,9 @@ def progress_bar(iterable=None, **kwargs):
 
 
 def cli(main, prog):
-    """A script's entry point: main(sys.argv[1:]). Bad settings or input (ValueError, OSError, whose messages
-    name the file and the problem) end it with one line `<prog>: <message>` and exit status 1; Ctrl-C with one
-    line `<prog>: interrupted; <what main's KeyboardInterrupt says it left as it was>` and status 130 (128 +
-    SIGINT, as a shell reports it). NANOMOTION_DEBUG=1 lets the exception through, with its traceback."""
+    """A script's entry point: main(sys.argv[1:]). A ValueError or OSError ends it with one line `<prog>:
+    <message>`, status 1; Ctrl-C with `<prog>: interrupted; <what main's KeyboardInterrupt says it left as it
+    was>`, status 130 (128 + SIGINT). NANOMOTION_DEBUG=1 lets the exception through, with its traceback."""
     if os.environ.get("NANOMOTION_DEBUG", "0") != "0":
         return main(sys.argv[1:])
     try:
@@ -134,11 +133,9 @@ def cli(main, prog):
         sys.exit(f"{prog}: {e}")
 
 
-# Atomic writes: a file or folder is built under a temporary name beside its place, then renamed into it, so
-# a reader sees the old version or the new one, never half of either. A failed or interrupted write removes
-# its temp; one that was killed (kill -9, a lost machine) cannot, so temp names carry the owner,
-# .<name>.tmp-<host>-<pid>-<random>, and the next write to the same place removes those of this host whose
-# process is gone. (The host keeps a run on another machine sharing the folder from looking dead.)
+# Atomic writes (docs/design.md): a file or folder is built under a temporary name beside its place, then
+# renamed into it. A killed write (kill -9, a lost machine) cannot remove its temp, so temp names carry their
+# owner, .<name>.tmp-<host>-<pid>-<random>: the next write to that place removes this host's dead ones.
 def _temp_prefix(path):
     return f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
 
@@ -173,8 +170,7 @@ def remove_dead_temps(path):
             _remove(p)
 
 
-def atomic_write(path, write):
-    """write(tmp), then os.replace(tmp, path)."""
+def atomic_write(path, write):  # write(tmp), then os.replace(tmp, path)
     path = Path(path)
     remove_dead_temps(path)
     tmp = path.with_name(_temp_prefix(path) + os.urandom(4).hex())
@@ -196,8 +192,7 @@ def make_temp_dir(out_dir):
 
 
 def replace_dir(tmp, out_dir):
-    """Put the finished folder `tmp` at `out_dir`: old -> trash, new -> out_dir, then delete the old one
-    (two renames on one file system: a reader sees the old folder or the new one, never half of either)."""
+    """Put the finished folder `tmp` at `out_dir`: old -> trash, new -> out_dir (2 renames), old deleted."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -212,15 +207,13 @@ def write_json(path, obj):
     atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
-def save_weights(path, state_dict):
-    """A state dict as one safetensors file (CPU, contiguous), written atomically."""
+def save_weights(path, state_dict):  # one safetensors file (CPU, contiguous), written atomically
     weights = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     atomic_write(path, lambda p: save_file(weights, str(p)))
     return weights
 
 
-def load_weights(path, device="cpu"):
-    """The state dict of a safetensors file that save_weights (or a Hugging Face save) wrote."""
+def load_weights(path, device="cpu"):  # what save_weights (or a Hugging Face save) wrote
     return load_file(str(path), device=str(device))
 
 
@@ -231,11 +224,9 @@ READERS = {".json": lambda p: json.loads(p.read_text()), ".safetensors": load_we
 
 
 def read_run_file(path, remake, read=None):
-    """read(path) (default: READERS by its suffix) for a file or folder that a run, a dataset or its codes
-    hold. A missing one raises FileNotFoundError, a damaged one that its reader fails on (cut short by a full
-    disk or an interrupted copy, edited by hand) ValueError("<path>: damaged or incomplete (<why>);
-    <remake>"): the scripts print it in one line, `<script>: <message>` (cli). `remake` says what makes it
-    again."""
+    """read(path) (default: READERS by its suffix) of a run's, a dataset's or its codes' file or folder. A
+    missing one raises FileNotFoundError, one that its reader fails on (cut short by a full disk or an
+    interrupted copy, edited by hand) ValueError("<path>: damaged or incomplete (<why>); <remake>")."""
     path, read = Path(path), read or READERS[Path(path).suffix]
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; {remake}")
@@ -254,9 +245,8 @@ def _first_sentence(e):  # of an error's message (of the first rank's error in a
 
 
 def finished_run(run_dir, settings):
-    """A rerun's skip test (experiments/sweep.py, experiments/claims.py): the metrics of the run in run_dir if
-    it finished (metrics.json there) with these settings (its config.json agrees on every one of them it
-    records), else None."""
+    """A rerun's skip test (experiments/): the metrics of the run in run_dir if it finished (metrics.json
+    there) with these settings (its config.json agrees on every one of them it records), else None."""
     config, metrics = Path(run_dir) / "config.json", Path(run_dir) / "metrics.json"
     if not (config.is_file() and metrics.is_file()):
         return None
@@ -267,11 +257,10 @@ def finished_run(run_dir, settings):
 
 
 def code_hash():
-    """A short hash of the pipeline's code (the top-level scripts, support/, kernels/ and the baselines):
+    """A short hash of the pipeline's code (the top-level scripts, support/ and kernels/):
     experiments store it in their runs' settings, so that a run made by other code is trained again."""
     root = Path(__file__).parent
-    files = [*root.glob("*.py"), *root.glob("support/*.py"), *root.glob("kernels/*.py"),
-             root / "experiments" / "baselines.py"]
+    files = [*root.glob("*.py"), *root.glob("support/*.py"), *root.glob("kernels/*.py")]
     digest = hashlib.sha256()
     for path in sorted(files):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
@@ -327,10 +316,9 @@ def pick_device(device):  # "auto": this rank's GPU when there is one, else the 
     return torch.device(auto if device == "auto" else device)
 
 
-# process groups: one process, or one per GPU (or CPU rank) under torchrun
 def distributed_setup(device="auto"):
     """-> (rank, world, device). Under torchrun (WORLD_SIZE > 1) this joins the process group: nccl on CUDA,
-    gloo on the CPU. Multi-node runs need nothing more here: torchrun's rendezvous sets the variables."""
+    gloo on the CPU (multi-node too: torchrun's rendezvous sets the variables)."""
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     device = pick_device(device)
     if world > 1 and not dist.is_initialized():

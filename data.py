@@ -1,7 +1,6 @@
-"""Motion data: the on-disk dataset (data/<name>/), batching, and the command line that writes datasets
-(from synth.py, or from real data through support/real_data.py's loaders for the HumanML3D layout and SMPL-X
-parameter sequences) and renders clips. The skeleton, forward kinematics and the features themselves are in
-motion.py; docs/design.md describes the on-disk format.
+"""Motion data: the on-disk dataset (data/<name>/, format: docs/design.md), batching, and the command line
+that writes datasets (from synth.py, or from real data through support/data_real.py's loaders) and renders
+clips. The skeleton, forward kinematics and the features themselves are motion.py's.
 
     python data.py                                   # synthetic dataset (synth.py) -> data/synth
     python data.py --source=humanml3d --src=DIR      # HumanML3D layout -> data/humanml3d
@@ -9,14 +8,9 @@ motion.py; docs/design.md describes the on-disk format.
     python data.py --show=0,5,9                      # stick-figure GIFs of data/synth clips -> out/gifs
     python data.py --show=0 --bvh                    # + a .bvh beside each GIF (for Blender)
 
-Source layouts. HumanML3D: SRC/new_joint_vecs/<name>.npy [T, 263], SRC/texts/<name>.txt lines
-"caption#tokens#start#end" (seconds; 0#0 = the whole clip, else the sub-clip <name>@<start>-<end>),
-SRC/train.txt, val.txt, test.txt. SMPL-X (Motion-X / MotionBase style): SRC/motions/<name>.npz with
-root_orient [T,3], pose_body [T,63], pose_hand [T,90] (left then right, axis-angle), trans [T,3], betas
-[10] (optional fps, else --src_fps), <name> may contain folders (the first folder above the file is the
-subset); SRC/texts/<name>.txt: whole-body captions one a line, "upper: ..." / "lower: ..." lines for the
-parts; optional split files. Sequences longer than 196 frames (at 20 fps) are cut evenly into
-<name>@0, @1, ...; a single frame (an image's pose) is held for 64 frames.
+Source layouts (docs/data.md, "Real data"): HumanML3D's SRC/new_joint_vecs/, texts/ and split files;
+SMPL-X parameters in SRC/motions/<name>.npz, captions in SRC/texts/<name>.txt. Sequences longer than 196
+frames (at 20 fps) are cut evenly into <name>@0, @1, ...; a single frame (an image's pose) is held for 64.
 """
 
 import contextlib
@@ -29,15 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import synth
 from common import cli, make_temp_dir, parse_args, replace_dir
-from motion import MIN_FRAMES, feature_slices, part_columns, recover_from_ric, render_gif
+from motion import FPS, MIN_FRAMES, feature_slices, part_columns, recover_from_ric, render_gif
 from support.bvh import to_bvh
-from support.real_data import convert, list_files, load_humanml3d, load_smplx, read_splits
+from support.data_real import convert, list_files, load_humanml3d, load_smplx, read_splits
 
-# ----------------------------------------------------------------------------------------------
-# On-disk dataset (docs/design.md): data/<name>/ meta.json, motions.npy [total_frames, D] float32 +
-# offsets.npy int64 [N+1] (clip i = motions[offsets[i]:offsets[i+1]]), texts.jsonl, <split>.txt,
-# mean.npy / std.npy (train split). Written into a temporary folder, then renamed into place.
 # settings of the command line: plain values, overridden by --key=value (data.py --help lists them)
 CONFIG = dict(
     source="synth",  # synth (the embedded dataset) | humanml3d | smplx (Motion-X / MotionBase-style SMPL-X)
@@ -104,7 +95,7 @@ def default_split(clip_id):
     return "train" if u < 0.8 else "val" if u < 0.9 else "test"
 
 
-def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, strict=False, source=None):
+def write_dataset(out_dir, clips, *, name, joints_num, splits=None, strict=False, source=None):
     """Validate and stream `clips` (dicts {"id", "feats" [T, D], "captions", "parts", "subset"}) into
     out_dir atomically. Bad clips are skipped and counted per reason (strict: one error naming the clip).
     `splits`: {split name: [ids]}; without it a clip's "split" key, else default_split(id).
@@ -137,7 +128,8 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
                 mf.write(feats.tobytes())
                 offsets.append(offsets[-1] + len(feats))
                 record = {"id": clip["id"], "captions": captions, "parts": clip.get("parts") or {},
-                          "subset": clip.get("subset", ""), **({"tokens": tokens} if tokens else {})}
+                          "subset": clip.get("subset", ""), **({"tokens": tokens} if tokens else {}),
+                          **({"plan": clip["plan"]} if "plan" in clip else {})}
                 tf.write(json.dumps(record, ensure_ascii=False) + "\n")
                 # a given split table, else the clip's own "split" (loaders), else a hash of the id
                 in_splits = membership.get(clip["id"], []) if splits else [clip.get("split")
@@ -169,7 +161,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, fps=20, splits=None, stri
             (tmp / f"{s}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
         summary = {"written": len(offsets) - 1, "frames": offsets[-1], "skipped": skipped,
                    "splits": {s: len(ids) for s, ids in split_ids.items()}}
-        meta = {"name": name, "version": 1, "fps": fps, "joints_num": joints_num, "feat_dim": feat_dim,
+        meta = {"name": name, "version": 1, "fps": FPS, "joints_num": joints_num, "feat_dim": feat_dim,
                 "parts": {k: v.tolist() for k, v in part_columns(joints_num).items()},
                 "source": source, "summary": summary}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -313,41 +305,6 @@ class MotionData:
         return np.array([self._index[i] for i in ids], dtype=np.int64)
 
 
-class WindowDataset(torch.utils.data.Dataset):
-    """Random crops of `window` frames from the clips of a split (raw features, float32 [window, D]).
-    Clips shorter than the window are left out; .dropped counts them."""
-
-    def __init__(self, data, split, window=64):
-        self.data, self.window = data, window
-        clips = data.split(split)
-        lengths = np.diff(data.offsets)[clips]
-        self.clips = clips[lengths >= window]
-        self.dropped = int((lengths < window).sum())
-
-    def __len__(self):
-        return len(self.clips)
-
-    def __getitem__(self, i):
-        start, end = self.data.offsets[self.clips[i]], self.data.offsets[self.clips[i] + 1]
-        s = start + int(torch.randint(0, end - start - self.window + 1, ()))
-        return torch.from_numpy(np.array(self.data.motions[s:s + self.window], dtype=np.float32))
-
-
-class TextMotionDataset(torch.utils.data.Dataset):
-    """(caption, features float32 [T, D]) pairs of a split; one caption drawn at random per access."""
-
-    def __init__(self, data, split):
-        self.data, self.clips = data, data.split(split)
-
-    def __len__(self):
-        return len(self.clips)
-
-    def __getitem__(self, i):
-        captions = self.data.texts[self.clips[i]]["captions"]
-        caption = captions[int(torch.randint(0, len(captions), ()))]
-        return caption, torch.from_numpy(np.array(self.data.motion(self.clips[i]), dtype=np.float32))
-
-
 def main(argv):
     cfg = {**CONFIG, **parse_args(argv, CONFIG, "data.py")}
     if cfg["source"] not in ("synth", "humanml3d", "smplx"):
@@ -376,7 +333,6 @@ def main(argv):
     out, src = Path(cfg["data_dir"] or f"data/{cfg['source']}"), cfg["src"]
     splits, joints_num, source = None, 22, {cfg['source']: src}
     if cfg["source"] == "synth":
-        import synth
         clips, splits = synth.generate(cfg["size"], cfg["seed"], cfg["workers"])
         source = {"synth": {"size": cfg["size"], "seed": cfg["seed"]}}
     elif not src or not Path(src).is_dir():

@@ -1,11 +1,12 @@
 """`make demo`: the whole pipeline on the embedded dataset, each stage through its own command line, as the
 README prints them: data -> tokenizer -> codes -> language model -> evaluator -> evaluation -> samples.
 
-    python demo.py                          # everything (~20 min on 2 CPU cores) -> out/demo/
+    python demo.py                          # everything (~35 min on 2 CPU cores) -> out/demo/
     python demo.py --from_stage=lm          # rerun from a stage on, keeping what the earlier ones wrote
 
 Every stage writes where its script writes by default (data/synth, out/tokenizer/default, out/lm/default,
-out/evaluator/synth, out/eval/synth/default.json), so the README's commands work on the demo's outputs.
+out/evaluator/synth, out/eval/synth/default.json, edits_default.json), so the README's commands work on the
+demo's outputs.
 The demo adds out/demo/: results.json (the figures of every stage and each stage's wall time), summary.md
 (what it prints at the end) and samples/default/ (the prompts below: a GIF, .npy and .bvh for each).
 """
@@ -17,8 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+import sample
 from common import cli, parse_args, write_json
-from support.report import COLUMNS, cell, edit_table
+from data import MotionData
+from experiments.edits import edit_table, edit_tasks
+from motion import FPS, FRAMES_PER_CODE
+from support.eval_report import COLUMNS, cell
 
 # settings: plain values, overridden by --key=value
 CONFIG = dict(
@@ -47,8 +52,9 @@ def stages(cfg):
         ("evaluator", ["eval.py", "--train_evaluator", data]),
         ("codes", ["tokenizer.py", "--encode", data]),
         ("lm", ["train.py", data]),
-        ("eval", ["eval.py", data, *protocol, "--splits=test", "--edits"]),
+        ("eval", ["eval.py", data, *protocol, "--splits=test"]),
         ("eval_ood", ["eval.py", data, *protocol, "--splits=ood", f"--out={ood_results(cfg)}"]),
+        ("edit_eval", ["experiments/edits.py", data, "--splits=test"]),
         ("samples", ["sample.py", f"--out_dir={Path(cfg['out_dir']) / 'samples'}", "--bvh",
                      *(f"--text={p}" for p in PROMPTS)]),
         ("edits", ["demo.py", "--edit_samples", data, f"--out_dir={cfg['out_dir']}"]),
@@ -58,8 +64,8 @@ def stages(cfg):
 # what each stage reads: the tokenizer and the evaluator need only the dataset, the evaluations of the test
 # and the OOD split only the models, so such stages run side by side
 NEEDS = {"data": (), "tokenizer": ("data",), "evaluator": ("data",), "codes": ("tokenizer",),
-         "lm": ("codes",), "eval": ("lm", "evaluator"), "eval_ood": ("lm", "evaluator"), "samples": ("lm",),
-         "edits": ("lm",)}
+         "lm": ("codes",), "edit_eval": ("lm",), "eval": ("lm", "evaluator"), "eval_ood": ("lm", "evaluator"),
+         "samples": ("lm",), "edits": ("lm",)}
 
 
 def ood_results(cfg):  # eval_ood's JSON, beside eval's own out/eval/<dataset>/default.json
@@ -126,7 +132,7 @@ def results(cfg, wall_s, total_s=None):
                             k.startswith(("action_", "n_")) or k == "replications"}
                       for row, fig in res.items() if isinstance(fig, dict) and "n_clips" in fig}
         out[split] |= {k: res[k] for k in ("n_clips", "n_checked", "replications", "kinds")}
-    out["edit"] = evaluation.get("edit", {}).get("test", {})  # eval.py --edits on the test split
+    out["edit"] = json.loads((Path("out/eval") / name / "edits_default.json").read_text())["test"]
     out["tokenizer"] = {k: tokenizer[k] for k in ("mpjpe_mm", "utilisation", "perplexity", "K", "P", "clips")}
     out["wall_s"], out["total_s"] = wall_s, total_s
     return out
@@ -156,7 +162,7 @@ def summary(res, cfg):
               "- tokenizer: out/tokenizer/default/ (metrics.json)",
               "- language model: out/lm/default/ (model/, metrics.json, loss_curve.png)",
               f"- evaluator: out/evaluator/{Path(cfg['data_dir']).name}/",
-              f"- evaluation: out/eval/{Path(cfg['data_dir']).name}/default.json",
+              f"- evaluation: out/eval/{Path(cfg['data_dir']).name}/default.json (edits: edits_default.json)",
               f"- samples: {Path(cfg['out_dir']) / 'samples' / 'default'}/ (a GIF, .npy and .bvh per prompt; "
               "edit_*: one edit of each kind, the source beside the edit)",
               f"- this summary: {Path(cfg['out_dir']) / 'summary.md'}, figures: "
@@ -169,13 +175,8 @@ def summary(res, cfg):
 
 
 def edit_samples(cfg):
-    """The edits stage: the first test clip of each kind of eval.py's edit protocol, edited with its text
-    by sample.py --edit (a GIF of the source beside the edit, kept limbs blue)."""
-    import sample
-    from data import MotionData
-    from motion import FPS, FRAMES_PER_CODE
-    from support.editing import edit_tasks
-
+    """The edits stage: the first test clip of each kind of experiments/edits.py's edit protocol, edited with
+    its text by sample.py --edit (a GIF of the source beside the edit, kept limbs blue)."""
     data = MotionData(cfg["data_dir"])
     first = {}
     for kind, i, text, keep, *_ in edit_tasks(data, data.split("test")):

@@ -6,19 +6,16 @@ One training sample (docs/design.md), time-major, the P part codes of a step tog
 
     <text tokens of the instruction> <mot> [<len T>] c(0,0) … c(0,P−1) c(1,0) … c(T−1,P−1) </mot> <eos>
 
-The instruction is a template around the normalised caption, e.g. "generate a motion: a man walks forward."
-(every pair is a question–answer instance {X_Q, X_M}, §4.1), sometimes with MotionBase's part texts appended
-("… upper body: the arms swing. lower body: the legs take steps."). Code c of the tokenizer's codebook is
-vocabulary id motion_ids[c]: with motion_vocab="add" a block of K new rows appended to the embedding and the
-head; with "reuse" (the paper's choice for its LFQ codebook, §5.1) the K least frequent text tokens of the
-captions, repurposed. <mot> and </mot> are always new tokens (§4.1), and <pad> where the family lacks one.
-With train.py --length_token (not in the paper) the model first writes the motion's length <len T> (one of
-LENGTH_TOKENS new tokens, T steps; the last: that many or more), and the motion then has T steps: the length
-is decided once, from the text, instead of at every step by whether to write </mot>.
+The instruction is a template around the normalised caption, e.g. "generate a motion: a man walks forward.",
+sometimes with MotionBase's part texts appended ("… upper body: the arms swing. lower body: …"). Code c of the
+tokenizer's codebook is vocabulary id motion_ids[c]: with motion_vocab="add" a block of K new rows appended to
+the embedding and the head; with "reuse" (the paper's choice for its LFQ codebook, §5.1) the K least frequent
+text tokens of the captions, repurposed. <mot> and </mot> are always new tokens (§4.1), and <pad> where the
+family lacks one. With train.py --length_token (not in the paper) the model first writes the motion's length
+<len T> (one of LENGTH_TOKENS new tokens), decided once from the text instead of at every step by </mot>.
 
-Training minimises eq. (1), L(Θ) = −Σ_j log P_Θ(y_j | desc, ŷ_{1:j−1}); collate() marks which tokens count:
-loss="whole" counts instruction and motion tokens (the paper's choice: Table 10, better than "motion", which
-counts only the motion codes and </mot>). generate() is constrained, so every output parses into codes [T, P].
+Training minimises eq. (1), L(Θ) = −Σ_j log P_Θ(y_j | desc, ŷ_{1:j−1}) over the tokens counted() counts (by
+their Kind). generate() is constrained, so every output parses into codes [T, P].
 
     lm = model.build("gpt2-tiny", K=1024, P=6, captions=train_texts)      # or "gpt2-medium", a local folder
     ids, kinds = lm.sample_ids("A man walks forward.", codes)              # codes int [T, P]
@@ -27,27 +24,30 @@ counts only the motion codes and </mot>). generate() is constrained, so every ou
     lm.save("out/lm/default"); lm = model.load("out/lm/default")
 """
 
+from enum import IntEnum
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
+from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from common import make_temp_dir, read_run_file, replace_dir, write_json
-from support.editing import forced_codes
-from support.pretrained import count_tokens, grow_vocab, hub_snapshot, reuse_ids
-from support.registry import REGISTRY, VOCAB_MULTIPLE, hf_config, model_spec
-from support.text_tokenizer import TextTokenizer, bpe_from_files, tiktoken_gpt2_files, train_bpe
+from support.model_pretrained import count_tokens, grow_vocab, hub_snapshot, reuse_ids
+from support.model_registry import REGISTRY, VOCAB_MULTIPLE, hf_config, model_spec  # the named models
+from support.text_tokenizer import (
+    TextTokenizer,
+    bpe_from_files,
+    normalise_caption,
+    tiktoken_gpt2_files,
+    train_bpe,
+)
 
 hf_logging.disable_progress_bar()  # one-shard "Loading weights" / "Writing model shards" bars: noise
-
-
-# the named models (gpt2 ... llama3.1-8b, gpt2-tiny, llama-tiny): their architectures, learning rates and
-# configs are support/registry.py's REGISTRY, model_spec() and hf_config()
-
 
 # instructions: every pair is a question-answer instance {X_Q, X_M} (§4.1), worded by one of a few templates
 TEMPLATES = [
@@ -58,14 +58,35 @@ TEMPLATES = [
 PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body caption plus one per body part
 LENGTH_TOKENS = 64  # <len 1> ... <len 64>: 4 frames a step, 12.8 s (HumanML3D's clips: at most 9.8 s)
 
+
+class Kind(IntEnum):
+    """What each token of a training sequence is (sample_ids, collate: the labels, position_ids)."""
+    PAD = 0  # collate's right padding
+    TEXT = 1  # the instruction, with <bos>, <mot> and <eos>
+    CODE = 2  # a motion code
+    END = 3  # </mot>
+    LENGTH = 4  # <len T> (train.py --length_token)
+
+
+# the kinds each loss counts: "whole" every token (the paper's choice, Table 10), "motion" the motion's
+COUNTED = {"whole": (Kind.TEXT, Kind.CODE, Kind.END, Kind.LENGTH),
+           "motion": (Kind.CODE, Kind.END, Kind.LENGTH)}
+
+
+def counted(kinds, loss):
+    """kinds [B, L] -> bool [B, L]: does each token count in `loss` ("whole" or "motion", COUNTED)?"""
+    if loss not in COUNTED:
+        raise ValueError(f"loss must be 'whole' or 'motion', got {loss!r}")
+    kinds = torch.as_tensor(kinds)
+    return torch.isin(kinds, torch.tensor(COUNTED[loss], device=kinds.device))
+
+
 # Position ids, the motion clock: the instruction sits at its natural positions 0, 1, ...; the motion (its
 # codes, </mot>, <eos>) starts at a fixed position, motion_position(n_ctx) = 3/8 of the context, at most 512,
-# whatever the instruction's length: the i-th motion token has position motion_position + i. With learned
-# absolute positions (GPT-2) a code's position embedding then says how far into the motion it is. When the
-# motion went on right after the instruction (5 to 166 tokens long on synth), the model had to subtract the
-# instruction's length first; with the fixed start it reaches a lower val loss in the same steps (docs/lm.md).
-# The token sequence is unchanged (docs/design.md). Instructions longer than motion_position tokens are not
-# used (train.py counts them); the motion gets the rest of the context.
+# whatever the instruction's length, so that a code's (learned, GPT-2) position says how far into the motion
+# it is. Right after the instruction (5 to 166 tokens on synth) the model had to subtract the instruction's
+# length first, and its val loss was higher (docs/lm.md, docs/results/choices_motion_clock.json). The token
+# sequence is unchanged. Instructions longer than motion_position tokens are not used (train.py counts them).
 def motion_position(n_ctx):  # at most 512: a long-context LLM's motion should not start far from its prompt
     return min(n_ctx * 3 // 8, 512)
 
@@ -75,30 +96,23 @@ def motion_end(n_ctx, P):
     return motion_position(n_ctx) + (n_ctx - motion_position(n_ctx) - 2) // P * P
 
 
-def position_ids(kinds, n_ctx, clock=True, countdown_P=0):
-    """kinds [B, L] (collate's: 2 = motion code) -> position ids [B, L]: natural up to a row's first code,
-    motion_position(n_ctx) + i for the i-th token from there; padding stays below n_ctx. clock=False (the
-    ablation, train.py --motion_clock=False): natural positions throughout. countdown_P = P (train.py
-    --countdown, with the length token): the motion of T < LENGTH_TOKENS steps ends at motion_end, so that a
-    code's position says how many steps are left."""
+def motion_start(n_ctx, P, steps, countdown=False):
+    """Where the first code of a motion of `steps` steps (LongTensor) sits: motion_position(n_ctx); with the
+    countdown (train.py --countdown) a motion of T < LENGTH_TOKENS steps ends at motion_end, so that a code's
+    position says how many steps are left."""
+    start = torch.full_like(steps, motion_position(n_ctx))
+    return torch.where(steps < LENGTH_TOKENS, motion_end(n_ctx, P) - steps * P, start) if countdown else start
+
+
+def position_ids(kinds, n_ctx, P, countdown=False):
+    """kinds [B, L] (Kind) -> position ids [B, L]: natural up to a row's first code, then motion_start + i for
+    the i-th token from there; padding stays below n_ctx."""
     L = kinds.shape[1]
     natural = torch.arange(L).expand_as(kinds)
-    is_code = kinds == 2
+    is_code = kinds == Kind.CODE
     first = torch.where(is_code.any(1), is_code.int().argmax(1), L)[:, None]  # rows with no code: natural
-    start = torch.full_like(first, motion_position(n_ctx)) if clock else first
-    if countdown_P:
-        T = is_code.sum(1, keepdim=True) // countdown_P
-        start = torch.where(T < LENGTH_TOKENS, motion_end(n_ctx, countdown_P) - T * countdown_P, start)
-    motion = start + natural - first
-    return torch.where(natural >= first, motion, natural).clamp(max=n_ctx - 1)
-
-
-def normalise_caption(text):
-    """The one normalisation of captions, for training and sampling alike: single spaces, lower case."""
-    text = " ".join(text.split()).lower()
-    if not text:
-        raise ValueError("empty caption")
-    return text
+    start = motion_start(n_ctx, P, is_code.sum(1, keepdim=True) // P, countdown)
+    return torch.where(natural >= first, start + natural - first, natural).clamp(max=n_ctx - 1)
 
 
 def instruction_text(caption, parts=None, template=0):
@@ -115,9 +129,10 @@ class MotionLM:
     def __init__(self, lm, text, *, K, P, motion_ids, mot_id, end_mot_id, pad_id, mode, spec, length_ids=()):
         self.lm, self.text, self.K, self.P, self.mode, self.spec = lm, text, K, P, mode, spec
         self.length_ids = torch.as_tensor(length_ids, dtype=torch.long)  # <len 1> ...; empty: no length token
-        self.clock = spec.get("motion_clock", True)  # False: natural positions (an ablation)
         self.countdown = spec.get("countdown", False)  # the motion ends at motion_end (with length_ids)
         self.motion_ids = torch.as_tensor(motion_ids, dtype=torch.long)
+        self.code_of = torch.full((lm.config.vocab_size,), -1)  # vocabulary id -> code (-1: not a code)
+        self.code_of[self.motion_ids] = torch.arange(K)
         self.mot_id, self.end_mot_id, self.pad_id, self.eos_id = mot_id, end_mot_id, pad_id, text.eos_id
         self.reused = set(self.motion_ids.tolist()) if mode == "reuse" else set()
 
@@ -132,143 +147,123 @@ class MotionLM:
         return ([] if self.text.bos_id is None else [self.text.bos_id]) + ids + [self.mot_id]
 
     def sample_ids(self, caption, codes, parts=None, template=0):
-        """One training sequence and the kind of each token: 1 instruction (with <mot>, <eos>), 2 motion code,
-        3 </mot>, 4 the length token. caption None: no instruction (an unconditional sample, for guidance)."""
-        codes = np.asarray(codes)
+        """One training sequence and the Kind of each token. caption None: no instruction (an unconditional
+        sample, for guidance)."""
+        motion = self.code_ids(codes).flatten().tolist()  # time-major: a step's P codes together
+        prompt = self.prompt_ids(caption, parts, template)
+        D = len(self.length_ids)
+        length = [int(self.length_ids[min(len(codes), D) - 1])] if D else []  # <len T>; the last: T or more
+        kinds = [Kind.TEXT] * len(prompt) + [Kind.LENGTH] * len(length) + [Kind.CODE] * len(motion)
+        return prompt + length + motion + [self.end_mot_id, self.eos_id], kinds + [Kind.END, Kind.TEXT]
+
+    def code_ids(self, codes):
+        """Codes int [T >= 1, P] -> their vocabulary ids [T, P] (motion_ids); one clear error for others."""
+        codes = torch.as_tensor(np.asarray(codes)).long()
         if codes.ndim != 2 or codes.shape[1] != self.P or codes.shape[0] == 0:
             raise ValueError(f"codes must be [T >= 1, P={self.P}], got {list(codes.shape)}")
         if codes.min() < 0 or codes.max() >= self.K:
-            raise ValueError(f"codes must lie in [0, {self.K}), got {codes.min()}..{codes.max()}")
-        prompt = self.prompt_ids(caption, parts, template)
-        motion = self.motion_ids.numpy()[codes.reshape(-1)].tolist()  # time-major: a step's P codes together
-        if len(self.length_ids):
-            prompt.append(int(self.length_ids[min(len(codes), len(self.length_ids)) - 1]))
-        kinds = [1] * (len(prompt) - len(self.length_ids[:1])) + [4] * len(self.length_ids[:1]) + \
-            [2] * len(motion) + [3, 1]
-        return prompt + motion + [self.end_mot_id, self.eos_id], kinds
-
-    def text_ids(self, text):
-        """A plain text as a training sequence (text-only pretraining): [<bos>] + its tokens + <eos>, all of
-        kind 1."""
-        bos = [] if self.text.bos_id is None else [self.text.bos_id]
-        ids = bos + self.text.encode(text) + [self.eos_id]
-        return ids, [1] * len(ids)
+            raise ValueError(f"codes must lie in [0, {self.K}), got {int(codes.min())}..{int(codes.max())}")
+        return self.motion_ids[codes]
 
     def collate(self, samples, loss="whole"):
-        """Right-padded LongTensors input_ids, attention_mask, position_ids (position_ids()), kinds (0 on
-        padding) and labels: input_ids where the token counts, else -100: "whole" counts every token (Table
-        10), "motion" the codes, </mot> and the length token. The labels are not shifted: Hugging Face models
-        shift them inside."""
-        if loss not in ("whole", "motion"):
-            raise ValueError(f"loss must be 'whole' or 'motion', got {loss!r}")
-        B, L = len(samples), max(len(ids) for ids, _ in samples)
-        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
-        kinds = torch.zeros(B, L, dtype=torch.long)
-        for b, (ids, k) in enumerate(samples):
-            input_ids[b, :len(ids)], kinds[b, :len(ids)] = torch.tensor(ids), torch.tensor(k)
-        counted = kinds > 0 if loss == "whole" else kinds >= 2
-        return dict(input_ids=input_ids, attention_mask=(kinds > 0).long(),
-                    position_ids=position_ids(kinds, self.spec["n_ctx"], self.clock, self.P * self.countdown),
-                    kinds=kinds,
-                    labels=input_ids.masked_fill(~counted, -100))
+        """Right-padded LongTensors input_ids, attention_mask, position_ids (position_ids()), kinds (Kind.PAD
+        on padding) and labels: input_ids where the token counts in `loss` (counted()), else -100. The labels
+        are not shifted: Hugging Face models shift them inside."""
+        input_ids = pad_sequence([torch.tensor(ids) for ids, _ in samples], True, self.pad_id)
+        kinds = pad_sequence([torch.tensor(k) for _, k in samples], True, Kind.PAD)
+        return dict(input_ids=input_ids, attention_mask=(kinds != Kind.PAD).long(),
+                    position_ids=position_ids(kinds, self.spec["n_ctx"], self.P, self.countdown), kinds=kinds,
+                    labels=input_ids.masked_fill(~counted(kinds, loss), -100))
 
     def motion_room(self, prompt_len):
         """How many motion steps fit after an instruction of prompt_len tokens (<mot> included): the motion
         starts at motion_position(n_ctx) and ends with </mot> <eos> within the context; -1 when the
-        instruction itself is longer than that start. The length token, if any, goes before the start."""
-        prompt_len += len(self.length_ids[:1])
-        start = motion_position(self.spec["n_ctx"]) if self.clock else prompt_len
-        return -1 if prompt_len > start else (self.spec["n_ctx"] - start - 2) // self.P
+        instruction itself (and the length token, if any, which goes before the start) is longer than that."""
+        n_ctx = self.spec["n_ctx"]
+        start = motion_position(n_ctx)
+        return -1 if prompt_len + len(self.length_ids[:1]) > start else (n_ctx - start - 2) // self.P
 
     @torch.no_grad()
     def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
-                 top_p=1.0, guidance=1.0, generator=None, template=0, keep=None, length_slack=0.0):
+                 top_p=1.0, guidance=1.0, generator=None, template=0, keep=None):
         """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
-        padding and the KV cache, each row's motion from motion_position(n_ctx) as in training. Constrained:
-        after <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps,
-        forced at max_steps (default: what fits); steps=n gives exactly n (each an int, or one per prompt:
-        sample.py holds each text to its length estimate so). temperature 0 is greedy; top_k 0 and top_p 1
-        are off. guidance g != 1 is classifier-free guidance (Ho & Salimans 2022): each prompt also runs
-        without its instruction (a second row fed the same tokens), and the next token is drawn from
-        log p_u + g (log p_c - log p_u) (train.py --uncond_prob teaches the model the bare prompt). A list of
-        `generator`s, one per prompt, makes each prompt's sample independent of the rest of the batch. `keep`
-        (editing; per prompt None or (codes [T, P], mask [T, P] bool)): where mask is true the token is the
-        source's code, not a draw (support/editing.py). A length-token run writes <len T> first, and the
-        motion then has T steps, or ends within ±length_slack·T steps where the model writes </mot>."""
-        if steps is not None:
-            min_steps = max_steps = steps
-        if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got {temperature}, "
-                             f"{top_k}, {top_p}")
+        padding and the KV cache, each row's motion from motion_start as in training. Constrained: after
+        <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps, forced
+        at max_steps (default: what fits); steps=n gives exactly n (each an int, or one per prompt). A
+        length-token run first writes <len T> (_length), and the motion then has T steps. temperature 0 is
+        greedy; top_k 0 and top_p 1 are off; a list of `generator`s, one per prompt, makes each prompt's
+        sample independent of the batch. guidance g != 1: classifier-free guidance (_logits). `keep` (per
+        prompt None or (codes [T, P], mask [T, P] bool)): the source's code where mask is (forced_codes)."""
+        draw = _sampler(temperature, top_k, top_p, generator)
         prompts = [self.prompt_ids(p, template=template) if isinstance(p, str) else
                    self.prompt_ids(*p, template=template) for p in prompts]
-        B, P, dev = len(prompts), self.P, self.lm.device
-        guided = guidance != 1
-        rows = prompts + [self.prompt_ids(None)] * B if guided else prompts  # conditional rows, then the rest
-        R, (limit, low) = len(rows), self._step_bounds(prompts, min_steps, max_steps)
-        forced_ids, forced, limit, low = forced_codes(keep, self, limit, low)
-        ids, mask = self._left_padded(rows)
-        pos = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
-        motion_pos = (torch.full((R, 1), motion_position(self.spec["n_ctx"]), device=dev) if self.clock else
-                      mask.sum(1, keepdim=True))  # the next token's
-        V = self.lm.config.vocab_size
-        is_code = torch.zeros(V, dtype=torch.bool, device=dev)
-        is_code[self.motion_ids] = True
+        B, P, G, dev = len(prompts), self.P, 1 + (guidance != 1), self.lm.device  # G rows a prompt
+        limit, low = self._step_bounds(prompts, min_steps, max_steps, steps)
+        forced, limit, low = forced_codes(keep, self, limit, low)
+        ids, mask, pos = self._left_padded(prompts + [self.prompt_ids(None)] * B * (G - 1))  # guidance's last
+        motion_pos = torch.full((G * B, 1), motion_position(self.spec["n_ctx"]), device=dev)  # next code's
         n = torch.zeros(B, dtype=torch.long, device=dev)  # codes emitted per row
-        done = torch.zeros(B, dtype=torch.bool, device=dev)
-        out, cache, training, length_first = [], None, self.lm.training, len(self.length_ids) > 0
+        done, out, cache, training = torch.zeros(B, dtype=torch.bool, device=dev), [], None, self.lm.training
         self.lm.eval()
         try:
+            if len(self.length_ids):  # the length token first, then the motion has that many steps
+                logits, cache = self._logits(ids, mask, pos, cache, guidance)
+                tok, low, limit, start = self._length(logits, low, limit, draw)
+                ids, mask, pos = tok.repeat(G)[:, None], F.pad(mask, (0, 1), value=1), pos[:, -1:] + 1
+                motion_pos = start.repeat(G, 1)
             while not done.all():
-                res = self.lm(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
-                              use_cache=True)
-                cache, logits = res.cache, res.logits[:, -1].float()
-                if guided:
-                    cond, uncond = logits[:B].log_softmax(-1), logits[B:].log_softmax(-1)
-                    logits = uncond + guidance * (cond - uncond)
-                if length_first:  # the length token first, then the motion has that many steps
-                    length_first = False
-                    tok, low, limit = self._length(logits, low, limit, temperature, top_k, top_p, generator,
-                                                   length_slack)
-                    feed = torch.cat([tok, tok]) if guided else tok
-                    ids, mask, pos = feed[:, None], F.pad(mask, (0, 1), value=1), pos[:, -1:] + 1
-                    motion_pos = motion_pos + (not self.clock)
-                    if self.countdown:  # a known length T ends at motion_end: start T steps before it
-                        T = limit.repeat(R // B)[:, None]
-                        start = motion_end(self.spec["n_ctx"], P) - T * P
-                        motion_pos = torch.where(T < len(self.length_ids), start, motion_pos)
-                    continue
+                logits, cache = self._logits(ids, mask, pos, cache, guidance)
                 whole = n % P == 0
-                allowed = is_code.expand(B, V) & ~(whole & (n // P >= limit))[:, None]
+                allowed = torch.zeros_like(logits, dtype=torch.bool)
+                allowed[:, self.motion_ids] = ~(whole & (n // P >= limit))[:, None]
                 allowed[:, self.end_mot_id] = whole & (n // P >= low)
-                tok = _pick(logits.masked_fill(~allowed, -torch.inf), temperature, top_k, top_p, generator)
-                if keep is not None:  # the kept codes, in place of the draws (and fed to both rows alike)
-                    at = torch.arange(B, device=dev), (n // P).clamp(max=forced.shape[1] - 1), n % P
-                    tok = torch.where(forced[at] & (n // P < forced.shape[1]), forced_ids[at], tok)
-                ended = tok == self.end_mot_id
-                n += (~done & ~ended).long()
-                done |= ended
+                tok = draw(logits.masked_fill(~allowed, -torch.inf))
+                if forced is not None:  # the kept codes, in place of the draws (and fed to both rows alike)
+                    tok = _kept(tok, n // P, n % P, *forced)
+                n += (~done & (tok != self.end_mot_id)).long()
+                done |= tok == self.end_mot_id
                 out.append(tok)
                 # finished rows are fed along unchanged, their positions held so that they stay in range
-                feed, running = (torch.cat([tok, tok]), torch.cat([~done, ~done])) if guided else (tok, ~done)
-                ids, mask, pos = feed[:, None], F.pad(mask, (0, 1), value=1), motion_pos
-                motion_pos = motion_pos + running[:, None].long()
+                ids, mask, pos = tok.repeat(G)[:, None], F.pad(mask, (0, 1), value=1), motion_pos
+                motion_pos = motion_pos + (~done).repeat(G)[:, None].long()
         finally:
             self.lm.train(training)
-        code_of = torch.full((V,), -1, dtype=torch.long, device=dev)
-        code_of[self.motion_ids] = torch.arange(self.K, device=dev)
-        toks = code_of[torch.stack(out, 1)]
-        return [toks[b, :n[b]].view(-1, P).cpu().numpy() for b in range(B)]
+        codes = self.code_of[torch.stack(out, 1).cpu()]
+        return [codes[b, :n[b]].view(-1, P).numpy() for b in range(B)]
 
-    def _step_bounds(self, prompts, min_steps, max_steps):
+    def _logits(self, ids, mask, pos, cache, guidance):
+        """One cached forward -> (the next token's logits [B, V], the cache). Guidance g != 1: the rows are
+        the B prompts, then B unconditional ones (bare <mot>, train.py --uncond_prob) fed the same tokens,
+        and the logits log p_u + g (log p_c − log p_u): classifier-free guidance (Ho & Salimans 2022)."""
+        res = self.lm(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+        logits = res.logits[:, -1].float()
+        if guidance != 1:
+            cond, uncond = (half.log_softmax(-1) for half in logits.chunk(2))
+            logits = uncond + guidance * (cond - uncond)
+        return logits, res.cache
+
+    def _length(self, logits, low, limit, draw):
+        """The length prelude: <len T> drawn among the lengths in [low, limit] (the last token: at least
+        that many steps) -> (the tokens [B], low and limit set to T, the first code's position [B, 1]:
+        motion_start, counted down from motion_end with the countdown)."""
+        D, dev = len(self.length_ids), logits.device
+        steps, length_ids = torch.arange(1, D + 1, device=dev), self.length_ids.to(dev)
+        allowed = torch.zeros_like(logits, dtype=torch.bool)
+        allowed[:, length_ids] = (steps >= low[:, None].clamp(max=D)) & (steps <= limit[:, None])
+        tok = draw(logits.masked_fill(~allowed, -torch.inf))
+        T = steps[(tok[:, None] == length_ids).int().argmax(1)]  # in [low, limit]: T < D fixes the length
+        start = motion_start(self.spec["n_ctx"], self.P, T[:, None], self.countdown)
+        return tok, torch.where(T < D, T, low.clamp(min=D)), torch.where(T < D, T, limit), start
+
+    def _step_bounds(self, prompts, min_steps, max_steps, steps=None):
         """Each row's (limit, low) in steps: its longest motion (T·P codes, </mot> and <eos> from the
         motion's start to the context's end; at most max_steps) and min_steps (each an int, or one per
-        prompt); one clear error where they cannot hold."""
-        rooms = [self.motion_room(len(p)) for p in prompts]
+        prompt; steps: both); one clear error where they cannot hold."""
+        min_steps, max_steps = (min_steps, max_steps) if steps is None else (steps, steps)
+        n_ctx, rooms = self.spec["n_ctx"], [self.motion_room(len(p)) for p in prompts]
         if min(rooms) < 0:
             raise ValueError(f"an instruction of {len(prompts[rooms.index(-1)])} tokens is too long: the "
-                             f"motion starts at position {motion_position(self.spec['n_ctx'])} "
-                             f"(model.motion_position)")
+                             f"motion starts at position {motion_position(n_ctx)} (model.motion_position)")
         limit = torch.tensor(rooms, device=self.lm.device)
         if max_steps is not None:
             limit = torch.minimum(limit, torch.as_tensor(max_steps, device=limit.device))
@@ -277,32 +272,16 @@ class MotionLM:
         if len(bad):
             b = bad[0].item()
             raise ValueError(f"cannot generate {low[b].item()} steps for prompt {b}: at most "
-                             f"{limit[b].item()} fit (context {self.spec['n_ctx']}, max_steps {max_steps})")
+                             f"{limit[b].item()} fit (context {n_ctx}, max_steps {max_steps})")
         return limit, low
 
     def _left_padded(self, rows):
-        """Token lists -> (ids [R, L], attention mask [R, L]) on the model's device, padded on the left."""
-        L = max(map(len, rows))
-        ids = torch.full((len(rows), L), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), L, dtype=torch.long)
-        for b, p in enumerate(rows):
-            ids[b, L - len(p):], mask[b, L - len(p):] = torch.tensor(p), 1
-        return ids.to(self.lm.device), mask.to(self.lm.device)
-
-    def _length(self, logits, low, limit, temperature, top_k, top_p, generator, slack=0.0):
-        """The length token, drawn among the lengths in [low, limit] (the last token: at least that many
-        steps), and the rows' step bounds set to it, or within ±slack of it (the model ends the motion
-        there): (tokens [B], low, limit)."""
-        D, dev = len(self.length_ids), logits.device
-        steps, length_ids = torch.arange(1, D + 1, device=dev), self.length_ids.to(dev)
-        ok = (steps >= low[:, None].clamp(max=D)) & (steps <= limit[:, None])
-        allowed = torch.zeros_like(logits, dtype=torch.bool)
-        allowed[:, length_ids] = ok
-        tok = _pick(logits.masked_fill(~allowed, -torch.inf), temperature, top_k, top_p, generator)
-        chosen = steps[(tok[:, None] == length_ids).int().argmax(1)]
-        near = (chosen * (1 - slack)).floor().long().clamp(min=1), (chosen * (1 + slack)).ceil().long()
-        return tok, torch.where(chosen < D, torch.maximum(near[0], low), low.clamp(min=D)), \
-            torch.where(chosen < D, torch.minimum(near[1], limit), limit)
+        """Token lists -> ids, attention mask and position ids [R, L] on the model's device, padded on the
+        left: each row's first token at position 0."""
+        dev, tensors = self.lm.device, [torch.tensor(r) for r in rows]
+        ids = pad_sequence(tensors, True, self.pad_id, "left").to(dev)
+        mask = pad_sequence([torch.ones_like(t) for t in tensors], True, 0, "left").to(dev)
+        return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
     def save(self, run_dir, state_dict=None):
         """run_dir/model/ (a Hugging Face folder, safetensors), run_dir/text_tokenizer/ and
@@ -317,22 +296,21 @@ class MotionLM:
         write_json(run_dir / "motion_vocab.json", dict(
             K=self.K, P=self.P, motion_ids=self.motion_ids.tolist(), mot_id=self.mot_id,
             end_mot_id=self.end_mot_id, eos_id=self.eos_id, pad_id=self.pad_id, mode=self.mode,
-            length_ids=self.length_ids.tolist(),
-            family=self.spec["family"], text_tokenizer="tiktoken" if self.text.files else "hf",
-            spec=self.spec))
+            length_ids=self.length_ids.tolist(), family=self.spec["family"],
+            text_tokenizer="tiktoken" if self.text.files else "hf", spec=self.spec))
 
 
 def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", bpe_vocab_size=512,
-          dtype=None, seed=0, motion_clock=True, length_token=False, countdown=False):
+          dtype=None, seed=0, length_token=False, countdown=False):
     """A MotionLM for codebook size K and P codes per step. `model`: a registry name or a local Hugging Face
     folder; init "pretrained" loads its weights, "scratch" draws the same architecture at random (Table 9),
     "auto" is scratch for the tiny models and pretrained otherwise. `captions` (train captions and part texts)
     train the tiny models' BPE and, for motion_vocab="reuse", count the text tokens. dtype None = fp32.
     length_token: the model writes the motion's length first (LENGTH_TOKENS more new rows); countdown (with
     it): the motion's positions count down to its end (position_ids)."""
-    if countdown and not (length_token and motion_clock):
-        raise ValueError("countdown needs the length token and the motion clock: --length_token=True")
-    spec = model_spec(model) | {"motion_clock": motion_clock, "countdown": countdown}
+    if countdown and not length_token:
+        raise ValueError("countdown needs the length token: --length_token=True")
+    spec = model_spec(model) | {"countdown": countdown}
     if init == "auto":
         init = "scratch" if spec["hf_id"] is None else "pretrained"
     if init not in ("scratch", "pretrained") or motion_vocab not in ("add", "reuse"):
@@ -398,7 +376,11 @@ def load(run_dir, device="cpu", dtype=None):
             raise FileNotFoundError(f"{run_dir / name} not found: a model run folder holds model/, "
                                     "text_tokenizer/ and motion_vocab.json")
     remake = f"rerun python train.py --run_name={run_dir.name}"
-    v = read_run_file(run_dir / "motion_vocab.json", remake)
+    vocab_file = run_dir / "motion_vocab.json"
+    v = read_run_file(vocab_file, remake)
+    if v["spec"].get("motion_clock") is False:  # trained at natural positions, which this code never gives
+        raise ValueError(f"{vocab_file}: motion_clock=False: an ablation deleted after commit a4c2a31 (its "
+                         "figures: docs/results/choices_motion_clock.json); train a new run")
     folder = run_dir / "text_tokenizer"
     if v["text_tokenizer"] == "tiktoken":
         text = read_run_file(folder, remake, lambda f: bpe_from_files(f / "vocab.json", f / "merges.txt"))
@@ -412,6 +394,48 @@ def load(run_dir, device="cpu", dtype=None):
     return MotionLM(lm.to(device), text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
                     end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"],
                     length_ids=v.get("length_ids", []))
+
+
+def forced_codes(keep, lm, limit, low):
+    """MotionLM.generate's keep masks (one per prompt, or None) -> ((vocabulary ids [B, T, P], forced
+    [B, T, P] bool) or None, limit, low): which token to force where, and the per-row step bounds, adjusted.
+    A mask that keeps anything in its last step (part editing) fixes the motion to its T steps; one that keeps
+    only leading steps (a continuation) makes the motion at least that long and lets the model end it."""
+    if keep is None:
+        return None, limit, low
+    if len(keep) != len(limit):
+        raise ValueError(f"keep: {len(keep)} entries for {len(limit)} prompts")
+    T = max([len(k[0]) for k in keep if k is not None], default=1)
+    ids, forced = (torch.zeros(len(keep), T, lm.P, dtype=dtype) for dtype in (torch.long, torch.bool))
+    for b, k in enumerate(keep):
+        if k is None:
+            continue
+        codes, mask = lm.code_ids(k[0]), torch.as_tensor(np.asarray(k[1])).bool()
+        if mask.shape != codes.shape:
+            raise ValueError(f"keep: the mask must be [T, P] as its codes are, got {tuple(mask.shape)} for "
+                             f"{tuple(codes.shape)}")
+        ids[b, :len(codes)], forced[b, :len(codes)] = codes, mask
+        if mask[-1].any():  # part editing: the source's length
+            low[b] = limit[b] = len(codes)
+        elif mask.any():  # a continuation: at least up to the last kept step
+            low[b] = max(int(low[b]), int(mask.any(1).nonzero()[-1]) + 1)
+    if (low > limit).any():
+        raise ValueError(f"keep: a source of {int(low.max())} steps does not fit: at most {int(limit.min())}")
+    return (ids.to(limit.device), forced.to(limit.device)), limit, low
+
+
+def _kept(tok, step, part, ids, forced):
+    """Each row's token [B]: the kept code (forced_codes) where its step and part are forced, else tok."""
+    at = torch.arange(len(tok), device=tok.device), step.clamp(max=forced.shape[1] - 1), part
+    return torch.where(forced[at] & (step < forced.shape[1]), ids[at], tok)
+
+
+def _sampler(temperature, top_k, top_p, generator):
+    """draw(logits) -> one token per row (_pick) with these settings; one clear error for impossible ones."""
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got {temperature}, "
+                         f"{top_k}, {top_p}")
+    return partial(_pick, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
 
 
 def _pick(logits, temperature, top_k, top_p, generator):

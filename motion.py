@@ -1,17 +1,16 @@
 """The motion representation: the skeletons (HumanML3D's 22-joint SMPL body, the 52-joint SMPL-X body +
 hands), forward kinematics through smplx.lbs, HumanML3D features and their inverse, the feature columns of
-each body part, and a stick-figure GIF. Everything that turns joints into features and back lives here;
-data.py (datasets on disk), synth.py (the embedded dataset) and tokenizer.py build on it.
+each body part, the reconstruction measure (mpjpe), a rigid skeleton's rotations (for support/bvh.py) and a
+stick-figure GIF: everything that turns joints into features and back.
 
 Features (docs/design.md; HumanML3D, Guo et al. 2022, generalised to J joints, D = 12J - 1), per frame t:
   [0] root angular velocity about +Y, [1:3] root xz velocity in the root frame, [3] root height,
   ric (J-1)*3 root-relative joint positions in the root frame, rot (J-1)*6 joint rotations (6D),
   vel J*3 joint velocities in the root frame, 4 foot contacts (l_ankle, l_foot, r_ankle, r_foot).
-feature_slices(J) is that layout, the one place it is written down; root_aligned and mpjpe are the
-reconstruction measure that tokenizer.py and eval.py share. skeleton_rotations gives the joints as a rigid
-skeleton's rotations, which support/bvh.py's to_bvh writes as a BVH file (for Blender and other tools).
+feature_slices(J) is that layout, the one place in the code it is written down.
 """
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,6 @@ MIN_FRAMES, MAX_FRAMES = 40, 196
 STILL_FRAMES = 64
 FRAMES_PER_CODE = 4  # a code covers 4 frames: the tokenizers' temporal downsampling (§4.2, α = 4)
 
-# ----------------------------------------------------------------------------------------------
 # Skeleton. SMPL joint order and names; the body faces +Z, its left is +X, up is +Y. SMPL-X/SMPL-H hands
 # (52 joints): 22-36 left, 37-51 right (SMPL-X's 55 joints minus jaw and eyes).
 JOINT_NAMES = ["Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "L_Ankle", "R_Ankle",
@@ -59,12 +57,9 @@ SMPLX52_BONE_LENGTHS = np.array([
 H3D_BONE_LENGTHS = SMPLX52_BONE_LENGTHS[:22]
 
 
-def _parents(chains, joints_num):
-    parents = [-1] * joints_num
-    for chain in chains:
-        for parent, child in zip(chain[:-1], chain[1:], strict=True):
-            parents[child] = parent
-    return parents
+def _parents(chains, joints_num):  # each joint's parent along its kinematic chain (-1: the root)
+    parents = {child: parent for chain in chains for parent, child in zip(chain[:-1], chain[1:], strict=True)}
+    return [parents.get(j, -1) for j in range(joints_num)]
 
 
 H3D_PARENTS = _parents(H3D_KINEMATIC_CHAIN, 22)
@@ -108,7 +103,6 @@ def forward_kinematics(rotations, root_positions, offsets=H3D_OFFSETS, parents=H
     return joints.numpy() if is_numpy else joints
 
 
-# ----------------------------------------------------------------------------------------------
 # Quaternions (w, x, y, z), numpy float64, broadcasting over leading dims.
 def qmul(a, *rest):
     """The Hamilton product a * b * c * ... (applied right to left as rotations)."""
@@ -221,8 +215,7 @@ def features_from_joints(joints, feet_thre=0.002):
 
 
 def feature_slices(joints_num):
-    """The feature columns of each group, in order (HumanML3D's layout for J joints, D = 12J - 1): root
-    yaw velocity, root xz velocity, root height, ric (J-1)*3, rot6d (J-1)*6, local velocity J*3, contacts."""
+    """{group: its feature columns} of the layout at the top, for J joints (D = 12J - 1)."""
     J = joints_num
     ric, rot, vel = 4 + (J - 1) * 3, 4 + (J - 1) * 9, 4 + (J - 1) * 9 + J * 3
     return {"root_yaw_vel": slice(0, 1), "root_xz_vel": slice(1, 3), "root_y": slice(3, 4),
@@ -260,6 +253,11 @@ BODY_PARTS = {  # joints of each body part (the root joint is the "root" part)
     "left_leg": [1, 4, 7, 10], "right_leg": [2, 5, 8, 11],
     "left_hand": list(range(22, 37)), "right_hand": list(range(37, 52)),
 }
+
+
+# the body as a person names it (sample.py --keep, part texts), in the tokenizer's parts
+GROUPS = {"upper": ("torso", "left_arm", "right_arm", "left_hand", "right_hand"),
+          "lower": ("root", "left_leg", "right_leg")}
 
 
 def part_columns(joints_num):
@@ -309,7 +307,6 @@ def mpjpe(joints_a, joints_b):
     return 1000 * ((diff ** 2).sum(-1) ** 0.5).mean()
 
 
-# ----------------------------------------------------------------------------------------------
 # The joints as a rigid skeleton turning at its joints: what a BVH file holds (support/bvh.py's to_bvh writes
 # it). _inverse_kinematics gives every bone its own rotation (HumanML3D's features); here a joint has one
 # rotation for all its children, so a joint with several turns as a frame set by a main child and an across
@@ -362,7 +359,6 @@ def skeleton_rotations(joints):
     return local, offsets
 
 
-# ----------------------------------------------------------------------------------------------
 def render_gif(joints, path, title=None, fps=20, source=None, kept=None):
     """Stick figure [T, J, 3] (+Y up) -> animated GIF. The camera follows the root; the floor (y = 0) is a
     0.5 m grid fixed in the world, so walking shows as the grid sliding by, and the root's path so far is
@@ -400,7 +396,6 @@ def render_gif(joints, path, title=None, fps=20, source=None, kept=None):
     fig.legend(handles=[Line2D([], [], color=c, linewidth=2, label=name) for c, name in legend],
                loc="lower center", ncol=5, fontsize=6, frameon=False, handlelength=1.2, columnspacing=0.8)
     if title:
-        import textwrap
         fig.suptitle("\n".join(textwrap.wrap(title, 60 * len(panels))), fontsize=8)
 
     def draw(frame):
@@ -409,12 +404,11 @@ def render_gif(joints, path, title=None, fps=20, source=None, kept=None):
             t = min(frame, len(motion) - 1)
             cx, cz = motion[t, 0, 0], motion[t, 0, 2]
             ax.set(xlim=(cx - radius, cx + radius), ylim=(0, 2 * radius), zlim=(cz - radius, cz + radius))
-            xs = np.ceil((cx - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)  # world grid lines inside the view
-            zs = np.ceil((cz - radius) / 0.5) * 0.5 + 0.5 * np.arange(5)
-            for line, x in zip(floor[:5], xs, strict=True):
-                line.set_data_3d([x, x], [0, 0], [cz - radius, cz + radius])
-            for line, z in zip(floor[5:], zs, strict=True):
-                line.set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
+            # world grid lines inside the view
+            xs, zs = (np.ceil((c - radius) / 0.5) * 0.5 + 0.5 * np.arange(5) for c in (cx, cz))
+            for k, (x, z) in enumerate(zip(xs, zs, strict=True)):
+                floor[k].set_data_3d([x, x], [0, 0], [cz - radius, cz + radius])
+                floor[5 + k].set_data_3d([cx - radius, cx + radius], [0, 0], [z, z])
             for line, chain in zip(lines, chains, strict=True):
                 line.set_data_3d(motion[t, chain, 0], motion[t, chain, 1], motion[t, chain, 2])
                 if kept is not None:  # a limb is kept when its end joint is (its part's code was forced)

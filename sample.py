@@ -23,9 +23,20 @@ import numpy as np
 import torch
 
 import model as lm_model
+import tokenizer
 from common import cli, parse_args, pick_device, read_run_file
-from motion import FPS, FRAMES_PER_CODE, MAX_FRAMES, recover_from_ric, render_gif
-from support import editing, length
+from data import MotionData
+from motion import (
+    BODY_PARTS,
+    FPS,
+    FRAMES_PER_CODE,
+    GROUPS,
+    MAX_FRAMES,
+    features_from_joints,
+    recover_from_ric,
+    render_gif,
+)
+from support import length
 from support.bvh import to_bvh
 
 # settings: plain values, overridden by --config=file.json, then by --key=value
@@ -40,10 +51,9 @@ CONFIG = dict(
     guidance=-1.0,  # classifier-free guidance scale (1: off; < 0: DEFAULTS below)
     lengths="",  # who decides a motion's length: median | draw (the run's length estimator,
     # support/length.py: its median, or a draw from it) | model (the LM ends it: </mot>, or its <len T>)
-    length_slack=-1.0,  # a length-token run: end within ±this share of the length it wrote (< 0: DEFAULTS)
     seed=0, batch_size=32, device="auto", gif=True,
     bvh=False,  # also write each take as <text>_<take>.bvh (a skeleton with joint rotations: Blender, Maya)
-    # editing (support/editing.py): a source motion, what of it to keep, the text for the rest
+    # editing (edit(), docs/sampling.md): a source motion, what of it to keep, the text for the rest
     edit="",  # a clip id of --data_dir, or a joints .npy that sample.py wrote
     data_dir="data/synth",
     keep="",  # upper | lower | part names of the run's tokenizer, comma-separated (e.g. left_arm,right_arm)
@@ -53,7 +63,7 @@ CONFIG = dict(
 # Sampling defaults, chosen on the validation split (never test) by eval.py's protocol with each candidate:
 # `python experiments/choices.py --choice=sampling` reruns the comparison (plain sampling, greedy, guidance
 # off against these) on val, `--choice=lengths` the one of who decides the length (docs/results.md).
-DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25, lengths="median", length_slack=0.0)
+DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25, lengths="median")
 LENGTHS = ("median", "draw", "model")
 
 
@@ -63,8 +73,6 @@ def unset(value):  # a setting left to DEFAULTS: < 0, or "" for a word
 
 def load_run(lm_dir, device="cpu"):
     """(the language model, its tokenizer) of a train.py run, checked to belong together."""
-    import tokenizer  # scripts -> tokenizer; imported here so that `import sample` stays light
-
     lm_dir = Path(lm_dir)
     config = lm_dir / "config.json"
     if not config.is_file():
@@ -80,22 +88,21 @@ _runs = {}
 
 
 def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
-             lengths=None, length_slack=None, seed=0, seconds=None, device="cpu", batch_size=32, keys=None,
-             keep=None, parts=None):
+             lengths=None, seed=0, seconds=None, device="cpu", batch_size=32, keys=None, keep=None,
+             parts=None):
     """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
     Settings left None take DEFAULTS. Runs are cached per (lm_dir, device). A take is seeded by (seed, its
     text, take); `keys` (one int per text) joins the seed, so that equal texts at different keys (eval.py:
-    draw positions) get independent takes. `keep` (one (codes, mask) or None per text: support/editing.py)
+    draw positions) get independent takes. `keep` (one (codes, mask) or None per text: keep_mask)
     forces the kept codes; `parts` ({"upper": ..., "lower": ...}, or one such or None per text) gives the
     texts their part texts. `seconds` fixes every motion's length; else `lengths` says who decides it (a text
-    with kept codes: the edit, support/editing.py)."""
+    with kept codes: the edit, model.forced_codes)."""
     lm, tok, estimator = cached_run(lm_dir, device)
     for text in texts:
         if not text.strip():
             raise ValueError("empty text: nothing to generate a motion for")
-    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance,
-                "length_slack": length_slack, "lengths": lengths}
-    settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
+    given = dict(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, lengths=lengths)
+    settings = {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
     lengths = settings.pop("lengths")
     if lengths not in LENGTHS:
         raise ValueError(f"lengths={lengths!r}: expected one of {', '.join(LENGTHS)}")
@@ -123,7 +130,7 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
         codes = lm.generate([(text, parts[i]) if parts[i] else text for i, text, _ in batch], min_steps=low,
                             max_steps=high, generator=gens, **settings, keep=None if keep is None else kept)
         for k, c in zip(order[start:start + batch_size], codes, strict=True):
-            joints[k] = editing.decoded_joints(tok, c).astype(np.float32)
+            joints[k] = decoded_joints(tok, c).astype(np.float32)
     return joints
 
 
@@ -154,16 +161,78 @@ def cached_run(lm_dir, device):
 
 def edit(source_joints, text, keep="", keep_seconds=0.0, lm_dir=None, num_samples=1, seed=0, device="cpu",
          parts=None, **settings):
-    """Edit a motion (support/editing.py): the source's codes are kept where `keep` says ("upper", "lower"
-    or the tokenizer's part names, comma-separated: the source's length) or for its first keep_seconds (the
-    model continues and ends it); the rest is generated from `text`. -> joints per take, as generate()."""
+    """Edit a motion (docs/sampling.md): its codes (source_codes) are kept where `keep` says ("upper",
+    "lower" or the tokenizer's part names, comma-separated: 2D-LFQ has a code per body part and step, §4.2;
+    the source's length) or for its first keep_seconds (the model continues and ends it), and the model writes
+    the rest from `text`, reading all that is kept so far (model.forced_codes). -> joints per take."""
     tok = cached_run(lm_dir, device)[1]
     if not text.strip():
         raise ValueError("empty text: nothing to edit the motion towards")
-    codes = editing.source_codes(tok, source_joints)
-    mask = editing.keep_mask(tok, len(codes), keep, keep_seconds)
+    codes = source_codes(tok, source_joints)
+    mask = keep_mask(tok, len(codes), keep, keep_seconds)
     return generate([text], lm_dir, num_samples, seed=seed, device=device, keep=[(codes, mask)], parts=parts,
                     **settings)
+
+
+def kept_parts(part_names, keep):
+    """--keep ("upper", "lower", or part names, comma-separated) -> the tokenizer's part names it keeps."""
+    if part_names is None:
+        raise ValueError("the run's tokenizer has one code per step (1D): it has no body parts to keep; "
+                         "edit with a 2D-LFQ run, or keep time (--keep_seconds)")
+    names = [n.strip() for n in keep.split(",") if n.strip()]
+    wanted = {p for n in names for p in GROUPS.get(n, (n,))}
+    unknown = [n for n in names if n not in GROUPS and n not in part_names]
+    if unknown or not wanted & set(part_names):
+        raise ValueError(f"--keep={keep!r} names no part of this run: give upper, lower or some of "
+                         f"{', '.join(part_names)}")
+    return [p for p in part_names if p in wanted]
+
+
+def keep_mask(tok, steps, keep="", keep_seconds=0.0):
+    """[steps, P] bool: the columns of the kept parts (`keep`), or the rows of the first keep_seconds."""
+    if bool(keep) == bool(keep_seconds):
+        raise ValueError("give what to keep: --keep=upper|lower|<parts> or --keep_seconds=S (one of them)")
+    mask = np.zeros((steps, tok.P), bool)
+    if keep:
+        kept = kept_parts(getattr(tok, "part_names", None), keep)
+        mask[:, [tok.part_names.index(p) for p in kept]] = True
+        return mask
+    rows, seconds = round(keep_seconds * FPS / FRAMES_PER_CODE), steps * FRAMES_PER_CODE / FPS
+    if not 1 <= rows < steps:  # all of it kept would leave nothing to continue: the mask's end fixes length
+        raise ValueError(f"--keep_seconds={keep_seconds}: the source lasts {seconds:.1f} s ({steps} steps of "
+                         f"{FRAMES_PER_CODE} frames); keep at least one step and less than all of it")
+    mask[:rows] = True
+    return mask
+
+
+@torch.no_grad()
+def source_codes(tok, joints):
+    """A source motion's joints [T, J, 3] -> its codes [T', P]: features as data.py makes them (the last
+    frame repeated, so that every frame counts), cropped to 4-frame units, encoded with held edges."""
+    joints = np.asarray(joints, np.float32)
+    if joints.ndim != 3 or joints.shape[1:] != (tok.joints_num, 3):
+        raise ValueError(f"the source has joints of shape {joints.shape}; this run's skeleton is "
+                         f"[T, {tok.joints_num}, 3]")
+    if len(joints) < FRAMES_PER_CODE:
+        raise ValueError(f"the source has {len(joints)} frames, shorter than one step of {FRAMES_PER_CODE}")
+    feats = features_from_joints(np.concatenate([joints, joints[-1:]]))
+    feats = feats[:len(feats) // FRAMES_PER_CODE * FRAMES_PER_CODE].astype(np.float32)
+    return tok.encode(torch.from_numpy(feats)[None])[0].cpu().numpy()
+
+
+@torch.no_grad()
+def decoded_joints(tok, codes):
+    """Codes [T, P] -> the tokenizer's decoded joints [4 T, J, 3]."""
+    feats = tok.decode(torch.as_tensor(codes, device=tok.mean.device)[None])[0]
+    return recover_from_ric(feats.float().cpu().numpy(), tok.joints_num)
+
+
+def kept_joints(mask, part_names, joints_num):
+    """A keep mask [T', P] -> [4 T', J] bool: is each joint of each frame kept (its part's code forced)?"""
+    part_of = np.zeros(joints_num, np.int64)  # joint 0 is the root part
+    for i, name in enumerate(part_names or ["root"]):
+        part_of[BODY_PARTS.get(name, [0] if name == "root" else [])] = i
+    return np.repeat(np.asarray(mask)[:, part_of], FRAMES_PER_CODE, 0)
 
 
 def slug(text, limit=60):
@@ -205,7 +274,6 @@ def source_joints(source, data_dir):
         if not Path(source).is_file():
             raise FileNotFoundError(f"{source}: no such joints file (sample.py writes them beside the GIFs)")
         return np.load(source)
-    from data import MotionData
     data = MotionData(data_dir)
     if source not in data.ids:
         raise ValueError(f"--edit={source}: neither a .npy file nor a clip id of {data_dir}")
@@ -225,14 +293,14 @@ def edit_main(cfg, texts, settings):
     joints = edit(source, texts[0], cfg["keep"], cfg["keep_seconds"], cfg["lm_dir"], cfg["num_samples"],
                   cfg["seed"], device, parts, **settings)
     tok = cached_run(cfg["lm_dir"], device)[1]
-    steps = len(source) // FRAMES_PER_CODE  # as many as editing.source_codes gave edit(): not encoded again
-    mask = editing.keep_mask(tok, steps, cfg["keep"], cfg["keep_seconds"])
+    steps = len(source) // FRAMES_PER_CODE  # as many as source_codes gave edit(): not encoded again
+    mask = keep_mask(tok, steps, cfg["keep"], cfg["keep_seconds"])
+    kept = kept_joints(mask, getattr(tok, "part_names", None), tok.joints_num)
     out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
     out.mkdir(parents=True, exist_ok=True)
     for take, j in enumerate(joints):
         path = out / f"edit_{slug(Path(cfg['edit']).stem)}_{slug(texts[0])}_{take}"
         np.save(path.with_suffix(".npy"), j)
-        kept = editing.kept_joints(mask, getattr(tok, "part_names", None), tok.joints_num)
         if cfg["gif"]:
             render_gif(j, path.with_suffix(".gif"), title=f"{cfg['edit']} -> {texts[0]}", fps=FPS,
                        source=source, kept=kept)

@@ -9,10 +9,8 @@ rotations and run through motion.forward_kinematics; the root is placed from the
 the floor, the supporting foot planted), and motion.features_from_joints makes the features, as for real data.
 The text (caption tables, plan -> captions and part sentences) is in support/synth_captions.py.
 
-    generate_clip(index, seed) -> {"id", "feats", "captions", "parts", "subset", "kinds", "split", "joints"}
-    make_splits(size, seed) -> {"train": [ids], "val": [...], "test": [...], "ood": [...]}
-    generate(size, seed, workers) -> (iterator of clips in index order, splits)   # `python data.py` uses it
-    python synth.py --size 8 --seed 0     # print a few plans and captions
+    python data.py                        # the dataset, through generate(size, seed, workers)
+    python synth.py --size=8 --seed=0     # print a few plans and captions
 """
 
 from functools import partial
@@ -32,7 +30,6 @@ SPLIT_SHARES = (("train", 0.85), ("val", 0.05), ("test", 0.10))
 FOOT_TILT = 0.4  # rad: the toe joint sits below the ankle (HumanML3D example 000021: ~23 deg)
 COLLAR = 2.25  # rad about z: turns the collar->shoulder bone from the rest pose's "down" to up-and-out
 
-# ----------------------------------------------------------------------------------------------
 # Kinds of motion. Whole-body kinds drive every channel; gestures drive the arms (and the spine for
 # stretch/reach/punch) on top of a whole-body kind ("stand" when alone). Each subset draws from a pool.
 GESTURES = ("wave", "raise", "clap", "punch", "arms_out", "reach", "hips", "stretch")
@@ -60,7 +57,6 @@ STATIC_POSES = {
     "hips": ("stand", "hips", 0.5), "reach": ("stand", "reach", 0.5), "squat": ("squat", None, 0.5),
     "sit": ("sit_down", None, 1.0), "kick": ("kick", None, 0.48), "lunge": ("lunge", None, 0.5)}
 
-# ----------------------------------------------------------------------------------------------
 # Motion channels (radians, metres per frame for yaw_rate): what actions write, per frame. Left/right
 # limbs use the same conventions (the right side is the mirror image): hip_flex > 0 thigh forward, hip_abd
 # > 0 leg out, knee > 0 bends, ankle > 0 toes down (0 = foot parallel to its rest tilt), sh_flex > 0 arm
@@ -148,7 +144,6 @@ def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.
     return psi_l
 
 
-# ----------------------------------------------------------------------------------------------
 # Actions: each adds its channel program to c [n, C] (prefilled with the neutral pose); t = frame index,
 # p its parameters, amp / tempo the clip's small random variation. Durations in frames come from
 # `_frames`, so a counted action gets the frames its count needs.
@@ -317,7 +312,6 @@ def _frames(kind, p, tempo, rng):
     return int(fixed[kind] / tempo) if kind in fixed else int(rng.integers(low, high))
 
 
-# ----------------------------------------------------------------------------------------------
 # Channels -> joints. Local rotations as quaternions (w, x, y, z) composed from rotations about the
 # body axes (x left, y up, z forward); the right limbs are mirror images of the left ones, and a
 # rotation mirrored through the x = 0 plane is (w, x, -y, -z).
@@ -389,7 +383,6 @@ def _join(segments):
     return x
 
 
-# ----------------------------------------------------------------------------------------------
 # Plans (every random choice that the text depends on; support/synth_captions.describe says them),
 # clips, splits.
 def _params(rng, kind):
@@ -482,7 +475,8 @@ def generate_clip(index, seed, with_joints=True):
     joints = _place(rel.astype(np.float64), c[:, CH["lift"]], c[:, CH["stance_l"]]).astype(np.float32)
     captions, parts = describe(plan, np.random.default_rng([seed, index, 2]))
     clip = {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
-            "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"]}
+            "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"],
+            "plan": {"subset": plan["subset"], "segments": plan["segments"]}}  # the physical checks read it
     return clip | {"joints": joints} if with_joints else clip
 
 
@@ -502,8 +496,7 @@ def _clips(size, seed, workers, progress):
 
 def generate(size, seed=0, workers=1, progress=True):
     """(iterator over the `size` clips in index order, without joints, with a tqdm bar; splits) for
-    data.write_dataset. workers > 1 generates in that many processes, until the iterator is exhausted or
-    closed: a consumer that may stop early closes it (contextlib.closing)."""
+    data.write_dataset; workers > 1 processes run until it is exhausted or closed (contextlib.closing)."""
     return _clips(size, seed, workers, progress), make_splits(size, seed)
 
 

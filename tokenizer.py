@@ -1,6 +1,6 @@
 """The motion tokenizer (paper §4.2, Table 6): the 2D lookup-free quantizer (2D-LFQ), which turns 4 frames of
 motion into P codes, one per body part, and back; its training, test metrics, and a dataset's codes.
---kind=lfq1d is Table 11's 1D-LFQ, --kind=vq|rvq the baselines of Figures 4/5 (experiments/baselines.py).
+--kind=lfq1d is Table 11's 1D-LFQ, --kind=vq|rvq Figures 4/5's baselines (support/tokenizer_baselines.py).
 
     python tokenizer.py                                   # 2D-LFQ on data/synth -> out/tokenizer/default/
     python tokenizer.py --config=configs/tokenizer_paper.json          # the paper's settings (a GPU)
@@ -37,7 +37,8 @@ from common import (
 from data import MotionData
 from kernels.lfq import LFQ
 from motion import FRAMES_PER_CODE, hold_still, mpjpe, part_columns, recover_from_ric, root_aligned
-from support.codes import code_counts, code_stats, write_codes
+from support.codes import Codes, code_counts, code_stats, write_codes
+from support.tokenizer_baselines import BASELINES
 
 # config: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
@@ -64,7 +65,6 @@ CONFIG = dict(
     seed=1337, device="auto", ckpt_every=500, log_every=50,  # the bar's utilisation: over log_every batches
     eval_clips=0,  # test clips for metrics.json (0: the whole test split)
     resume=False, encode=False,  # modes: continue a run, write a dataset's codes
-    hold_edges=True,  # encode/decode a clip with its edge poses held (docs/tokenizer.md); False: an ablation
 )
 ARCH_KEYS = ("kind", "codebook_size", "width", "depth", "vq_dim", "n_quantizers", "joints_num", "feat_dim")
 ALPHA = FRAMES_PER_CODE  # temporal downsampling (§4.2, α = 4): two stride-2 convolutions
@@ -108,12 +108,9 @@ def decoder(dims, c_in, c_out, width, depth):  # T/4 -> T/2 -> T, mirroring the 
 
 def make_quantizer(cfg):
     """The quantizer of cfg["kind"], with LFQ's interface: forward(z [..., dim], step) -> (q, codes,
-    losses), nearest(z), lookup(codes), .dim, .n_layers. The comparisons' VQ and RVQ are imported only when
-    asked for."""
+    losses), nearest(z), lookup(codes), .dim, .n_layers (VQ and RVQ: support/tokenizer_baselines.py)."""
     if cfg["kind"] in ("lfq2d", "lfq1d"):
         return LFQ(cfg["codebook_size"], cfg["entropy_temperature"])
-    from experiments.baselines import BASELINES
-
     if cfg["kind"] not in BASELINES:
         raise ValueError(f"unknown tokenizer kind {cfg['kind']!r}: expected lfq2d, lfq1d, vq or rvq")
     return BASELINES[cfg["kind"]](cfg)
@@ -131,9 +128,12 @@ class Tokenizer(nn.Module):
         self.register_buffer("std", torch.ones(D) if std is None else torch.as_tensor(std).float())
         self.quantizer = make_quantizer(cfg)
         code_dim = self.quantizer.dim
+        if cfg.get("hold_edges") is False:  # a switch deleted once decided
+            raise ValueError("hold_edges=False: an ablation deleted after commit a4c2a31 (its figures: "
+                             "docs/results/choices_held_edges.json); train a new run")
         # frames a code sees beyond its own 4 (the encoder's receptive radius: convs of 3, two strided convs
         # of 4, residual convs of 3 dilated 3^i at 1/2 and 1/4 rate), rounded up to whole steps: see encode()
-        self.hold = ALPHA * math.ceil((9.5 + 3 * (3**depth - 1)) / ALPHA) * cfg.get("hold_edges", True)
+        self.hold = ALPHA * math.ceil((9.5 + 3 * (3**depth - 1)) / ALPHA)
         self.by_part = kind == "lfq2d"  # 2D-LFQ; the other kinds are 1D, over time alone
         if self.by_part:
             # §4.2: the clip is an image T x D, its feature columns grouped by body part (motion.part_columns:
@@ -182,10 +182,8 @@ class Tokenizer(nn.Module):
         q, codes, aux = self.quantizer(self._encode_z(x), step)
         return self._decode_q(q), codes, aux
 
-    # A clip's ends (docs/tokenizer.md): with zero padding at the encoder's edges, the last codes said "the
-    # clip ends here", and the LM could stop only by emitting a run of them. So a clip is encoded as if its
-    # first and last poses were held still beyond its ends (motion.hold_still), and decoded with its edge
-    # codes held: a code means the same motion wherever it sits, and the LM stops with one token, </mot>.
+    # A clip's ends (docs/tokenizer.md): zero padding made the last codes say "the clip ends here". Held edge
+    # poses (and edge codes) make a code mean the same motion wherever it sits: the LM stops with </mot>.
     @torch.no_grad()
     def encode(self, feats):
         """Raw features [B, T, D] (T a multiple of 4) -> codes [B, T/4, P] int64 in [0, K): the clip's edge
@@ -259,8 +257,7 @@ def evaluate(model, data, split="test", max_clips=0, clips=None, keep=None):
         feats = feats.to(model.mean.device)
         codes = model.encode(feats)
         recon = model.decode(codes)
-        joints = recover_from_ric(feats, model.joints_num)
-        joints_hat = recover_from_ric(recon, model.joints_num)
+        joints, joints_hat = (recover_from_ric(f, model.joints_num) for f in (feats, recon))
         err += float(mpjpe(joints_hat, joints)) * feats.shape[0] * feats.shape[1]  # mm, weighted by frames
         mae += float((model.normalise(recon) - model.normalise(feats)).abs().mean(-1).sum())
         frames += feats.shape[0] * feats.shape[1]
@@ -282,7 +279,7 @@ def train(cfg, progress=True):
     if cfg["batch_size"] % world:
         raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks")
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
-    data = open_dataset(cfg["data_dir"])
+    data = MotionData(cfg["data_dir"])
     cfg.update(joints_num=data.joints_num, feat_dim=data.feat_dim)
     clips = data.split("train")
     clips = clips[np.diff(data.offsets)[clips] >= cfg["window"]]
@@ -381,15 +378,7 @@ def save_checkpoint(run_dir, model, opt, step, history):
     atomic_write(run_dir / "train_state.pt", lambda p: torch.save(state, p))
 
 
-# datasets, trained runs, and a dataset's codes (train.py reads these and never runs the encoder)
-def open_dataset(data_dir, feat_dim=None):
-    data = MotionData(data_dir)
-    if feat_dim is not None and data.feat_dim != feat_dim:
-        raise ValueError(f"{data_dir}: its features are {data.feat_dim} wide ({data.joints_num} joints), the "
-                         f"tokenizer's are {feat_dim} wide; train a tokenizer on this dataset")
-    return data
-
-
+# trained runs, and a dataset's codes (train.py reads these and never runs the encoder)
 def load(run_dir, device="cpu"):
     """The trained tokenizer in out/tokenizer/<run>/ (config.json + model.safetensors), in eval mode."""
     run_dir = Path(run_dir)
@@ -403,27 +392,34 @@ def load(run_dir, device="cpu"):
     return model.to(device).eval()
 
 
-def codes_shape(run_dir):
-    """(K, P) of a tokenizer run from its config.json alone (no weights read): what its codes look like."""
-    config = Path(run_dir) / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{config}: missing, so {run_dir} is not a tokenizer run")
-    model = Tokenizer(read_run_file(config, f"rerun python tokenizer.py --run_name={Path(run_dir).name}"))
-    return model.K, model.P
-
-
 def check_codes_match(tokenizer_run, K, P, what):
-    """Codes of K values, P per step (from `what`) must be tokenizer_run's, which decodes them."""
-    run_K, run_P = codes_shape(tokenizer_run)
-    if (K, P) != (run_K, run_P):
-        raise ValueError(f"{what}: K = {K}, P = {P}, but the tokenizer run {tokenizer_run} has K = {run_K}, "
-                         f"P = {run_P}")
+    """Codes of K values, P per step (from `what`) must be tokenizer_run's, which decodes them (its K and P
+    come from its config.json alone: no weights read)."""
+    remake = f"rerun python tokenizer.py --run_name={Path(tokenizer_run).name}"
+    run = Tokenizer(read_run_file(Path(tokenizer_run) / "config.json", remake))
+    if (K, P) != (run.K, run.P):
+        raise ValueError(f"{what}: K = {K}, P = {P}, but the tokenizer run {tokenizer_run} has K = {run.K}, "
+                         f"P = {run.P}")
+
+
+def load_codes(data_dir, run, data):
+    """The codes `--encode` wrote to data_dir/tokens/<run>/ (support/codes.Codes), checked to have the K and P
+    of the tokenizer run that will decode them."""
+    codes = Codes(data_dir, run, data)
+    try:
+        check_codes_match(codes.meta["tokenizer"], codes.K, codes.P, codes.root / "meta.json")
+    except ValueError as e:
+        raise ValueError(f"{e}; {codes.remake}") from None
+    return codes
 
 
 def encode_dataset(run_dir, data_dir, device="cpu"):
     """Every clip's codes -> data_dir/tokens/<run>/ (support/codes.py: the folder's format); -> its path."""
-    model = load(run_dir, device)
-    return write_codes(model, run_dir, open_dataset(data_dir, model.feat_dim), data_dir, ALPHA, device)
+    model, data = load(run_dir, device), MotionData(data_dir)
+    if data.feat_dim != model.feat_dim:
+        raise ValueError(f"{data_dir}: its features are {data.feat_dim} wide ({data.joints_num} joints), the "
+                         f"tokenizer's are {model.feat_dim} wide; train a tokenizer on this dataset")
+    return write_codes(model, run_dir, data, data_dir, ALPHA, device)
 
 
 # command line: --config=file.json first, then --key=value
@@ -435,15 +431,13 @@ def main(argv):
         try:
             print(f"wrote {encode_dataset(run_dir, cfg['data_dir'], pick_device(cfg['device']))}")
         except KeyboardInterrupt as e:
-            out = Path(cfg["data_dir"]) / "tokens" / run_dir.name
-            raise KeyboardInterrupt(f"{out} left as it was") from e
-    else:
-        if cfg["resume"]:
-            cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS)
-        try:
-            train(cfg)
-        except KeyboardInterrupt as e:
-            raise KeyboardInterrupt(f"{run_dir} keeps its checkpoints (--resume continues the last)") from e
+            raise KeyboardInterrupt(f"{Path(cfg['data_dir'], 'tokens', run_dir.name)} left as it was") from e
+        return
+    cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS) if cfg["resume"] else cfg
+    try:
+        train(cfg)
+    except KeyboardInterrupt as e:
+        raise KeyboardInterrupt(f"{run_dir} keeps its checkpoints (--resume continues the last)") from e
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Fine-tune a language model to speak motion (paper §4.1, §5.1–5.2; Tables 2, 9, 10; appendix B/C).
+"""Fine-tune a language model to speak motion (paper §4.1, §5.1–5.2; Table 10; appendix B/C).
 
 Every training pair is a question–answer instance {X_Q, X_M}: an instruction built from the caption
 (model.py's templates; in a share of samples with MotionBase's part texts appended) followed by the clip's
@@ -12,7 +12,7 @@ Table 10) or on the motion tokens only (--loss=motion).
     python train.py --resume                                 # continue out/lm/default from last/
     python train.py --model=llama2-13b --estimate --gpus=8   # print the memory estimate per GPU and stop
 
-One loop serves one process, DDP and FSDP2 (support/scale.py wraps the model and writes the sharded
+One loop serves one process, DDP and FSDP2 (support/train_scale.py wraps the model and writes the sharded
 checkpoints). The loss is the sum of the counted tokens' cross-entropies divided by their count over the whole
 global batch (all micro-batches, all ranks): accumulation and any number of ranks give one batch's gradient.
 
@@ -26,8 +26,8 @@ fitted at the end). Checkpoints are written as one folder and swapped in.
 import json
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 import data as motion_data
 import model as lm_model
+import tokenizer
 from common import (
     atomic_write,
     cli,
@@ -43,29 +44,22 @@ from common import (
     distributed_teardown,
     parse_args,
     progress_bar,
-    read_run_file,
     recover_dir,
     resume_settings,
     write_json,
 )
-from support import length, report, scale
-from support.codes import Codes
-from support.lm_data import Pairs, global_batch
-from support.pretrained import fresh_rows
+from model import Kind
+from support import length, train_scale
+from support.train_data import Pairs, global_batch
 
 # settings: plain values, overridden by --config=file.json, then by --key=value
 CONFIG = dict(
     model="gpt2-tiny",  # a name in model.REGISTRY (gpt2, gpt2-medium, llama2-13b, ...) or a local HF folder
     init="auto",  # auto: tiny from scratch, named models from their weights | scratch (Table 9) | pretrained
     motion_vocab="add",  # add: K new rows | reuse: the K least frequent text tokens (§5.1: the paper's)
-    motion_clock=True,  # the motion at a fixed position (model.position_ids); False: natural (an ablation)
     length_token=True, countdown=True,  # the model writes the motion's length <len T> first and its positions
     # count down to the motion's end (model.py; not the paper's format: that is both False; docs/lm.md)
     loss="whole",  # whole: instruction and motion tokens count (Table 10: the paper's) | motion: motion only
-    task="motion",  # motion: instruction -> codes | text: plain language modelling of the captions and part
-    # texts alone (Table 9 at tiny scale: no pretrained tiny model exists, so pretrain one on text first)
-    init_from="",  # a train.py run folder: start from its model/ (weights and both vocabularies), as Table 9
-    train_fraction=1.0, train_subsets="",  # train on this share of the train clips / only these subsets
     data_dir="data/synth", tokenizer_run="default",  # the codes in data_dir/tokens/<tokenizer_run>/
     out_dir="out/lm", run_name="default",  # the run folder is out_dir/run_name
     max_iters=1000,  # ~1 epoch of the 15k synth train clips
@@ -75,7 +69,6 @@ CONFIG = dict(
     min_lr=0.0, dropout=0.0,  # the end of the cosine schedule (0: lr / 10); dropout
     warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
-    mix_parts=0.0,  # share of samples whose upper-body codes and text come from another clip (editing)
     uncond_prob=0.1,  # share of samples with no instruction: what classifier-free guidance (sample.py) needs
     eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
@@ -89,54 +82,116 @@ CONFIG = dict(
     seed=1337, device="auto", resume=False,
 )
 PAPER_FORMAT = dict(length_token=False, countdown=False)  # the paper's sequence (experiments: its claims)
-ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "init_from", "task", "length_token",
-             "countdown")  # what a --resume must not change
+ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "length_token", "countdown")  # --resume keeps
+GONE = ("motion_clock", "mix_parts", "task", "init_from", "train_fraction", "train_subsets")  # until a4c2a31
 
 
 # ----------------------------------------------------------------------------------------------
-# loss and evaluation
-def masked_losses(model, batch, device, autocast):
-    """Per-token cross-entropy [B, L] (nats; token t predicted from t-1, model.token_losses) and the batch."""
-    batch = {k: v.to(device) for k, v in batch.items()}
-    with autocast:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       position_ids=batch["position_ids"]).logits
-    return lm_model.token_losses(logits.float(), batch["input_ids"]), batch
+# set-up: the process group, the data, the model and its optimizer
+@dataclass
+class Run:
+    """What one run holds: settings, folder, ranks; the MotionLM (vocabularies, collate), its Hugging Face
+    model (parameters, checkpoints) and `model`, which the forward runs through (bare, DDP or FSDP2)."""
+    cfg: dict
+    dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    lm: lm_model.MotionLM
+    hf_model: torch.nn.Module
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    parallel: str  # single | ddp | fsdp
+    micro: int  # sequences per micro-batch
+    autocast: object  # bf16 autocast on a GPU that has it (not under FSDP: its MixedPrecisionPolicy casts)
+    train: Pairs
+    val: Pairs
+    n_params: int
 
 
-@torch.no_grad()
-def evaluate(run, samples):
-    """Mean cross-entropy of the motion-code tokens (kind 2) and of the instruction tokens (kind 1) over
-    `samples`, split over the ranks in equal numbers of batches (FSDP needs every rank in every forward)."""
-    run.model.eval()
-    per_rank = -(-len(samples) // run.world)
-    ks = range(run.rank * per_rank, (run.rank + 1) * per_rank)
-    mine = [(samples[k % len(samples)], k < len(samples)) for k in ks]  # the padding copies do not count
-    sums = torch.zeros(4, dtype=torch.float64, device=run.device)  # motion CE, motion n, text CE, text n
-    for b in range(0, len(mine), run.micro):
-        chunk = mine[b:b + run.micro]
-        ce, batch = masked_losses(run.model, run.lm.collate([s for s, _ in chunk], "whole"), run.device,
-                                  run.autocast)
-        real = torch.tensor([keep for _, keep in chunk], device=run.device)[:, None]
-        for row, kind in ((0, 2), (2, 1)):
-            mask = (batch["kinds"] == kind) & real
-            sums[row] += ce[mask].double().sum()
-            sums[row + 1] += mask.sum()
-    if run.world > 1:
-        dist.all_reduce(sums)
-    run.model.train()
-    return (sums[0] / sums[1]).item(), (sums[2] / sums[3]).item()
+def setup(cfg, clips, start, pairs):
+    """Join the process group, read the data and codes, build (or load) the model and its pairs, plan its
+    memory, wrap it for the ranks and make its optimizer."""
+    cfg = dict(cfg)
+    if cfg["loss"] not in ("whole", "motion"):
+        raise ValueError(f"--loss={cfg['loss']}: expected whole or motion")
+    if cfg["length_iters"] < 0:
+        raise ValueError(f"--length_iters={cfg['length_iters']}: expected 0 (no length estimator) or more")
+    rank, world, device = distributed_setup(cfg["device"])
+    run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
+    cfg["lr"] = cfg["lr"] or lm_model.model_spec(cfg["model"])["lr"]
+    cfg["min_lr"] = cfg["min_lr"] or cfg["lr"] / 10
+    bf16 = cfg["dtype"] == "bfloat16" or (cfg["dtype"] == "auto" and device.type == "cuda"
+                                          and torch.cuda.is_bf16_supported())
+    if cfg["batch_size"] % (world * cfg["gradient_accumulation_steps"]):
+        raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks x "
+                         f"{cfg['gradient_accumulation_steps']} accumulation steps")
+    data = motion_data.MotionData(cfg["data_dir"])
+    codes = tokenizer.load_codes(cfg["data_dir"], cfg["tokenizer_run"], data)
+    if rank == 0 and not cfg["resume"]:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {k: v for k, v in cfg.items() if k not in ("resume", "estimate")}
+                   | {"tokenizer": codes.meta["tokenizer"], "K": codes.K, "P": codes.P})
+    torch.manual_seed(cfg["seed"])
+    lm = build_or_load(cfg, run_dir, codes, data, rank, world, start)
+    hf_model = lm.lm
+    for m in [m for m in hf_model.modules() if isinstance(m, torch.nn.Dropout)]:  # nanoGPT: none by default
+        m.p = cfg["dropout"]  # (and so the same gradient on any number of ranks)
+    train_pairs, val_pairs = pairs(lm, data, codes, "train", clips), pairs(lm, data, codes, "val")
+    for name, skip in (("train", train_pairs.skipped), ("val", val_pairs.skipped)):
+        if any(skip.values()) and rank == 0:
+            print(f"train.py: {name} split: skipped {skip['too_long']} clips too long for the context of "
+                  f"{lm.spec['n_ctx']} tokens (the instruction before position "
+                  f"{lm_model.motion_position(lm.spec['n_ctx'])}, the motion after it) and "
+                  f"{skip['empty_caption']} with an empty caption")
+    if len(train_pairs) < cfg["batch_size"] or not len(val_pairs):
+        raise ValueError(f"{cfg['data_dir']}: {len(train_pairs)} usable train clips (batch_size "
+                         f"{cfg['batch_size']}) and {len(val_pairs)} val clips")
+    n_params = sum(p.numel() for p in hf_model.parameters())
+    gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
+    parallel, micro, est = train_scale.memory_plan(hf_model.config, n_params, cfg, world,
+                                                   int(train_pairs.lengths.max()), bf16, gpu_bytes, rank == 0)
+    if gpu_bytes and est["total"] > 0.95 * gpu_bytes:
+        raise ValueError(f"{cfg['model']} will not fit: about {est['total'] / 2**30:.0f} GiB per GPU of "
+                         f"{gpu_bytes / 2**30:.0f}; use more GPUs (--parallel=fsdp), a smaller micro-batch "
+                         f"(--gradient_accumulation_steps) or --activation_checkpointing")
+    model = train_scale.wrap(lm, cfg, parallel, device, bf16)
+    decay = [p for p in hf_model.parameters() if p.dim() >= 2]  # weight decay on the matrices only
+    no_decay = [p for p in hf_model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.95),
+                            fused=device.type == "cuda")
+    autocast = torch.autocast("cuda", torch.bfloat16) if bf16 and parallel != "fsdp" else nullcontext()
+    return Run(cfg, run_dir, rank, world, device, lm, hf_model, model, opt, parallel, micro, autocast,
+               train_pairs, val_pairs, n_params)
+
+
+def build_or_load(cfg, run_dir, codes, data, rank, world, start=None):
+    """A fresh run: rank 0 builds the model (its BPE and motion vocabulary from the train captions) or takes
+    `start` and saves it, the other ranks load that; a resumed run loads it (its weights then from last/)."""
+    if cfg["resume"]:
+        recover_dir(run_dir / "model")
+    elif rank == 0:
+        lm = start or lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=[
+            t for i in data.split("train") for t in (*data.texts[i]["captions"],
+                                                     *(data.texts[i].get("parts") or {}).values())],
+            **{k: cfg[k] for k in ("init", "motion_vocab", "seed", "length_token", "countdown")})
+        lm.save(run_dir)
+    if world > 1 and not cfg["resume"]:
+        dist.barrier()
+    return lm if rank == 0 and not cfg["resume"] else lm_model.load(run_dir)
 
 
 # ----------------------------------------------------------------------------------------------
-# training: one process, DDP or FSDP2 under torchrun
-def train(cfg, progress=True):
-    """Train into out_dir/run_name/; returns {"history", "evals", "metrics"}."""
-    run = setup(checked(cfg))
-    cfg, lm, opt = run.cfg, run.lm, run.opt
-    state = scale.load_last(run.dir, lm.lm, opt, run.rank) if cfg["resume"] else \
+# the loop: one process, DDP or FSDP2 under torchrun
+def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
+    """Train into out_dir/run_name/ -> {"history", "evals", "metrics"}. For experiments/claims.py: `clips`,
+    the train clips to use (None: all); `lm`, a MotionLM to start from; `pairs`, the training pairs' class."""
+    run = setup(cfg, clips, lm, pairs)
+    cfg = run.cfg
+    state = train_scale.load_last(run.dir, run.hf_model, run.opt, run.rank) if cfg["resume"] else \
         {"step": 0, "history": [], "evals": [], "best": float("inf"), "tokens": 0, "seconds": 0.0}
-    start, history, evals = state["step"], state["history"], state["evals"]
+    start, history = state["step"], state["history"]
     val_quick = sorted((run.val.fixed(i) for i in range(len(run.val) if not cfg["eval_iters"] else
                         min(len(run.val), cfg["eval_iters"] * cfg["batch_size"]))), key=lambda s: len(s[0]))
     run.model.train()
@@ -145,127 +200,61 @@ def train(cfg, progress=True):
     t_last, tokens_since = time.time(), 0
     for step in bar:
         lr = cosine_lr(step, cfg["lr"], cfg["min_lr"], cfg["warmup_iters"], cfg["max_iters"])
-        for group in opt.param_groups:
+        for group in run.opt.param_groups:
             group["lr"] = lr
         samples, clip_ids = global_batch(run.train, step, cfg)
         stats = train_step(run, samples, clip_ids, step)
         history.append({"motion": (stats[0] / stats[1]).item(), "text": (stats[2] / stats[3]).item(),
                         "lr": lr})
         tokens_since += sum(len(ids) for ids, _ in samples)
-        if (step + 1) % 10 == 0 or step + 1 == cfg["max_iters"]:
-            now = time.time()
-            state["tokens"] += tokens_since
-            state["seconds"] += now - t_last
-            tok_s = tokens_since / (now - t_last)
-            bar.set_postfix(throughput(run, history[-1], tok_s, samples), refresh=False)
-            t_last, tokens_since = time.time(), 0
+        if (step + 1) % 10 == 0 or step + 1 == cfg["max_iters"]:  # the bar: losses, tokens/s, MFU on a GPU
+            seconds, t_last = time.time() - t_last, time.time()
+            state["tokens"], state["seconds"] = state["tokens"] + tokens_since, state["seconds"] + seconds
+            tok_s, seq = tokens_since / seconds, np.mean([len(ids) for ids, _ in samples])
+            post = {k: f"{history[-1][k]:.3f}" for k in ("motion", "text")} | {"tok/s": f"{tok_s:.0f}"}
+            if mfu := train_scale.mfu(run.device, run.hf_model.config, run.n_params, seq, tok_s / run.world):
+                post["mfu"] = f"{100 * mfu:.1f}%"
+            bar.set_postfix(post, refresh=False)
+            tokens_since = 0
         if (step + 1) % cfg["eval_interval"] == 0 or step + 1 == cfg["max_iters"]:
             t_eval = time.time()
-            checkpoint(run, state, step + 1, evaluate(run, val_quick))
+            checkpoint(run, state, step + 1, *evaluate(run, val_quick))
             t_last += time.time() - t_eval  # tokens/s counts training only, not the eval and checkpoint
     bar.close()
     metrics, summary = final_report(run, state)
     if run.rank == 0:
-        if cfg["task"] == "motion" and cfg["length_iters"]:  # sampling holds the LM to it (support/length.py)
-            est = length.fit(lm.text, run.train, run.val, cfg["length_iters"], seed=cfg["seed"])
-            length.save(run.dir, *est)
+        if cfg["length_iters"]:  # sampling holds the LM to it (support/length.py)
+            length.save(run.dir, *length.fit(run.lm.text, run.train, run.val, cfg["length_iters"],
+                                             seed=cfg["seed"]))
         write_json(run.dir / "metrics.json", metrics)
         if progress:
             print(f"{run.dir}: {summary}")
-    del run.model, run.opt, run.lm, opt, lm  # they hold the process group: free them before tearing it down
+    del run  # its models hold the process group: free them before tearing it down
     distributed_teardown()
-    return {"history": history, "evals": evals, "metrics": metrics}
+    return {"history": history, "evals": state["evals"], "metrics": metrics}
 
 
-def checked(cfg):
-    cfg = dict(cfg)
-    if cfg["loss"] not in ("whole", "motion"):
-        raise ValueError(f"--loss={cfg['loss']}: expected whole or motion")
-    if cfg["task"] not in ("motion", "text") or (cfg["task"] == "text" and cfg["loss"] != "whole"):
-        raise ValueError(f"--task={cfg['task']} --loss={cfg['loss']}: expected task motion, or text with the "
-                         f"whole loss (text has no motion tokens)")
-    if not 0 < cfg["train_fraction"] <= 1:
-        raise ValueError(f"--train_fraction={cfg['train_fraction']}: expected a share in (0, 1]")
-    if cfg["length_iters"] < 0:
-        raise ValueError(f"--length_iters={cfg['length_iters']}: expected 0 (no length estimator) or more")
-    return cfg
+def masked_losses(run, batch):
+    """Per-token cross-entropy [B, L] (nats; token t predicted from t-1, model.token_losses) and the batch."""
+    batch = {k: v.to(run.device) for k, v in batch.items()}
+    with run.autocast:
+        logits = run.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}).logits
+    return lm_model.token_losses(logits.float(), batch["input_ids"]), batch
 
 
-def setup(cfg):
-    """Join the process group, read the data and codes, build (or load) the model and its pairs, plan its
-    memory, wrap it for the ranks and make its optimizer."""
-    rank, world, device = distributed_setup(cfg["device"])
-    run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
-    spec = lm_model.model_spec(cfg["model"])
-    cfg["lr"] = cfg["lr"] or spec["lr"]
-    cfg["min_lr"] = cfg["min_lr"] or cfg["lr"] / 10
-    bf16 = cfg["dtype"] == "bfloat16" or (cfg["dtype"] == "auto" and device.type == "cuda"
-                                          and torch.cuda.is_bf16_supported())
-    accum = cfg["gradient_accumulation_steps"]
-    if cfg["batch_size"] % (world * accum):
-        raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks x {accum} "
-                         f"accumulation steps")
-    data = motion_data.MotionData(cfg["data_dir"])
-    codes = Codes(cfg["data_dir"], cfg["tokenizer_run"], data)
-    if rank == 0 and not cfg["resume"]:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        settings = {k: v for k, v in cfg.items() if k not in ("resume", "estimate")}
-        write_json(run_dir / "config.json",
-                   {**settings, "tokenizer": codes.meta["tokenizer"], "K": codes.K, "P": codes.P})
-    torch.manual_seed(cfg["seed"])
-    lm = build_or_load(cfg, run_dir, codes, data, rank, world)
-    for m in lm.lm.modules():  # nanoGPT: no dropout by default (and the same gradient on any number of ranks)
-        if isinstance(m, torch.nn.Dropout):
-            m.p = cfg["dropout"]
-    train_pairs, val_pairs = split_pairs(cfg, lm, data, codes, rank)
-    n_params = sum(p.numel() for p in lm.lm.parameters())
-    gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
-    parallel, _, est, line = scale.memory_plan(lm.lm.config, n_params, cfg, world,
-                                               int(train_pairs.lengths.max()), bf16, gpu_bytes)
-    if rank == 0:
-        print(line)
-    if gpu_bytes and est["total"] > 0.95 * gpu_bytes:
-        raise ValueError(f"{cfg['model']} will not fit: about {est['total'] / 2**30:.0f} GiB per GPU of "
-                         f"{gpu_bytes / 2**30:.0f}; use more GPUs (--parallel=fsdp), a smaller micro-batch "
-                         f"(--gradient_accumulation_steps) or --activation_checkpointing")
-    model = scale.wrap(lm, cfg, parallel, device, bf16)
-    decay = [p for p in lm.lm.parameters() if p.dim() >= 2]
-    no_decay = [p for p in lm.lm.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.95),
-                            fused=device.type == "cuda")
-    bf16_autocast = bf16 and parallel != "fsdp"  # FSDP casts through its MixedPrecisionPolicy instead
-    autocast = torch.autocast("cuda", torch.bfloat16) if bf16_autocast else nullcontext()
-    # what one run holds: settings, ranks, the model (bare, DDP or FSDP-wrapped), the optimizer, the pairs
-    return SimpleNamespace(cfg=cfg, dir=run_dir, rank=rank, world=world, device=device, lm=lm, model=model,
-                           opt=opt, parallel=parallel, micro=cfg["batch_size"] // world // accum, accum=accum,
-                           autocast=autocast, train=train_pairs, val=val_pairs, n_params=n_params,
-                           peak=scale.peak_flops(device))
-
-
-def split_pairs(cfg, lm, data, codes, rank):
-    """The train and val pairs, with what did not fit said once."""
-    n_ctx = lm.lm.config.max_position_embeddings
-    train_pairs = Pairs(lm, data, codes, "train", n_ctx, lambda clips: train_clips(data, clips, cfg),
-                        cfg["task"])
-    val_pairs = Pairs(lm, data, codes, "val", n_ctx, task=cfg["task"])
-    for name, skip in (("train", train_pairs.skipped), ("val", val_pairs.skipped)):
-        if any(skip.values()) and rank == 0:
-            print(f"train.py: {name} split: skipped {skip['too_long']} clips that do not fit the model's "
-                  f"context of {n_ctx} tokens (the instruction before position "
-                  f"{lm_model.motion_position(n_ctx)}, the motion after it) and {skip['empty_caption']} with "
-                  f"an empty caption")
-    if len(train_pairs) < cfg["batch_size"] or not len(val_pairs):
-        raise ValueError(f"{cfg['data_dir']}: {len(train_pairs)} usable train clips (batch_size "
-                         f"{cfg['batch_size']}) and {len(val_pairs)} val clips")
-    return train_pairs, val_pairs
+def add_kind_sums(sums, ce, kinds, keep):
+    """sums [4] += the cross-entropy and number of the motion-code tokens, then the instruction's (`keep`)."""
+    for row, kind in ((0, Kind.CODE), (2, Kind.TEXT)):
+        mask = (kinds == kind) & keep
+        sums[row] += ce[mask].double().sum()
+        sums[row + 1] += mask.sum()
 
 
 def train_step(run, samples, clip_ids, step):
     """One optimizer step on the global batch `samples` (this rank's slice, in micro-batches) -> summed
     cross-entropy and counts of the motion and instruction tokens [4], over all ranks."""
-    cfg, micro, accum = run.cfg, run.micro, run.accum
-    count_kinds = (1, 2, 3) if cfg["loss"] == "whole" else (2, 3)
+    cfg, micro, accum = run.cfg, run.micro, run.cfg["gradient_accumulation_steps"]
+    count_kinds = (Kind.TEXT, Kind.CODE, Kind.END) if cfg["loss"] == "whole" else (Kind.CODE, Kind.END)
     # position 0 is never predicted; the count is the global batch's, so every micro-batch divides by it
     n_counted = sum(sum(k in count_kinds for k in kinds[1:]) for _, kinds in samples)
     mine = samples[run.rank * micro * accum:(run.rank + 1) * micro * accum]
@@ -275,8 +264,7 @@ def train_step(run, samples, clip_ids, step):
         if run.parallel == "fsdp":
             run.model.set_requires_gradient_sync(sync)
         with run.model.no_sync() if run.parallel == "ddp" and not sync else nullcontext():
-            ce, batch = masked_losses(run.model, run.lm.collate(mine[m * micro:(m + 1) * micro], cfg["loss"]),
-                                      run.device, run.autocast)
+            ce, batch = masked_losses(run, run.lm.collate(mine[m * micro:(m + 1) * micro], cfg["loss"]))
             counted = batch["labels"] != -100
             counted[:, 0] = False
             loss = (ce * counted).sum() * run.world / n_counted  # DDP/FSDP average over ranks: undo it
@@ -284,13 +272,9 @@ def train_step(run, samples, clip_ids, step):
                 raise ValueError(f"non-finite loss at step {step} (clips {', '.join(clip_ids)}); the "
                                  f"last checkpoint in {run.dir} is as it was")
             loss.backward()
-        for row, kind in ((0, 2), (2, 1)):
-            mask = batch["kinds"] == kind
-            mask[:, 0] = False
-            stats[row] += ce.detach()[mask].double().sum()
-            stats[row + 1] += mask.sum()
+        add_kind_sums(stats, ce.detach(), batch["kinds"], torch.arange(ce.shape[1], device=run.device) > 0)
     if cfg["grad_clip"]:
-        torch.nn.utils.clip_grad_norm_(run.lm.lm.parameters(), cfg["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(run.hf_model.parameters(), cfg["grad_clip"])
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     if run.world > 1:
@@ -298,32 +282,62 @@ def train_step(run, samples, clip_ids, step):
     return stats
 
 
-def throughput(run, last, tok_s, samples):
-    """The progress bar's postfix: the last step's losses, tokens/s, and MFU on a GPU with a known peak."""
-    post = {"motion": f"{last['motion']:.3f}", "text": f"{last['text']:.3f}", "tok/s": f"{tok_s:.0f}"}
-    if run.peak:
-        seq = np.mean([len(ids) for ids, _ in samples])
-        flops = scale.flops_per_token(run.lm.lm.config, run.n_params, seq)
-        post["mfu"] = f"{100 * tok_s / run.world * flops / run.peak:.1f}%"
-    return post
+@torch.no_grad()
+def evaluate(run, samples):
+    """Mean cross-entropy of the motion-code tokens and of the instruction tokens over `samples`, split over
+    the ranks in equal numbers of batches (FSDP needs every rank in every forward)."""
+    run.model.eval()
+    n = -(-len(samples) // run.world)  # per rank; the padding copies (k >= len(samples)) do not count
+    mine = [(samples[k % len(samples)], k < len(samples)) for k in range(run.rank * n, (run.rank + 1) * n)]
+    sums = torch.zeros(4, dtype=torch.float64, device=run.device)  # motion CE, motion n, text CE, text n
+    for b in range(0, len(mine), run.micro):
+        chunk = mine[b:b + run.micro]
+        ce, batch = masked_losses(run, run.lm.collate([s for s, _ in chunk]))
+        real = torch.tensor([keep for _, keep in chunk], device=run.device)[:, None]
+        add_kind_sums(sums, ce, batch["kinds"], real)
+    if run.world > 1:
+        dist.all_reduce(sums)
+    run.model.train()
+    return (sums[0] / sums[1]).item(), (sums[2] / sums[3]).item()
 
 
-def checkpoint(run, state, step, val_losses):
+# ----------------------------------------------------------------------------------------------
+# saving: the checkpoints, the loss curves and the final report
+def checkpoint(run, state, step, val_motion, val_text):
     """After a periodic eval: keep the best model (model/), write last/, metrics.jsonl and the loss curves."""
-    val_motion, val_text = val_losses
     history, evals = state["history"], state["evals"]
     evals.append({"step": step, "val_motion_loss": val_motion, "val_text_loss": val_text,
                   "train_motion_loss": float(np.mean([h["motion"] for h in history[-50:]]))})
-    score = val_text if run.cfg["task"] == "text" else val_motion  # the best model by this
-    if score < state["best"]:
+    score = val_text if np.isnan(val_motion) else val_motion  # the best model by it; by the text where
+    if score < state["best"]:  # there is no motion (text-only pretraining: experiments/claims.py)
         state["best"] = score
-        scale.save_best(run.dir, run.lm, run.lm.lm, run.rank, run.parallel)
+        train_scale.save_best(run.dir, run.lm, run.hf_model, run.rank, run.parallel)
     state.update(step=step)
-    scale.save_last(run.dir, run.lm.lm, run.opt, state, run.rank, run.world)
+    train_scale.save_last(run.dir, run.hf_model, run.opt, state, run.rank, run.world)
     if run.rank == 0:
         lines = "".join(json.dumps(e) + "\n" for e in evals)
         atomic_write(run.dir / "metrics.jsonl", lambda p: p.write_text(lines))
-        report.plot_curves(run.dir / "loss_curve.png", history, evals)
+        plot_curves(run.dir / "loss_curve.png", history, evals)
+
+
+def plot_curves(path, history, evals):
+    """loss_curve.png: train (a 20-step mean) and val loss, motion and instruction tokens."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "motion", "motion tokens"), (axes[1], "text", "instruction tokens")):
+        train = np.array([h[key] for h in history], dtype=float)
+        smooth = np.convolve(train, np.ones(20) / 20, mode="valid") if len(train) >= 20 else train
+        ax.plot(np.arange(len(train) - len(smooth), len(train)) + 1, smooth, label="train (20-step mean)")
+        ax.plot([e["step"] for e in evals], [e[f"val_{key}_loss"] for e in evals], "o-", label="val")
+        ax.set(title=f"loss per {title}", xlabel="step", ylabel="nats")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
 
 
 def final_report(run, state):
@@ -334,7 +348,7 @@ def final_report(run, state):
                                                 key=lambda s: len(s[0])))
     metrics = dict(val_text_loss=val_text, params=run.n_params, steps=cfg["max_iters"], model=cfg["model"],
                    world=run.world, parallel=run.parallel, val_clips=len(val_pairs))
-    if cfg["task"] == "text":
+    if np.isnan(val_motion):  # no motion tokens: text-only pretraining (experiments/claims.py)
         metrics |= {"best_val_text_loss": state["best"], "task": "text"}
         return metrics, f"val text loss {val_text:.3f} nats per token (text-only pretraining)"
     sigma = derangement(len(val_pairs), cfg["seed"])
@@ -355,72 +369,15 @@ def unigram_entropy(pairs):
     """Entropy (nats) of the codes of each part slot over the pairs: the loss of a model that knows which slot
     comes next and nothing else; its mean over the P slots is the bar a text-conditioned LM must beat."""
     codes = np.concatenate([pairs.codes.clip(c) for c in pairs.clips])
-    h = []
-    for p in range(codes.shape[1]):
-        freq = np.bincount(codes[:, p]) / len(codes)
-        freq = freq[freq > 0]
-        h.append(float(-(freq * np.log(freq)).sum()))
+    freqs = [np.unique(slot, return_counts=True)[1] / len(codes) for slot in codes.T]
+    h = [float(-(freq * np.log(freq)).sum()) for freq in freqs]
     return float(np.mean(h)), h
 
 
 def derangement(n, seed):
     """A permutation with no fixed point (n >= 2): a random cycle through all n."""
     order = np.random.default_rng(seed).permutation(n)
-    sigma = np.empty(n, dtype=np.int64)
-    sigma[order] = np.roll(order, -1)
-    return sigma
-
-
-# ----------------------------------------------------------------------------------------------
-# the model a run starts from, and the paper-claim options (experiments/claims.py: Tables 9 and 2)
-def build_or_load(cfg, run_dir, codes, data, rank, world):
-    """A fresh run: rank 0 builds the model (its BPE and motion vocabulary from the train captions), or takes
-    --init_from's, saves it, and the other ranks load that, so that every rank starts from the same weights
-    and vocabulary. A resumed run loads the saved one (the weights are then overwritten from last/)."""
-    if not cfg["resume"]:
-        if rank == 0 and cfg["init_from"]:
-            lm = from_run(cfg["init_from"], codes, cfg["length_token"])
-            lm.save(run_dir)
-        elif rank == 0:
-            texts = []
-            for i in data.split("train"):
-                texts += [*data.texts[i]["captions"], *(data.texts[i].get("parts") or {}).values()]
-            lm = lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=texts, **{k: cfg[k] for k in (
-                "init", "motion_vocab", "seed", "motion_clock", "length_token", "countdown")})
-            lm.save(run_dir)
-        if world > 1:
-            dist.barrier()
-        if rank == 0:
-            return lm
-    recover_dir(run_dir / "model")
-    return lm_model.load(run_dir)
-
-
-def from_run(init_from, codes, length_token):
-    """--init_from: the model of another run (Table 9 at tiny scale: one pretrained on text alone)."""
-    lm = lm_model.load(init_from)
-    if (lm.K, lm.P, len(lm.length_ids) > 0) != (codes.K, codes.P, length_token):
-        raise ValueError(f"--init_from={init_from}: its motion vocabulary has K = {lm.K}, P = {lm.P}, length "
-                         f"tokens {len(lm.length_ids) > 0}; this run: K = {codes.K}, P = {codes.P}, "
-                         f"--length_token={length_token}")
-    remake = f"rerun python train.py --run_name={Path(init_from).name}"
-    if read_run_file(Path(init_from) / "config.json", remake).get("task") == "text":
-        # as a pretrained checkpoint gets new motion rows (--motion_vocab=add): text-only training never had a
-        # code as its target, and its softmax pushed the code rows' logits down all along
-        fresh_rows(lm.lm, torch.cat([lm.motion_ids, lm.length_ids]))
-    return lm
-
-
-def train_clips(data, clips, cfg):
-    """The train split's clips this run uses: those of --train_subsets (all when empty), then a random
-    --train_fraction of them (a function of --seed)."""
-    if cfg["train_subsets"]:
-        wanted = set(cfg["train_subsets"].split(","))
-        clips = clips[[data.texts[i].get("subset") in wanted for i in clips]]
-        if not len(clips):
-            raise ValueError(f"{data.root}: no train clip in the subsets {sorted(wanted)}")
-    n = max(1, round(cfg["train_fraction"] * len(clips)))
-    return np.sort(np.random.default_rng(cfg["seed"]).permutation(clips)[:n])
+    return np.roll(order, -1)[np.argsort(order)]  # sigma[order[i]] = order[i + 1]
 
 
 def main(argv):
@@ -428,10 +385,13 @@ def main(argv):
     cfg = {**CONFIG, **overrides}
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     if cfg["estimate"]:  # the memory per GPU of this run, from a meta-device model (no weights read)
-        scale.estimate(cfg, lm_model.hf_config(lm_model.model_spec(cfg["model"])))
+        train_scale.estimate(cfg, lm_model.hf_config(lm_model.model_spec(cfg["model"])))
         return
-    if cfg["resume"]:
+    if cfg["resume"]:  # a run made with a setting that train.py no longer has (GONE) does not resume at all
         cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS)
+        if gone := [k for k in json.loads((run_dir / "config.json").read_text()) if k in GONE]:
+            raise ValueError(f"{run_dir / 'config.json'}: the run was made with --{gone[0]}, a setting that "
+                             f"train.py no longer has, so --resume cannot continue it; start it over")
     train(cfg)
 
 

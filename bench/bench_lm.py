@@ -9,7 +9,7 @@ vocabulary a motion run gives it (text + K motion codes + 3 specials; a tiny mod
 512-token BPE); batches are random token ids of one length, so the number is the model's, without data
 loading or padding. On a GPU it runs as train.py does there: bf16
 autocast, fused AdamW, optionally torch.compile. MFU = tokens/s x (6N + 12·L·h·s) / peak bf16 flops of the GPU
-(scale.PEAK_BF16_FLOPS). Prints one table, everything measured in this run.
+(support/train_scale.mfu). Prints one table, everything measured in this run.
 """
 
 import os
@@ -17,11 +17,12 @@ import sys
 import time
 
 import torch
+import transformers
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import model as lm_model  # noqa: E402
 from common import cli, parse_args, pick_device  # noqa: E402
-from support import scale  # noqa: E402
+from support import train_scale  # noqa: E402
 
 CONFIG = dict(
     model="gpt2-tiny",  # a name in model.REGISTRY (its architecture; no weights are loaded)
@@ -37,7 +38,6 @@ def main(argv):
     cfg = {**CONFIG, **parse_args(argv, CONFIG, "bench/bench_lm.py")}
     device = pick_device(cfg["device"])
     spec = lm_model.model_spec(cfg["model"])
-    import transformers
     text_vocab = spec["vocab_size"] or cfg["bpe_vocab"]
     hf = lm_model.hf_config(spec, vocab_size=text_vocab + cfg["motion_codes"] + 3)
     torch.manual_seed(0)
@@ -68,14 +68,13 @@ def main(argv):
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / cfg["steps"]
     tok_s = cfg["batch_size"] * cfg["seq"] / seconds
-    flops = 6 * n_params + 12 * hf.num_hidden_layers * hf.hidden_size * cfg["seq"]
+    mfu = train_scale.mfu(device, hf, n_params, cfg["seq"], tok_s)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    peak = next((f for k, f in scale.PEAK_BF16_FLOPS.items() if cuda and k in name), None)
     print("| model | params | device | dtype | batch x seq | ms/step | tokens/s | MFU |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {cfg['model']} | {n_params / 1e6:.1f}M | {name} | {'bf16 autocast' if cuda else 'fp32'} | "
           f"{cfg['batch_size']} x {cfg['seq']} | {1000 * seconds:.1f} | {tok_s:,.0f} | "
-          f"{f'{100 * tok_s * flops / peak:.1f}%' if peak else 'n/a'} |")
+          f"{f'{100 * mfu:.1f}%' if mfu else 'n/a'} |")
 
 
 if __name__ == "__main__":

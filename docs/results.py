@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python docs/results.py`
 from common import atomic_write, cli, parse_args  # noqa: E402
-from support.report import cell, edit_table  # noqa: E402
+from experiments.edits import edit_table  # noqa: E402
+from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
     update=False,  # copy the newest outputs (out/...) into docs/results/ before rendering
@@ -62,8 +63,8 @@ def kinds_table(res):
 
 
 def edit_section(edit):
-    """eval.py --edits on the test split: each kind of edit against the same texts from scratch."""
-    return "\n".join(["Editing (eval.py --edits, test split; one take per edit; the kept parts' MPJPE is "
+    """experiments/edits.py on the test split: each kind of edit against the same texts from scratch."""
+    return "\n".join(["Editing (experiments/edits.py, test split; one take per edit; the kept parts' MPJPE is "
                       "between the source's own reconstruction and the edit):", edit_table({"test": edit})])
 
 
@@ -136,7 +137,7 @@ def choice_section(choice):
             f"accuracy over all {first['n_checked']} checkable val clips; 95% intervals: a bootstrap over "
             "the clips" if "n_clips" in first else "")
     if "upper_edit" in every:
-        what += ("; " if what else "") + ("eval.py's edit protocol on every val clip an edit applies to, one "
+        what += ("; " if what else "") + ("the edit protocol (experiments/edits.py) on every val clip an edit applies to, one "
                                           "take each (<kind>_edit) and the same texts from scratch "
                                           "(<kind>_scratch); 95% intervals: a bootstrap over the clips")
     lines = [f"## Choice on val: {choice['choice']} (docs/results/choices_{choice['choice']}.json)", "",

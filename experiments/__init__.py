@@ -1,1 +1,1 @@
-"""Experiments around the pipeline: the paper's claims, the codebook sweep, the baselines they compare."""
+"""Experiments around the pipeline: the paper's claims, the codebook sweep, the choices of defaults."""

@@ -3,11 +3,8 @@ choose on val, report test once). Each candidate is made with the demo's recipe 
 protocol; the choice reads val figures only.
 
     python experiments/choices.py --choice=tokenizer_steps  # 1000 / 2000 / 3000 (the default) tokenizer steps
-    python experiments/choices.py --choice=held_edges       # LM on codes of held clip edges vs zero padding
-    python experiments/choices.py --choice=motion_clock     # the motion clock vs natural positions
     python experiments/choices.py --choice=sampling         # temperature / top-p / guidance on the default LM
-    python experiments/choices.py --choice=edit_guidance    # guidance for edits (eval.py --edits on val)
-    python experiments/choices.py --choice=edit_training    # part-mixed training samples for editing
+    python experiments/choices.py --choice=edit_guidance    # guidance for edits (experiments/edits.py on val)
     python experiments/choices.py --choice=length_token     # the LM writes the length first, or step by step
     python experiments/choices.py --choice=lengths          # the length estimator's median / draw, or the LM
 
@@ -17,10 +14,13 @@ out/choices/<choice>.json (every candidate's figures with their 95% intervals, n
 `python docs/results.py --update` copies them into docs/results/. Runs live in out/tokenizer/choices_*
 and out/lm/choices/; a rerun skips the runs it has finished with the same settings and code
 (common.code_hash).
+
+The choices decided for good and deleted with their switches were last here in commit a4c2a31: held_edges
+(the tokenizer holds a clip's edge poses), motion_clock (the motion starts at a fixed position), edit_training
+(no part-mixed training samples) and the length_token choice's ±25% slack (the length is kept exactly); their
+results stay in docs/results/choices_*.json.
 """
 
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,14 +36,13 @@ import sample  # noqa: E402
 import tokenizer  # noqa: E402
 import train  # noqa: E402
 from common import cli, code_hash, finished_run, parse_args, pick_device, write_json  # noqa: E402
-from support.editing import decoded_mixes, evaluate_edits  # noqa: E402
-from support.evaluator import load_evaluator  # noqa: E402
-from support.physical import clip_plans, physical_check, plan_action  # noqa: E402
-from support.report import cell  # noqa: E402
+from experiments.edits import evaluate_edits  # noqa: E402
+from support.eval_evaluator import load_evaluator  # noqa: E402
+from support.eval_physical import clip_plans, physical_check, plan_action  # noqa: E402
+from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
-    choice="",  # tokenizer_steps | held_edges | motion_clock | sampling | edit_guidance | edit_training |
-    # length_token | lengths, or several: a,b
+    choice="",  # tokenizer_steps | sampling | edit_guidance | length_token | lengths, or several: a,b
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -94,10 +93,10 @@ def reconstruction_passes(tok, data, clips):
     return passed
 
 
-def edit_figures(lm_dir, data, cfg, part_texts=False, **sampling):
-    """eval.py's edit protocol on every val clip an edit applies to, flat: <kind>_edit, <kind>_scratch, n."""
-    res = evaluate_edits(data, data.split("val"), lm_dir, sampling, cfg["seed"], pick_device(cfg["device"]),
-                         part_texts=part_texts)
+def edit_figures(lm_dir, data, cfg, **sampling):
+    """The edit protocol (experiments/edits.py) on every val clip an edit applies to, flat: <kind>_edit,
+    <kind>_scratch, n."""
+    res = evaluate_edits(data, data.split("val"), lm_dir, sampling, cfg["seed"], pick_device(cfg["device"]))
     keys = ("edit", "scratch", "n")
     return {f"{kind}_{k}": v for kind, r in res.items() for k, v in r.items() if k.startswith(keys)}
 
@@ -130,27 +129,15 @@ def candidates(choice, cfg, ev, data):
                 score_lm("out/lm/default", cfg, ev, data, **({} if k == 0 else dict(temperature=t, top_p=p,
                                                                                      guidance=g)))
                 for k, (t, p, g) in enumerate(SAMPLING)}
-    if choice == "edit_guidance":  # editing (support/editing.py): does more guidance make the model follow
+    if choice == "edit_guidance":  # editing (experiments/edits.py): does more guidance make the model follow
         return {f"guidance {g}" + (" (default)" if g == sample.DEFAULTS["guidance"] else ""):  # the text when
                 edit_figures("out/lm/default", data, cfg, guidance=g)  # other parts are forced?
                 for g in (sample.DEFAULTS["guidance"], 2.5, 4.0)}
-    if choice == "edit_training":  # or does training on part mixes (train.py --mix_parts) make it follow?
-        mixed = lm_run("mix_parts", {"mix_parts": 0.3}, cfg)
-        out = {}
-        for name, run in (("no part mixes (default)", "out/lm/default"), ("part mixes 0.3", mixed)):
-            out[name] = score_lm(run, cfg, ev, data) | edit_figures(run, data, cfg)
-            out[name + ", edits with part texts"] = edit_figures(run, data, cfg, part_texts=True)
-        tok = sample.cached_run("out/lm/default", device)[1]  # can the tokenizer decode such mixes at all?
-        out["tokenizer alone: a walk's codes under a raise's upper-body codes"] = decoded_mixes(
-            data, data.split("val"), tok)
-        return out
     if choice == "length_token":  # issue 21, first look: the LM writes the length first, or step by step
         paper = lm_run("paper_format", train.PAPER_FORMAT, cfg)
         run = lm_run("length_token", {"length_token": True, "countdown": False}, cfg)
         return {"step by step": score_lm(paper, cfg, ev, data, lengths="model"),
                 "length token": score_lm(run, cfg, ev, data, lengths="model"),
-                "length token, the model ends it within ±25%": score_lm(run, cfg, ev, data, lengths="model",
-                                                                        length_slack=0.25),
                 "length token, positions counting down": score_lm("out/lm/default", cfg, ev, data,
                                                                   lengths="model")}
     if choice == "lengths":  # issue 21: who decides how long a motion is (sample.py --lengths), on either LM
@@ -162,22 +149,8 @@ def candidates(choice, cfg, ev, data):
         return out | {"paper's format, the length estimator's median": score_lm(paper, cfg, ev, data),
                       "paper's format, step by step until </mot>": score_lm(paper, cfg, ev, data,
                                                                              lengths="model")}
-    if choice == "held_edges":  # the default tokenizer's weights, encoding with zero padding at the edges
-        unheld = Path("out/tokenizer/choices_unheld")
-        if not (Path(cfg["data_dir"]) / "tokens" / unheld.name / "meta.json").is_file():
-            shutil.copytree("out/tokenizer/default", unheld, dirs_exist_ok=True)
-            config = json.loads((unheld / "config.json").read_text())
-            write_json(unheld / "config.json", config | {"hold_edges": False, "run_name": unheld.name})
-            tokenizer.encode_dataset(unheld, cfg["data_dir"], device)
-        run = lm_run("unheld", {"tokenizer_run": unheld.name}, cfg)
-        return {"held (default)": score_lm("out/lm/default", cfg, ev, data), "zero padding": score_lm(
-            run, cfg, ev, data)}
-    if choice == "motion_clock":
-        run = lm_run("natural", {"motion_clock": False}, cfg)
-        return {"motion clock (default)": score_lm("out/lm/default", cfg, ev, data),
-                "natural positions": score_lm(run, cfg, ev, data)}
-    raise ValueError(f"--choice: tokenizer_steps, held_edges, motion_clock, sampling, edit_guidance, "
-                     f"edit_training, length_token or lengths, got {choice!r}")
+    raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token or lengths, got "
+                     f"{choice!r}")
 
 
 def main(argv):

@@ -15,6 +15,9 @@ skips the runs it has finished with the same settings and the same code (common.
 Conditions get equal budgets: both tokenizers of the tokenizer claim train the default's steps at its batch
 (their MPJPE is reported beside the LM figures); the pretrain claim, which at this scale tests pretraining on
 the in-domain captions, has a control trained from scratch for the same total steps (text + motion).
+Three kinds of condition are made here, through train.train's arguments: a share or subset of the train
+clips (scale, ood: train_clips), text-only pretraining (pretrain: TextPairs) and a motion run that starts from
+its model (pretrain: text_pretrained).
 The verdict (verdict()) compares the condition the paper finds better with the other on the main figure.
 The claims are the paper's, so every run is in the paper's format (train.PAPER_FORMAT: no length token, no
 countdown) and ends its motions itself, as the paper's model does; train.py's and sample.py's defaults depart
@@ -29,10 +32,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python experiments/claims.py`
 import data as motion_data  # noqa: E402
 import eval as evaluation  # noqa: E402
+import model as lm_model  # noqa: E402
 import tokenizer  # noqa: E402
 import train  # noqa: E402
 from common import (  # noqa: E402
@@ -44,7 +49,10 @@ from common import (  # noqa: E402
     pick_device,
     write_json,
 )
-from support.evaluator import load_evaluator  # noqa: E402
+from model import Kind  # noqa: E402
+from support.eval_evaluator import load_evaluator  # noqa: E402
+from support.model_pretrained import fresh_rows  # noqa: E402
+from support.train_data import Pairs  # noqa: E402
 
 # settings: plain values, overridden by --key=value
 CONFIG = dict(
@@ -59,8 +67,9 @@ CONFIG = dict(
     out_dir="out/claims", device="auto",
 )
 # claim -> (paper table, main figure, the better condition by the paper, the other, split evaluated,
-# {condition: train.py settings}). A condition with no settings is train.py's defaults: one baseline run
-# per seed, shared by every claim (runs are a function of their settings and seed).
+# {condition: settings}): train.py's, and this file's own (train_hooks: task, init_from, train_fraction,
+# train_subsets; a run's config.json records them too). A condition with no settings is train.py's defaults:
+# one baseline run per seed, shared by every claim (runs are a function of their settings and seed).
 CLAIMS = {
     "loss": ("Table 10", "R@3", "whole", "motion", "test",
              {"whole": dict(), "motion": dict(loss="motion")}),
@@ -108,9 +117,71 @@ def prepare(claim, seed, cfg, data):
     return {}
 
 
+class TextPairs(Pairs):
+    """Text-only language modelling of the captions and part texts (Table 9 at tiny scale: no pretrained tiny
+    model exists, so the pretrain claim pretrains one on text first): an instance is one of a clip's texts
+    alone. The clips, and the lengths that bucket the batches, are the motion pairs'; a clip is kept when its
+    whole motion sequence fits the context."""
+
+    def fits(self, prompt, steps):
+        return prompt + steps * self.codes.P + 2 <= self.lm.lm.config.max_position_embeddings
+
+    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
+        texts = [*self.captions[i], *(self.parts[i] or {}).values()]
+        return text_ids(self.lm, texts[rng.integers(len(texts))])
+
+    def fixed(self, i, text_of=None):
+        return text_ids(self.lm, self.captions[i if text_of is None else text_of][0])
+
+
+def text_ids(lm, text):
+    """A plain text as a training sequence: [<bos> where the tokenizer has one] + its tokens + <eos>, all of
+    kind TEXT."""
+    ids = ([] if lm.text.bos_id is None else [lm.text.bos_id]) + lm.text.encode(text) + [lm.eos_id]
+    return ids, [Kind.TEXT] * len(ids)
+
+
+def text_pretrained(run_dir, seed):
+    """The model of the text-only run in run_dir, to start a motion run from, with its code and length rows
+    drawn afresh as a pretrained checkpoint's new rows are (model_pretrained.fresh_rows): text-only training
+    never had a code as its target, and its softmax pushed the code rows' logits down all along. Seeded as
+    train.py seeds the model it builds."""
+    torch.manual_seed(seed)
+    lm = lm_model.load(run_dir)
+    fresh_rows(lm.lm, torch.cat([lm.motion_ids, lm.length_ids]))
+    return lm
+
+
+def train_clips(data, subsets, fraction, seed):
+    """The train split's clips a condition trains on: those of `subsets` (comma-separated; all when empty),
+    then a random `fraction` of them (a function of the seed)."""
+    clips = data.split("train")
+    if subsets:
+        wanted = set(subsets.split(","))
+        clips = clips[[data.texts[i].get("subset") in wanted for i in clips]]
+        if not len(clips):
+            raise ValueError(f"{data.root}: no train clip in the subsets {sorted(wanted)}")
+    n = max(1, round(fraction * len(clips)))
+    return np.sort(np.random.default_rng(seed).permutation(clips)[:n])
+
+
+def train_hooks(lm_cfg, data):
+    """train.train's arguments for this file's settings: text-only pairs (task "text"), the text-pretrained
+    model to start from (init_from), the train clips (train_subsets, train_fraction)."""
+    hooks = {}
+    if lm_cfg.get("task") == "text":
+        hooks["pairs"] = TextPairs
+    if lm_cfg.get("init_from"):
+        hooks["lm"] = text_pretrained(lm_cfg["init_from"], lm_cfg["seed"])
+    if "train_subsets" in lm_cfg or "train_fraction" in lm_cfg:
+        hooks["clips"] = train_clips(data, lm_cfg.get("train_subsets", ""), lm_cfg.get("train_fraction", 1.0),
+                                     lm_cfg["seed"])
+    return hooks
+
+
 def lm_run(settings, seed, cfg, evaluate=True, split="test", ev=None, data=None):
-    """Train one LM (train.train, skipped when finished) and, with `evaluate`, score its generations on
-    `split` by eval.py's protocol -> {figure: value}."""
+    """Train one LM (train.train, skipped when finished; settings: train.py's and train_hooks') and, with
+    `evaluate`, score its generations on `split` by eval.py's protocol -> {figure: value}."""
     lm_cfg = dict(train.CONFIG, **train.PAPER_FORMAT, data_dir=cfg["data_dir"], seed=seed,
                   tokenizer_run=cfg["tokenizer_run"], max_iters=cfg["max_iters"],
                   eval_interval=cfg["max_iters"], device=cfg["device"],
@@ -130,7 +201,8 @@ def lm_run(settings, seed, cfg, evaluate=True, split="test", ev=None, data=None)
 
 def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
     run_dir = Path(lm_cfg["out_dir"]) / lm_cfg["run_name"]
-    metrics = finished_run(run_dir, given) or train.train(lm_cfg, progress=False)["metrics"]
+    metrics = finished_run(run_dir, given) or train.train(lm_cfg, progress=False,
+                                                          **train_hooks(lm_cfg, data))["metrics"]
     if not evaluate:
         return metrics
     saved = run_dir / f"claims_{split}_{cfg['eval_clips']}x{cfg['replications']}.json"  # shared runs: once

@@ -24,11 +24,8 @@ p_ni(+-1) = sigmoid(+-2 a_ni). Two exact consequences, neither of which ever for
   N (K1 + K2) exponentials instead of N K, N K multiply-adds. Backward, with G = dL/dmass as [K2, K1]:
   dL/dP_lo = P_hi G, dL/dP_hi = P_lo G^T, then each half's softmax backward.
 
-Two implementations of the mass: Triton kernels (kernels/lfq_triton.py, imported only when a tensor takes
-that path: CUDA tensors; CPU tensors under TRITON_INTERPRET=1 when BACKEND = "triton") and a PyTorch
-reference here (everything else). The per-sample entropy is written once in PyTorch and used by both.
-
-Public functions: lfq_quantize, lfq_codes, lfq_entropy.
+The mass has two implementations, Triton kernels (kernels/lfq_triton.py) and a PyTorch reference here
+(BACKEND picks); the per-sample entropy is written once in PyTorch and used by both.
 """
 
 import math
@@ -59,27 +56,17 @@ def _check_bits(d: int, what: str) -> None:
         raise ValueError(f"{what}: LFQ needs 1 <= d <= {MAX_BITS} bits per code (K = 2^d codes), got d = {d}")
 
 
-def _triton():
-    """kernels/lfq_triton.py, imported (and with it triton) the first time a tensor takes the Triton path."""
+def _triton():  # kernels/lfq_triton.py, and with it triton, imported when a tensor first takes that path
     from kernels import lfq_triton
 
     return lfq_triton
 
 
-# ---------------------------------------------------------------------------------------------------------
 # PyTorch reference (runs anywhere; chunked over samples where N (K1 + K2) would be large)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _bit_weights(d: int, device) -> torch.Tensor:
-    return torch.pow(2, torch.arange(d, device=device, dtype=torch.int64))  # [d]: 1, 2, 4, ...
-
-
 def _quantize_reference(z: torch.Tensor):
     bits = z > 0
-    q = torch.where(bits, 1.0, -1.0).to(z.dtype)
-    idx = (bits.to(torch.int64) * _bit_weights(z.shape[-1], z.device)).sum(-1)
-    return q, idx
+    weights = torch.pow(2, torch.arange(z.shape[-1], device=z.device, dtype=torch.int64))  # 1, 2, 4, ...
+    return torch.where(bits, 1.0, -1.0).to(z.dtype), (bits.to(torch.int64) * weights).sum(-1)
 
 
 def _codes_reference(idx: torch.Tensor, d: int) -> torch.Tensor:
@@ -114,13 +101,11 @@ def _mass_fwd_reference(z: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def _mass_bwd_reference(z: torch.Tensor, temperature: float, grad_mass: torch.Tensor) -> torch.Tensor:
     """dL/dz from G = dL/dmass as [K2, K1], recomputing P_lo and P_hi chunk by chunk:
-
         dL/dP_lo = P_hi G  [C, K1],   dL/dP_hi = P_lo G^T  [C, K2]
         softmax backward per half: dL/dl_lo(c_lo) = P_lo(c_lo) (dL/dP_lo(c_lo) - gbar_n), likewise for hi;
         gbar_n = sum_c_lo P_lo dL/dP_lo = sum_c_hi P_hi dL/dP_hi = sum_c p_n(c) g(c), the same for both halves
         dl(c)/dz_ni = 2 c_i / T and sum_c P(c) c_i = tanh(a_ni) (the mean of bit i), so per half
-        dL/dz_ni = (2/T) (sum_c P(c) dL/dP(c) c_i - gbar_n tanh(a_ni))
-    """
+        dL/dz_ni = (2/T) (sum_c P(c) dL/dP(c) c_i - gbar_n tanh(a_ni))"""
     d = z.shape[1]
     g = grad_mass.view(2 ** (d - d // 2), 2 ** (d // 2))
     grad_z = torch.empty_like(z)
@@ -133,11 +118,7 @@ def _mass_bwd_reference(z: torch.Tensor, temperature: float, grad_mass: torch.Te
     return grad_z
 
 
-# ---------------------------------------------------------------------------------------------------------
 # autograd wrappers and the public functions
-# ---------------------------------------------------------------------------------------------------------
-
-
 class _Quantize(torch.autograd.Function):
     """(q, idx) = quantize(z); straight-through: dL/dz = dL/dq, passed on unchanged."""
 
@@ -190,10 +171,8 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 def lfq_quantize(z: torch.Tensor):
-    """z [..., d] -> (q [..., d] in {-1, +1} in z's dtype, straight-through gradient; idx [...] int64).
-
-    Eq. (2): q_i = +1 where z_i > 0 else -1 (z_i = 0 gives -1); idx = sum_i 2^i [z_i > 0] (dimension 0 = LSB).
-    """
+    """z [..., d] -> (q [..., d] in {-1, +1} in z's dtype, straight-through gradient; idx [...] int64) by
+    eq. (2): q_i = +1 where z_i > 0 else -1 (z_i = 0 gives -1), idx = sum_i 2^i [z_i > 0] (dim 0 = LSB)."""
     d = z.shape[-1]
     _check_bits(d, "lfq_quantize")
     if not z.is_floating_point():
@@ -216,11 +195,9 @@ def lfq_codes(idx: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = False):
-    """z [..., d] (flattened to [N, d]) -> (sample_entropy, codebook_entropy): differentiable scalars, nats.
-
-    l_n(c) = 2 (z_n . c) / T over all K = 2^d codes, p_n = softmax(l_n), q = mean_n p_n;
-    sample_entropy = mean_n H(p_n), codebook_entropy = H(q). Memory O(K + N*d): no N x K tensor.
-    Computed in float32 (float64 for float64 input); the gradient reaches z in z's dtype.
+    """z [..., d] (flattened to [N, d]) -> (sample_entropy, codebook_entropy): differentiable scalars, nats,
+    as the module docstring defines them. Memory O(K + N*d): no N x K tensor. Computed in float32 (float64
+    for float64 input); the gradient reaches z in z's dtype.
 
     distributed=True, with torch.distributed initialised: q is the mean over the samples of all ranks
     (sum_n p_n all-reduced, differentiably), so codebook_entropy is the same on every rank and is the one of
@@ -242,7 +219,7 @@ def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = F
     # Per-sample entropy, closed form: bit i is +1 with probability sigmoid(x), x = 4 z_i / T, and
     # H(p_n) = sum_i h(x_ni), h(x) = softplus(-|x|) + |x| sigmoid(-|x|) (the binary entropy, overflow-free).
     x = (4.0 / temperature) * z.abs()
-    sample_entropy = (torch.nn.functional.softplus(-x) + x * torch.sigmoid(-x)).sum(-1).mean()
+    sample_entropy = (F.softplus(-x) + x * torch.sigmoid(-x)).sum(-1).mean()
 
     mass = _CodeMass.apply(z, float(temperature))  # [K] = sum_n p_n
     if distributed and dist.is_available() and dist.is_initialized():
@@ -257,9 +234,8 @@ def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = F
 
 # the quantizer module the tokenizer uses (tokenizer.make_quantizer)
 class LFQ(nn.Module):
-    """Lookup-free quantizer (§4.2, eq. 2): q_i = sign(z_i) in {-1, +1}, Index(z) = sum_i 2^i 1{z_i > 0} with
-    dimension 0 the least significant bit (as above; the paper counts from 1: 2^(i-1)). The codebook is
-    {-1, +1}^d with d = log2 K: nothing to learn, nothing to look up."""
+    """Lookup-free quantizer (§4.2, eq. 2, dimension 0 the least significant bit; the paper counts from 1:
+    2^(i-1)). The codebook is {-1, +1}^d with d = log2 K: nothing to learn, nothing to look up."""
 
     n_layers = 1  # codes per vector z
 

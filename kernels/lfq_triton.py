@@ -28,9 +28,7 @@ def _row_offsets(rows, cols, D: tl.constexpr):
 @triton.jit
 def _quantize_kernel(z_ptr, q_ptr, idx_ptr, N, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
     """q = where(z > 0, +1, -1) in z's dtype and idx = sum_i 2^i [z_i > 0], one pass over BLOCK_N rows.
-
-    Memory: reads N*d elements of z, writes N*d of q and 8N bytes of idx; nothing else.
-    """
+    Memory: reads N*d elements of z, writes N*d of q and 8N bytes of idx; nothing else."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, D_PAD)
     mask = (rows[:, None] < N) & (cols[None, :] < D)
@@ -43,10 +41,8 @@ def _quantize_kernel(z_ptr, q_ptr, idx_ptr, N, D: tl.constexpr, D_PAD: tl.conste
 
 @triton.jit
 def _codes_kernel(idx_ptr, q_ptr, N, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
-    """q_i = 2 * ((idx >> i) & 1) - 1, float32, for BLOCK_N indices.
-
-    Memory: reads 8N bytes of idx, writes 4*N*d bytes of q.
-    """
+    """q_i = 2 * ((idx >> i) & 1) - 1, float32, for BLOCK_N indices. Memory: reads 8N bytes of idx, writes
+    4*N*d bytes of q."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, D_PAD)
     idx = tl.load(idx_ptr + rows, mask=rows < N, other=0)
@@ -82,12 +78,9 @@ def _half_probs(a, log_cosh, codes, cols, FIRST: tl.constexpr, BITS: tl.constexp
 
 
 @triton.jit
-def _mass_fwd_kernel(
-    z_ptr, partial_ptr, N, scale, D: tl.constexpr, D_LO: tl.constexpr, D_PAD: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_LO: tl.constexpr, BLOCK_HI: tl.constexpr,
-):
+def _mass_fwd_kernel(z_ptr, partial_ptr, N, scale, D: tl.constexpr, D_LO: tl.constexpr, D_PAD: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_LO: tl.constexpr, BLOCK_HI: tl.constexpr):
     """partial[s, c_hi * K1 + c_lo] = sum_{n in split s} P_hi[n, c_hi] P_lo[n, c_lo] for one block of codes.
-
     Program (h, l, s) owns the block [h*BLOCK_HI, (h+1)*BLOCK_HI) x [l*BLOCK_LO, (l+1)*BLOCK_LO) of the
     [K2, K1] mass matrix (one block up to d = 14 on a GPU; d = 18, K1 = K2 = 512, has several) and every S-th
     tile of BLOCK_N samples (S splits on grid axis 2); the host sums the S partial rows: no atomics, a
@@ -123,21 +116,15 @@ def _grad_block(g_ptr, hi, lo, D: tl.constexpr, D_LO: tl.constexpr):
 
 
 @triton.jit
-def _mass_bwd_kernel(
-    z_ptr, g_ptr, dz_ptr, N, scale, D: tl.constexpr, D_LO: tl.constexpr, D_PAD: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_LO: tl.constexpr, BLOCK_HI: tl.constexpr,
-):
-    """dz for L(mass), given G = dL/dmass as [K2, K1]: the forward's mirror, one program per BLOCK_N samples.
-
-        dL/dP_lo = P_hi G  [BLOCK_N, K1],  dL/dP_hi = P_lo G^T  [BLOCK_N, K2]   (tl.dot, code block by block)
-        gbar_n = sum_c_lo P_lo dL/dP_lo = sum_c p_n(c) g(c)   (the same from the high half)
-        dz_ni = (2/T) (sum_c P(c) dL/dP(c) s_i(c) - gbar_n tanh(a_ni)),  each half's softmax backward, with
-        sum_c P(c) s_i(c) = tanh(a_ni); the first sum is tl.dot(P * dL/dP, S) over the half's codes.
-    The low half loops over blocks of low codes, each summing over blocks of high codes (and the other way
-    round), recomputing P_hi (P_lo) per block: one pass when a half fits a block, as up to d = 14 on a GPU.
-    Memory: reads z and writes dz once (4*N*d bytes each), reads G twice per program (8*K*N/BLOCK_N bytes,
-    L2-resident). Work: 4*N*K flops in tl.dot + N*(K1 + K2) exp times the number of code blocks of a half.
-    """
+def _mass_bwd_kernel(z_ptr, g_ptr, dz_ptr, N, scale, D: tl.constexpr, D_LO: tl.constexpr, D_PAD: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_LO: tl.constexpr, BLOCK_HI: tl.constexpr):
+    """dz for L(mass), given G = dL/dmass as [K2, K1]: the forward's mirror, one program per BLOCK_N samples,
+    the math of kernels/lfq.py's _mass_bwd_reference: dL/dP_lo = P_hi G and dL/dP_hi = P_lo G^T by tl.dot,
+    and a half's sum_c P(c) dL/dP(c) s_i(c) as tl.dot(P * dL/dP, S). The low half loops over blocks of low
+    codes, each summing over blocks of high codes (and the other way round), recomputing P_hi (P_lo) per
+    block: one pass when a half fits a block, as up to d = 14 on a GPU. Memory: reads z and writes dz once
+    (4*N*d bytes each), reads G twice per program (8*K*N/BLOCK_N bytes, L2-resident). Work: 4*N*K flops in
+    tl.dot + N*(K1 + K2) exp times the number of code blocks of a half."""
     K_LO: tl.constexpr = 1 << D_LO
     K_HI: tl.constexpr = 1 << (D - D_LO)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -178,18 +165,20 @@ def _mass_bwd_kernel(
 TILES_GPU = (64, 64)
 TILES_INTERPRETER = (512, 512)
 WARPS_GPU = 8
+BLOCK_ROWS = 1024 if INTERPRET else 128  # rows per program of the quantize and codes kernels
 
 
 def _blocks(d: int):
     """(D_PAD, BLOCK_N, BLOCK_LO, BLOCK_HI, target number of programs: 4 per SM on a GPU) for d bits."""
     block_n, block_codes = TILES_INTERPRETER if INTERPRET else TILES_GPU
-    if INTERPRET:
-        programs = 4
-    else:
-        programs = 4 * torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    sms = 1 if INTERPRET else torch.cuda.get_device_properties().multi_processor_count  # the current GPU
     block_lo = max(16, min(block_codes, 2 ** (d // 2)))
     block_hi = max(16, min(block_codes, 2 ** (d - d // 2)))
-    return max(16, triton.next_power_of_2(d)), block_n, block_lo, block_hi, programs
+    return _d_pad(d), block_n, block_lo, block_hi, 4 * sms
+
+
+def _d_pad(d: int) -> int:  # D_PAD (see the top)
+    return max(16, triton.next_power_of_2(d))
 
 
 # launch wrappers: what kernels/lfq.py calls
@@ -197,8 +186,7 @@ def quantize(z: torch.Tensor):
     """z [N, d] -> (q [N, d] in {-1, +1}, idx [N] int64)."""
     n, d = z.shape
     q, idx = torch.empty_like(z), torch.empty(n, dtype=torch.int64, device=z.device)
-    block_n = 1024 if INTERPRET else 128
-    _quantize_kernel[(triton.cdiv(n, block_n),)](z, q, idx, n, d, max(16, triton.next_power_of_2(d)), block_n)
+    _quantize_kernel[(triton.cdiv(n, BLOCK_ROWS),)](z, q, idx, n, d, _d_pad(d), BLOCK_ROWS)
     return q, idx
 
 
@@ -206,8 +194,7 @@ def codes(idx: torch.Tensor, d: int) -> torch.Tensor:
     """idx [N] int64 -> codes [N, d] float32 in {-1, +1}."""
     n = idx.shape[0]
     q = torch.empty(n, d, dtype=torch.float32, device=idx.device)
-    block_n = 1024 if INTERPRET else 128
-    _codes_kernel[(triton.cdiv(n, block_n),)](idx, q, n, d, max(16, triton.next_power_of_2(d)), block_n)
+    _codes_kernel[(triton.cdiv(n, BLOCK_ROWS),)](idx, q, n, d, _d_pad(d), BLOCK_ROWS)
     return q
 
 
@@ -218,9 +205,8 @@ def mass_fwd(z: torch.Tensor, temperature: float) -> torch.Tensor:
     code_blocks = (triton.cdiv(2 ** (d - d // 2), block_hi), triton.cdiv(2 ** (d // 2), block_lo))
     splits = max(1, min(triton.cdiv(n, block_n), programs // (code_blocks[0] * code_blocks[1])))
     partial = torch.empty(splits, 2**d, dtype=torch.float32, device=z.device)
-    _mass_fwd_kernel[(*code_blocks, splits)](
-        z, partial, n, 2.0 / temperature, d, d // 2, d_pad, block_n, block_lo, block_hi, num_warps=WARPS_GPU
-    )
+    _mass_fwd_kernel[(*code_blocks, splits)](z, partial, n, 2.0 / temperature, d, d // 2, d_pad, block_n,
+                                             block_lo, block_hi, num_warps=WARPS_GPU)
     return partial.sum(0)
 
 
@@ -229,8 +215,6 @@ def mass_bwd(z: torch.Tensor, temperature: float, grad_mass: torch.Tensor) -> to
     n, d = z.shape
     d_pad, block_n, block_lo, block_hi, _ = _blocks(d)
     dz = torch.empty_like(z)
-    _mass_bwd_kernel[(triton.cdiv(n, block_n),)](
-        z, grad_mass.float(), dz, n, 2.0 / temperature, d, d // 2, d_pad, block_n, block_lo, block_hi,
-        num_warps=WARPS_GPU,
-    )
+    _mass_bwd_kernel[(triton.cdiv(n, block_n),)](z, grad_mass.float(), dz, n, 2.0 / temperature, d, d // 2,
+                                                 d_pad, block_n, block_lo, block_hi, num_warps=WARPS_GPU)
     return dz

@@ -1,7 +1,6 @@
 """BVH export: joints [T, J, 3] -> a Biovision Hierarchy file, a skeleton with joint rotations per frame that
-Blender (File > Import > Motion Capture (.bvh)), Maya, MotionBuilder and retargeting tools read. sample.py
---bvh and data.py --show=... --bvh write one beside each .npy / GIF; motion.skeleton_rotations does the work.
-"""
+Blender (File > Import > Motion Capture (.bvh)), Maya and retargeting tools read (sample.py --bvh, data.py
+--show=... --bvh); motion.skeleton_rotations does the work. The file's conventions: docs/sampling.md."""
 
 from pathlib import Path
 
@@ -14,24 +13,13 @@ ROTATION_CHANNELS = "Zrotation Yrotation Xrotation"  # R = Rz Ry Rx: a vector is
 
 
 def to_bvh(joints, path, fps=FPS):
-    """Write joints [T, J, 3] (J = 22 body or 52 body + hands; metres, +Y up) to `path` as BVH, atomically.
-
-    The file's conventions:
-    - axes: the joints' own, Y up, the body facing +Z, its left +X (Blender's importer, forward -Z and up Y
-      by default, turns that into its Z up);
-    - units: metres, the joints' unit and Blender's (its importer maps 1 file unit to 1 m, so the figure
-      comes in life-size; for a tool that works in centimetres, scale by 100 when importing);
-    - hierarchy: SMPL's joint names and parents (Pelvis the ROOT; L_Hip, R_Hip, Spine1, ...); each OFFSET is
-      the motion's own mean bone in its parent's frame (motion.skeleton_rotations: rest direction x mean
-      length); an End Site continues each leaf's bone by half its length;
-    - channels: the ROOT (Pelvis) has Xposition Yposition Zposition (its world position, OFFSET 0 0 0) then
-      Zrotation Yrotation Xrotation; every JOINT has Zrotation Yrotation Xrotation, its rotation relative to
-      its parent, R = Rz Ry Rx, in degrees; End Sites have none;
-    - MOTION: one row per frame of `joints`, Frame Time 1 / fps seconds.
-    Forward kinematics of the file gives the joints back, exactly for a rigid skeleton (data, synth.py);
-    a generated motion's bones stretch a little from frame to frame, and the file keeps their mean length.
-    Bad input (NaN, not 22 or 52 joints, fewer than 2 frames, a missing folder) raises ValueError /
-    FileNotFoundError, writing nothing."""
+    """Write joints [T, J, 3] (J = 22 body or 52 body + hands; metres, +Y up: the file's axes and units, so
+    Blender imports the figure life-size) to `path` as BVH, atomically: SMPL's joint names and parents, each
+    OFFSET the motion's own mean bone in its parent's frame, an End Site continuing each leaf's bone by half
+    its length; the ROOT's world position, then every joint's rotation relative to its parent in degrees
+    (R = Rz Ry Rx); one MOTION row per frame. The file gives the joints back exactly for a rigid skeleton; a
+    generated motion's bones stretch a little from frame to frame, and the file keeps their mean length. Bad
+    input raises ValueError / FileNotFoundError, writing nothing."""
     path = Path(path)
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] not in ((22, 3), (52, 3)):

@@ -1,15 +1,9 @@
 """The length estimator (not in the paper; the idea of T2M's and MoMask's): a small network reads the caption
-and gives a distribution over the motion's length in steps; sampling draws a length from it and holds the
-language model to exactly that many steps (sample.py --lengths=estimator), so that the text decides how long
-the motion lasts, not the step at which the LM happens to write </mot>. Why: docs/sampling.md ("Lengths").
-
-The network: the caption's tokens (the LM run's own text tokenizer) as a bag of learned embeddings, *summed*
-(a caption of two actions is longer than one of either: a mean would lose that), an MLP, a softmax over
-1..MAX_STEPS steps. A bag ignores word order, which a motion's length hardly depends on: "jumps three times"
-and "three times, a person jumps" last as long. Trained by cross-entropy on the train pairs' (caption, steps),
-every caption of a clip a sample; train.py fits it after the LM (seconds on a CPU) and writes
-length_estimator.safetensors and length_estimator.json into the run folder.
-"""
+and gives a distribution over the motion's length in steps, to which sampling holds the language model, so
+that the text decides how long the motion lasts (why: docs/sampling.md, "Lengths"). The caption's tokens
+(the LM run's text tokenizer) as a bag of learned embeddings, *summed* (a caption of two actions is longer
+than one of either: a mean would lose that; word order hardly matters to a length), an MLP, a softmax over
+1..MAX_STEPS steps, trained by cross-entropy on every train caption (train.py fits it after the LM)."""
 
 from pathlib import Path
 
@@ -51,14 +45,13 @@ class LengthEstimator(torch.nn.Module):
         probs = self(self.padded(token_lists)).float().softmax(-1).cpu()
         if generators is None:
             return [int(torch.searchsorted(p.cumsum(0), torch.tensor([0.5]))[0]) + 1 for p in probs]
-        gens = generators if isinstance(generators, (list, tuple)) else [generators] * len(probs)
         # the generators live on the LM's device; a draw from a CPU copy of one would not advance it
-        return [int(torch.multinomial(p.to(g.device), 1, generator=g)[0]) + 1 for p, g in zip(probs, gens,
-                                                                                          strict=True)]
+        return [int(torch.multinomial(p.to(g.device), 1, generator=g)[0]) + 1
+                for p, g in zip(probs, generators, strict=True)]
 
 
 def caption_steps(pairs):
-    """Every (caption, steps) of a split's pairs (support/lm_data.Pairs), steps capped at MAX_STEPS."""
+    """Every (caption, steps) of a split's pairs (support/train_data.Pairs), steps capped at MAX_STEPS."""
     out = []
     for clip, captions in zip(pairs.clips, pairs.captions, strict=True):
         steps = min(int(pairs.codes.offsets[clip + 1] - pairs.codes.offsets[clip]), MAX_STEPS)

@@ -1,14 +1,10 @@
 """synth.py's text side: the caption tables and how a clip's plan becomes its text, MotionBase-style
 (paper §3 ⑤ "Hierarchical Motion Descriptions", appendix A.2): 2-3 whole-body captions (a random subject,
 one of several paraphrases per kind with fields filled from the parameters, a random connector between
-segments) + one upper-body and one lower-body sentence. synth.py holds the motion programs and the plans
-these describe.
-"""
+segments) + one upper-body and one lower-body sentence."""
 
-# Verb phrases for whole-body captions (several paraphrases each, fields filled from the parameters), then one
-# upper-body and one lower-body sentence per kind.
 SUBJECTS = ("a person", "someone", "a man", "a woman", "the person", "a figure")
-CAPTIONS = {
+CAPTIONS = {  # kind -> verb phrases of the whole-body captions
     "stand": ("stands still", "stands in place", "is standing without moving much"),
     "walk": ("walks {dir}{speed_adv}", "takes a few{speed_adj} steps {dir}", "walks{speed_adv} {dir}",
              "moves {dir}{speed_adv} on foot"),

@@ -7,11 +7,20 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from unittest.mock import patch
 
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 from tiktoken_ext.openai_public import r50k_pat_str
 from tokenizers import ByteLevelBPETokenizer
+
+
+def normalise_caption(text):
+    """The one normalisation of captions (training, sampling, the evaluator): single spaces, lower case."""
+    text = " ".join(text.split()).lower()
+    if not text:
+        raise ValueError("empty caption")
+    return text
 
 
 class TextTokenizer:
@@ -68,15 +77,8 @@ def bpe_from_files(vocab_json, merges_txt):
     Encoding: the same loader for GPT-2 checkpoints, tiktoken's cached gpt2 files and the tiny models' BPE."""
     # An empty cache dir makes tiktoken read the files as they are. With a cache it keeps a copy keyed by the
     # *path* and returns that copy the next time: a run folder whose BPE was retrained would read as the old.
-    cache = os.environ.get("TIKTOKEN_CACHE_DIR")
-    os.environ["TIKTOKEN_CACHE_DIR"] = ""
-    try:
+    with patch.dict(os.environ, TIKTOKEN_CACHE_DIR=""):  # (the variable as it was afterwards)
         ranks = data_gym_to_mergeable_bpe_ranks(str(merges_txt), str(vocab_json))
-    finally:
-        if cache is None:
-            del os.environ["TIKTOKEN_CACHE_DIR"]
-        else:
-            os.environ["TIKTOKEN_CACHE_DIR"] = cache
     vocab_bytes, merges_bytes = Path(vocab_json).read_bytes(), Path(merges_txt).read_bytes()
     eot = json.loads(vocab_bytes).get("<|endoftext|>", len(ranks))
     enc = tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
@@ -87,10 +89,8 @@ def bpe_from_files(vocab_json, merges_txt):
 def tiktoken_gpt2_files():
     """(encoder.json, vocab.bpe) in tiktoken's cache. tiktoken.get_encoding("gpt2") downloads them when
     absent, with no timeout, so we look first (tiktoken/load.py's layout: a file is named sha1 of its URL)."""
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        cache = os.environ["TIKTOKEN_CACHE_DIR"]
-    else:
-        cache = os.environ.get("DATA_GYM_CACHE_DIR", os.path.join(tempfile.gettempdir(), "data-gym-cache"))
+    data_gym = os.environ.get("DATA_GYM_CACHE_DIR", os.path.join(tempfile.gettempdir(), "data-gym-cache"))
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR", data_gym)
     url = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"  # as tiktoken_ext.openai_public
     files = [Path(cache, hashlib.sha1(f"{url}{name}".encode()).hexdigest())
              for name in ("encoder.json", "vocab.bpe")]

@@ -2,10 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
+import data
+import model
+import train
 from common import code_hash, finished_run
 from experiments import choices, claims
+from support.codes import Codes
 
 
 def results(better, worse, metric="R@3"):
@@ -102,3 +109,57 @@ def test_the_sampling_choice_starts_from_the_defaults():
     import sample
 
     assert choices.SAMPLING[0] == tuple(sample.DEFAULTS[k] for k in ("temperature", "top_p", "guidance"))
+
+
+def test_text_pretraining_then_a_motion_run_from_it(codes_dir, tmp_path):
+    """Table 9 at tiny scale: TextPairs trains on captions and part texts alone (every counted token is text,
+    so the history's motion loss is undefined), and text_pretrained starts a motion run from exactly those
+    weights and vocabularies, its code and length rows drawn afresh."""
+    cfg = dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(tmp_path),
+               batch_size=8, max_iters=4, warmup_iters=2, eval_interval=4, eval_iters=1, lr=1e-3,
+               length_iters=0, device="cpu")
+    pre = train.train(dict(cfg, run_name="text", task="text"), progress=False,
+                      **claims.train_hooks(dict(cfg, task="text"), None))
+    assert all(np.isnan(h["motion"]) and np.isfinite(h["text"]) for h in pre["history"])
+    assert pre["metrics"]["val_text_loss"] < pre["history"][0]["text"] and pre["metrics"]["task"] == "text"
+    lm = model.load(tmp_path / "text")
+    ids, kinds = claims.text_ids(lm, "a man walks.")
+    assert ids[-1] == lm.eos_id and set(kinds) == {model.Kind.TEXT}
+    assert lm.text.decode(ids).count("a man walks") == 1
+    started = claims.train_hooks(dict(cfg, init_from=str(tmp_path / "text")), None)["lm"]
+    before, after = load_file(str(tmp_path / "text" / "model" / "model.safetensors")), started.lm.state_dict()
+    table = "transformer.wte.weight"  # GPT-2: the embedding, tied to the head
+    assert started.motion_ids.tolist() == lm.motion_ids.tolist()
+    codes = torch.cat([started.motion_ids, started.length_ids])  # the rows text training never predicted
+    text_rows = torch.ones(len(before[table]), dtype=torch.bool)
+    text_rows[codes] = False
+    assert torch.equal(after[table][text_rows], before[table][text_rows])  # the text rows as pretrained
+    # the code and length rows start afresh, as new rows on a pretrained model: near the text rows' mean,
+    # all distinct
+    fresh = after[table][codes]
+    assert not torch.allclose(fresh, before[table][codes])
+    assert (fresh.mean(0) - before[table][text_rows].mean(0)).abs().max() < 3 * before[table].std()
+    assert torch.cdist(fresh, fresh).add(torch.eye(len(codes)) * 1e9).min() > 1e-3
+    assert all(torch.equal(before[k], after[k]) for k in before if k != table)
+    # train.train starts the motion run from exactly that model
+    start = {k: v.clone() for k, v in after.items()}
+    ds = data.MotionData(codes_dir / "ds")
+    train.build_or_load(dict(cfg, resume=False), tmp_path / "tuned", Codes(codes_dir / "ds", "t", ds), ds,
+                        0, 1, started)
+    saved = load_file(str(tmp_path / "tuned" / "model" / "model.safetensors"))
+    assert all(torch.equal(saved[k], start[k]) for k in saved)
+
+
+def test_train_subsets_and_fraction_pick_the_named_clips(codes_dir):
+    ds = data.MotionData(codes_dir / "ds")
+    clips = ds.split("train")
+    lines = (codes_dir / "ds" / "texts.jsonl").read_text().splitlines()
+    subsets = [json.loads(line)["subset"] for line in lines]
+    wanted = sorted({subsets[i] for i in clips})[:2]
+    picked = claims.train_clips(ds, ",".join(wanted), 1.0, seed=1337)
+    assert picked.tolist() == [i for i in clips if subsets[i] in wanted]
+    third = claims.train_clips(ds, "", 0.3, seed=1337)
+    assert len(third) == round(0.3 * len(clips)) and set(third) < set(clips)
+    assert claims.train_clips(ds, "", 0.3, seed=2).tolist() != third.tolist()
+    with pytest.raises(ValueError, match=r"no train clip in the subsets \['nope'\]"):
+        claims.train_clips(ds, "nope", 1.0, seed=1337)

@@ -16,7 +16,7 @@ import data
 import eval as ev_mod
 import sample
 import train
-from support import evaluator
+from support import eval_evaluator as evaluator
 from support.codes import Codes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,10 +12,11 @@ from common import parse_args
 
 def test_every_stage_is_a_valid_command_line_of_its_script():
     stages = demo.stages(demo.CONFIG)
-    names = ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "eval_ood", "samples", "edits"]
+    names = ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "eval_ood", "edit_eval", "samples",
+             "edits"]
     assert [n for n, _ in stages] == names
     for _, argv in stages:
-        script = importlib.import_module(argv[0].removesuffix(".py"))
+        script = importlib.import_module(argv[0].removesuffix(".py").replace("/", "."))
         parse_args(argv[1:], script.CONFIG, argv[0])  # raises SystemExit on anything it does not take
     samples = dict(stages)["samples"]
     assert sum(a.startswith("--text=") for a in samples) == len(demo.PROMPTS) == 7
@@ -33,8 +34,8 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     evaluation["ood"]["generated_subset"] = dict(generated, n_clips=90)
     edit = {"n": 12, "edit": 0.5, "edit_ci": [0.25, 0.75], "scratch": 0.25, "scratch_ci": [0.0, 0.5],
             "kept_mpjpe_mm": 30.0, "tokenizer_mpjpe_mm": 20.0}
-    evaluation["edit"] = {"test": {"upper": edit}}
     (tmp_path / "out/eval/synth").mkdir(parents=True)
+    (tmp_path / "out/eval/synth/edits_default.json").write_text(json.dumps({"test": {"upper": edit}}))
     ood = evaluation.pop("ood")
     (tmp_path / "out/eval/synth/default.json").write_text(json.dumps({**evaluation, "settings": {}}))
     (tmp_path / "out/eval/synth/default_ood.json").write_text(json.dumps({"ood": ood, "settings": {}}))

@@ -1,7 +1,7 @@
-"""eval.py: every metric against hand-computed cases and closed forms, the evaluator (support/evaluator.py)
-learning on a small synth dataset, the physical checks (support/physical.py) on real synth clips (and failing
-on mismatched plans), the protocol end to end on ground truth, and Guo et al.'s standard evaluator
-(support/t2m.py) loaded from a random checkpoint of the original layout."""
+"""eval.py: every metric (support/eval_metrics.py) against hand-computed cases and closed forms, the evaluator
+(support/eval_evaluator.py) learning on a small synth dataset, the physical checks (support/eval_physical.py)
+on real synth clips (and failing on mismatched plans), the protocol end to end on ground truth, and Guo et
+al.'s standard evaluator (support/eval_t2m.py) loaded from a random checkpoint of the original layout."""
 
 import json
 import math
@@ -17,7 +17,10 @@ import eval as ev_mod
 import motion
 import synth
 import tokenizer as tk
-from support import evaluator, physical, t2m
+from support import eval_evaluator as evaluator
+from support import eval_metrics as metrics
+from support import eval_physical as physical
+from support import eval_t2m as t2m
 
 SEED = 0
 
@@ -40,40 +43,44 @@ TEXT, MOTION = np.array([[0.0], [1.0], [3.0]]), np.array([[0.1], [2.2], [1.2]])
 
 
 def test_retrieval_hits_and_gallery_ranks_hand_case():
-    np.testing.assert_allclose(ev_mod.retrieval_hits(TEXT, MOTION).mean(0), [1 / 3, 2 / 3, 1.0])
-    np.testing.assert_array_equal(ev_mod.gallery_ranks(TEXT, MOTION), [1, 3, 2])
-    assert ev_mod.gallery_figures(ev_mod.gallery_ranks(TEXT, MOTION)) == pytest.approx(
+    np.testing.assert_allclose(metrics.retrieval_hits(TEXT, MOTION).mean(0), [1 / 3, 2 / 3, 1.0])
+    np.testing.assert_array_equal(metrics.gallery_ranks(TEXT, MOTION), [1, 3, 2])
+    assert metrics.gallery_figures(metrics.gallery_ranks(TEXT, MOTION)) == pytest.approx(
         {"R@1": 1 / 3, "R@5": 1.0, "R@10": 1.0, "median_rank": 2.0})
     # captions 1 and 2 near-duplicates: text 1's nearest positive is m2 (0.2), text 2's is m1 (0.8): rank 1
     dup = np.zeros((3, 3), bool)
     dup[1, 2] = dup[2, 1] = True
-    np.testing.assert_array_equal(ev_mod.gallery_ranks(TEXT, MOTION, dup), [1, 1, 1])
+    np.testing.assert_array_equal(metrics.gallery_ranks(TEXT, MOTION, dup), [1, 1, 1])
 
 
-def test_per_clip_figures_batch_like_the_protocol_and_drop_the_partial_batch():
+def replication(text, motions, **fields):  # an eval.Replication whose rows both pair `text` with `motions`
+    captions = [f"caption {i}" for i in range(len(text))]  # no two near-duplicates
+    return ev_mod.Replication(clip=np.arange(len(text)), caption=captions, text=text, reference=motions,
+                              gt_caption=captions, gt_text=text, ground_truth=motions, generated=motions,
+                              **fields)
+
+
+def test_protocol_figures_batch_like_the_protocol_and_drop_the_partial_batch():
     """Two batches of 3 like the hand case and one pair left out: R@k and MMDist are the hand case's."""
     text, mot = np.concatenate([TEXT, TEXT + 10, [[50.0]]]), np.concatenate([MOTION, MOTION + 10, [[0.0]]])
-    rep = {"text": text, "generated": mot, "caption_dup": np.eye(7, dtype=bool), "reference": mot,
-           "length_ratio": np.ones(7)}
-    cfg = dict(ev_mod.CONFIG, rprecision_batch=3)
-    per_clip = ev_mod._per_clip(rep, "generated", cfg)
-    assert np.isnan(per_clip["hits"][6]).all() and np.isnan(per_clip["dist"][6])
-    fig = ev_mod._row_figures(rep, "generated", per_clip, np.arange(7), dict(cfg, diversity_times=3), 0)
+    assert np.isnan(metrics.batch_hits(text, mot, 3)[6]).all()
+    cfg = dict(ev_mod.CONFIG, rprecision_batch=3, diversity_times=3)
+    fig = ev_mod.protocol_figures(replication(text, mot), "generated", np.arange(7), cfg, 0)
     np.testing.assert_allclose([fig["R@1"], fig["R@2"], fig["R@3"]], [1 / 3, 2 / 3, 1.0])
     assert fig["MMDist"] == pytest.approx((0.1 + 1.2 + 1.8) / 3)
-    rep["length_ratio"] = np.array([0.5, 0.8, 1.0, 1.2, 1.3, 2.0, 3.0])  # generated / real length per clip
-    fig = ev_mod._row_figures(rep, "generated", per_clip, np.arange(7), dict(cfg, diversity_times=3), 0)
+    assert fig["FID"] == pytest.approx(0, abs=1e-9) and "MultiModality" not in fig  # the reference; no mm
+    fig = ev_mod.length_figures(np.array([0.5, 0.8, 1.0, 1.2, 1.3, 2.0, 3.0]))  # generated / real length
     assert fig["length_ratio"] == 1.2 and fig["length_within_25"] == 3 / 7  # 0.8, 1.0, 1.2
     with pytest.raises(ValueError, match="fewer than one R-Precision batch of 32"):
-        ev_mod._per_clip(rep, "generated", ev_mod.CONFIG)
+        ev_mod.protocol_figures(replication(text, mot), "generated", np.arange(7), ev_mod.CONFIG, 0)
 
 
 def test_r_precision_aligned_is_one_and_shuffled_is_chance():
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(32, 16))
     near = emb + 1e-3 * rng.normal(size=emb.shape)
-    np.testing.assert_array_equal(ev_mod.retrieval_hits(emb, near).mean(0), [1, 1, 1])
-    chance = np.mean([ev_mod.retrieval_hits(rng.normal(size=(32, 16)), rng.normal(size=(32, 16))).mean(0)
+    np.testing.assert_array_equal(metrics.retrieval_hits(emb, near).mean(0), [1, 1, 1])
+    chance = np.mean([metrics.retrieval_hits(rng.normal(size=(32, 16)), rng.normal(size=(32, 16))).mean(0)
                       for _ in range(300)], 0)
     np.testing.assert_allclose(chance, np.array([1, 2, 3]) / 32, atol=0.015)
 
@@ -89,18 +96,18 @@ def fixed_moments(rng, mean, cov, n=500):
 def test_frechet_distance_closed_forms():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(400, 8)) @ rng.normal(size=(8, 8))
-    assert abs(ev_mod.frechet_distance(a, a)) < 1e-8
+    assert abs(metrics.frechet_distance(a, a)) < 1e-8
     # 1-D: (mu1 - mu2)^2 + (sigma1 - sigma2)^2
-    one = ev_mod.frechet_distance(fixed_moments(rng, [1.0], [[4.0]]), fixed_moments(rng, [-2.0], [[9.0]]))
+    one = metrics.frechet_distance(fixed_moments(rng, [1.0], [[4.0]]), fixed_moments(rng, [-2.0], [[9.0]]))
     assert one == pytest.approx(9.0 + 1.0)
     # 2-D, covariances that do not commute: tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)) for a 2x2 M = S1 S2
     s1, s2 = np.array([[2.0, 1.0], [1.0, 2.0]]), np.array([[1.0, 0.0], [0.0, 3.0]])
     tr_sqrt = math.sqrt(np.trace(s1 @ s2) + 2 * math.sqrt(np.linalg.det(s1) * np.linalg.det(s2)))
     expected = (1.0 ** 2 + 2.0 ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
-    got = ev_mod.frechet_distance(fixed_moments(rng, [0.0, 0.0], s1), fixed_moments(rng, [1.0, -2.0], s2))
+    got = metrics.frechet_distance(fixed_moments(rng, [0.0, 0.0], s1), fixed_moments(rng, [1.0, -2.0], s2))
     assert got == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ValueError, match="two sets"):
-        ev_mod.frechet_distance(a, a[:, :3])
+        metrics.frechet_distance(a, a[:, :3])
 
 
 def mean_chi_distance(sigma, F):
@@ -111,18 +118,18 @@ def mean_chi_distance(sigma, F):
 
 def test_diversity_and_multimodality():
     rng = np.random.default_rng(2)
-    assert ev_mod.diversity(np.ones((400, 4)), 300) == 0
+    assert metrics.diversity(np.ones((400, 4)), 300) == 0
     emb = rng.normal(size=(5000, 16))
-    assert ev_mod.diversity(emb, 300, seed=3) == pytest.approx(mean_chi_distance(1.0, 16), abs=0.15)
-    assert ev_mod.diversity(emb, 300, seed=3) == ev_mod.diversity(emb, 300, seed=3)
+    assert metrics.diversity(emb, 300, seed=3) == pytest.approx(mean_chi_distance(1.0, 16), abs=0.15)
+    assert metrics.diversity(emb, 300, seed=3) == metrics.diversity(emb, 300, seed=3)
     with pytest.raises(ValueError, match="more than 300 motions"):
-        ev_mod.diversity(emb[:300], 300)
+        metrics.diversity(emb[:300], 300)
     # generations of one text spread with sigma = 0.5 around a per-text centre that MultiModality ignores
     gen = 0.5 * rng.normal(size=(200, 30, 16)) + 100 * rng.normal(size=(200, 1, 16))
-    assert ev_mod.multimodality(gen, 10) == pytest.approx(mean_chi_distance(0.5, 16), abs=0.08)
-    assert ev_mod.multimodality(np.repeat(gen[:, :1], 30, 1), 10) == 0
+    assert metrics.multimodality(gen, 10) == pytest.approx(mean_chi_distance(0.5, 16), abs=0.08)
+    assert metrics.multimodality(np.repeat(gen[:, :1], 30, 1), 10) == 0
     with pytest.raises(ValueError, match="n_rep > 10"):
-        ev_mod.multimodality(gen[:, :10], 10)
+        metrics.multimodality(gen[:, :10], 10)
 
 
 def test_small_measures_hand_cases():
@@ -238,12 +245,12 @@ def test_plan_action_and_action_accuracy_micro_and_macro():
     assert physical.plan_action({"subset": "gestures", "segments": [stand, stand]}) is None
     walk_wave = {"kind": "walk", "gesture": "wave", "p": {"dir": "forward"}, "gp": {"side": "left"}, "n": 60}
     assert physical.plan_action({"subset": "locomotion", "segments": [walk_wave]}) is None
-    fig = ev_mod._action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
-                                 np.array([0, 1, 2, 2]))  # clip 2 drawn twice, as a bootstrap draw may
+    fig = physical.action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
+                                  np.array([0, 1, 2, 2]))  # clip 2 drawn twice, as a bootstrap draw may
     assert fig == {"action_accuracy": 0.75, "action_accuracy_macro": 0.75, "action_jump": 1.0,
                    "action_walk": 0.5, "count_accuracy": 1.0}
-    fig = ev_mod._action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
-                                 np.arange(3))
+    fig = physical.action_figures(np.array([True, False, True]), np.array(["walk", "walk", "jump"]),
+                                  np.arange(3))
     assert fig["action_accuracy"] == pytest.approx(2 / 3) and fig["action_accuracy_macro"] == 0.75
 
 
@@ -260,11 +267,12 @@ def test_generated_clips_keep_every_decoded_frame():
 
 
 def fake_replication(rng, n, passes):
-    """What eval._replication returns, made up: n clips with random embeddings, their checks' outcomes."""
+    """What eval.replicate returns, made up: n clips with random embeddings, their checks' outcomes."""
     emb = lambda: rng.normal(size=(n, 8))
-    return {"clip": rng.permutation(n), "text": emb(), "gt_text": emb(), "reference": emb(),
-            "generated": emb(), "ground_truth": emb(), "caption_dup": np.eye(n, dtype=bool),
-            "gt_caption_dup": np.eye(n, dtype=bool), "passed": passes, "length_ratio": np.ones(n)}
+    captions = [f"caption {i}" for i in range(n)]
+    return ev_mod.Replication(clip=rng.permutation(n), caption=captions, text=emb(), reference=emb(),
+                              gt_caption=captions, gt_text=emb(), ground_truth=emb(), generated=emb(),
+                              passed=passes, length_ratio=np.ones(n))
 
 
 def test_bootstrap_interval_matches_the_binomial_one():
@@ -277,14 +285,14 @@ def test_bootstrap_interval_matches_the_binomial_one():
     cfg = dict(ev_mod.CONFIG, bootstrap=1000, diversity_times=100)
     kinds = np.array(["walk"] * n)
     one = [fake_replication(rng, n, passes)]
-    res = ev_mod._summarise(one, "generated", np.arange(n), [passes], kinds, cfg)
+    res = ev_mod.summarise(one, "generated", np.arange(n), kinds, None, cfg)
     p = passes.mean()
     half = 1.96 * math.sqrt(p * (1 - p) / n)
     assert res["action_accuracy"] == p and res["n_checked"] == n and res["replications"] == 1
     np.testing.assert_allclose(res["action_accuracy_ci"], [p - half, p + half], atol=0.006)
     worse = rng.random(n) < 0.5
     reps = [fake_replication(rng, n, passes), fake_replication(rng, n, worse)]
-    res = ev_mod._summarise(reps, "generated", np.arange(n), [passes, worse], kinds, cfg)
+    res = ev_mod.summarise(reps, "generated", np.arange(n), kinds, None, cfg)
     lo, hi = res["action_accuracy_ci"]
     assert res["action_accuracy"] == pytest.approx((p + worse.mean()) / 2)
     assert lo < worse.mean() < p < hi  # each replication's own share inside
@@ -297,12 +305,12 @@ def test_fid_interval_holds_its_estimate_although_resampling_biases_fid():
     rng = np.random.default_rng(3)
     n = 64
     rep = fake_replication(rng, n, np.ones(n, bool))
-    rep["generated"] = rep["reference"] + 0.3 * rng.normal(size=(n, 8))  # near the reference
+    rep.generated = rep.reference + 0.3 * rng.normal(size=(n, 8))  # near the reference
     cfg = dict(ev_mod.CONFIG, bootstrap=400, diversity_times=30)
-    res = ev_mod._summarise([rep], "generated", np.arange(n), [rep["passed"]], np.array(["walk"] * n), cfg)
+    res = ev_mod.summarise([rep], "generated", np.arange(n), np.array(["walk"] * n), None, cfg)
     lo, hi = res["FID_ci"]
     assert lo <= res["FID"] <= hi
-    assert res["FID"] == pytest.approx(ev_mod.frechet_distance(rep["reference"], rep["generated"]))
+    assert res["FID"] == pytest.approx(metrics.frechet_distance(rep.reference, rep.generated))
 
 
 # ---- the evaluator and the protocol on a small synth dataset --------------------------------------------

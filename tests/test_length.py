@@ -17,7 +17,7 @@ FRAMES = {"jumps": (20, 20), "squats": (12, 36), "hops": (22, 14)}  # synth.py's
 
 
 def pairs_of(captions_steps):
-    """A support/lm_data.Pairs stand-in: one clip per (caption, steps), codes.offsets from the steps."""
+    """A support/train_data.Pairs stand-in: one clip per (caption, steps), codes.offsets from the steps."""
     steps = [s for _, s in captions_steps]
     return SimpleNamespace(clips=list(range(len(steps))), captions=[[c] for c, _ in captions_steps],
                            codes=SimpleNamespace(offsets=np.r_[0, np.cumsum(steps)]))

@@ -1,5 +1,5 @@
-"""The on-disk dataset (write_dataset / MotionData / WindowDataset / TextMotionDataset), bad input, and
-the real-data loaders (support/real_data.py: HumanML3D layout, SMPL-X parameter sequences), on tiny files made
+"""The on-disk dataset (write_dataset / MotionData), bad input, and
+the real-data loaders (support/data_real.py: HumanML3D layout, SMPL-X parameter sequences), on tiny files made
 here."""
 
 import json
@@ -19,7 +19,7 @@ from motion import (
     part_columns,
     render_gif,
 )
-from support.real_data import smplx_joints
+from support.data_real import smplx_joints
 
 D = 263
 
@@ -134,39 +134,6 @@ def test_motion_data_rejects_incomplete_or_inconsistent_folders(tmp_path):
     data.write_dataset(tmp_path / "ds", make_clips(4), name="t", joints_num=22)
     with pytest.raises(FileNotFoundError, match="ood.txt"):
         data.MotionData(tmp_path / "ds").split("ood")
-
-
-def test_window_dataset_crops_real_windows_and_drops_short_clips(tmp_path):
-    clips = make_clips(10)  # lengths 40, 47, ..., 103
-    data.write_dataset(tmp_path / "ds", clips, name="t", joints_num=22,
-                       splits={"train": [c["id"] for c in clips]})
-    ds = data.MotionData(tmp_path / "ds")
-    windows = data.WindowDataset(ds, "train", window=64)
-    assert windows.dropped == 4 and len(windows) == 6  # 40, 47, 54, 61 are shorter than 64
-    torch.manual_seed(0)
-    starts = set()
-    for i in range(len(windows)):
-        for _ in range(5):
-            w = windows[i]
-            assert w.dtype == torch.float32 and w.shape == (64, D)
-            src = clips[4 + i]["feats"]
-            match = [s for s in range(len(src) - 63) if np.array_equal(src[s:s + 64], w.numpy())]
-            assert len(match) == 1
-            starts.add((i, match[0]))
-    assert len(starts) > 10  # the crops move
-    batch = next(iter(torch.utils.data.DataLoader(windows, batch_size=4)))
-    assert batch.shape == (4, 64, D)
-
-
-def test_text_motion_dataset_pairs_captions_with_their_clip(tmp_path):
-    clips = [{**c, "captions": [f"first {c['id']}", f"second {c['id']}"]} for c in make_clips(5)]
-    data.write_dataset(tmp_path / "ds", clips, name="t", joints_num=22, splits={"train": ["c003", "c001"]})
-    pairs = data.TextMotionDataset(data.MotionData(tmp_path / "ds"), "train")
-    assert len(pairs) == 2  # in dataset order: c001, c003
-    caption, feats = pairs[1]
-    assert caption.endswith("c003") and isinstance(feats, torch.Tensor) and feats.dtype == torch.float32
-    np.testing.assert_array_equal(feats.numpy(), clips[3]["feats"])
-    assert {pairs[0][0] for _ in range(30)} == {"first c001", "second c001"}
 
 
 # ---------------------------------------------------------------------------------------------- loaders

@@ -22,7 +22,8 @@ from transformers import (
 )
 
 import model
-from support import pretrained, text_tokenizer
+from support import model_pretrained as pretrained
+from support import text_tokenizer
 
 CAPTIONS = [
     "a man walks forward.", "a woman takes a few steps backward.", "someone jumps twice, then waves!",
@@ -183,6 +184,13 @@ def test_loss_masks_on_a_hand_built_batch(tiny):
     assert motion["labels"].tolist() == [[X, X, X, X, 40, 41, 42, end, X], [X, X, 43, end, X, X, X, X, X]]
     with pytest.raises(ValueError, match="loss must be 'whole' or 'motion'"):
         tiny.collate([a], loss="text")
+    # the kinds by name, and what each loss counts (train.py's validation counts with the same function)
+    assert [int(k) for k in model.Kind] == [0, 1, 2, 3, 4] and model.Kind.LENGTH.name == "LENGTH"
+    kinds = torch.tensor([[0, 1, 2, 3, 4]])
+    assert model.counted(kinds, "whole").tolist() == [[False, True, True, True, True]]
+    assert model.counted(kinds, "motion").tolist() == [[False, False, True, True, True]]
+    with pytest.raises(ValueError, match="loss must be 'whole' or 'motion', got 'text'"):
+        model.counted(kinds, "text")
     # Hugging Face shifts the labels inside: its loss is the mean (or the sum / num_items_in_batch) of
     # -log p(x_t | x_<t) over the counted t, here written out token by token
     tiny.lm.eval()
@@ -349,25 +357,19 @@ def test_greedy_batch_equals_alone_and_kv_cache_equals_full_forward(name, tiny, 
     assert logits[:, mlm.motion_ids].argmax(-1).tolist() == batched[1].flatten().tolist()
 
 
-def test_without_the_motion_clock_positions_are_natural_in_training_and_generation(tmp_path):
-    """The ablation (train.py --motion_clock=False): the motion follows the instruction at natural
-    positions; a cached, left-padded batch gives each prompt the argmax of a no-cache forward at 0, 1, ...;
-    the setting survives save and load."""
-    mlm = model.build("gpt2-tiny", K=16, P=3, captions=CAPTIONS, motion_clock=False)
-    a = ([7, 8, 9, mlm.mot_id, 40, 41, 42, mlm.end_mot_id, mlm.eos_id], [1, 1, 1, 1, 2, 2, 2, 3, 1])
-    b = ([5, mlm.mot_id, 43, mlm.end_mot_id, mlm.eos_id], [1, 1, 2, 3, 1])
-    assert mlm.collate([a, b])["position_ids"].tolist() == [list(range(9)), list(range(9))]
-    prompts = ["walk.", "a woman takes a few steps backward, then someone jumps twice and waves!"]
-    batched = mlm.generate(prompts, steps=5, temperature=0)
-    for p, codes in zip(prompts, batched, strict=True):
-        ids = mlm.prompt_ids(p)
-        full = torch.tensor([ids + mlm.motion_ids[torch.from_numpy(codes).flatten()].tolist()])
-        with torch.no_grad():
-            logits = mlm.lm(full, position_ids=torch.arange(full.shape[1])[None]).logits[0, len(ids) - 1:-1]
-        assert logits[:, mlm.motion_ids].argmax(-1).tolist() == codes.flatten().tolist()
-    assert mlm.motion_room(100) == (512 - 100 - 2) // 3  # the room after the instruction, not after 192
-    mlm.save(tmp_path / "run")
-    assert model.load(tmp_path / "run").clock is False
+def test_a_run_of_the_deleted_natural_positions_ablation_is_refused_in_one_line(tiny, tmp_path):
+    """motion_clock=False (natural positions, deleted after a4c2a31) cannot be loaded; a spec that says
+    motion_clock=True (every run saved before) loads as ever."""
+    tiny.save(tmp_path / "run")
+    vocab = tmp_path / "run" / "motion_vocab.json"
+    saved = json.loads(vocab.read_text())
+    vocab.write_text(json.dumps(saved | {"spec": saved["spec"] | {"motion_clock": True}}))
+    assert model.load(tmp_path / "run").spec["motion_clock"] is True
+    vocab.write_text(json.dumps(saved | {"spec": saved["spec"] | {"motion_clock": False}}))
+    with pytest.raises(ValueError) as e:
+        model.load(tmp_path / "run")
+    assert str(e.value) == (f"{vocab}: motion_clock=False: an ablation deleted after commit a4c2a31 (its "
+                            "figures: docs/results/choices_motion_clock.json); train a new run")
 
 
 @pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
@@ -395,7 +397,7 @@ def test_guided_greedy_against_two_full_forwards(name, tiny, tiny_llama):
                zip(guided, mlm.generate(prompts, steps=5, temperature=0), strict=True))
 
 
-# ---- editing: the keep mask (support/editing.py) ----------------------------------------------------------
+# ---- editing: the keep mask (model.forced_codes) -----------------------------------------------------------
 def greedy_reference(mlm, prompt, codes):
     """The argmax over the motion codes at every position of prompt + codes, from one no-cache forward with
     the motion from 192 on: what greedy generation picks wherever nothing is forced."""
@@ -440,7 +442,7 @@ def test_continuation_keeps_the_first_steps_and_the_model_ends_it(tiny):
     out = tiny.generate(["walk, then jump."], temperature=0, keep=[(source, mask)], max_steps=9)[0]
     assert len(out) >= 3 and np.array_equal(out[:3], source[:3])
     assert np.array_equal(out[3:], greedy_reference(tiny, "walk, then jump.", out)[3:])
-    with pytest.raises(ValueError, match="codes and mask must both be"):
+    with pytest.raises(ValueError, match=r"keep: the mask must be \[T, P\] as its codes are, got \(6, 2\)"):
         tiny.generate(["walk."], keep=[(source, mask[:, :2])])
     with pytest.raises(ValueError, match="codes must lie in"):
         tiny.generate(["walk."], keep=[(source + 16, mask)])
@@ -473,14 +475,12 @@ def test_length_token_layout(tiny_len, tiny):
 
 def test_length_token_decides_the_steps(tiny_len, tmp_path):
     """The first token after <mot> is a length token, and the motion then has that many steps whatever the
-    model thinks of </mot> (within ±length_slack·T when given: the model's choice); 64 means at least 64.
+    model thinks of </mot>; 64 means at least 64.
     Greedy codes equal the argmax of one no-cache forward over prompt, <len T> (natural position) and codes
     (from 192). steps=n and a part edit's T force <len n>."""
     V, prompt = tiny_len.lm.config.vocab_size, "a person jumps twice."
     for length, end_push, kwargs, steps in ((5, 100.0, {}, 5), (5, -100.0, {}, 5), (64, 100.0, {}, 64),
-                                            (64, -100.0, dict(max_steps=70), 70), (5, 0.0, dict(steps=8), 8),
-                                            (10, 100.0, dict(length_slack=0.2), 8),  # ends at 0.8 T at once
-                                            (10, -100.0, dict(length_slack=0.2), 12)):  # never: at 1.2 T
+                                            (64, -100.0, dict(max_steps=70), 70), (5, 0.0, dict(steps=8), 8)):
         bias = torch.zeros(V)
         bias[tiny_len.length_ids[length - 1]], bias[tiny_len.end_mot_id] = 30.0, end_push
         hook = bias_logits(tiny_len, bias)

@@ -147,7 +147,7 @@ def test_clear_errors(lm_dir, tmp_path, codes_dir):
     assert expected in message, message
 
 
-# ---- editing (support/editing.py) ------------------------------------------------------------------------
+# ---- editing (sample.edit, sample.keep_mask) ---------------------------------------------------------------
 def test_edit_keeps_the_source_length_or_continues(lm_dir, codes_dir):
     import data
 
@@ -198,54 +198,3 @@ def test_edit_cli_writes_the_edit_beside_its_source_and_errors_write_nothing(lm_
     result = run(f"--edit={clip}", "--keep=lower", "--text=  ")
     assert result.returncode == 1 and "empty text" in result.stderr
     assert not (tmp_path / "o").exists()  # nothing written
-
-
-def test_a_continuation_is_judged_after_its_seam_and_fails_on_a_cut():
-    """A real walk followed by a real jump passes "jumps once" judged after the seam; the same with the jump
-    moved 1 m away (a cut at the seam) fails, and so does the walk alone."""
-    import synth
-    from support import editing, physical
-
-    def first(kind, **p):
-        for i in range(5000):
-            plan = synth.plan_clip(i, 7)
-            if physical.plan_action(plan) == (kind, plan["segments"][0]["p"]) and all(
-                    plan["segments"][0]["p"].get(k) == v for k, v in p.items()):
-                return synth.generate_clip(i, 7)["joints"]
-        raise AssertionError(kind)
-
-    walk, jump = first("walk", dir="forward"), first("jump", count=1)
-    jump = jump - jump[:1, :1] * np.array([1, 0, 1]) + walk[-1:, :1] * np.array([1, 0, 1])  # where it ended
-    joined = np.concatenate([walk, jump])
-    checks = [("jump", {"count": 1})]
-    assert editing.judge(joined, checks, seam=len(walk))
-    cut = np.concatenate([walk, jump + np.array([1.0, 0, 0])])
-    assert not editing.judge(cut, checks, seam=len(walk))
-    assert not editing.judge(walk, checks, seam=len(walk) // 2)
-
-
-def test_edit_protocol_on_the_tiny_run(lm_dir, tmp_path):
-    """Every clip an edit applies to is edited once and made from scratch once; the rates lie in their
-    intervals; the kept parts' and the tokenizer's MPJPE are measured."""
-    import data
-    import synth
-    from support import editing
-
-    clips = [synth.generate_clip(i, 0, with_joints=False) for i in range(150)]
-    ids = [c["id"] for c in clips]
-    data.write_dataset(tmp_path / "ds", clips, name="ds", joints_num=22, splits={"train": ids, "test": ids},
-                       source={"synth": {"size": 150, "seed": 0}})
-    ds = data.MotionData(tmp_path / "ds")
-    clips = ds.split("test")
-    tasks = editing.edit_tasks(ds, clips)
-    res = editing.evaluate_edits(ds, clips, lm_dir, {"temperature": 1.0}, draws=200)
-    for kind in ("upper", "lower", "continuation"):
-        n = sum(t[0] == kind for t in tasks)
-        if not n:
-            assert kind not in res
-            continue
-        r = res[kind]
-        assert r["n"] == n and r["tokenizer_mpjpe_mm"] > 0 and r["kept_mpjpe_mm"] >= 0
-        for name in ("edit", "scratch"):
-            assert r[f"{name}_ci"][0] <= r[name] <= r[f"{name}_ci"][1]
-    assert res, "the tiny dataset should hold at least one clip an edit applies to"

@@ -10,7 +10,7 @@ import pytest
 
 import synth
 from motion import H3D_OFFSETS, H3D_PARENTS, features_from_joints
-from support import physical
+from support import eval_physical as physical
 
 SEED = 7
 FEET = [7, 10, 8, 11]  # l_ankle, l_foot, r_ankle, r_foot

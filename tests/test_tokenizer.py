@@ -36,7 +36,7 @@ def tiny_cfg(dataset, tmp_path, **kw):
 
 
 def raw_feats(dataset, split, n=4, T=32):
-    d = tk.open_dataset(dataset)
+    d = data.MotionData(dataset)
     return torch.stack([torch.from_numpy(np.array(d.motion(i)[:T])) for i in d.split(split)[:n]])
 
 
@@ -99,27 +99,17 @@ def test_codes_do_not_depend_on_where_the_clip_ends(dataset, kind, depth):
     torch.testing.assert_close(repeated, decoded, rtol=1e-5, atol=1e-5)
 
 
-def test_unheld_edges_are_plain_zero_padding(dataset):
-    """hold_edges=False (the ablation the held edges were chosen against): encode and decode are the
-    encoder and decoder over the clip alone, zero-padded at its ends, and the edge codes do change."""
-    cfg = dict(TINY, kind="lfq2d", depth=2, joints_num=22, feat_dim=263)
-    torch.manual_seed(0)
-    held = tk.Tokenizer(cfg, np.zeros(263), np.ones(263)).eval()
-    unheld = tk.Tokenizer(dict(cfg, hold_edges=False), np.zeros(263), np.ones(263)).eval()
-    unheld.load_state_dict(held.state_dict())
-    feats = raw_feats(dataset, "test", n=3, T=40)
-    codes = unheld.encode(feats)
-    with torch.no_grad():
-        assert unheld.hold == 0 and torch.equal(codes, unheld.quantizer.nearest(unheld._encode_z(feats)))
-        torch.testing.assert_close(unheld.decode(codes), unheld._decode_q(unheld.quantizer.lookup(codes)))
-    later = motion.hold_still(feats, 24, 22)[:, 24:]
-    assert not torch.equal(unheld.encode(later)[:, :10], codes)
-    assert torch.equal(held.encode(later)[:, :10], held.encode(feats))
+def test_a_run_with_the_deleted_hold_edges_switch_fails_in_one_line():
+    """hold_edges=False was an ablation, decided and deleted: a run folder that asks for it is refused by
+    name, not silently loaded as held."""
+    cfg = dict(TINY, kind="lfq2d", depth=2, joints_num=22, feat_dim=263, hold_edges=False)
+    with pytest.raises(ValueError, match="hold_edges=False: an ablation deleted after commit a4c2a31"):
+        tk.Tokenizer(cfg, np.zeros(263), np.ones(263))
 
 
 def mean_baseline(dataset):
     """MPJPE (mm) and normalised-feature MAE of predicting the train mean for every test frame, float64."""
-    d = tk.open_dataset(dataset)
+    d = data.MotionData(dataset)
     err, mae, frames = 0.0, 0.0, 0
     for i in d.split("test"):
         x = np.asarray(d.motion(i), np.float64)
@@ -151,7 +141,7 @@ def test_checkpoint_round_trip(dataset, tmp_path, kind):
     assert torch.equal(loaded.encode(feats), codes)
     assert torch.equal(loaded.decode(codes), result["model"].decode(codes))
     saved = json.loads((tmp_path / "default" / "metrics.json").read_text())
-    again = tk.evaluate(loaded, tk.open_dataset(dataset))
+    again = tk.evaluate(loaded, data.MotionData(dataset))
     assert {k: saved[k] for k in again} == again
 
 
@@ -197,7 +187,7 @@ def test_encode_mode_writes_every_clips_codes(dataset, tmp_path):
     tk.train(tiny_cfg(dataset, tmp_path, max_iters=5), progress=False)
     out = tk.encode_dataset(tmp_path / "default", dataset)
     assert out == dataset / "tokens" / "default"
-    model, d = tk.load(tmp_path / "default"), tk.open_dataset(dataset)
+    model, d = tk.load(tmp_path / "default"), data.MotionData(dataset)
     codes, offsets = np.load(out / "codes.npy", mmap_mode="r"), np.load(out / "offsets.npy")
     meta = json.loads((out / "meta.json").read_text())
     assert codes.dtype == np.uint16 and offsets.dtype == np.int64 and codes.shape == (offsets[-1], 6)

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file
 
 import data
 import model
+import tokenizer
 import train
-from support import lm_data, scale
+from support import train_data as lm_data
+from support import train_scale as scale
 from support.codes import Codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,37 +102,6 @@ def test_batches_bucket_by_length_and_cover_the_epoch():
     assert spread < 0.2 * random_spread, (spread, random_spread)
 
 
-def test_a_part_mix_takes_the_upper_body_from_a_clip_of_as_many_steps(codes_dir):
-    """--mix_parts: the lower-body columns are the pair's own codes, the upper-body columns (torso, arms) are
-    all those of one other train clip with as many steps, and the instruction is the pair's caption with that
-    clip's upper-body text and the pair's lower-body text."""
-    from support.editing import GROUPS
-
-    ds = data.MotionData(codes_dir / "ds")
-    codes = Codes(codes_dir / "ds", "t", ds)
-    texts = [c for i in ds.split("train") for c in [*ds.texts[i]["captions"], *ds.texts[i]["parts"].values()]]
-    lm = model.build("gpt2-tiny", K=codes.K, P=codes.P, captions=texts)
-    pairs = lm_data.Pairs(lm, ds, codes, "train", 512)
-    upper = np.isin(codes.meta["parts"], GROUPS["upper"])
-    assert 0 < upper.sum() < codes.P
-    code_of = {int(v): c for c, v in enumerate(lm.motion_ids)}
-    mixed = 0
-    for i in range(len(pairs)):
-        ids, kinds = pairs.sample(i, np.random.default_rng(i), 0.0, 0.0, mix_prob=1.0)
-        got = np.array([code_of[t] for t, k in zip(ids, kinds, strict=True) if k == 2]).reshape(-1, codes.P)
-        own = codes.clip(pairs.clips[i])
-        assert got.shape == own.shape and np.array_equal(got[:, ~upper], own[:, ~upper])
-        prompt = ids[:kinds.index(2)]
-        fits = [j for j in range(len(pairs)) if len(codes.clip(pairs.clips[j])) == len(own)
-                and np.array_equal(codes.clip(pairs.clips[j])[:, upper], got[:, upper])
-                and any(prompt == lm.prompt_ids(c, {"upper": pairs.parts[j]["upper"],
-                                                    "lower": pairs.parts[i]["lower"]}, t)
-                        for c in pairs.captions[i] for t in range(len(model.TEMPLATES)))]
-        assert fits, f"pair {i}: no clip of {len(own)} steps gave these upper-body codes and text"
-        mixed += any(j != i for j in fits)
-    assert mixed >= 3  # some pairs have a partner of as many steps other than themselves
-
-
 def test_kill_during_checkpoint_keeps_the_previous_one(codes_dir, tmp_path):
     """SIGKILL the moment a checkpoint's temp folder appears (mid-write); the previous last/ still resumes."""
     cfg = lm_cfg(codes_dir, tmp_path, run_name="k", max_iters=400, eval_interval=2)
@@ -209,18 +179,25 @@ def test_codes_of_another_tokenizer_are_refused(codes_dir, tmp_path):
         (codes_dir / "ds" / "tokens" / "bad" / f).write_bytes((meta_path.parent / f).read_bytes())
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps({**meta, "K": 128}))
     with pytest.raises(ValueError, match=r"K = 128, P = 6, but the tokenizer run .* has K = 64, P = 6"):
-        Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
+        tokenizer.load_codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
     unheld = {k: v for k, v in meta.items() if k != "hold_frames"}  # written before the edges were held
     (codes_dir / "ds" / "tokens" / "bad" / "meta.json").write_text(json.dumps(unheld))
     with pytest.raises(ValueError, match=r"encoded with zero-padded clip edges.*tokenizer.py --encode"):
         Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
 
 
-def test_resume_with_another_model_is_refused(codes_dir, tmp_path):
+def test_resume_with_another_model_or_a_deleted_setting_is_refused(codes_dir, tmp_path):
     train.train(lm_cfg(codes_dir, tmp_path, run_name="a", max_iters=2, eval_interval=2), progress=False)
     with pytest.raises(ValueError, match=r"cannot resume with a different model .*'model': \('gpt2-tiny', "
                                          r"'llama-tiny'\)"):
         train.main([f"--out_dir={tmp_path}", "--run_name=a", "--resume", "--model=llama-tiny"])
+    # a run made by an earlier train.py with a setting it no longer has (here the part mixes) stops at once
+    config = tmp_path / "a" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"mix_parts": 0.0}))
+    result = run_cli("train.py", f"--out_dir={tmp_path}", "--run_name=a", "--resume", "--max_iters=4")
+    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+        f"train.py: {config}: the run was made with --mix_parts, a setting that train.py no longer has, so "
+        "--resume cannot continue it; start it over"]
 
 
 def test_memory_estimate_for_llama2_13b_on_8_gpus(capsys):
@@ -259,71 +236,17 @@ def test_two_ranks_match_one_process(codes_dir, tmp_path, model, parallel):
     assert progress["step"] == 4 and len(progress["history"]) == 4
 
 
-def test_text_pretraining_then_init_from(codes_dir, tmp_path):
-    """Table 9 at tiny scale: --task=text trains on captions and part texts alone (every counted token is
-    text, so the history's motion loss is undefined), and --init_from starts a motion run from exactly those
-    weights and vocabularies."""
-    pre = train.train(lm_cfg(codes_dir, tmp_path, run_name="text", task="text"), progress=False)
-    assert all(np.isnan(h["motion"]) and np.isfinite(h["text"]) for h in pre["history"])
-    assert pre["metrics"]["val_text_loss"] < pre["history"][0]["text"]
-    lm = model.load(tmp_path / "text")
-    ids, kinds = lm.text_ids("a man walks.")
-    assert ids[-1] == lm.eos_id and set(kinds) == {1} and lm.text.decode(ids).count("a man walks") == 1
-    cfg = lm_cfg(codes_dir, tmp_path, run_name="tuned", init_from=str(tmp_path / "text"))
-    ds = data.MotionData(codes_dir / "ds")
-    started = train.build_or_load(cfg, tmp_path / "tuned", Codes(cfg["data_dir"], "t", ds), ds, 0, 1)
-    before, after = weights(tmp_path / "text"), started.lm.state_dict()
-    table = "transformer.wte.weight"  # GPT-2: the embedding, tied to the head
-    assert started.motion_ids.tolist() == lm.motion_ids.tolist()
-    codes = torch.cat([started.motion_ids, started.length_ids])  # the rows text training never predicted
-    text_rows = torch.ones(len(before[table]), dtype=torch.bool)
-    text_rows[codes] = False
-    assert torch.equal(after[table][text_rows], before[table][text_rows])  # the text rows as pretrained
-    # the code and length rows start afresh, as new rows on a pretrained model: near the text rows' mean,
-    # all distinct
-    fresh = after[table][codes]
-    assert not torch.allclose(fresh, before[table][codes])
-    assert (fresh.mean(0) - before[table][text_rows].mean(0)).abs().max() < 3 * before[table].std()
-    assert torch.cdist(fresh, fresh).add(torch.eye(len(codes)) * 1e9).min() > 1e-3
-    assert_close_weights({k: v for k, v in before.items() if k != table},
-                         {k: v for k, v in after.items() if k in before and k != table}, atol=0)
-    with pytest.raises(ValueError, match=r"--task=text --loss=motion: expected task motion, or text with"):
-        train.train(lm_cfg(codes_dir, tmp_path, run_name="bad", task="text", loss="motion"), progress=False)
-
-
-def test_a_length_token_run_saves_samples_and_refuses_a_mismatched_start(codes_dir, tmp_path):
+def test_a_length_token_run_saves_samples(codes_dir, tmp_path):
     """--length_token=True end to end: the run's model keeps its length tokens, every train instance carries
-    its clip's <len T>, it generates within max_steps, and --init_from a run without them is one clear error.
-    (That the loss counts <len T> is test_model's layout test.)"""
+    its clip's <len T>, and it generates within max_steps. (That the loss counts <len T> is test_model's
+    layout test.)"""
     train.train(lm_cfg(codes_dir, tmp_path, run_name="len", length_token=True), progress=False)
     lm = model.load(tmp_path / "len")
     assert len(lm.length_ids) == model.LENGTH_TOKENS
     ds = data.MotionData(codes_dir / "ds")
     codes = Codes(codes_dir / "ds", "t", ds)
-    pairs = lm_data.Pairs(lm, ds, codes, "train", 512)
+    pairs = lm_data.Pairs(lm, ds, codes, "train")
     for i in range(len(pairs)):
         ids, kinds = pairs.sample(i, np.random.default_rng(i), 0.3, 0.1)
-        assert ids[kinds.index(4)] == lm.length_ids[len(codes.clip(pairs.clips[i])) - 1]
+        assert ids[kinds.index(model.Kind.LENGTH)] == lm.length_ids[len(codes.clip(pairs.clips[i])) - 1]
     assert len(lm.generate(["a person walks forward."], max_steps=12)[0]) <= 12
-    plain = lm_cfg(codes_dir, tmp_path, run_name="plain", max_iters=1, **train.PAPER_FORMAT)
-    train.train(plain, progress=False)
-    with pytest.raises(ValueError, match="length tokens False; this run: .* --length_token=True"):
-        train.train(lm_cfg(codes_dir, tmp_path, run_name="bad", length_token=True,
-                           init_from=str(tmp_path / "plain")), progress=False)
-
-
-def test_train_subsets_and_fraction_pick_the_named_clips(codes_dir):
-    ds = data.MotionData(codes_dir / "ds")
-    clips = ds.split("train")
-    lines = (codes_dir / "ds" / "texts.jsonl").read_text().splitlines()
-    subsets = [json.loads(line)["subset"] for line in lines]
-    wanted = sorted({subsets[i] for i in clips})[:2]
-    cfg = dict(TINY_LM, train_subsets=",".join(wanted))
-    picked = train.train_clips(ds, clips, cfg)
-    assert picked.tolist() == [i for i in clips if subsets[i] in wanted]
-    cfg = dict(TINY_LM, train_fraction=0.3)
-    third = train.train_clips(ds, clips, cfg)
-    assert len(third) == round(0.3 * len(clips)) and set(third) < set(clips)
-    assert train.train_clips(ds, clips, dict(cfg, seed=2)).tolist() != third.tolist()
-    with pytest.raises(ValueError, match=r"no train clip in the subsets \['nope'\]"):
-        train.train_clips(ds, clips, dict(TINY_LM, train_subsets="nope"))

@@ -1,8 +1,6 @@
 """The quantizers that the paper compares 2D-LFQ with (§5.3, Figures 4/5): VQ with an EMA codebook and
-residual VQ. Only the comparisons use them: the codebook sweep (experiments/sweep.py) and
-`python tokenizer.py --kind=vq` or `--kind=rvq`, for which tokenizer.make_quantizer imports this file and
-builds BASELINES[kind](cfg), the quantizer of those settings.
-"""
+residual VQ, which `python tokenizer.py --kind=vq|rvq` (and the codebook sweep, experiments/sweep.py) builds
+through BASELINES[kind](cfg)."""
 
 import numpy as np
 import torch

@@ -8,12 +8,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+import transformers
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_state_dict,
     set_state_dict,
 )
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from common import make_temp_dir, read_run_file, recover_dir, replace_dir, write_json
 
@@ -54,43 +56,40 @@ def pick_parallel(parallel, world, n_params):  # auto: shard the model (FSDP2) a
     return "single" if world == 1 else parallel if parallel != "auto" else "fsdp" if n_params > 1e9 else "ddp"
 
 
-def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes=0):
-    """-> (parallel, micro-batch, memory_estimate per GPU, its line) for this run on `world` ranks."""
+def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes=0, say=True):
+    """-> (parallel, micro-batch, memory_estimate per GPU) for this run on `world` ranks, printed (say)."""
     parallel = pick_parallel(cfg["parallel"], world, n_params)
     micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
     est = memory_estimate(hf_config, n_params, micro, seq, world if parallel == "fsdp" else 1,
                           cfg["activation_checkpointing"], bf16)
-    line = estimate_line(est, f"{cfg['model']} on {world} x {parallel}", gpu_bytes)
-    return parallel, micro, est, line
+    if say:
+        print(estimate_line(est, f"{cfg['model']} on {world} x {parallel}", gpu_bytes))
+    return parallel, micro, est
 
 
 def estimate(cfg, hf_config):
     """train.py --estimate: print the memory per GPU of the run `cfg` describes, for a model of this
     architecture built on the meta device (no weights read, no memory taken)."""
-    import transformers
     world = cfg["gpus"] or int(os.environ.get("WORLD_SIZE", 1))
     with torch.device("meta"):
         n_params = sum(p.numel() for p in
                        transformers.AutoModelForCausalLM.from_config(hf_config).parameters())
     seq = min(hf_config.max_position_embeddings, 512)
-    _, micro, est, line = memory_plan(hf_config, n_params, cfg, world, seq, cfg["dtype"] != "float32",
-                                      cfg["gpu_gib"] * 2**30)
-    print(line)
+    _, micro, est = memory_plan(hf_config, n_params, cfg, world, seq, cfg["dtype"] != "float32",
+                                cfg["gpu_gib"] * 2**30)
     print(f"({n_params / 1e9:.2f}B parameters before the motion vocabulary; sequences of {seq} tokens, "
           f"micro-batch {micro})")
     return est
 
 
-def peak_flops(device):
-    """The GPU's dense bf16 peak (PEAK_BF16_FLOPS), None on a CPU or an unlisted GPU (then no MFU)."""
-    if device.type != "cuda":
-        return None
-    return next((f for k, f in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name(device)), None)
-
-
-def flops_per_token(hf_config, n_params, seq):
-    """6N for the matmuls (forward and backward) + 12·L·h·s for attention (PaLM appendix B; nanoGPT)."""
-    return 6 * n_params + 12 * hf_config.num_hidden_layers * hf_config.hidden_size * seq
+def mfu(device, hf_config, n_params, seq, tok_s):
+    """Model FLOPs utilisation of a GPU training tok_s tokens/s of sequences of `seq` tokens: per token 6N
+    for the matmuls (forward and backward) + 12·L·h·s for attention (PaLM appendix B; nanoGPT), over the
+    GPU's dense bf16 peak (PEAK_BF16_FLOPS); None on a CPU or an unlisted GPU."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    peak = next((f for k, f in PEAK_BF16_FLOPS.items() if k in name), None)
+    flops = 6 * n_params + 12 * hf_config.num_hidden_layers * hf_config.hidden_size * seq
+    return tok_s * flops / peak if peak else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -101,7 +100,6 @@ def wrap(lm, cfg, parallel, device, bf16):
     if cfg["activation_checkpointing"]:
         lm.lm.activation_checkpointing_enable()
     if parallel == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else torch.float32,
                                       reduce_dtype=torch.float32)
         for module in lm.lm.modules():

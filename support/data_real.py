@@ -1,10 +1,7 @@
-"""data.py's real-data loaders: a source folder's files -> clips in write_dataset's format. `python data.py
---source=humanml3d|smplx --src=DIR` runs them (data.py's docstring gives the source layouts).
-
-Each source file becomes a list of clips ({"id", "feats", "captions", "parts", "subset", "file", ...}); a file
-that fails to load becomes {"id", "file", "error"} (counted as load_error). Worker processes convert files in
-parallel; pieces of one sequence share its split (no train/test leakage).
-"""
+"""data.py's real-data loaders (`python data.py --source=humanml3d|smplx --src=DIR`): each source file ->
+a list of clips in write_dataset's format ({"id", "feats", "captions", "parts", "subset", "file", ...}), or
+{"id", "file", "error"} when it fails to load (counted as load_error). Worker processes convert files in
+parallel; pieces of one sequence share its split (no train/test leakage)."""
 
 from pathlib import Path
 
@@ -32,35 +29,32 @@ def load_humanml3d(name, src, fps=20, t2m_test=()):
     start = end = 0 captions the whole clip; other lines caption the sub-clip [start, end) seconds. The
     tokens ("a/DET man/NOUN ...") are kept beside the captions for the standard evaluator. A name in
     `t2m_test` is read as Guo et al.'s evaluation reads its test set (t2m_test_clips)."""
-    src = Path(src)
-    feats = np.load(src / "new_joint_vecs" / f"{name}.npy", allow_pickle=False)
+    file, text = Path(src) / "new_joint_vecs" / f"{name}.npy", Path(src) / "texts" / f"{name}.txt"
+    feats = np.load(file, allow_pickle=False)
     by_range = {}
-    text = src / "texts" / f"{name}.txt"
     for line in (text.read_bytes().splitlines() if text.is_file() else []):
         fields = line.split(b"#")
         start, end = (float(fields[2]), float(fields[3])) if len(fields) >= 4 else (0.0, 0.0)
         start, end = (0.0 if np.isnan(start) else start), (0.0 if np.isnan(end) else end)  # nan = whole
         by_range.setdefault((start, end), []).append((fields[0], fields[1] if len(fields) > 1 else b""))
+    entry = {"file": str(file), "text_file": str(text), "parts": {}, "subset": "humanml3d"}
     if name in t2m_test:
-        return t2m_test_clips(name, src, feats, by_range, fps)
+        return t2m_test_clips(name, feats, by_range, fps, entry)
     clips = []
     for (start, end), lines in (by_range or {(0.0, 0.0): []}).items():
         whole = start == 0 and end == 0
-        clips.append({"id": name if whole else f"{name}@{start:g}-{end:g}", "text_file": str(text),
-                      "file": str(src / "new_joint_vecs" / f"{name}.npy"),
+        clips.append({**entry, "id": name if whole else f"{name}@{start:g}-{end:g}",
                       "feats": feats if whole else feats[int(start * fps):int(end * fps)],
-                      "captions": [c for c, _ in lines], "tokens": [t for _, t in lines],  # "word/POS ..."
-                      "parts": {}, "subset": "humanml3d"})
+                      "captions": [c for c, _ in lines], "tokens": [t for _, t in lines]})  # "word/POS ..."
     return clips
 
 
-def t2m_test_clips(name, src, feats, by_range, fps):
+def t2m_test_clips(name, feats, by_range, fps, entry):
     """A test file as Guo et al.'s evaluation set has it (their Text2MotionDatasetV2, so that figures compare
     with Table 3's): files of 200 or more frames are left out whole (data.py counts them as too_long), the
     whole-clip captions make one entry, and every sub-clip caption line makes its own entry, also kept only
     when it has 40 to 199 frames; each entry's `max_frames` (199) is what data.py checks."""
-    file, text = str(src / "new_joint_vecs" / f"{name}.npy"), str(src / "texts" / f"{name}.txt")
-    entry = {"file": file, "text_file": text, "parts": {}, "subset": "humanml3d", "max_frames": 199}
+    entry = {**entry, "max_frames": 199}
     if len(feats) >= 200:
         return [{**entry, "id": name, "feats": feats, "captions": [b"-"], "tokens": [b""]}]
     clips = []

@@ -1,10 +1,8 @@
-"""How eval.py's results print: each figure with its 95% interval, a split's table with n, the edit table.
-docs/results.py and demo.py print with cell() too, so that every table shows a figure the same way. Also
-train.py's loss curves."""
+"""How eval.py's results print: each figure with its 95% interval, a split's table with n.
+experiments/edits.py, docs/results.py and demo.py print with cell() too, so that every table shows a figure
+the same way."""
 
 import numpy as np
-
-from common import atomic_write
 
 COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
            "count_accuracy", "length_ratio", "length_within_25", "gallery_R@1", "gallery_R@10",
@@ -42,34 +40,3 @@ def markdown_table(result):
             rates = [f"{fig.get(f'action_{kind}', np.nan):.2f}" for fig in rows.values()]
             lines.append(f"| {kind} | {n} | " + " | ".join(rates) + " |")
     return "\n".join(lines)
-
-
-def edit_table(edits):
-    """eval.py --edits' figures per split and kind of edit, with n and the intervals."""
-    lines = ["\n| split | edit | n | edits that pass | the same texts from scratch | kept parts' MPJPE (mm) "
-             "| tokenizer MPJPE (mm) |", "|---|---|---|---|---|---|---|"]
-    for split, kinds in edits.items():
-        lines += [f"| {split} | {kind} | {r['n']} | {cell(r, 'edit')} | {cell(r, 'scratch')} | "
-                  f"{r['kept_mpjpe_mm']:.1f} | {r['tokenizer_mpjpe_mm']:.1f} |" for kind, r in kinds.items()]
-    return "\n".join(lines)
-
-
-def plot_curves(path, history, evals):
-    """train.py's loss_curve.png: train (a 20-step mean) and val loss, motion and instruction tokens."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    steps = np.arange(1, len(history) + 1)
-    for ax, key, title in ((axes[0], "motion", "motion tokens"), (axes[1], "text", "instruction tokens")):
-        train = np.array([h[key] for h in history], dtype=float)
-        smooth = np.convolve(train, np.ones(20) / 20, mode="valid") if len(train) >= 20 else train
-        ax.plot(steps[len(steps) - len(smooth):], smooth, label="train (20-step mean)")
-        ax.plot([e["step"] for e in evals], [e[f"val_{key}_loss"] for e in evals], "o-", label="val")
-        ax.set(title=f"loss per {title}", xlabel="step", ylabel="nats")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
-    plt.close(fig)

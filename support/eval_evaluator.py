@@ -19,12 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import model as lm_model
+import data as motion_data
 from common import atomic_write, cosine_lr, pick_device, progress_bar, read_run_file, save_weights, write_json
 from motion import MAX_FRAMES
-from support.text_tokenizer import bpe_from_files, train_bpe
-
-UNIT = 4  # frames per motion token (the two stride-2 convolutions), and so the protocol's crop unit
+from support.eval_metrics import UNIT, batch_hits, protocol_draw
+from support.text_tokenizer import bpe_from_files, normalise_caption, train_bpe
 
 
 class _Tower(nn.Module):
@@ -81,7 +80,7 @@ class Evaluator(nn.Module):
 
     def text_batch(self, captions):  # -> token ids [B, L], padding [B, L] on this module's device
         ids = [i[:self.cfg["max_text_tokens"]] or [self.bpe.eos_id] for i in
-               self.bpe.encode_batch([lm_model.normalise_caption(c) for c in captions])]
+               self.bpe.encode_batch([normalise_caption(c) for c in captions])]
         L = max(map(len, ids))
         out = torch.full((len(ids), L), self.bpe.n_vocab, dtype=torch.long)
         for b, i in enumerate(ids):
@@ -130,15 +129,12 @@ def train_evaluator(cfg, progress=True):
     """Contrastive training on the train split (cfg: eval.py's CONFIG) -> the Evaluator, also saved to
     out/evaluator/<dataset>/ (model.safetensors, config.json, the BPE's vocab.json + merges.txt, metrics.json
     with R-Precision on validation and test)."""
-    # imported here: eval.py imports this module, and the draws and the measures are the protocol's
-    import data as motion_data
-    from eval import batch_hits, protocol_draw
     t0 = time.time()
     data = motion_data.MotionData(cfg["data_dir"])
     train = data.split("train")
     torch.manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
-    captions = [lm_model.normalise_caption(c) for i in train for c in data.texts[i]["captions"]]
+    captions = [normalise_caption(c) for i in train for c in data.texts[i]["captions"]]
     bpe = train_bpe(captions, cfg["bpe_vocab_size"])
     arch = {k: cfg[k] for k in ("width", "heads", "text_layers", "motion_layers", "dropout", "emb_dim",
                                 "max_text_tokens")}
@@ -195,7 +191,7 @@ def load_evaluator(folder, device="cpu"):
 def near_duplicates(captions, jaccard=0.8):
     """[N, N] bool: captions equal after normalisation, or whose word sets overlap by Jaccard >= `jaccard`
     (TMR filters such negatives with a sentence encoder, which is not available offline)."""
-    texts = [lm_model.normalise_caption(c) for c in captions]
+    texts = [normalise_caption(c) for c in captions]
     words = [set(re.findall(r"[a-z0-9']+", t)) for t in texts]
     vocab = {w: i for i, w in enumerate(sorted(set().union(*words)))}
     hot = np.zeros((len(words), len(vocab)), np.float32)

@@ -8,8 +8,8 @@ kind's pass rate.
 import numpy as np
 
 # Physical checks: no evaluator, just the joints [T, 22, 3] (metres, +Y up, SMPL order, facing +Z at the
-# start as recover_from_ric gives them) against the clip's plan. A plan is what synth.plan_clip returns and
-# synth may store in texts.jsonl as "plan": {"subset", "segments": [{"kind", "gesture", "p", "gp", "n"}]};
+# start as recover_from_ric gives them) against the clip's plan, which synth stores in texts.jsonl as
+# "plan": {"subset", "segments": [{"kind", "gesture", "p", "gp", "n"}]} (synth.plan_clip makes it);
 # a one-segment, non-static plan doing one checked action (a gesture alone rides on "stand") is checked.
 CHECKED = ("walk", "sidestep", "turn", "jump", "squat", "kick", "raise", "hop", "lunge")
 FOOT = {"left": [7, 10], "right": [8, 11]}  # ankle, toe
@@ -73,12 +73,24 @@ def physical_check(joints, kind, p):
     raise ValueError(f"no physical check for kind {kind!r} (checked: {', '.join(CHECKED)})")
 
 
+COUNTED = ("jump", "squat", "hop")  # "jumps twice": their checks count flight phases or dips
+
+
+def action_figures(passed, kinds, at):
+    """Action accuracy over the checked clips `at` (indices; repeats in a bootstrap draw): micro (clips
+    passed / clips checked: the headline), macro (the mean of the kinds' pass rates), and each kind's;
+    count accuracy over the kinds whose text gives a count, which their check counts."""
+    rates = {k: float(passed[at][kinds[at] == k].mean()) for k in np.unique(kinds[at])}
+    counted = np.isin(kinds[at], COUNTED)
+    return {"action_accuracy": float(passed[at].mean()), "action_accuracy_macro": float(np.mean(list(
+        rates.values())))} | {f"action_{k}": v for k, v in rates.items()} | (
+        {"count_accuracy": float(passed[at][counted].mean())} if counted.any() else {})
+
+
 def clip_plans(data, clips):
-    """Each clip's plan: texts.jsonl's "plan" where the dataset stores it; a synth dataset written before
-    plans were stored gets it from synth.plan_clip (id = index, meta.json has the seed); else None."""
+    """Each clip's plan from texts.jsonl (synth writes it; None for clips without one, e.g. real data)."""
     records = [data.texts[i] for i in clips]
-    source = (data.meta.get("source") or {}).get("synth")
-    if source is None:
-        return [r.get("plan") for r in records]
-    import synth
-    return [r["plan"] if "plan" in r else synth.plan_clip(int(r["id"]), source["seed"]) for r in records]
+    if (data.meta.get("source") or {}).get("synth") and records and "plan" not in records[0]:
+        raise ValueError(f"{data.root}: a synth dataset written before texts.jsonl stored each clip's plan, "
+                         "which the physical checks read; rebuild it with `python data.py`")
+    return [r.get("plan") for r in records]

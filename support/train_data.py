@@ -3,28 +3,23 @@ captions and the codes `python tokenizer.py --encode` wrote (support/codes.py), 
 and the global batches, bucketed by length and a function of (seed, step) only, so that --resume and any
 number of ranks see the same batches."""
 
-from collections import defaultdict
 from functools import lru_cache
 
 import numpy as np
 
 import model as lm_model
-from support.editing import GROUPS
 
 
 class Pairs:
-    """The clips of one split that can be trained on: their usable captions, part texts and codes. Clips whose
-    longest instance would not fit in the model's context (model.motion_room: the instruction before the
-    motion's fixed start, the motion after it), or with no non-empty caption, are skipped and counted
-    (.skipped)."""
+    """The clips of one split (or the given `clips`) that can be trained on: their usable captions, part texts
+    and codes. Clips whose longest instance would not fit in the model's context (fits()), or with no
+    non-empty caption, are skipped and counted (.skipped)."""
 
-    def __init__(self, lm, data, codes, split, n_ctx, keep=None, task="motion"):
-        self.lm, self.data, self.codes, self.task = lm, data, codes, task
+    def __init__(self, lm, data, codes, split, clips=None):
+        self.lm, self.data, self.codes = lm, data, codes
         self.clips, self.captions, self.parts, self.lengths = [], [], [], []
-        self.same_steps = defaultdict(list)  # steps -> pairs with part texts (the part mix's partners)
-        self.upper = [k for k, name in enumerate(codes.meta.get("parts") or []) if name in GROUPS["upper"]]
         self.skipped = {"too_long": 0, "empty_caption": 0}
-        for clip in data.split(split) if keep is None else keep(data.split(split)):
+        for clip in data.split(split) if clips is None else clips:
             text = data.texts[clip]
             captions = [c for c in text["captions"] if c.strip()]
             if not captions:
@@ -33,52 +28,36 @@ class Pairs:
             steps = codes.offsets[clip + 1] - codes.offsets[clip]  # prompt (to <mot>), codes, </mot> <eos>
             prompt = max(len(lm.prompt_ids(c, text.get("parts") or None, t)) for c in captions
                          for t in range(len(lm_model.TEMPLATES)))
-            longest = prompt + steps * codes.P + 2
-            if (longest > n_ctx) if task == "text" else lm.motion_room(prompt) < steps:
+            if not self.fits(prompt, steps):
                 self.skipped["too_long"] += 1
                 continue
             self.clips.append(int(clip))
             self.captions.append(captions)
             self.parts.append(text.get("parts") or None)
-            self.lengths.append(longest)
-            if text.get("parts"):
-                self.same_steps[int(steps)].append(len(self.clips) - 1)
+            self.lengths.append(prompt + steps * codes.P + 2)
         self.lengths = np.array(self.lengths)
 
     def __len__(self):
         return len(self.clips)
 
-    def sample(self, i, rng, parts_prob, uncond_prob=0.0, mix_prob=0.0):
+    def fits(self, prompt, steps):
+        """Whether an instruction of `prompt` tokens and a motion of `steps` steps fit (model.motion_room: the
+        instruction before the motion's fixed start, the motion after it)."""
+        return self.lm.motion_room(prompt) >= steps
+
+    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
         """A training instance of pair i: a random caption and template, part texts with parts_prob, no
-        instruction at all with uncond_prob. The text task: one of its captions or part texts alone.
-        mix_prob (2D codes, part texts): a part mix, the codes of the upper-body parts taken from another
-        clip of as many steps and the instruction saying so in its part texts (pair i's caption, j's upper
-        text, i's lower text): the model sees upper and lower bodies move apart, as part editing asks."""
-        if self.task == "text":
-            texts = [*self.captions[i], *(self.parts[i] or {}).values()]
-            return self.lm.text_ids(texts[rng.integers(len(texts))])
+        instruction at all with uncond_prob."""
         parts = self.parts[i] if self.parts[i] and rng.random() < parts_prob else None
         caption, codes = self.captions[i][rng.integers(len(self.captions[i]))], self.codes.clip(self.clips[i])
-        if mix_prob and self.upper and self.parts[i] and rng.random() < mix_prob:
-            partners = self.same_steps[len(codes)]
-            j = partners[rng.integers(len(partners))]
-            codes = codes.copy()
-            codes[:, self.upper] = self.codes.clip(self.clips[j])[:, self.upper]
-            parts = {"upper": self.parts[j]["upper"], "lower": self.parts[i]["lower"]}
-            if min(self.lm.motion_room(len(self.lm.prompt_ids(caption, parts, t))) for t in
-                   range(len(lm_model.TEMPLATES))) < len(codes):  # j's upper text makes it too long: no mix
-                return self.sample(i, rng, parts_prob, uncond_prob)
         if rng.random() < uncond_prob:
             caption, parts = None, None
         return self.lm.sample_ids(caption, codes, parts, int(rng.integers(len(lm_model.TEMPLATES))))
 
     def fixed(self, i, text_of=None):
-        """Pair i's evaluation instance: first caption, template 0, no parts; text_of=j: pair j's text.
-        The text task: the first caption alone."""
-        j = i if text_of is None else text_of
-        if self.task == "text":
-            return self.lm.text_ids(self.captions[j][0])
-        return self.lm.sample_ids(self.captions[j][0], self.codes.clip(self.clips[i]))
+        """Pair i's evaluation instance: first caption, template 0, no parts; text_of=j: pair j's text."""
+        return self.lm.sample_ids(self.captions[i if text_of is None else text_of][0],
+                                  self.codes.clip(self.clips[i]))
 
 
 @lru_cache(maxsize=2)
@@ -102,6 +81,6 @@ def global_batch(pairs, step, cfg):
                             step // (len(pairs) // cfg["batch_size"]))
     picked = batches[step % len(batches)]
     samples = [pairs.sample(i, np.random.default_rng([cfg["seed"], step, k]), cfg["parts_prob"],
-                            cfg["uncond_prob"], cfg["mix_parts"]) for k, i in enumerate(picked)]
+                            cfg["uncond_prob"]) for k, i in enumerate(picked)]
     order = sorted(range(len(samples)), key=lambda k: len(samples[k][0]))
     return [samples[k] for k in order], [pairs.data.ids[pairs.clips[picked[k]]] for k in order]
