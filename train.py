@@ -254,9 +254,9 @@ def train_step(run, samples, clip_ids, step):
     """One optimizer step on the global batch `samples` (this rank's slice, in micro-batches) -> summed
     cross-entropy and counts of the motion and instruction tokens [4], over all ranks."""
     cfg, micro, accum = run.cfg, run.micro, run.cfg["gradient_accumulation_steps"]
-    count_kinds = (Kind.TEXT, Kind.CODE, Kind.END) if cfg["loss"] == "whole" else (Kind.CODE, Kind.END)
-    # position 0 is never predicted; the count is the global batch's, so every micro-batch divides by it
-    n_counted = sum(sum(k in count_kinds for k in kinds[1:]) for _, kinds in samples)
+    # the tokens collate's labels count (model.counted; position 0 is never predicted), over the global batch:
+    # every micro-batch divides by it
+    n_counted = sum(int(lm_model.counted(kinds[1:], cfg["loss"]).sum()) for _, kinds in samples)
     mine = samples[run.rank * micro * accum:(run.rank + 1) * micro * accum]
     stats = torch.zeros(4, dtype=torch.float64, device=run.device)
     for m in range(accum):
