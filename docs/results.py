@@ -64,8 +64,9 @@ def kinds_table(res):
 
 def edit_section(edit):
     """experiments/edits.py on the test split: each kind of edit against the same texts from scratch."""
-    return "\n".join(["Editing (experiments/edits.py, test split; one take per edit; the kept parts' MPJPE is "
-                      "between the source's own reconstruction and the edit):", edit_table({"test": edit})])
+    return "\n".join(["Editing (experiments/edits.py, test split; one take per edit; the kept parts' MPJPE "
+                      "is between the source's own reconstruction and the edit):",
+                      edit_table({"test": edit})])
 
 
 def demo_section(res):
@@ -137,9 +138,10 @@ def choice_section(choice):
             f"accuracy over all {first['n_checked']} checkable val clips; 95% intervals: a bootstrap over "
             "the clips" if "n_clips" in first else "")
     if "upper_edit" in every:
-        what += ("; " if what else "") + ("the edit protocol (experiments/edits.py) on every val clip an edit applies to, one "
-                                          "take each (<kind>_edit) and the same texts from scratch "
-                                          "(<kind>_scratch); 95% intervals: a bootstrap over the clips")
+        what += ("; " if what else "") + ("the edit protocol (experiments/edits.py) on every val clip an "
+                                          "edit applies to, one take each (<kind>_edit) and the same texts "
+                                          "from scratch (<kind>_scratch); 95% intervals: a bootstrap over "
+                                          "the clips")
     lines = [f"## Choice on val: {choice['choice']} (docs/results/choices_{choice['choice']}.json)", "",
              f"{what}. The first row is the default.{FID_NOTE if 'FID' in names else ''}", "",
              "| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
