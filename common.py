@@ -3,7 +3,6 @@ progress bars, atomic writes of files, folders and weights, resuming, the learni
 processes, the device and the process group. (The motion representation and its measures are motion.py's.)"""
 
 import ast
-import hashlib
 import io
 import json
 import math
@@ -80,8 +79,7 @@ def settings_help(prog, config):
         above = line - 1
         while above in whole_line:
             above -= 1
-        comment = comments.get(line) if line not in whole_line else None
-        comment = comment or " ".join(comments[n] for n in range(above + 1, line))
+        comment = comments.get(line) or " ".join(comments[n] for n in range(above + 1, line))
         lines.append((f"  {' '.join(keys)}".ljust(40) + f"  {comment}").rstrip())
     inherited = [k for k in config if k not in {kw.arg for kw in block.keywords}]
     if inherited:  # CONFIG = dict(other.CONFIG, ...): the other script's settings, described in its --help
@@ -94,8 +92,7 @@ class _Lines:
     """tqdm's output for a log file: each refresh on a line of its own instead of after a carriage return, a
     line identical to the one before (the final refresh at close) left out."""
 
-    def __init__(self):
-        self.last = None
+    last = None
 
     def write(self, s):
         line = s.strip("\r\n")
@@ -217,14 +214,13 @@ def load_weights(path, device="cpu"):  # what save_weights (or a Hugging Face sa
     return load_file(str(path), device=str(device))
 
 
-# how read_run_file reads a file by default, by its suffix
 READERS = {".json": lambda p: json.loads(p.read_text()), ".safetensors": load_weights,
            ".npy": lambda p: np.load(p, allow_pickle=False),
            ".pt": lambda p: torch.load(p, map_location="cpu", weights_only=True)}
 
 
 def read_run_file(path, remake, read=None):
-    """read(path) (default: READERS by its suffix) of a run's, a dataset's or its codes' file or folder. A
+    """read(path) (default: READERS, by its suffix) of a run's, a dataset's or its codes' file or folder. A
     missing one raises FileNotFoundError, one that its reader fails on (cut short by a full disk or an
     interrupted copy, edited by hand) ValueError("<path>: damaged or incomplete (<why>); <remake>")."""
     path, read = Path(path), read or READERS[Path(path).suffix]
@@ -235,36 +231,10 @@ def read_run_file(path, remake, read=None):
     except BaseException as e:  # (dcp's CheckpointException is a BaseException, holding each rank's error)
         if not isinstance(e, Exception) and not hasattr(e, "failures"):
             raise  # Ctrl-C
-        raise ValueError(f"{path}: damaged or incomplete ({_first_sentence(e)}); {remake}") from e
-
-
-def _first_sentence(e):  # of an error's message (of the first rank's error in a CheckpointException)
-    e = next(iter(e.failures.values()))[0] if hasattr(e, "failures") else e
-    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return line.split(". ")[0].removeprefix("Error while deserializing header: ")  # (safetensors' prefix)
-
-
-def finished_run(run_dir, settings):
-    """A rerun's skip test (experiments/): the metrics of the run in run_dir if it finished (metrics.json
-    there) with these settings (its config.json agrees on every one of them it records), else None."""
-    config, metrics = Path(run_dir) / "config.json", Path(run_dir) / "metrics.json"
-    if not (config.is_file() and metrics.is_file()):
-        return None
-    saved = json.loads(config.read_text())
-    agree = all(saved[k] == v for k, v in settings.items() if k in saved)
-    same_code = saved.get("code") == settings.get("code")  # made by other code (code_hash): not reused
-    return json.loads(metrics.read_text()) if agree and same_code else None
-
-
-def code_hash():
-    """A short hash of the pipeline's code (the top-level scripts, support/ and kernels/):
-    experiments store it in their runs' settings, so that a run made by other code is trained again."""
-    root = Path(__file__).parent
-    files = [*root.glob("*.py"), *root.glob("support/*.py"), *root.glob("kernels/*.py")]
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+        first = next(iter(e.failures.values()))[0] if hasattr(e, "failures") else e  # (the first rank's)
+        line = (str(first).strip().splitlines() or [type(first).__name__])[0]
+        why = line.split(". ")[0].removeprefix("Error while deserializing header: ")  # (safetensors' prefix)
+        raise ValueError(f"{path}: damaged or incomplete ({why}); {remake}") from e
 
 
 def resume_settings(run_dir, config, overrides, arch_keys):
@@ -340,9 +310,8 @@ def recover_dir(path):
     """A folder that replace_dir was swapping when the process died between its two renames is missing, and
     the previous version sits aside in `.<name>.old-*/old`: put it back. -> path, or None if there is none."""
     path = Path(path)
-    if not path.exists():
-        for aside in sorted(path.parent.glob(f".{path.name}.old-*/old")):
-            os.replace(aside, path)
-            shutil.rmtree(aside.parent, ignore_errors=True)
-            break
+    aside = None if path.exists() else min(path.parent.glob(f".{path.name}.old-*/old"), default=None)
+    if aside:
+        os.replace(aside, path)
+        shutil.rmtree(aside.parent, ignore_errors=True)
     return path if path.exists() else None

@@ -114,8 +114,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, splits=None, strict=False
     try:
         with open(tmp / "motions.npy", "wb") as mf, open(tmp / "texts.jsonl", "w", encoding="utf-8") as tf:
             header = {"descr": "<f4", "fortran_order": False, "shape": (0, feat_dim)}
-            np.lib.format.write_array_header_1_0(mf, header)  # rewritten with the real length at the end
-            header_len = mf.tell()
+            np.lib.format.write_array_header_1_0(mf, header)  # rewritten with the real length (room left)
             for clip in clips:
                 try:
                     feats, captions, tokens = _check_clip(clip, feat_dim, seen)
@@ -145,7 +144,6 @@ def write_dataset(out_dir, clips, *, name, joints_num, splits=None, strict=False
                 raise ValueError(f"{out_dir}: no valid clips to write (skipped: {skipped})")
             mf.seek(0)
             np.lib.format.write_array_header_1_0(mf, {**header, "shape": (offsets[-1], feat_dim)})
-            assert mf.tell() == header_len, "npy header changed size"
         if n_train == 0:
             raise ValueError(f"{out_dir}: the train split is empty; mean/std need training clips")
         # Mean per column; std averaged within each feature group as HumanML3D does (keeps rarely-moving
@@ -271,6 +269,10 @@ class MotionData:
     def index(self, clip_id):
         return self._index[clip_id]
 
+    def _crops(self, starts, T):  # raw features [len(starts), T, D]: T frames from each start row
+        rows = (starts[:, None] + np.arange(T)).reshape(-1)
+        return torch.from_numpy(np.asarray(self.motions[rows], dtype=np.float32)).view(len(starts), T, -1)
+
     def whole_clips(self, clips, unit, max_batch=64):
         """(clip indices, raw features [n, T, D]) over `clips`, grouped by their length cropped to a multiple
         of `unit` (the last T mod unit frames are dropped): whole clips through a network in batches."""
@@ -279,9 +281,7 @@ class MotionData:
             group = clips[frames == T]
             for start in range(0, len(group), max_batch):
                 idx = group[start : start + max_batch]
-                rows = (self.offsets[idx][:, None] + np.arange(T)).reshape(-1)
-                feats = torch.from_numpy(np.asarray(self.motions[rows], dtype=np.float32))
-                yield idx, feats.view(len(idx), T, -1)
+                yield idx, self._crops(self.offsets[idx], T)
 
     def random_windows(self, clips, window, batch, rng):
         """(clip indices [batch] drawn from `clips`, each one's random crop of `window` frames [batch, window,
@@ -289,9 +289,7 @@ class MotionData:
         pick = rng.integers(len(clips), size=batch)
         lengths = np.diff(self.offsets)[clips[pick]]
         starts = self.offsets[clips[pick]] + rng.integers(0, lengths - window + 1)
-        rows = (starts[:, None] + np.arange(window)).reshape(-1)
-        feats = torch.from_numpy(np.asarray(self.motions[rows], dtype=np.float32)).view(batch, window, -1)
-        return clips[pick], feats
+        return clips[pick], self._crops(starts, window)
 
     def split(self, name):
         """Clip indices of a split (train, val, test, ood, ...)."""

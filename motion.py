@@ -55,15 +55,10 @@ SMPLX52_BONE_LENGTHS = np.array([
     0.107870, 0.033876, 0.023438, 0.112998, 0.032097, 0.024503, 0.098655, 0.020353, 0.019662,
     0.104534, 0.029580, 0.024669, 0.055320, 0.032278, 0.027795])  # right hand
 H3D_BONE_LENGTHS = SMPLX52_BONE_LENGTHS[:22]
-
-
-def _parents(chains, joints_num):  # each joint's parent along its kinematic chain (-1: the root)
-    parents = {child: parent for chain in chains for parent, child in zip(chain[:-1], chain[1:], strict=True)}
-    return [parents.get(j, -1) for j in range(joints_num)]
-
-
-H3D_PARENTS = _parents(H3D_KINEMATIC_CHAIN, 22)
-SMPLX52_PARENTS = _parents(SMPLX52_KINEMATIC_CHAIN, 52)
+_parent = {child: parent for chain in SMPLX52_KINEMATIC_CHAIN
+           for parent, child in zip(chain[:-1], chain[1:], strict=True)}
+SMPLX52_PARENTS = [_parent.get(j, -1) for j in range(52)]  # each joint's parent along its chain (-1: root)
+H3D_PARENTS = SMPLX52_PARENTS[:22]  # (the hands hang from the wrists)
 # Rest pose (zero rotations) for forward kinematics: standing, arms hanging, feet forward. Bone
 # vectors = raw direction * length, except the head, which points up here (HumanML3D's raw offset
 # +Z for the head only matters to its inverse kinematics, which uses H3D_RAW_OFFSETS).
@@ -73,7 +68,7 @@ SMPLX52_OFFSETS = (_rest_dirs * SMPLX52_BONE_LENGTHS[:, None]).astype(np.float32
 H3D_OFFSETS = SMPLX52_OFFSETS[:22].copy()
 SMPLX_TO_52 = list(range(22)) + list(range(25, 55))  # SMPL-X layer's 55 joints -> our 52 (drop jaw, eyes)
 FOOT_L, FOOT_R = [7, 10], [8, 11]  # ankle, toe
-FACE_JOINTS = [2, 1, 17, 16]  # r_hip, l_hip, r_shoulder, l_shoulder: across = right - left
+_INVERSE = np.array([1.0, -1.0, -1.0, -1.0])  # quaternion q * _INVERSE = q^-1 (for a unit q, its conjugate)
 
 
 def skeleton(joints_num):
@@ -113,10 +108,6 @@ def qmul(a, *rest):
     return a
 
 
-def _qinv(q):
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
-
-
 def _qrot(q, v):
     """v' = q v q^-1, i.e. v + 2w (u x v) + 2 u x (u x v) with u = q.xyz."""
     u, w = q[..., 1:], q[..., :1]
@@ -148,10 +139,9 @@ def _gaussian_smooth(x, sigma=20.0):
     return windows @ (w / w.sum())
 
 
-def _facing(joints, hips=1.0):
-    """Forward direction = up x across, across = hips * (r_hip - l_hip) + (r_shoulder - l_shoulder)."""
-    r_hip, l_hip, r_sdr, l_sdr = FACE_JOINTS
-    j = joints
+def _facing(j, hips=1.0):
+    """Forward of joints j = up x across, across = hips * (r_hip - l_hip) + (r_shoulder - l_shoulder)."""
+    r_hip, l_hip, r_sdr, l_sdr = 2, 1, 17, 16
     across = hips * (j[..., r_hip, :] - j[..., l_hip, :]) + j[..., r_sdr, :] - j[..., l_sdr, :]
     across = across / np.linalg.norm(across, axis=-1, keepdims=True)
     return np.cross(np.array([0.0, 1.0, 0.0]), across)
@@ -171,47 +161,44 @@ def _inverse_kinematics(joints, parents, chains, raw_offsets):
     rots = np.concatenate([root_quat[:, None], bone_rot], 1)  # indexed by joint
     chain_starts = {chain[1] for chain in chains}
     prev = [0 if j in chain_starts else parents[j] for j in range(1, len(parents))]
-    return np.concatenate([root_quat[:, None], qmul(_qinv(rots[:, prev]), bone_rot)], 1)
+    return np.concatenate([root_quat[:, None], qmul(rots[:, prev] * _INVERSE, bone_rot)], 1)
 
 
-def features_from_joints(joints, feet_thre=0.002):
+def features_from_joints(joints):
     """Joints [T, J, 3] (any skeleton proportions, +Y up) -> features [T-1, 12J-1], HumanML3D's process."""
-    is_torch = isinstance(joints, torch.Tensor)
-    pos = np.asarray(joints.detach().cpu() if is_torch else joints, dtype=np.float64).copy()
-    T, J, _ = pos.shape
+    src = np.asarray(joints, dtype=np.float64)
+    T, J, _ = src.shape
     if T < 2:
-        raise ValueError(f"features_from_joints needs at least 2 frames, got joints of shape {pos.shape}")
+        raise ValueError(f"features_from_joints needs at least 2 frames, got joints of shape {src.shape}")
     parents, chains, raw_offsets, lengths = skeleton(J)
     # Uniform skeleton: every bone keeps its direction and takes the reference length; the root path is
     # scaled by the leg-length ratio (knee->ankle + hip->knee, right leg). Same as HumanML3D's IK -> FK.
-    src_len = np.linalg.norm(pos[0, 1:] - pos[0, parents[1:]], axis=-1)
+    src_len = np.linalg.norm(src[0, 1:] - src[0, parents[1:]], axis=-1)
     scale = (lengths[5] + lengths[8]) / (src_len[4] + src_len[7])
-    new = np.zeros_like(pos)
-    new[:, 0] = pos[:, 0] * scale
+    pos = np.zeros_like(src)
+    pos[:, 0] = src[:, 0] * scale
     for j in range(1, J):  # parents come before children
-        bone = pos[:, j] - pos[:, parents[j]]
-        new[:, j] = new[:, parents[j]] + bone / np.linalg.norm(bone, axis=-1, keepdims=True) * lengths[j]
-    pos = new
+        bone = src[:, j] - src[:, parents[j]]
+        pos[:, j] = pos[:, parents[j]] + bone / np.linalg.norm(bone, axis=-1, keepdims=True) * lengths[j]
     pos[..., 1] -= pos[..., 1].min()  # on the floor
     pos -= pos[0, 0] * np.array([1.0, 0.0, 1.0])  # root xz at the origin in frame 0
     forward0 = _facing(pos[0])
     pos = _qrot(_qbetween(forward0 / np.linalg.norm(forward0), np.array([0.0, 0.0, 1.0])), pos)  # face +Z
-    # Foot contacts: squared frame-to-frame displacement below feet_thre (m^2).
-    contacts = (((pos[1:, FOOT_L + FOOT_R] - pos[:-1, FOOT_L + FOOT_R]) ** 2).sum(-1) < feet_thre)
+    # Foot contacts: squared frame-to-frame displacement below 0.002 m^2 (HumanML3D's feet_thre).
+    contacts = (((pos[1:, FOOT_L + FOOT_R] - pos[:-1, FOOT_L + FOOT_R]) ** 2).sum(-1) < 0.002)
     quats = _inverse_kinematics(pos, parents, chains, raw_offsets)
     r_rot = quats[:, 0]  # world -> root frame (about +Y)
     mats = _qmatrix(quats[:, 1:])
     cont6d = np.concatenate([mats[..., 0], mats[..., 1]], -1)  # first two columns of each rotation
     root_vel = _qrot(r_rot[1:], pos[1:, 0] - pos[:-1, 0])
-    r_velocity = np.arcsin(qmul(r_rot[1:], _qinv(r_rot[:-1]))[:, 2])  # half the yaw step
+    r_velocity = np.arcsin(qmul(r_rot[1:], r_rot[:-1] * _INVERSE)[:, 2])  # half the yaw step
     ric = pos.copy()
     ric[..., [0, 2]] -= pos[:, :1, [0, 2]]
     ric = _qrot(r_rot[:, None], ric)
     local_vel = _qrot(r_rot[:-1, None], pos[1:] - pos[:-1])
-    feats = np.concatenate([r_velocity[:, None], root_vel[:, [0, 2]], ric[:-1, 0, 1:2],
-                            ric[:-1, 1:].reshape(T - 1, -1), cont6d[:-1].reshape(T - 1, -1),
-                            local_vel.reshape(T - 1, -1), contacts], axis=-1).astype(np.float32)
-    return torch.from_numpy(feats) if is_torch else feats
+    return np.concatenate([r_velocity[:, None], root_vel[:, [0, 2]], ric[:-1, 0, 1:2],
+                           ric[:-1, 1:].reshape(T - 1, -1), cont6d[:-1].reshape(T - 1, -1),
+                           local_vel.reshape(T - 1, -1), contacts], axis=-1).astype(np.float32)
 
 
 def feature_slices(joints_num):
@@ -270,11 +257,8 @@ def part_columns(joints_num):
         return [*range(ric0 + (j - 1) * 3, ric0 + j * 3), *range(rot0 + (j - 1) * 6, rot0 + j * 6),
                 *range(vel0 + j * 3, vel0 + j * 3 + 3)]
 
-    parts = {"root": [0, 1, 2, 3, vel0, vel0 + 1, vel0 + 2]}
-    names = ["torso", "left_arm", "right_arm", "left_leg", "right_leg"] + (["left_hand", "right_hand"]
-                                                                            if J == 52 else [])
-    for name in names:
-        parts[name] = [c for j in BODY_PARTS[name] for c in joint_cols(j)]
+    parts = {"root": [0, 1, 2, 3, vel0, vel0 + 1, vel0 + 2]} | {  # and every part within the J joints
+        name: [c for j in part for c in joint_cols(j)] for name, part in BODY_PARTS.items() if max(part) < J}
     parts["left_leg"] += [contact0, contact0 + 1]
     parts["right_leg"] += [contact0 + 2, contact0 + 3]
     return {name: np.array(sorted(cols), dtype=np.int64) for name, cols in parts.items()}

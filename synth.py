@@ -83,15 +83,10 @@ def _bump(x, center, width):
     return 0.5 * (1 + np.cos(np.pi * np.clip((x - center) / width, -1, 1)))
 
 
-def _hold(t, n, rise):
-    """0 -> 1 over `rise` frames after a short lead-in, 1, then back to 0 before the end."""
-    return _ease((t - 3) / rise) * _ease((n - 4 - t) / rise)
-
-
-def _edges(n):
-    """Window that is 0 at both segment edges, for the channels that are not cross-faded."""
-    t = np.arange(n)
-    return _ease((t - BLEND) / BLEND) * _ease((n - 1 - BLEND - t) / BLEND)
+def _hold(t, n, rise, lead=3):
+    """0 -> 1 over `rise` frames after `lead` frames, 1, then back to 0 `lead` frames before the end (lead =
+    rise = BLEND: 0 across the cross-fades, for the channels that are not cross-faded)."""
+    return _ease((t - lead) / rise) * _ease((n - 1 - lead - t) / rise)
 
 
 def _repeat(t, start, period, count, shape):
@@ -100,8 +95,7 @@ def _repeat(t, start, period, count, shape):
     return np.where((x >= 0) & (x < count), shape(x % 1.0), 0.0)
 
 
-def _add(c, sides, **channels):
-    """c[name_side] += value for each side in `sides` ("l", "r" or "lr")."""
+def _add(c, sides, **channels):  # sides: "l", "r" or "lr"
     for name, value in channels.items():
         for s in sides:
             c[:, CH[f"{name}_{s}"]] += value
@@ -114,8 +108,7 @@ def _arm_pose(c, sides, w, **pose):
             c[:, CH[f"{name}_{s}"]] += (pose.get(name, 0.0) - c[:, CH[f"{name}_{s}"]]) * w
 
 
-def _sides(p):
-    """("l", "r") for side=left, ("r", "l") for right, ("lr", "") for both: the named limb(s), the other."""
+def _sides(p):  # (the named limb(s), the other)
     return {"left": ("l", "r"), "right": ("r", "l"), "both": ("lr", "")}[p["side"]]
 
 
@@ -168,7 +161,7 @@ def _sidestep(c, t, n, p, amp, tempo):
 def _turn(c, t, n, p, amp, tempo, angle=None):
     """Yaw rate: a bell over the segment that integrates exactly to `angle` (left positive); in a plain
     turn the feet step in place (marching), as strongly as the body turns."""
-    w, march = _edges(n), angle is None
+    w, march = _hold(t, n, BLEND, BLEND), angle is None
     angle = np.radians(p["angle"]) if march else angle
     c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * angle * w / w.sum()
     if march:
@@ -187,7 +180,8 @@ def _run(c, t, n, p, amp, tempo):
     psi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a, duty=0.5, stance_knee=0.15)
     _add(c, "lr", elbow=1.3)
     c[:, CH["bend"]] += 0.18
-    c[:, CH["lift"]] = 0.05 * np.maximum(np.cos(4 * np.pi * psi), 0) ** 2 * _edges(n)  # flight: exchange
+    # flight at each exchange of feet
+    c[:, CH["lift"]] = 0.05 * np.maximum(np.cos(4 * np.pi * psi), 0) ** 2 * _hold(t, n, BLEND, BLEND)
 
 
 def _jump(c, t, n, p, amp, tempo, legs="lr", period=20, height=0.22):
@@ -360,8 +354,7 @@ def _place(rel, lift, stance_l):
     (+ lift in flight). Ground path: the root moves opposite to the supporting foot's motion relative to
     the root, x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)), weighted between the feet by the
     stance_l channel (1 = left foot, 0.5 = both), so a planted foot stays where it is."""
-    T = len(rel)
-    feet = rel[:, [7, 10, 8, 11], 1].reshape(T, 2, 2).min(-1)  # lowest joint of the left, right foot
+    feet = rel[:, [7, 10, 8, 11], 1].reshape(len(rel), 2, 2).min(-1)  # lowest joint of the left, right foot
     left_down = stance_l[:-1, None]
     toes = np.diff(rel[:, [10, 11]][..., [0, 2]], axis=0)
     step = -(left_down * toes[:, 0] + (1 - left_down) * toes[:, 1])
@@ -383,12 +376,7 @@ def _join(segments):
     return x
 
 
-# Plans (every random choice that the text depends on; support/synth_captions.describe says them),
-# clips, splits.
-def _params(rng, kind):
-    return {name: pick(rng, choices) for name, choices in PARAMS.get(kind, {}).items()}
-
-
+# Plans (every random choice that the text depends on: synth_captions.describe says them), clips, splits.
 def clip_id(index):
     return f"{index:06d}"
 
@@ -407,6 +395,7 @@ def plan_clip(index, seed):
         n = _frames(gesture or kind, p, tempo, rng)
         segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": p, "n": n,
                          "freeze": int(freeze * (n - 1))})
+        total, kinds = STILL_FRAMES, {"static", pose}  # a still pose is its own kind
     for _ in range(0 if subset == "static" else pick(rng, (1, 1, 2, 2, 3))):
         kind = pick(rng, POOLS[subset])
         while segments and kind == (segments[-1]["gesture"] or segments[-1]["kind"]):  # no repeats
@@ -417,22 +406,21 @@ def plan_clip(index, seed):
             kind, gesture = "stand", kind
         elif kind in COMBINABLE and rng.random() < 0.3:
             gesture = pick(rng, ON_THE_MOVE)
-        p, gp = _params(rng, kind), _params(rng, gesture)
+        p, gp = ({name: pick(rng, choices) for name, choices in PARAMS.get(k, {}).items()}
+                 for k in (kind, gesture))
         n = max(_frames(kind, p, tempo, rng), _frames(gesture, gp, tempo, rng) if gesture else 0)
         if segments and total + n > MAX_FRAMES:
             break
         segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": gp, "n": min(n, MAX_FRAMES)})
         total += segments[-1]["n"]
-    total = STILL_FRAMES if subset == "static" else max(total, MIN_FRAMES)
     if subset != "static":
+        total = max(total, MIN_FRAMES)
         segments[-1]["n"] += total - sum(s["n"] for s in segments)
-    kinds = sorted({k for s in segments for k in (s["kind"], s["gesture"]) if k} if subset != "static" else
-                   {"static", segments[0]["p"]["pose"]})  # a still pose is its own kind
+        kinds = {k for s in segments for k in (s["kind"], s["gesture"]) if k}
     edges = np.cumsum([share for _, share in SPLIT_SHARES])
-    split = "ood" if set(kinds) & set(OOD_KINDS) else \
-        SPLIT_SHARES[min(np.searchsorted(edges, u, "right"), 2)][0]
+    split = "ood" if kinds & set(OOD_KINDS) else SPLIT_SHARES[min(np.searchsorted(edges, u, "right"), 2)][0]
     return {"index": index, "subset": subset, "segments": segments, "frames": total, "tempo": tempo,
-            "amp": amp, "kinds": kinds, "split": split}
+            "amp": amp, "kinds": sorted(kinds), "split": split}
 
 
 def _channels(plan, rng):
@@ -481,8 +469,7 @@ def generate_clip(index, seed, with_joints=True):
 
 
 def make_splits(size, seed):
-    """{"train", "val", "test", "ood"} -> clip ids. Clips with an OOD kind go to ood only; the rest are
-    split ~85/5/10 by a per-clip random number."""
+    """{"train", "val", "test", "ood"} -> clip ids, by each clip's plan (OOD_KINDS, SPLIT_SHARES)."""
     splits = {"train": [], "val": [], "test": [], "ood": []}
     for index in range(size):
         splits[plan_clip(index, seed)["split"]].append(clip_id(index))
@@ -505,8 +492,7 @@ def main(argv):  # print the first clips' plans and captions
     for index in range(cfg["size"]):
         clip = generate_clip(index, cfg["seed"])
         print(f"{clip['id']} [{clip['subset']}/{clip['split']}] {len(clip['feats'])} frames")
-        for caption in clip["captions"]:
-            print("   ", caption)
+        print("\n".join(f"    {caption}" for caption in clip["captions"]))
         print("    upper:", clip["parts"]["upper"], "\n    lower:", clip["parts"]["lower"])
 
 

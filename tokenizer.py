@@ -13,6 +13,7 @@ API: load(run_dir) -> Tokenizer: .encode(raw feats [B, T, D]) -> codes [B, T/4, 
 
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -106,16 +107,6 @@ def decoder(dims, c_in, c_out, width, depth):  # T/4 -> T/2 -> T, mirroring the 
     return nn.Sequential(*layers, conv(dims, width, width, 3), nn.ReLU(), conv(dims, width, c_out, 3))
 
 
-def make_quantizer(cfg):
-    """The quantizer of cfg["kind"], with LFQ's interface: forward(z [..., dim], step) -> (q, codes,
-    losses), nearest(z), lookup(codes), .dim, .n_layers (VQ and RVQ: support/tokenizer_baselines.py)."""
-    if cfg["kind"] in ("lfq2d", "lfq1d"):
-        return LFQ(cfg["codebook_size"], cfg["entropy_temperature"])
-    if cfg["kind"] not in BASELINES:
-        raise ValueError(f"unknown tokenizer kind {cfg['kind']!r}: expected lfq2d, lfq1d, vq or rvq")
-    return BASELINES[cfg["kind"]](cfg)
-
-
 class Tokenizer(nn.Module):
     """Raw features [B, T, D] <-> codes [B, T/4, P]. mean/std are buffers: the weights carry their
     normalisation. The encoder output z is [B, T/4, S, code_dim] (S = P for 2D-LFQ, 1 otherwise)."""
@@ -126,7 +117,11 @@ class Tokenizer(nn.Module):
         self.kind, self.K, self.joints_num, self.feat_dim = kind, K, cfg["joints_num"], D
         self.register_buffer("mean", torch.zeros(D) if mean is None else torch.as_tensor(mean).float())
         self.register_buffer("std", torch.ones(D) if std is None else torch.as_tensor(std).float())
-        self.quantizer = make_quantizer(cfg)
+        if kind not in ("lfq2d", "lfq1d", *BASELINES):
+            raise ValueError(f"unknown tokenizer kind {kind!r}: expected lfq2d, lfq1d, vq or rvq")
+        # with LFQ's interface: forward(z [..., dim], step) -> (q, codes, losses), nearest(z), lookup(codes),
+        # .dim, .n_layers (VQ and RVQ: support/tokenizer_baselines.py)
+        self.quantizer = BASELINES[kind](cfg) if kind in BASELINES else LFQ(K, cfg["entropy_temperature"])
         code_dim = self.quantizer.dim
         if cfg.get("hold_edges") is False:  # a switch deleted once decided
             raise ValueError("hold_edges=False: an ablation deleted after commit a4c2a31 (its figures: "
@@ -150,12 +145,11 @@ class Tokenizer(nn.Module):
             self.register_buffer("unorder", torch.argsort(order), persistent=False)  # and back
             self.lift = nn.ModuleList(nn.Linear(n, width) for n in self.part_sizes)
             self.unlift = nn.ModuleList(nn.Linear(width, n) for n in self.part_sizes)
-            self.encoder = encoder(2, width, code_dim, width, depth)
-            self.decoder = decoder(2, code_dim, width, width, depth)
         else:
             self.P = self.quantizer.n_layers
-            self.encoder = encoder(1, D, code_dim, width, depth)
-            self.decoder = decoder(1, code_dim, D, width, depth)
+        dims, channels = (2, width) if self.by_part else (1, D)  # 2D: Conv2d over (time, part), lifted parts
+        self.encoder = encoder(dims, channels, code_dim, width, depth)
+        self.decoder = decoder(dims, code_dim, channels, width, depth)
 
     def normalise(self, feats):
         return (feats - self.mean) / self.std
@@ -313,7 +307,11 @@ def train(cfg, progress=True):
                             util=f"{code_stats(usage)['utilisation']:.3f}", refresh=False)
             usage.zero_()
         if rank == 0 and ((step + 1) % cfg["ckpt_every"] == 0 or step + 1 == cfg["max_iters"]):
-            save_checkpoint(run_dir, model, opt, step + 1, history)
+            # model.safetensors (what load() reads) and train_state.pt (what --resume reads), each atomic
+            state = {"model": save_weights(run_dir / "model.safetensors", model.state_dict()),
+                     "optimizer": opt.state_dict(), "step": step + 1, "history": history,
+                     "rng": torch.get_rng_state()}
+            atomic_write(run_dir / "train_state.pt", partial(torch.save, state))
 
     metrics = None
     if rank == 0:
@@ -370,14 +368,6 @@ def train_step(ddp, model, opt, data, idx, feats, step, cfg):
     return out, codes
 
 
-def save_checkpoint(run_dir, model, opt, step, history):
-    """model.safetensors (what load() reads) and train_state.pt (what --resume reads), each atomic."""
-    weights = save_weights(run_dir / "model.safetensors", model.state_dict())
-    state = {"model": weights, "optimizer": opt.state_dict(), "step": step, "history": history,
-             "rng": torch.get_rng_state()}
-    atomic_write(run_dir / "train_state.pt", lambda p: torch.save(state, p))
-
-
 # trained runs, and a dataset's codes (train.py reads these and never runs the encoder)
 def load(run_dir, device="cpu"):
     """The trained tokenizer in out/tokenizer/<run>/ (config.json + model.safetensors), in eval mode."""
@@ -422,7 +412,6 @@ def encode_dataset(run_dir, data_dir, device="cpu"):
     return write_codes(model, run_dir, data, data_dir, ALPHA, device)
 
 
-# command line: --config=file.json first, then --key=value
 def main(argv):
     overrides = parse_args(argv, CONFIG, "tokenizer.py")
     cfg = {**CONFIG, **overrides}

@@ -13,7 +13,7 @@ chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each w
 out/choices/<choice>.json (every candidate's figures with their 95% intervals, n) and prints a table;
 `python docs/results.py --update` copies them into docs/results/. Runs live in out/tokenizer/choices_*
 and out/lm/choices/; a rerun skips the runs it has finished with the same settings and code
-(common.code_hash).
+(experiments.code_hash).
 
 The choices decided for good and deleted with their switches were last here in commit a4c2a31: held_edges
 (the tokenizer holds a clip's edge poses), motion_clock (the motion starts at a fixed position), edit_training
@@ -35,7 +35,8 @@ import motion  # noqa: E402
 import sample  # noqa: E402
 import tokenizer  # noqa: E402
 import train  # noqa: E402
-from common import cli, code_hash, finished_run, parse_args, pick_device, write_json  # noqa: E402
+from common import cli, parse_args, pick_device, write_json  # noqa: E402
+from experiments import code_hash, finished_run  # noqa: E402
 from experiments.edits import evaluate_edits  # noqa: E402
 from support.eval_evaluator import load_evaluator  # noqa: E402
 from support.eval_physical import clip_plans, physical_check, plan_action  # noqa: E402

@@ -10,7 +10,7 @@ command per claim, each condition trained with several seeds and evaluated by ev
 They need what `make demo` leaves: the dataset with its 2D-LFQ codes (tokenizer run `default`) and the
 evaluator. Each writes out/claims/<claim>.json (every run's figures, the mean and the spread over seeds per
 condition, and the verdict) and <claim>.png, and prints a table. Runs live in out/lm/claims/<claim>/; a rerun
-skips the runs it has finished with the same settings and the same code (common.code_hash).
+skips the runs it has finished with the same settings and the same code (experiments.code_hash).
 
 Conditions get equal budgets: both tokenizers of the tokenizer claim train the default's steps at its batch
 (their MPJPE is reported beside the LM figures); the pretrain claim, which at this scale tests pretraining on
@@ -43,12 +43,11 @@ import train  # noqa: E402
 from common import (  # noqa: E402
     atomic_write,
     cli,
-    code_hash,
-    finished_run,
     parse_args,
     pick_device,
     write_json,
 )
+from experiments import code_hash, finished_run  # noqa: E402
 from model import Kind  # noqa: E402
 from support.eval_evaluator import load_evaluator  # noqa: E402
 from support.model_pretrained import fresh_rows  # noqa: E402

@@ -7,7 +7,7 @@ steps of `batch_size` windows, the same width, window, learning rate, ...) and m
     python experiments/sweep.py --kinds=vq,lfq2d --log2k=8,10,12 --iters=1000 --run_name=sweep_long
 
 Every tokenizer.py setting (--width, --window, --data_dir, ...) applies to all runs. A rerun skips the runs
-it has already finished with the same settings and code (common.code_hash).
+it has already finished with the same settings and code (experiments.code_hash).
 """
 
 import sys
@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python experiments/sweep.py`
 import tokenizer  # noqa: E402
-from common import atomic_write, cli, code_hash, finished_run, parse_args, write_json  # noqa: E402
+from common import atomic_write, cli, parse_args, write_json  # noqa: E402
+from experiments import code_hash, finished_run  # noqa: E402
 
 CONFIG = dict(tokenizer.CONFIG, run_name="sweep",  # runs -> out_dir/run_name/<kind>_K<K>/
               kinds="vq,rvq,lfq2d,lfq1d", log2k="8,9,10,11,12,13,14",  # tokenizers x K = 2^b

@@ -51,9 +51,11 @@ def _use_triton(x: torch.Tensor) -> bool:
     return BACKEND == "triton" or (BACKEND == "auto" and x.is_cuda and x.dtype != torch.float64)
 
 
-def _check_bits(d: int, what: str) -> None:
+def _check_bits(d: int, what: str, z=None) -> None:  # (and that z, if given, is floating-point)
     if not 1 <= d <= MAX_BITS:
         raise ValueError(f"{what}: LFQ needs 1 <= d <= {MAX_BITS} bits per code (K = 2^d codes), got d = {d}")
+    if z is not None and not z.is_floating_point():
+        raise TypeError(f"{what}: z must be a floating-point tensor, got {z.dtype}")
 
 
 def _triton():  # kernels/lfq_triton.py, and with it triton, imported when a tensor first takes that path
@@ -174,9 +176,7 @@ def lfq_quantize(z: torch.Tensor):
     """z [..., d] -> (q [..., d] in {-1, +1} in z's dtype, straight-through gradient; idx [...] int64) by
     eq. (2): q_i = +1 where z_i > 0 else -1 (z_i = 0 gives -1), idx = sum_i 2^i [z_i > 0] (dim 0 = LSB)."""
     d = z.shape[-1]
-    _check_bits(d, "lfq_quantize")
-    if not z.is_floating_point():
-        raise TypeError(f"lfq_quantize: z must be a floating-point tensor, got {z.dtype}")
+    _check_bits(d, "lfq_quantize", z)
     q, idx = _Quantize.apply(z.reshape(-1, d).contiguous())
     return q.view(z.shape), idx.view(z.shape[:-1])
 
@@ -206,9 +206,7 @@ def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = F
     of H(q) of the whole batch. sample_entropy stays the mean over the local samples.
     """
     d = z.shape[-1]
-    _check_bits(d, "lfq_entropy")
-    if not z.is_floating_point():
-        raise TypeError(f"lfq_entropy: z must be a floating-point tensor, got {z.dtype}")
+    _check_bits(d, "lfq_entropy", z)
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"lfq_entropy: temperature must be a positive number, got {temperature}")
     z = z.reshape(-1, d)
@@ -232,7 +230,7 @@ def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = F
     return sample_entropy, codebook_entropy
 
 
-# the quantizer module the tokenizer uses (tokenizer.make_quantizer)
+# the quantizer module the tokenizer uses (tokenizer.Tokenizer)
 class LFQ(nn.Module):
     """Lookup-free quantizer (§4.2, eq. 2, dimension 0 the least significant bit; the paper counts from 1:
     2^(i-1)). The codebook is {-1, +1}^d with d = log2 K: nothing to learn, nothing to look up."""

@@ -1,7 +1,6 @@
 """Triton kernels of kernels/lfq.py: the LFQ index and codes, and the bit-split code mass with its backward
 (the math is in kernels/lfq.py's docstring). kernels/lfq.py imports this file, and with it triton, only when a
-tensor takes the Triton path: a CUDA tensor, or BACKEND = "triton" (on the CPU through Triton's interpreter,
-TRITON_INTERPRET=1 set before triton is first imported, as tests/conftest.py does without CUDA).
+tensor takes the Triton path (kernels/lfq.py's BACKEND says which do).
 
 z is [N, d] row-major; the bit/dimension axis is padded to D_PAD = max(16, 2^ceil(log2 d)) (tl.dot needs
 >= 16) and masked, and so are code blocks of fewer than 16 codes (K1 or K2 < 16). Row indices stay int32
@@ -172,8 +171,7 @@ def _blocks(d: int):
     """(D_PAD, BLOCK_N, BLOCK_LO, BLOCK_HI, target number of programs: 4 per SM on a GPU) for d bits."""
     block_n, block_codes = TILES_INTERPRETER if INTERPRET else TILES_GPU
     sms = 1 if INTERPRET else torch.cuda.get_device_properties().multi_processor_count  # the current GPU
-    block_lo = max(16, min(block_codes, 2 ** (d // 2)))
-    block_hi = max(16, min(block_codes, 2 ** (d - d // 2)))
+    block_lo, block_hi = (max(16, min(block_codes, 2**bits)) for bits in (d // 2, d - d // 2))
     return _d_pad(d), block_n, block_lo, block_hi, 4 * sms
 
 

@@ -28,7 +28,10 @@ def load_humanml3d(name, src, fps=20, t2m_test=()):
     """HumanML3D layout: new_joint_vecs/<name>.npy [T, 263], texts/<name>.txt lines caption#tokens#start#end.
     start = end = 0 captions the whole clip; other lines caption the sub-clip [start, end) seconds. The
     tokens ("a/DET man/NOUN ...") are kept beside the captions for the standard evaluator. A name in
-    `t2m_test` is read as Guo et al.'s evaluation reads its test set (t2m_test_clips)."""
+    `t2m_test` is read as Guo et al.'s evaluation set has it (their Text2MotionDatasetV2, so that figures
+    compare with Table 3's): files of 200 or more frames are left out whole (data.py counts them as
+    too_long), and every sub-clip caption line makes its own entry; each entry's `max_frames` (199) is what
+    data.py checks."""
     file, text = Path(src) / "new_joint_vecs" / f"{name}.npy", Path(src) / "texts" / f"{name}.txt"
     feats = np.load(file, allow_pickle=False)
     by_range = {}
@@ -37,35 +40,21 @@ def load_humanml3d(name, src, fps=20, t2m_test=()):
         start, end = (float(fields[2]), float(fields[3])) if len(fields) >= 4 else (0.0, 0.0)
         start, end = (0.0 if np.isnan(start) else start), (0.0 if np.isnan(end) else end)  # nan = whole
         by_range.setdefault((start, end), []).append((fields[0], fields[1] if len(fields) > 1 else b""))
-    entry = {"file": str(file), "text_file": str(text), "parts": {}, "subset": "humanml3d"}
-    if name in t2m_test:
-        return t2m_test_clips(name, feats, by_range, fps, entry)
-    clips = []
-    for (start, end), lines in (by_range or {(0.0, 0.0): []}).items():
-        whole = start == 0 and end == 0
-        clips.append({**entry, "id": name if whole else f"{name}@{start:g}-{end:g}",
-                      "feats": feats if whole else feats[int(start * fps):int(end * fps)],
-                      "captions": [c for c, _ in lines], "tokens": [t for _, t in lines]})  # "word/POS ..."
-    return clips
-
-
-def t2m_test_clips(name, feats, by_range, fps, entry):
-    """A test file as Guo et al.'s evaluation set has it (their Text2MotionDatasetV2, so that figures compare
-    with Table 3's): files of 200 or more frames are left out whole (data.py counts them as too_long), the
-    whole-clip captions make one entry, and every sub-clip caption line makes its own entry, also kept only
-    when it has 40 to 199 frames; each entry's `max_frames` (199) is what data.py checks."""
-    entry = {**entry, "max_frames": 199}
-    if len(feats) >= 200:
+    t2m = name in t2m_test
+    entry = {"file": str(file), "text_file": str(text), "parts": {}, "subset": "humanml3d",
+             **({"max_frames": 199} if t2m else {})}
+    if t2m and len(feats) >= 200:
         return [{**entry, "id": name, "feats": feats, "captions": [b"-"], "tokens": [b""]}]
     clips = []
-    for (start, end), lines in by_range.items():
-        if start == 0 and end == 0:
-            clips.append({**entry, "id": name, "feats": feats, "captions": [c for c, _ in lines],
-                          "tokens": [t for _, t in lines]})
-            continue
-        for k, (caption, tokens) in enumerate(lines):
-            clips.append({**entry, "id": f"{name}@{start:g}-{end:g}#{k}", "captions": [caption],
-                          "feats": feats[int(start * fps):int(end * fps)], "tokens": [tokens]})
+    for (start, end), lines in (by_range or ({} if t2m else {(0.0, 0.0): []})).items():
+        whole = start == 0 and end == 0
+        piece = {**entry, "feats": feats if whole else feats[int(start * fps):int(end * fps)]}
+        if whole or not t2m:
+            clips.append({**piece, "id": name if whole else f"{name}@{start:g}-{end:g}",
+                          "captions": [c for c, _ in lines], "tokens": [t for _, t in lines]})
+        else:  # t2m_test: one entry per caption line
+            clips += [{**piece, "id": f"{name}@{start:g}-{end:g}#{k}", "captions": [c], "tokens": [t]}
+                      for k, (c, t) in enumerate(lines)]
     return clips
 
 

@@ -84,8 +84,7 @@ TIMES = {0: "", 1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "fi
 
 def _words(p):
     """Fill-in fields for the templates from a segment's parameters."""
-    side, count = p.get("side", ""), p.get("count", 1)
-    speed = p.get("speed", "normal")
+    side, count, speed = p.get("side", ""), p.get("count", 1), p.get("speed", "normal")
     return {"dir": p.get("dir", ""), "side": side, "other": {"left": "right", "right": "left"}.get(side, ""),
             "angle": p.get("angle", ""), "clock": "counterclockwise" if side == "left" else "clockwise",
             "speed_adv": {"slow": " slowly", "normal": "", "fast": " quickly"}[speed],

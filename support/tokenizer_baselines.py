@@ -24,12 +24,6 @@ class VQ(nn.Module):
         self.register_buffer("ema_sum", torch.zeros(K, dim))
         self.register_buffer("ema_count", torch.zeros(K))  # all codes dead: the first update resets them
 
-    def _random_rows(self, flat):  # CPU generator: its state is all that a resume has to restore
-        rows = flat[torch.randint(len(flat), (self.K,)).to(flat.device)].contiguous()
-        if dist.is_initialized():
-            dist.broadcast(rows, 0)
-        return rows
-
     @torch.no_grad()
     def _ema_update(self, flat, codes):
         counts = torch.bincount(codes, minlength=self.K).to(flat.dtype)
@@ -43,8 +37,11 @@ class VQ(nn.Module):
         # uniformly used code's count. min(1, N / 8K) keeps that ratio for small batches, where a count of 1
         # would reset codes in use at every step (it equals 1 at T2M-GPT's and the paper's batch sizes).
         used = (self.ema_count >= (counts.sum() / (8 * self.K)).clamp(max=1.0))[:, None]
-        self.codebook.copy_(torch.where(used, self.ema_sum / self.ema_count[:, None],
-                                        self._random_rows(flat)))
+        # random batch rows for the others (CPU generator: its state is all that a resume has to restore)
+        rows = flat[torch.randint(len(flat), (self.K,)).to(flat.device)].contiguous()
+        if dist.is_initialized():
+            dist.broadcast(rows, 0)
+        self.codebook.copy_(torch.where(used, self.ema_sum / self.ema_count[:, None], rows))
 
     def nearest(self, z):  # argmin_c ||z - code_c||^2, [..., dim] -> [...]
         flat = z.reshape(-1, z.shape[-1])
@@ -71,9 +68,8 @@ class RVQ(nn.Module):
 
     def __init__(self, K, dim, decay, n_quantizers, dropout, seed):
         super().__init__()
-        self.layers = nn.ModuleList(VQ(K, dim, decay) for _ in range(n_quantizers))
-        self.dim, self.n_layers = dim, n_quantizers  # a vector's codes: one per layer
-        self.dropout, self.seed = dropout, seed
+        self.layers = nn.ModuleList(VQ(K, dim, decay) for _ in range(n_quantizers))  # one code per layer
+        self.dim, self.n_layers, self.dropout, self.seed = dim, n_quantizers, dropout, seed
 
     def forward(self, z, step):
         n = len(self.layers)

@@ -10,8 +10,7 @@ from safetensors.torch import load_file
 import data
 import model
 import train
-from common import code_hash, finished_run
-from experiments import choices, claims
+from experiments import choices, claims, code_hash, finished_run
 from support.codes import Codes
 
 

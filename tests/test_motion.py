@@ -114,9 +114,9 @@ def test_features_round_trip_is_a_rigid_motion_of_the_input(J):
     parents = motion.H3D_PARENTS if J == 22 else motion.SMPLX52_PARENTS
     joints = motion.forward_kinematics(rot, root, motion.SMPLX52_OFFSETS[:J], parents).astype(np.float64)
     joints[..., 1] += 0.3  # off the floor
-    feats = motion.features_from_joints(torch.from_numpy(joints))
-    assert isinstance(feats, torch.Tensor) and feats.shape == (79, 12 * J - 1)
-    back = motion.recover_from_ric(feats.double(), J).numpy()
+    feats = motion.features_from_joints(joints)
+    assert feats.shape == (79, 12 * J - 1)
+    back = motion.recover_from_ric(feats.astype(np.float64), J)
     # on the floor, root xz at the origin in frame 0, frame 0 faces +Z (hips and shoulders along -X)
     assert abs(back[..., 1].min()) < 1e-5 and np.abs(back[0, 0, [0, 2]]).max() < 1e-6
     across = back[0, 2] - back[0, 1] + back[0, 17] - back[0, 16]
@@ -138,7 +138,7 @@ def test_hold_still_holds_the_edge_poses_where_they_are(J):
     rot, root = random_motion(30, J, seed=7)
     parents = motion.H3D_PARENTS if J == 22 else motion.SMPLX52_PARENTS
     joints = motion.forward_kinematics(rot, root, motion.SMPLX52_OFFSETS[:J], parents).astype(np.float64)
-    feats = motion.features_from_joints(torch.from_numpy(joints))[None]
+    feats = torch.from_numpy(motion.features_from_joints(joints))[None]
     held = motion.hold_still(feats, 8, J)
     assert held.shape == (1, 8 + 29 + 8, 12 * J - 1)
     clip, back = motion.recover_from_ric(feats[0], J).numpy(), motion.recover_from_ric(held[0], J).numpy()
