@@ -10,15 +10,8 @@ retrieval against the whole test set, and physical checks on the joints that nee
     python eval.py --tokenizer=default      # reconstruction only (Table 6): MPJPE, FID, utilisation
     python eval.py --data_dir=data/humanml3d --t2m_checkpoint=.../finest.tar --glove_dir=... --t2m_meta=...
 
-The protocol, per replication (20 by default; each regenerates the test set): every test clip with one of
-its captions at random and a crop of its length floored to 4-frame units (one unit shorter one time in
-three) at a random offset; shuffled; R-Precision and MMDist within batches of 32 (the last partial batch
-dropped); FID against a second such draw of the real motions; Diversity over 300 random pairs;
-MultiModality over mm_texts texts x mm_samples generations. The physical checks run on every checkable clip
-of the split, one take each. Each figure is the mean over the replications with a 95% interval from a
-bootstrap over the clips and the replications. Results: a markdown table per split, and JSON
-(out/eval/<dataset>/<what>.json) with each figure under its name, its interval under <name>_ci ([low, high])
-and n (n_clips, n_checked, replications) per row.
+The protocol (replications, the bootstrap's intervals) and the results' layout (a markdown table per split,
+JSON in out/eval/<dataset>/<what>.json): docs/evaluation.md.
 """
 
 from dataclasses import dataclass
@@ -32,20 +25,8 @@ import motion
 import sample
 import tokenizer
 from common import cli, parse_args, pick_device, progress_bar, write_json
-from motion import MAX_FRAMES
-from support import eval_t2m
+from support import eval_metrics, eval_t2m
 from support.eval_evaluator import load_evaluator, near_duplicates, train_evaluator
-from support.eval_metrics import (
-    batch_hits,
-    diversity,
-    frechet_distance,
-    gallery_figures,
-    gallery_ranks,
-    interval,
-    multimodality,
-    protocol_draw,
-    unit_crop,
-)
 from support.eval_physical import action_figures, clip_plans, physical_check, plan_action
 from support.eval_report import markdown_table
 
@@ -109,7 +90,7 @@ def generated_feats(joints):
     """A generated clip's joints [T, J, 3] -> the evaluator's features, all T frames: the last joint frame is
     repeated (features_from_joints gives T - 1 frames, one per joint-frame pair), then unit_crop."""
     joints = np.asarray(joints)
-    return unit_crop(motion.features_from_joints(np.concatenate([joints, joints[-1:]])))
+    return eval_metrics.unit_crop(motion.features_from_joints(np.concatenate([joints, joints[-1:]])))
 
 
 def replicate(ev, data, clips, checked, cfg, rep, generate):
@@ -117,7 +98,7 @@ def replicate(ev, data, clips, checked, cfg, rep, generate):
     order; with `generate`, the model's take for each reference caption, one for every checked clip (for one
     of its captions at random: the physical checks), and mm_samples for each of the first mm_texts."""
     rng = np.random.default_rng([cfg["seed"], rep])
-    reference, gt = protocol_draw(data, clips, rng), protocol_draw(data, clips, rng)
+    reference, gt = (eval_metrics.protocol_draw(data, clips, rng) for _ in range(2))
     at = {c: k for k, c in enumerate(gt["clip"])}
     order = [at[c] for c in reference["clip"]]
     out = Replication(clip=np.array(reference["clip"]), caption=reference["caption"],
@@ -152,20 +133,20 @@ def protocol_figures(rep, row, slots, cfg, seed, mm_texts=None):
     # R-Precision: within batches of 32 consecutive draws (the last, partial one dropped: NaN), is a text's
     # own motion among its 1, 2, 3 nearest? Per clip, and averaged over the slots: a bootstrap resamples the
     # clips, not the batches (a clip twice in one batch would have fewer rivals, raising R-Precision)
-    hits = batch_hits(text, motions, cfg["rprecision_batch"])[slots]
+    hits = eval_metrics.batch_hits(text, motions, cfg["rprecision_batch"])[slots]
     fig = {f"R@{k}": np.nanmean(hits[:, k - 1]) for k in (1, 2, 3)}
     # FID: the row's motions against the reference draw's real ones (for the ground truth: two draws)
-    fig["FID"] = frechet_distance(rep.reference[slots], motions[slots])
+    fig["FID"] = eval_metrics.frechet_distance(rep.reference[slots], motions[slots])
     # MMDist: the distance from a text to its own motion, over the clips R-Precision counts
     dist = np.linalg.norm(text - motions, axis=1)[slots]
     fig["MMDist"] = np.nanmean(np.where(np.isnan(hits[:, 0]), np.nan, dist))
     # Diversity: the mean distance between random pairs of the motions (T2M-GPT's 100 pairs on a small set)
     times = cfg["diversity_times"] if len(slots) > cfg["diversity_times"] else 100
-    fig["Diversity"] = diversity(motions[slots], min(times, len(slots) - 1), seed)
+    fig["Diversity"] = eval_metrics.diversity(motions[slots], min(times, len(slots) - 1), seed)
     # MultiModality: the mean distance between random pairs of generations of the same text
     if row == "generated" and rep.mm is not None:
         mm = rep.mm if mm_texts is None else rep.mm[mm_texts]
-        fig["MultiModality"] = multimodality(mm, cfg["mm_times"], seed)
+        fig["MultiModality"] = eval_metrics.multimodality(mm, cfg["mm_times"], seed)
     return {k: float(v) for k, v in fig.items()}
 
 
@@ -178,17 +159,15 @@ def summarise(reps, row, clips, kinds, real, cfg):
     """A row's figures over `clips` (ids): the protocol's, then the gallery retrieval's, the lengths',
     the physical checks' (`kinds` of the checked clips; `real`: the real clips' outcomes), each the mean over
     the replications, with a 95% interval from a bootstrap that draws a replication and resamples the clips,
-    the checked clips and the MultiModality texts (cfg["bootstrap"] draws, fixed seed), so that it covers
-    which clips were drawn as well as the sampling."""
-    ranks = []  # the gallery: each text's rank among all the row's motions, near-duplicate captions positive
-    for rep in reps:
-        text, motions, captions = rep.pair(row)
-        ranks.append(gallery_ranks(text, motions, near_duplicates(captions, cfg["duplicate_jaccard"])))
+    the checked clips and the MultiModality texts (cfg["bootstrap"] draws, fixed seed)."""
+    # the gallery: each text's rank among all the row's motions, near-duplicate captions positive
+    ranks = [eval_metrics.gallery_ranks(text, motions, near_duplicates(captions, cfg["duplicate_jaccard"]))
+             for text, motions, captions in (rep.pair(row) for rep in reps)]
 
     def figures(r, slots, checked_at, mm_texts, seed):  # every figure of replication r over these draws
         rep = reps[r]
         fig = protocol_figures(rep, row, slots, cfg, seed, mm_texts)
-        fig |= {f"gallery_{k}": v for k, v in gallery_figures(ranks[r][slots]).items()}
+        fig |= {f"gallery_{k}": v for k, v in eval_metrics.gallery_figures(ranks[r][slots]).items()}
         fig |= length_figures(rep.length_ratio[slots]) if row == "generated" else {}
         passed = real if row == "ground_truth" else rep.passed
         return fig | (action_figures(passed, kinds, checked_at) if len(kinds) else {})
@@ -208,16 +187,14 @@ def summarise(reps, row, clips, kinds, real, cfg):
         values = [d[key] for d in draws if key in d]  # a kind absent from a draw has no rate there
         out[key] = float(np.mean([f[key] for f in every]))
         share = key.startswith(("R@", "gallery_R@", "action_", "count_", "length_within"))  # shares: <= 1
-        out[f"{key}_ci"] = interval(values, out[key], share) if values else [out[key]] * 2
+        out[f"{key}_ci"] = eval_metrics.interval(values, out[key], share) if values else [out[key]] * 2
     return out
 
 
 def evaluate_split(ev, data, clips, cfg, generate=None, checked_clips=None, subset=None, progress=True):
-    """{"n_clips", "n_checked", "replications", "kinds": {kind: clips checked}, "ground_truth": figures,
-    "generated": figures (with `generate`)}, each figure the mean over cfg["replications"] with its 95%
-    interval (<name>_ci: [low, high]). The physical checks run on every clip of `checked_clips` (default:
-    `clips`) that has one: on the real clips (the ceiling) and on one take per clip and replication.
-    `subset` (clip indices) adds the rows "<row>_subset" over those of the evaluated clips only.
+    """A split's result (docs/evaluation.md#output): n, the kinds checked and the rows "ground_truth" and
+    (with `generate`) "generated". The physical checks run on every clip of `checked_clips` (default: `clips`)
+    that has one; `subset` (clip indices) adds the rows "<row>_subset" over those of the evaluated clips only.
     generate(texts, num_samples, seed, keys) -> joints [T, J, 3] per text and sample, text-major."""
     pool = clips if checked_clips is None else checked_clips
     checked = {i: a for i, plan in zip(pool.tolist(), clip_plans(data, pool), strict=True)
@@ -241,16 +218,14 @@ def evaluate_split(ev, data, clips, cfg, generate=None, checked_clips=None, subs
 
 @torch.no_grad()
 def evaluate_tokenizer(ev, tok, data, clips):
-    """Table 6's setting: whole clips (cropped to 4-frame units) through encode/decode. MPJPE in mm
-    (root-aligned, motion.mpjpe) over all frames, codebook utilisation (per RVQ layer, averaged, as the
-    tokenizer's own metrics.json), and the FID between the evaluator's embeddings of the real and the
-    reconstructed clips (deterministic: no replications)."""
+    """Table 6's setting: whole clips (cropped to 4-frame units) through encode/decode -> MPJPE (mm),
+    codebook utilisation (as the tokenizer's own metrics.json) and the FID of the evaluator's embeddings."""
     pairs = []
     metrics = tokenizer.evaluate(tok, data, clips=clips, keep=pairs)
-    real = [f for feats, _ in pairs for f in feats[:, :MAX_FRAMES].cpu().numpy()]
-    recon = [f for _, out in pairs for f in out[:, :MAX_FRAMES].cpu().numpy()]
+    real = [f for feats, _ in pairs for f in feats[:, :motion.MAX_FRAMES].cpu().numpy()]
+    recon = [f for _, out in pairs for f in out[:, :motion.MAX_FRAMES].cpu().numpy()]
     return {"clips": len(clips), "mpjpe_mm": metrics["mpjpe_mm"],
-            "FID": frechet_distance(ev.embed_motions(real), ev.embed_motions(recon)),
+            "FID": eval_metrics.frechet_distance(ev.embed_motions(real), ev.embed_motions(recon)),
             "utilisation": metrics["utilisation"]}
 
 

@@ -6,26 +6,17 @@ One training sample (docs/design.md), time-major, the P part codes of a step tog
 
     <text tokens of the instruction> <mot> [<len T>] c(0,0) … c(0,P−1) c(1,0) … c(T−1,P−1) </mot> <eos>
 
-The instruction is a template around the normalised caption, e.g. "generate a motion: a man walks forward.",
-sometimes with MotionBase's part texts appended ("… upper body: the arms swing. lower body: …"). Code c of the
-tokenizer's codebook is vocabulary id motion_ids[c]: with motion_vocab="add" a block of K new rows appended to
-the embedding and the head; with "reuse" (the paper's choice for its LFQ codebook, §5.1) the K least frequent
-text tokens of the captions, repurposed. <mot> and </mot> are always new tokens (§4.1), and <pad> where the
-family lacks one. With train.py --length_token (not in the paper) the model first writes the motion's length
-<len T> (one of LENGTH_TOKENS new tokens), decided once from the text instead of at every step by </mot>.
+The instruction is a template around the normalised caption, sometimes with MotionBase's part texts. Code c
+is vocabulary id motion_ids[c]: K new rows (motion_vocab="add") or the K least frequent caption tokens
+("reuse", the paper's, §5.1). <mot> and </mot> are new tokens (§4.1), and <pad> where the family lacks one;
+with train.py --length_token (not in the paper) the model first writes the motion's length <len T>.
 
 Training minimises eq. (1), L(Θ) = −Σ_j log P_Θ(y_j | desc, ŷ_{1:j−1}) over the tokens counted() counts (by
-their Kind). generate() is constrained, so every output parses into codes [T, P].
-
-    lm = model.build("gpt2-tiny", K=1024, P=6, captions=train_texts)      # or "gpt2-medium", a local folder
-    ids, kinds = lm.sample_ids("A man walks forward.", codes)              # codes int [T, P]
-    batch = lm.collate([(ids, kinds), ...])                                # input_ids, attention_mask, labels
-    codes = lm.generate(["a man waves."], temperature=0)[0]                # int64 [T, P]
-    lm.save("out/lm/default"); lm = model.load("out/lm/default")
+their Kind). generate() is constrained, so every output parses into codes [T, P]. Usage: docs/lm.md.
 """
 
+from collections import Counter
 from enum import IntEnum
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,24 +28,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from common import make_temp_dir, read_run_file, replace_dir, write_json
-from support.model_pretrained import count_tokens, grow_vocab, hub_snapshot, reuse_ids
+from support.model_pretrained import fresh_rows, hub_snapshot, reuse_ids
 from support.model_registry import REGISTRY, VOCAB_MULTIPLE, hf_config, model_spec  # the named models
-from support.text_tokenizer import (
-    TextTokenizer,
-    bpe_from_files,
-    normalise_caption,
-    tiktoken_gpt2_files,
-    train_bpe,
-)
+from support.text_tokenizer import TextTokenizer, bpe_from_files, normalise_caption, train_bpe
 
 hf_logging.disable_progress_bar()  # one-shard "Loading weights" / "Writing model shards" bars: noise
 
 # instructions: every pair is a question-answer instance {X_Q, X_M} (§4.1), worded by one of a few templates
-TEMPLATES = [
-    "generate a motion: {text}",
-    "show me how a person moves: {text}",
-    "what motion matches this description? {text}",
-]
+TEMPLATES = ["generate a motion: {text}", "show me how a person moves: {text}",
+             "what motion matches this description? {text}"]
 PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body caption plus one per body part
 LENGTH_TOKENS = 64  # <len 1> ... <len 64>: 4 frames a step, 12.8 s (HumanML3D's clips: at most 9.8 s)
 
@@ -81,12 +63,10 @@ def counted(kinds, loss):
     return torch.isin(kinds, torch.tensor(COUNTED[loss], device=kinds.device))
 
 
-# Position ids, the motion clock: the instruction sits at its natural positions 0, 1, ...; the motion (its
-# codes, </mot>, <eos>) starts at a fixed position, motion_position(n_ctx) = 3/8 of the context, at most 512,
-# whatever the instruction's length, so that a code's (learned, GPT-2) position says how far into the motion
-# it is. Right after the instruction (5 to 166 tokens on synth) the model had to subtract the instruction's
-# length first, and its val loss was higher (docs/lm.md, docs/results/choices_motion_clock.json). The token
-# sequence is unchanged. Instructions longer than motion_position tokens are not used (train.py counts them).
+# Position ids, the motion clock (docs/lm.md): the instruction sits at 0, 1, ...; the motion (its codes,
+# </mot>, <eos>) starts at motion_position(n_ctx) whatever the instruction's length, so that a code's
+# (learned, GPT-2) position says how far into the motion it is. Right after the instruction the model had
+# to subtract its length first, and its val loss was higher (docs/results/choices_motion_clock.json).
 def motion_position(n_ctx):  # at most 512: a long-context LLM's motion should not start far from its prompt
     return min(n_ctx * 3 // 8, 512)
 
@@ -107,10 +87,8 @@ def motion_start(n_ctx, P, steps, countdown=False):
 def position_ids(kinds, n_ctx, P, countdown=False):
     """kinds [B, L] (Kind) -> position ids [B, L]: natural up to a row's first code, then motion_start + i for
     the i-th token from there; padding stays below n_ctx."""
-    L = kinds.shape[1]
-    natural = torch.arange(L).expand_as(kinds)
-    is_code = kinds == Kind.CODE
-    first = torch.where(is_code.any(1), is_code.int().argmax(1), L)[:, None]  # rows with no code: natural
+    natural, is_code = torch.arange(kinds.shape[1]).expand_as(kinds), kinds == Kind.CODE
+    first = torch.where(is_code.any(1), is_code.int().argmax(1), kinds.shape[1])[:, None]  # no code: natural
     start = motion_start(n_ctx, P, is_code.sum(1, keepdim=True) // P, countdown)
     return torch.where(natural >= first, start + natural - first, natural).clamp(max=n_ctx - 1)
 
@@ -118,8 +96,7 @@ def position_ids(kinds, n_ctx, P, countdown=False):
 def instruction_text(caption, parts=None, template=0):
     """The instruction X_Q: a template around the normalised caption, and the part texts if given."""
     text = normalise_caption(caption)
-    for name in PARTS if parts else ():
-        text += f" {name} body: {normalise_caption(parts[name])}"
+    text += "".join(f" {name} body: {normalise_caption(parts[name])}" for name in PARTS) if parts else ""
     return TEMPLATES[template].format(text=text)
 
 
@@ -179,27 +156,23 @@ class MotionLM:
         """How many motion steps fit after an instruction of prompt_len tokens (<mot> included): the motion
         starts at motion_position(n_ctx) and ends with </mot> <eos> within the context; -1 when the
         instruction itself (and the length token, if any, which goes before the start) is longer than that."""
-        n_ctx = self.spec["n_ctx"]
-        start = motion_position(n_ctx)
+        n_ctx, start = self.spec["n_ctx"], motion_position(self.spec["n_ctx"])
         return -1 if prompt_len + len(self.length_ids[:1]) > start else (n_ctx - start - 2) // self.P
 
     @torch.no_grad()
     def generate(self, prompts, *, min_steps=1, max_steps=None, steps=None, temperature=1.0, top_k=0,
-                 top_p=1.0, guidance=1.0, generator=None, template=0, keep=None):
-        """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)): batched with left
-        padding and the KV cache, each row's motion from motion_start as in training. Constrained: after
-        <mot> only motion codes, </mot> only after whole steps of P codes and at least min_steps steps, forced
-        at max_steps (default: what fits); steps=n gives exactly n (each an int, or one per prompt). A
-        length-token run first writes <len T> (_length), and the motion then has T steps. temperature 0 is
-        greedy; top_k 0 and top_p 1 are off; a list of `generator`s, one per prompt, makes each prompt's
-        sample independent of the batch. guidance g != 1: classifier-free guidance (_logits). `keep` (per
-        prompt None or (codes [T, P], mask [T, P] bool)): the source's code where mask is (forced_codes)."""
+                 top_p=1.0, guidance=1.0, generator=None, keep=None):
+        """Motion codes int64 [T, P] for each prompt (a caption, or (caption, parts)), decoded together
+        (docs/sampling.md): </mot> only after whole steps of P codes and at least min_steps steps, forced at
+        max_steps (default: what fits); steps=n: exactly n (each an int, or one per prompt); a length-token
+        run writes <len T> first. temperature 0 is greedy, top_k 0 and top_p 1 are off; one `generator` per
+        prompt makes its sample independent of the batch; guidance g != 1: classifier-free guidance
+        (_logits); `keep` (per prompt None or (codes [T, P], mask [T, P] bool)): forced_codes."""
         draw = _sampler(temperature, top_k, top_p, generator)
-        prompts = [self.prompt_ids(p, template=template) if isinstance(p, str) else
-                   self.prompt_ids(*p, template=template) for p in prompts]
+        prompts = [self.prompt_ids(p) if isinstance(p, str) else self.prompt_ids(*p) for p in prompts]
         B, P, G, dev = len(prompts), self.P, 1 + (guidance != 1), self.lm.device  # G rows a prompt
         limit, low = self._step_bounds(prompts, min_steps, max_steps, steps)
-        forced, limit, low = forced_codes(keep, self, limit, low)
+        kept_ids, kept, limit, low = forced_codes(keep, self, limit, low)
         ids, mask, pos = self._left_padded(prompts + [self.prompt_ids(None)] * B * (G - 1))  # guidance's last
         motion_pos = torch.full((G * B, 1), motion_position(self.spec["n_ctx"]), device=dev)  # next code's
         n = torch.zeros(B, dtype=torch.long, device=dev)  # codes emitted per row
@@ -218,8 +191,9 @@ class MotionLM:
                 allowed[:, self.motion_ids] = ~(whole & (n // P >= limit))[:, None]
                 allowed[:, self.end_mot_id] = whole & (n // P >= low)
                 tok = draw(logits.masked_fill(~allowed, -torch.inf))
-                if forced is not None:  # the kept codes, in place of the draws (and fed to both rows alike)
-                    tok = _kept(tok, n // P, n % P, *forced)
+                # the kept codes (forced_codes), in place of the draws (and fed to both rows alike)
+                at = torch.arange(B, device=dev), (n // P).clamp(max=kept.shape[1] - 1), n % P
+                tok = torch.where(kept[at] & (n // P < kept.shape[1]), kept_ids[at], tok)
                 n += (~done & (tok != self.end_mot_id)).long()
                 done |= tok == self.end_mot_id
                 out.append(tok)
@@ -244,21 +218,26 @@ class MotionLM:
 
     def _length(self, logits, low, limit, draw):
         """The length prelude: <len T> drawn among the lengths in [low, limit] (the last token: at least
-        that many steps) -> (the tokens [B], low and limit set to T, the first code's position [B, 1]:
-        motion_start, counted down from motion_end with the countdown)."""
+        that many steps) -> (the tokens [B], low and limit set to T, the first code's position [B, 1])."""
         D, dev = len(self.length_ids), logits.device
-        steps, length_ids = torch.arange(1, D + 1, device=dev), self.length_ids.to(dev)
+        lengths, length_ids = torch.arange(1, D + 1, device=dev), self.length_ids.to(dev)
         allowed = torch.zeros_like(logits, dtype=torch.bool)
-        allowed[:, length_ids] = (steps >= low[:, None].clamp(max=D)) & (steps <= limit[:, None])
+        allowed[:, length_ids] = (lengths >= low[:, None].clamp(max=D)) & (lengths <= limit[:, None])
         tok = draw(logits.masked_fill(~allowed, -torch.inf))
-        T = steps[(tok[:, None] == length_ids).int().argmax(1)]  # in [low, limit]: T < D fixes the length
+        T = lengths[(tok[:, None] == length_ids).int().argmax(1)]  # T < D fixes the length
         start = motion_start(self.spec["n_ctx"], self.P, T[:, None], self.countdown)
         return tok, torch.where(T < D, T, low.clamp(min=D)), torch.where(T < D, T, limit), start
 
+    def _left_padded(self, rows):
+        """Token lists -> ids, attention mask, position ids [R, L], left-padded (each row starts at 0)."""
+        dev, tensors = self.lm.device, [torch.tensor(r) for r in rows]
+        ids = pad_sequence(tensors, True, self.pad_id, "left").to(dev)
+        mask = pad_sequence([torch.ones_like(t) for t in tensors], True, 0, "left").to(dev)
+        return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
+
     def _step_bounds(self, prompts, min_steps, max_steps, steps=None):
-        """Each row's (limit, low) in steps: its longest motion (T·P codes, </mot> and <eos> from the
-        motion's start to the context's end; at most max_steps) and min_steps (each an int, or one per
-        prompt; steps: both); one clear error where they cannot hold."""
+        """Each row's (limit, low) in steps: what fits (motion_room), at most max_steps, and min_steps (each
+        an int, or one per prompt; steps: both); one clear error where they cannot hold."""
         min_steps, max_steps = (min_steps, max_steps) if steps is None else (steps, steps)
         n_ctx, rooms = self.spec["n_ctx"], [self.motion_room(len(p)) for p in prompts]
         if min(rooms) < 0:
@@ -268,25 +247,15 @@ class MotionLM:
         if max_steps is not None:
             limit = torch.minimum(limit, torch.as_tensor(max_steps, device=limit.device))
         low = torch.as_tensor(min_steps, device=limit.device).expand_as(limit).clone()
-        bad = torch.nonzero((low < 1) | (limit < low)).flatten()
-        if len(bad):
-            b = bad[0].item()
-            raise ValueError(f"cannot generate {low[b].item()} steps for prompt {b}: at most "
-                             f"{limit[b].item()} fit (context {n_ctx}, max_steps {max_steps})")
+        bad = torch.nonzero((low < 1) | (limit < low)).flatten().tolist()
+        if bad:
+            raise ValueError(f"cannot generate {low[bad[0]].item()} steps for prompt {bad[0]}: at most "
+                             f"{limit[bad[0]].item()} fit (context {n_ctx}, max_steps {max_steps})")
         return limit, low
 
-    def _left_padded(self, rows):
-        """Token lists -> ids, attention mask and position ids [R, L] on the model's device, padded on the
-        left: each row's first token at position 0."""
-        dev, tensors = self.lm.device, [torch.tensor(r) for r in rows]
-        ids = pad_sequence(tensors, True, self.pad_id, "left").to(dev)
-        mask = pad_sequence([torch.ones_like(t) for t in tensors], True, 0, "left").to(dev)
-        return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
-
     def save(self, run_dir, state_dict=None):
-        """run_dir/model/ (a Hugging Face folder, safetensors), run_dir/text_tokenizer/ and
-        run_dir/motion_vocab.json, each put in place whole. `state_dict`: a full state dict gathered
-        elsewhere (FSDP rank 0)."""
+        """run_dir/model/ (Hugging Face, safetensors), text_tokenizer/ and motion_vocab.json, each put in
+        place whole. `state_dict`: a full state dict gathered elsewhere (FSDP rank 0)."""
         run_dir = Path(run_dir)
         for name, write in (("model", lambda d: self.lm.save_pretrained(d, state_dict=state_dict)),
                             ("text_tokenizer", self.text.save)):
@@ -300,12 +269,12 @@ class MotionLM:
             text_tokenizer="tiktoken" if self.text.files else "hf", spec=self.spec))
 
 
-def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", bpe_vocab_size=512,
-          dtype=None, seed=0, length_token=False, countdown=False):
+def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", seed=0, length_token=False,
+          countdown=False):
     """A MotionLM for codebook size K and P codes per step. `model`: a registry name or a local Hugging Face
     folder; init "pretrained" loads its weights, "scratch" draws the same architecture at random (Table 9),
     "auto" is scratch for the tiny models and pretrained otherwise. `captions` (train captions and part texts)
-    train the tiny models' BPE and, for motion_vocab="reuse", count the text tokens. dtype None = fp32.
+    train the tiny models' BPE (512 tokens) and, for motion_vocab="reuse", count the text tokens.
     length_token: the model writes the motion's length first (LENGTH_TOKENS more new rows); countdown (with
     it): the motion's positions count down to its end (position_ids)."""
     if countdown and not length_token:
@@ -328,20 +297,19 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
                 raise
     if spec["hf_id"] is None:  # the BPE learns from the instructions the model will read
         text = train_bpe([instruction_text(c, template=i % len(TEMPLATES)) for i, c in enumerate(captions)],
-                         bpe_vocab_size)
+                         512)
     elif spec["family"] == "llama":
         text = TextTokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
     elif folder is not None and (folder / "merges.txt").is_file():
         text = bpe_from_files(folder / "vocab.json", folder / "merges.txt")
     else:
-        text = bpe_from_files(*tiktoken_gpt2_files())
+        text = bpe_from_files()  # tiktoken's cached gpt2 files
 
     with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
         torch.manual_seed(seed)
         lm = None
         if init == "pretrained":
-            lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
-                                                      dtype=dtype or torch.float32)
+            lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         n_text = lm.get_input_embeddings().weight.shape[0] if lm else spec["vocab_size"] or text.n_vocab
         # new rows after the text vocabulary: <mot>, </mot>, [<pad>], then the K codes (add)
         mot_id, end_mot_id = n_text, n_text + 1
@@ -352,24 +320,24 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
         else:
             forms = [instruction_text(c, template=t) for t in range(len(TEMPLATES)) for c in captions]
             forms.append(instruction_text(captions[0], dict.fromkeys(PARTS, captions[0])))  # the part labels
-            counts = count_tokens(text, forms)
+            counts = Counter(i for ids in text.encode_batch(forms) for i in ids)  # the unseen ones are free
             motion_ids = reuse_ids(counts, [i for i in range(text.n_vocab) if i not in text.special_ids], K)
             used = first
         length_ids = list(range(used, used + LENGTH_TOKENS * length_token))
-        used += len(length_ids)
-        vocab = -(-used // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+        vocab = -(-(used + len(length_ids)) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
         if lm is None:  # from scratch every row is random: build at the full size
-            lm = AutoModelForCausalLM.from_config(hf_config(spec, vocab), dtype=dtype or torch.float32)
-        else:
-            grow_vocab(lm, vocab)
+            lm = AutoModelForCausalLM.from_config(hf_config(spec, vocab), dtype=torch.float32)
+        else:  # fresh_rows: transformers' default (mean_resizing) makes the new rows equal to within ~1e-6
+            lm.resize_token_embeddings(vocab, mean_resizing=False)
+            fresh_rows(lm, torch.arange(n_text, vocab))
     lm.config.pad_token_id, lm.config.eos_token_id = pad_id, text.eos_id
     return MotionLM(lm, text, K=K, P=P, motion_ids=motion_ids, mot_id=mot_id, end_mot_id=end_mot_id,
                     pad_id=pad_id, mode=motion_vocab, spec={**spec, "vocab_size": vocab},
                     length_ids=length_ids)
 
 
-def load(run_dir, device="cpu", dtype=None):
-    """The MotionLM that save() wrote to run_dir (dtype None: as saved); a damaged file fails naming it."""
+def load(run_dir, device="cpu"):
+    """The MotionLM that save() wrote to run_dir (in the dtype saved); a damaged file fails naming it."""
     run_dir = Path(run_dir)
     for name in ("motion_vocab.json", "model/config.json", "text_tokenizer"):
         if not (run_dir / name).exists():
@@ -390,27 +358,24 @@ def load(run_dir, device="cpu", dtype=None):
     read_run_file(run_dir / "model" / "config.json", remake)
     for weights in sorted((run_dir / "model").glob("*.safetensors")):  # safe_open checks header and size
         read_run_file(weights, remake, lambda f: safe_open(f, "pt").keys())
-    lm = AutoModelForCausalLM.from_pretrained(run_dir / "model", local_files_only=True, dtype=dtype or "auto")
+    lm = AutoModelForCausalLM.from_pretrained(run_dir / "model", local_files_only=True, dtype="auto")
     return MotionLM(lm.to(device), text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
                     end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"],
                     length_ids=v.get("length_ids", []))
 
 
 def forced_codes(keep, lm, limit, low):
-    """MotionLM.generate's keep masks (one per prompt, or None) -> ((vocabulary ids [B, T, P], forced
-    [B, T, P] bool) or None, limit, low): which token to force where, and the per-row step bounds, adjusted.
-    A mask that keeps anything in its last step (part editing) fixes the motion to its T steps; one that keeps
-    only leading steps (a continuation) makes the motion at least that long and lets the model end it."""
-    if keep is None:
-        return None, limit, low
+    """MotionLM.generate's keep masks (one per prompt, or None) -> (vocabulary ids [B, T, P], forced
+    [B, T, P] bool, limit, low): which token to force where, and the per-row step bounds, adjusted. A mask
+    that keeps anything in its last step (part editing) fixes the motion to its T steps; one that keeps only
+    leading steps (a continuation) makes the motion at least that long and lets the model end it."""
+    keep = [None] * len(limit) if keep is None else keep
     if len(keep) != len(limit):
         raise ValueError(f"keep: {len(keep)} entries for {len(limit)} prompts")
     T = max([len(k[0]) for k in keep if k is not None], default=1)
     ids, forced = (torch.zeros(len(keep), T, lm.P, dtype=dtype) for dtype in (torch.long, torch.bool))
-    for b, k in enumerate(keep):
-        if k is None:
-            continue
-        codes, mask = lm.code_ids(k[0]), torch.as_tensor(np.asarray(k[1])).bool()
+    for b in [b for b, k in enumerate(keep) if k is not None]:
+        codes, mask = lm.code_ids(keep[b][0]), torch.as_tensor(np.asarray(keep[b][1])).bool()
         if mask.shape != codes.shape:
             raise ValueError(f"keep: the mask must be [T, P] as its codes are, got {tuple(mask.shape)} for "
                              f"{tuple(codes.shape)}")
@@ -421,13 +386,7 @@ def forced_codes(keep, lm, limit, low):
             low[b] = max(int(low[b]), int(mask.any(1).nonzero()[-1]) + 1)
     if (low > limit).any():
         raise ValueError(f"keep: a source of {int(low.max())} steps does not fit: at most {int(limit.min())}")
-    return (ids.to(limit.device), forced.to(limit.device)), limit, low
-
-
-def _kept(tok, step, part, ids, forced):
-    """Each row's token [B]: the kept code (forced_codes) where its step and part are forced, else tok."""
-    at = torch.arange(len(tok), device=tok.device), step.clamp(max=forced.shape[1] - 1), part
-    return torch.where(forced[at] & (step < forced.shape[1]), ids[at], tok)
+    return ids.to(limit.device), forced.to(limit.device), limit, low
 
 
 def _sampler(temperature, top_k, top_p, generator):
@@ -435,7 +394,7 @@ def _sampler(temperature, top_k, top_p, generator):
     if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
         raise ValueError(f"need temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got {temperature}, "
                          f"{top_k}, {top_p}")
-    return partial(_pick, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    return lambda logits: _pick(logits, temperature, top_k, top_p, generator)
 
 
 def _pick(logits, temperature, top_k, top_p, generator):

@@ -9,10 +9,7 @@ stick-figure GIF (paper §4.1: generation is next-token prediction after the ins
 
 Writes out/samples/<run>/<text>_<take>.npy and .gif (and .bvh: support/bvh.py). A take is a function of
 (--seed, the text, the take number) only: the same command gives the same motions, and a text's motion
-does not depend on what else is in the batch. For scripts and eval.py:
-
-    import sample
-    joints = sample.generate(["a man waves."], num_samples=2)   # list of float32 [T, J, 3], text-major
+does not depend on what else is in the batch. From Python: sample.generate (docs/sampling.md).
 """
 
 import re
@@ -23,19 +20,11 @@ import numpy as np
 import torch
 
 import model as lm_model
+import motion
 import tokenizer
 from common import cli, parse_args, pick_device, read_run_file
 from data import MotionData
-from motion import (
-    BODY_PARTS,
-    FPS,
-    FRAMES_PER_CODE,
-    GROUPS,
-    MAX_FRAMES,
-    features_from_joints,
-    recover_from_ric,
-    render_gif,
-)
+from motion import FPS, FRAMES_PER_CODE, GROUPS, recover_from_ric, render_gif
 from support import length
 from support.bvh import to_bvh
 
@@ -65,6 +54,7 @@ CONFIG = dict(
 # off against these) on val, `--choice=lengths` the one of who decides the length (docs/results.md).
 DEFAULTS = dict(temperature=0.4, top_k=0, top_p=0.95, guidance=1.25, lengths="median")
 LENGTHS = ("median", "draw", "model")
+_runs = {}  # cached_run's: (LM, tokenizer, length estimator) per (lm_dir, device)
 
 
 def unset(value):  # a setting left to DEFAULTS: < 0, or "" for a word
@@ -84,23 +74,18 @@ def load_run(lm_dir, device="cpu"):
     return lm, tokenizer.load(cfg["tokenizer"], device)
 
 
-_runs = {}
-
-
 def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
              lengths=None, seed=0, seconds=None, device="cpu", batch_size=32, keys=None, keep=None,
              parts=None):
-    """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples).
-    Settings left None take DEFAULTS. Runs are cached per (lm_dir, device). A take is seeded by (seed, its
-    text, take); `keys` (one int per text) joins the seed, so that equal texts at different keys (eval.py:
-    draw positions) get independent takes. `keep` (one (codes, mask) or None per text: keep_mask)
-    forces the kept codes; `parts` ({"upper": ..., "lower": ...}, or one such or None per text) gives the
-    texts their part texts. `seconds` fixes every motion's length; else `lengths` says who decides it (a text
-    with kept codes: the edit, model.forced_codes)."""
+    """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples); the
+    settings: docs/sampling.md. A take is seeded by (seed, its text, take); `keys` (one int per text) joins
+    the seed, so that equal texts at different keys (eval.py: draw positions) get independent takes. `keep`
+    (one (codes, mask) or None per text: keep_mask) forces the kept codes; `parts` ({"upper": ..., "lower":
+    ...}, or one such or None per text) gives the texts their part texts. `seconds` fixes every motion's
+    length; else `lengths` says who decides it (a text with kept codes: the edit, model.forced_codes)."""
     lm, tok, estimator = cached_run(lm_dir, device)
-    for text in texts:
-        if not text.strip():
-            raise ValueError("empty text: nothing to generate a motion for")
+    if not all(text.strip() for text in texts):
+        raise ValueError("empty text: nothing to generate a motion for")
     given = dict(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, lengths=lengths)
     settings = {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
     lengths = settings.pop("lengths")
@@ -136,14 +121,11 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
 
 def step_range(lm, estimator, lengths, texts, kept, generators, fixed=None):
     """Each text's (min_steps, max_steps) for MotionLM.generate: `fixed` steps for all (--seconds); else the
-    length estimator's median or draw (with the take's generator) where nothing is kept; else from 1 to the
-    longest clip of any dataset (MAX_FRAMES): no motion the model was trained on is longer, and one runaway
-    take would keep its whole batch generating to the end of the context."""
-    longest = MAX_FRAMES // FRAMES_PER_CODE
-    if fixed:
-        return [fixed] * len(texts), [fixed] * len(texts)
-    if lengths == "model":
-        return [1] * len(texts), [longest] * len(texts)
+    length estimator's median or draw (with the take's generator) where nothing is kept; else from 1 to
+    length.MAX_STEPS, the longest clip of any dataset (why: docs/sampling.md, "Constrained decoding")."""
+    longest = length.MAX_STEPS
+    if fixed or lengths == "model":
+        return [fixed or 1] * len(texts), [fixed or longest] * len(texts)
     estimate = estimator.draw(lm.text.encode_batch(texts), generators if lengths == "draw" else None)
     steps = [min(s, longest, lm.motion_room(len(lm.prompt_ids(t)))) for s, t in zip(estimate, texts,
                                                                                      strict=True)]
@@ -174,28 +156,23 @@ def edit(source_joints, text, keep="", keep_seconds=0.0, lm_dir=None, num_sample
                     **settings)
 
 
-def kept_parts(part_names, keep):
-    """--keep ("upper", "lower", or part names, comma-separated) -> the tokenizer's part names it keeps."""
-    if part_names is None:
-        raise ValueError("the run's tokenizer has one code per step (1D): it has no body parts to keep; "
-                         "edit with a 2D-LFQ run, or keep time (--keep_seconds)")
-    names = [n.strip() for n in keep.split(",") if n.strip()]
-    wanted = {p for n in names for p in GROUPS.get(n, (n,))}
-    unknown = [n for n in names if n not in GROUPS and n not in part_names]
-    if unknown or not wanted & set(part_names):
-        raise ValueError(f"--keep={keep!r} names no part of this run: give upper, lower or some of "
-                         f"{', '.join(part_names)}")
-    return [p for p in part_names if p in wanted]
-
-
 def keep_mask(tok, steps, keep="", keep_seconds=0.0):
-    """[steps, P] bool: the columns of the kept parts (`keep`), or the rows of the first keep_seconds."""
+    """[steps, P] bool: the columns of the kept parts (`keep`: "upper", "lower" or the tokenizer's part
+    names, comma-separated), or the rows of the first keep_seconds."""
     if bool(keep) == bool(keep_seconds):
         raise ValueError("give what to keep: --keep=upper|lower|<parts> or --keep_seconds=S (one of them)")
     mask = np.zeros((steps, tok.P), bool)
     if keep:
-        kept = kept_parts(getattr(tok, "part_names", None), keep)
-        mask[:, [tok.part_names.index(p) for p in kept]] = True
+        part_names = getattr(tok, "part_names", None)
+        if part_names is None:
+            raise ValueError("the run's tokenizer has one code per step (1D): it has no body parts to keep; "
+                             "edit with a 2D-LFQ run, or keep time (--keep_seconds)")
+        names = [n.strip() for n in keep.split(",") if n.strip()]
+        wanted = {p for n in names for p in GROUPS.get(n, (n,))}
+        if any(n not in GROUPS and n not in part_names for n in names) or not wanted & set(part_names):
+            raise ValueError(f"--keep={keep!r} names no part of this run: give upper, lower or some of "
+                             f"{', '.join(part_names)}")
+        mask[:, [i for i, p in enumerate(part_names) if p in wanted]] = True
         return mask
     rows, seconds = round(keep_seconds * FPS / FRAMES_PER_CODE), steps * FRAMES_PER_CODE / FPS
     if not 1 <= rows < steps:  # all of it kept would leave nothing to continue: the mask's end fixes length
@@ -215,7 +192,7 @@ def source_codes(tok, joints):
                          f"[T, {tok.joints_num}, 3]")
     if len(joints) < FRAMES_PER_CODE:
         raise ValueError(f"the source has {len(joints)} frames, shorter than one step of {FRAMES_PER_CODE}")
-    feats = features_from_joints(np.concatenate([joints, joints[-1:]]))
+    feats = motion.features_from_joints(np.concatenate([joints, joints[-1:]]))
     feats = feats[:len(feats) // FRAMES_PER_CODE * FRAMES_PER_CODE].astype(np.float32)
     return tok.encode(torch.from_numpy(feats)[None])[0].cpu().numpy()
 
@@ -231,7 +208,7 @@ def kept_joints(mask, part_names, joints_num):
     """A keep mask [T', P] -> [4 T', J] bool: is each joint of each frame kept (its part's code forced)?"""
     part_of = np.zeros(joints_num, np.int64)  # joint 0 is the root part
     for i, name in enumerate(part_names or ["root"]):
-        part_of[BODY_PARTS.get(name, [0] if name == "root" else [])] = i
+        part_of[motion.BODY_PARTS.get(name, [0] if name == "root" else [])] = i
     return np.repeat(np.asarray(mask)[:, part_of], FRAMES_PER_CODE, 0)
 
 
@@ -249,64 +226,49 @@ def main(argv):
         texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise ValueError("no text: give --text=\"a person waves\" (repeatable) or --file=prompts.txt")
-    settings = {k: None if unset(cfg[k]) else cfg[k] for k in DEFAULTS}
-    if cfg["edit"]:
-        return edit_main(cfg, texts, settings)
-    joints = generate(texts, cfg["lm_dir"], cfg["num_samples"], seed=cfg["seed"], seconds=cfg["seconds"],
-                      device=pick_device(cfg["device"]), batch_size=cfg["batch_size"], **settings)
-    out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
-    out.mkdir(parents=True, exist_ok=True)
-    takes = [(text, take) for text in texts for take in range(cfg["num_samples"])]
-    for (text, take), j in zip(takes, joints, strict=True):
-        path = out / f"{slug(text)}_{take}"
-        np.save(path.with_suffix(".npy"), j)
-        if cfg["gif"]:
-            render_gif(j, path.with_suffix(".gif"), title=text, fps=FPS)
-        if cfg["bvh"]:
-            to_bvh(j, path.with_suffix(".bvh"), fps=FPS)
-        written = " + ".join([".npy"] + [f".{kind}" for kind in ("gif", "bvh") if cfg[kind]])
-        print(f"{path}{written}: {len(j)} frames ({len(j) / FPS:.1f} s) {text!r}")
-
-
-def source_joints(source, data_dir):
-    """--edit: a joints .npy, or a clip id of the dataset in data_dir -> joints [T, J, 3]."""
-    if source.endswith(".npy"):
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"{source}: no such joints file (sample.py writes them beside the GIFs)")
-        return np.load(source)
-    data = MotionData(data_dir)
-    if source not in data.ids:
-        raise ValueError(f"--edit={source}: neither a .npy file nor a clip id of {data_dir}")
-    i = data.index(source)
-    return recover_from_ric(np.array(data.motion(i), np.float32), data.joints_num)
-
-
-def edit_main(cfg, texts, settings):
-    """sample.py --edit: one text; each take's joints and a GIF of the source beside the edit."""
-    if len(texts) != 1:
-        raise ValueError(f"--edit takes one text (the instruction for the edit), got {len(texts)}")
-    if bool(cfg["upper"]) != bool(cfg["lower"]):
-        raise ValueError("give both part texts (--upper=... --lower=...) or neither")
-    device = pick_device(cfg["device"])
-    source = source_joints(cfg["edit"], cfg["data_dir"])
-    parts = {"upper": cfg["upper"], "lower": cfg["lower"]} if cfg["upper"] else None
-    joints = edit(source, texts[0], cfg["keep"], cfg["keep_seconds"], cfg["lm_dir"], cfg["num_samples"],
-                  cfg["seed"], device, parts, **settings)
-    tok = cached_run(cfg["lm_dir"], device)[1]
-    steps = len(source) // FRAMES_PER_CODE  # as many as source_codes gave edit(): not encoded again
-    mask = keep_mask(tok, steps, cfg["keep"], cfg["keep_seconds"])
-    kept = kept_joints(mask, getattr(tok, "part_names", None), tok.joints_num)
-    out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
-    out.mkdir(parents=True, exist_ok=True)
-    for take, j in enumerate(joints):
-        path = out / f"edit_{slug(Path(cfg['edit']).stem)}_{slug(texts[0])}_{take}"
-        np.save(path.with_suffix(".npy"), j)
-        if cfg["gif"]:
-            render_gif(j, path.with_suffix(".gif"), title=f"{cfg['edit']} -> {texts[0]}", fps=FPS,
-                       source=source, kept=kept)
+    settings, src, gif = {k: None if unset(cfg[k]) else cfg[k] for k in DEFAULTS}, cfg["edit"], {}
+    if src:  # --edit: one text; each take's joints and a GIF of the source beside the edit
+        if len(texts) != 1:
+            raise ValueError(f"--edit takes one text (the instruction for the edit), got {len(texts)}")
+        if bool(cfg["upper"]) != bool(cfg["lower"]):
+            raise ValueError("give both part texts (--upper=... --lower=...) or neither")
+        device = pick_device(cfg["device"])
+        if src.endswith(".npy"):  # the source: a joints file, or a clip id of --data_dir
+            if not Path(src).is_file():
+                raise FileNotFoundError(f"{src}: no such joints file (sample.py writes them beside the GIFs)")
+            source = np.load(src)
+        else:
+            data = MotionData(cfg["data_dir"])
+            if src not in data.ids:
+                raise ValueError(f"--edit={src}: neither a .npy file nor a clip id of {cfg['data_dir']}")
+            source = recover_from_ric(np.array(data.motion(data.index(src)), np.float32), data.joints_num)
+        parts = {"upper": cfg["upper"], "lower": cfg["lower"]} if cfg["upper"] else None
+        joints = edit(source, texts[0], cfg["keep"], cfg["keep_seconds"], cfg["lm_dir"], cfg["num_samples"],
+                      cfg["seed"], device, parts, **settings)
+        tok = cached_run(cfg["lm_dir"], device)[1]
+        steps = len(source) // FRAMES_PER_CODE  # as many as source_codes gave edit(): not encoded again
+        mask = keep_mask(tok, steps, cfg["keep"], cfg["keep_seconds"])
+        gif = dict(source=source, kept=kept_joints(mask, getattr(tok, "part_names", None), tok.joints_num))
         what = cfg["keep"] or f"the first {cfg['keep_seconds']} s"
-        print(f"{path}.npy{' + .gif' * cfg['gif']}: {len(j)} frames ({len(j) / FPS:.1f} s), kept {what} of "
-              f"{cfg['edit']}")
+        takes = [(f"edit_{slug(Path(src).stem)}_{slug(texts[0])}_{take}", f"{src} -> {texts[0]}",
+                  f", kept {what} of {src}") for take in range(len(joints))]
+    else:
+        joints = generate(texts, cfg["lm_dir"], cfg["num_samples"], seed=cfg["seed"], seconds=cfg["seconds"],
+                          device=pick_device(cfg["device"]), batch_size=cfg["batch_size"], **settings)
+        takes = [(f"{slug(text)}_{take}", text, f" {text!r}") for text in texts
+                 for take in range(cfg["num_samples"])]
+    bvh = cfg["bvh"] and not src
+    out = Path(cfg["out_dir"]) / Path(cfg["lm_dir"]).name
+    out.mkdir(parents=True, exist_ok=True)
+    for (name, title, note), j in zip(takes, joints, strict=True):
+        path = out / name
+        np.save(path.with_suffix(".npy"), j)
+        if cfg["gif"]:
+            render_gif(j, path.with_suffix(".gif"), title=title, fps=FPS, **gif)
+        if bvh:
+            to_bvh(j, path.with_suffix(".bvh"), fps=FPS)
+        written = " + ".join([".npy"] + [".gif"] * cfg["gif"] + [".bvh"] * bvh)
+        print(f"{path}{written}: {len(j)} frames ({len(j) / FPS:.1f} s){note}")
 
 
 if __name__ == "__main__":

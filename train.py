@@ -12,15 +12,11 @@ Table 10) or on the motion tokens only (--loss=motion).
     python train.py --resume                                 # continue out/lm/default from last/
     python train.py --model=llama2-13b --estimate --gpus=8   # print the memory estimate per GPU and stop
 
-One loop serves one process, DDP and FSDP2 (support/train_scale.py wraps the model and writes the sharded
-checkpoints). The loss is the sum of the counted tokens' cross-entropies divided by their count over the whole
-global batch (all micro-batches, all ranks): accumulation and any number of ranks give one batch's gradient.
+One loop serves one process, DDP and FSDP2 (support/train_scale.py); the loss divides by the count of counted
+tokens over the whole global batch, so accumulation and any number of ranks give one batch's gradient.
 
-A run writes out/lm/<run>/: config.json; model/ (a Hugging Face folder, the best model by validation motion
-loss), text_tokenizer/ and motion_vocab.json (model.py); last/ (the last checkpoint: sharded model + optimizer
-through torch.distributed.checkpoint, step, RNG, history; what --resume reads); metrics.jsonl (every eval),
-metrics.json (the final one), loss_curve.png; length_estimator.* (support/length.py: sampling's lengths,
-fitted at the end). Checkpoints are written as one folder and swapped in.
+A run writes out/lm/<run>/ (its layout: docs/design.md#on-disk-formats): model/, the best model by validation
+motion loss; last/, the last checkpoint (what --resume reads); each written as one folder and swapped in.
 """
 
 import json
@@ -48,7 +44,6 @@ from common import (
     resume_settings,
     write_json,
 )
-from model import Kind
 from support import length, train_scale
 from support.train_data import Pairs, global_batch
 
@@ -103,7 +98,7 @@ class Run:
     opt: torch.optim.Optimizer
     parallel: str  # single | ddp | fsdp
     micro: int  # sequences per micro-batch
-    autocast: object  # bf16 autocast on a GPU that has it (not under FSDP: its MixedPrecisionPolicy casts)
+    autocast: object
     train: Pairs
     val: Pairs
     n_params: int
@@ -161,6 +156,7 @@ def setup(cfg, clips, start, pairs):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.95),
                             fused=device.type == "cuda")
+    # bf16 autocast on a GPU that has it; under FSDP its MixedPrecisionPolicy casts instead
     autocast = torch.autocast("cuda", torch.bfloat16) if bf16 and parallel != "fsdp" else nullcontext()
     return Run(cfg, run_dir, rank, world, device, lm, hf_model, model, opt, parallel, micro, autocast,
                train_pairs, val_pairs, n_params)
@@ -203,9 +199,8 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
         for group in run.opt.param_groups:
             group["lr"] = lr
         samples, clip_ids = global_batch(run.train, step, cfg)
-        stats = train_step(run, samples, clip_ids, step)
-        history.append({"motion": (stats[0] / stats[1]).item(), "text": (stats[2] / stats[3]).item(),
-                        "lr": lr})
+        motion, text = train_step(run, samples, clip_ids, step)
+        history.append({"motion": motion, "text": text, "lr": lr})
         tokens_since += sum(len(ids) for ids, _ in samples)
         if (step + 1) % 10 == 0 or step + 1 == cfg["max_iters"]:  # the bar: losses, tokens/s, MFU on a GPU
             seconds, t_last = time.time() - t_last, time.time()
@@ -244,15 +239,15 @@ def masked_losses(run, batch):
 
 def add_kind_sums(sums, ce, kinds, keep):
     """sums [4] += the cross-entropy and number of the motion-code tokens, then the instruction's (`keep`)."""
-    for row, kind in ((0, Kind.CODE), (2, Kind.TEXT)):
+    for row, kind in ((0, lm_model.Kind.CODE), (2, lm_model.Kind.TEXT)):
         mask = (kinds == kind) & keep
         sums[row] += ce[mask].double().sum()
         sums[row + 1] += mask.sum()
 
 
 def train_step(run, samples, clip_ids, step):
-    """One optimizer step on the global batch `samples` (this rank's slice, in micro-batches) -> summed
-    cross-entropy and counts of the motion and instruction tokens [4], over all ranks."""
+    """One optimizer step on the global batch `samples` (this rank's slice, in micro-batches) -> the mean
+    cross-entropy of its motion-code tokens and of its instruction tokens, over all ranks."""
     cfg, micro, accum = run.cfg, run.micro, run.cfg["gradient_accumulation_steps"]
     # the tokens collate's labels count (model.counted; position 0 is never predicted), over the global batch:
     # every micro-batch divides by it
@@ -265,9 +260,8 @@ def train_step(run, samples, clip_ids, step):
             run.model.set_requires_gradient_sync(sync)
         with run.model.no_sync() if run.parallel == "ddp" and not sync else nullcontext():
             ce, batch = masked_losses(run, run.lm.collate(mine[m * micro:(m + 1) * micro], cfg["loss"]))
-            counted = batch["labels"] != -100
-            counted[:, 0] = False
-            loss = (ce * counted).sum() * run.world / n_counted  # DDP/FSDP average over ranks: undo it
+            # ce[:, 0] is 0 (never predicted); DDP/FSDP average the gradient over the ranks: * world undoes it
+            loss = (ce * (batch["labels"] != -100)).sum() * run.world / n_counted
             if not torch.isfinite(loss):
                 raise ValueError(f"non-finite loss at step {step} (clips {', '.join(clip_ids)}); the "
                                  f"last checkpoint in {run.dir} is as it was")
@@ -279,7 +273,7 @@ def train_step(run, samples, clip_ids, step):
     run.opt.zero_grad(set_to_none=True)
     if run.world > 1:
         dist.all_reduce(stats)
-    return stats
+    return (stats[0] / stats[1]).item(), (stats[2] / stats[3]).item()
 
 
 @torch.no_grad()
@@ -353,7 +347,12 @@ def final_report(run, state):
         return metrics, f"val text loss {val_text:.3f} nats per token (text-only pretraining)"
     sigma = derangement(len(val_pairs), cfg["seed"])
     shuffled, _ = evaluate(run, [val_pairs.fixed(i, text_of=int(sigma[i])) for i in range(len(val_pairs))])
-    entropy, per_slot = unigram_entropy(val_pairs)
+    # the codes' unigram entropy per part slot: the loss of a model that knows which slot comes next and
+    # nothing else; its mean over the P slots is the bar a text-conditioned LM must beat
+    codes = np.concatenate([val_pairs.codes.clip(c) for c in val_pairs.clips])
+    freqs = [np.unique(slot, return_counts=True)[1] / len(codes) for slot in codes.T]
+    per_slot = [float(-(freq * np.log(freq)).sum()) for freq in freqs]
+    entropy = float(np.mean(per_slot))
     metrics |= {"val_motion_loss": val_motion, "unigram_motion_entropy": entropy,
                 "unigram_motion_entropy_per_slot": per_slot, "shuffled_caption_motion_loss": shuffled,
                 "text_conditioning_gap": shuffled - val_motion, "best_val_motion_loss": state["best"],
@@ -363,15 +362,6 @@ def final_report(run, state):
     return metrics, (f"val loss {val_motion:.3f} nats per motion token; unigram entropy {entropy:.3f}; with "
                      f"swapped captions {shuffled:.3f} (the text is worth {shuffled - val_motion:.3f}); "
                      f"{metrics['tokens_per_s']:.0f} tokens/s")
-
-
-def unigram_entropy(pairs):
-    """Entropy (nats) of the codes of each part slot over the pairs: the loss of a model that knows which slot
-    comes next and nothing else; its mean over the P slots is the bar a text-conditioned LM must beat."""
-    codes = np.concatenate([pairs.codes.clip(c) for c in pairs.clips])
-    freqs = [np.unique(slot, return_counts=True)[1] / len(codes) for slot in codes.T]
-    h = [float(-(freq * np.log(freq)).sum()) for freq in freqs]
-    return float(np.mean(h)), h
 
 
 def derangement(n, seed):

@@ -13,15 +13,11 @@ ROTATION_CHANNELS = "Zrotation Yrotation Xrotation"  # R = Rz Ry Rx: a vector is
 
 
 def to_bvh(joints, path, fps=FPS):
-    """Write joints [T, J, 3] (J = 22 body or 52 body + hands; metres, +Y up: the file's axes and units, so
-    Blender imports the figure life-size) to `path` as BVH, atomically: SMPL's joint names and parents, each
-    OFFSET the motion's own mean bone in its parent's frame, an End Site continuing each leaf's bone by half
-    its length; the ROOT's world position, then every joint's rotation relative to its parent in degrees
-    (R = Rz Ry Rx); one MOTION row per frame. The file gives the joints back exactly for a rigid skeleton; a
-    generated motion's bones stretch a little from frame to frame, and the file keeps their mean length. Bad
-    input raises ValueError / FileNotFoundError, writing nothing."""
-    path = Path(path)
-    joints = np.asarray(joints, dtype=np.float64)
+    """Write joints [T, J, 3] (J = 22 body or 52 body + hands; metres, +Y up) to `path` as BVH, atomically
+    (its conventions: docs/sampling.md): each OFFSET the motion's own mean bone in its parent's frame, an End
+    Site continuing each leaf's bone by half its length, one MOTION row per frame. Bad input raises
+    ValueError / FileNotFoundError, writing nothing."""
+    path, joints = Path(path), np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] not in ((22, 3), (52, 3)):
         raise ValueError(f"{path}: BVH export needs joints [frames, 22 or 52, 3], got shape {joints.shape}")
     if len(joints) < 2:

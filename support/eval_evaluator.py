@@ -1,13 +1,6 @@
 """The text/motion evaluator eval.py measures with (paper §5.1): a dual encoder as Guo et al. / TMR build it,
-trained contrastively (InfoNCE) on the train split's protocol draws, saved to and loaded from its folder.
-
-    python eval.py --train_evaluator        # -> out/evaluator/<dataset>/ (its settings are eval.py's CONFIG)
-
-Motion: features without the foot contacts, normalised, two stride-2 convolutions (Guo et al.'s
-MovementConvEncoder: one token per 4 frames), then a small transformer; text: a small transformer over its own
-byte-level BPE. Both mean-pool their tokens and end on the unit sphere, where euclidean distance ranks as
-cosine similarity does in the InfoNCE loss.
-"""
+trained contrastively (InfoNCE) on the train split's protocol draws (`python eval.py --train_evaluator`, its
+settings eval.py's CONFIG), saved to and loaded from its folder. Its design: docs/evaluation.md."""
 
 import json
 import re
@@ -18,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 import data as motion_data
 from common import atomic_write, cosine_lr, pick_device, progress_bar, read_run_file, save_weights, write_json
@@ -79,23 +73,19 @@ class Evaluator(nn.Module):
         self.text, self.motion = TextTower(cfg, bpe.n_vocab), MotionTower(cfg)
 
     def text_batch(self, captions):  # -> token ids [B, L], padding [B, L] on this module's device
-        ids = [i[:self.cfg["max_text_tokens"]] or [self.bpe.eos_id] for i in
+        ids = [torch.tensor(i[:self.cfg["max_text_tokens"]] or [self.bpe.eos_id]) for i in
                self.bpe.encode_batch([normalise_caption(c) for c in captions])]
-        L = max(map(len, ids))
-        out = torch.full((len(ids), L), self.bpe.n_vocab, dtype=torch.long)
-        for b, i in enumerate(ids):
-            out[b, :len(i)] = torch.tensor(i)
-        return out.to(self.mean.device), (out == self.bpe.n_vocab).to(self.mean.device)
+        ids = pad_sequence(ids, batch_first=True, padding_value=self.bpe.n_vocab)
+        return ids.to(self.mean.device), (ids == self.bpe.n_vocab).to(self.mean.device)
 
     def motion_batch(self, feats):  # raw [T_i, D], T_i a multiple of 4 -> normalised [B, T, D - 4], lengths
         lengths = torch.tensor([len(f) for f in feats])
         if (lengths % UNIT).any() or (lengths < UNIT).any() or (lengths > MAX_FRAMES).any():
             raise ValueError(f"the evaluator takes {UNIT}..{MAX_FRAMES} frames in multiples of {UNIT}, got "
                              f"{sorted(set(lengths.tolist()))[:5]}")
-        x = torch.zeros(len(feats), int(lengths.max()), self.cfg["feat_dim"] - 4)
         mean, std = self.mean.cpu(), self.std.cpu()
-        for b, f in enumerate(feats):
-            x[b, :len(f)] = ((torch.as_tensor(np.asarray(f, np.float32)) - mean) / std)[:, :-4]
+        x = pad_sequence([((torch.as_tensor(np.asarray(f, np.float32)) - mean) / std)[:, :-4] for f in feats],
+                         batch_first=True)
         return x.to(self.mean.device), lengths.to(self.mean.device)
 
     @torch.no_grad()
@@ -126,9 +116,8 @@ def info_nce(text, motion, duplicates, temperature):
 
 
 def train_evaluator(cfg, progress=True):
-    """Contrastive training on the train split (cfg: eval.py's CONFIG) -> the Evaluator, also saved to
-    out/evaluator/<dataset>/ (model.safetensors, config.json, the BPE's vocab.json + merges.txt, metrics.json
-    with R-Precision on validation and test)."""
+    """Contrastive training on the train split (cfg: eval.py's CONFIG) -> the Evaluator and its metrics (the
+    real motions' R-Precision on val and test), both saved to out/evaluator/<dataset>/."""
     t0 = time.time()
     data = motion_data.MotionData(cfg["data_dir"])
     train = data.split("train")

@@ -34,11 +34,11 @@ def frechet_distance(a, b):
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_covmean)
 
 
-def retrieval_hits(text_emb, motion_emb, top_k=3):
-    """One batch, row i of each a matching pair -> [N, top_k] 0/1: is text i's own motion among its k
-    nearest motions (euclidean), k = 1..top_k. Ties go to the lower index (argsort, as the protocol)."""
+def retrieval_hits(text_emb, motion_emb):
+    """One batch, row i of each a matching pair -> [N, 3] 0/1: is text i's own motion among its k nearest
+    motions (euclidean), k = 1, 2, 3? Ties go to the lower index (argsort, as the protocol)."""
     order = np.argsort(euclidean_distances(text_emb, motion_emb), axis=1, kind="stable")
-    hit = order[:, :top_k] == np.arange(len(order))[:, None]
+    hit = order[:, :3] == np.arange(len(order))[:, None]
     return np.cumsum(hit, axis=1).clip(max=1)
 
 
@@ -58,9 +58,7 @@ def diversity(emb, times=300, seed=0):
     """Mean distance over `times` pairs: two independent draws of `times` distinct rows each."""
     if len(emb) <= times:
         raise ValueError(f"diversity over {times} pairs needs more than {times} motions, got {len(emb)}")
-    rng = np.random.default_rng(seed)
-    first, second = (rng.choice(len(emb), times, replace=False) for _ in range(2))
-    return float(np.linalg.norm(np.asarray(emb, np.float64)[first] - emb[second], axis=1).mean())
+    return multimodality(np.asarray(emb)[None], times, seed)
 
 
 def multimodality(emb, times=10, seed=0):

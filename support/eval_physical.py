@@ -1,9 +1,5 @@
 """Physical checks of generated motion on the embedded dataset, with no evaluator (what §5.4 of the paper says
-is missing): did the root move forward for "walks forward", the left wrist rise above the head for "raises
-the left arm", how many flight phases for "jumps twice", did the facing turn by the stated angle; hop and
-lunge for the OOD split. eval.py reports the share of checked clips that pass (action_accuracy) and each
-kind's pass rate.
-"""
+is missing): does the motion do what its clip's plan says, from the joints alone (docs/evaluation.md)."""
 
 import numpy as np
 

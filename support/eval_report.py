@@ -1,6 +1,5 @@
-"""How eval.py's results print: each figure with its 95% interval, a split's table with n.
-experiments/edits.py, docs/results.py and demo.py print with cell() too, so that every table shows a figure
-the same way."""
+"""How eval.py's results print: each figure with its 95% interval, a split's table with n. edits.py,
+docs/results.py and demo.py print with cell() too, so that every table shows a figure the same way."""
 
 import numpy as np
 
@@ -10,9 +9,8 @@ COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "
 
 
 def cell(fig, name):
-    """A figure with its 95% interval as every table prints it, 0.857 [0.830, 0.884]; "–" when absent; no
-    interval when it is one point; a count as it is. 3 decimals, 4 below 0.01 (a real FID of 0.0004 is
-    not 0)."""
+    """A figure with its 95% interval, 0.857 [0.830, 0.884]; "–" when absent; no interval for one point; a
+    count as it is. 3 decimals, 4 below 0.01 (a real FID of 0.0004 is not 0)."""
     if name not in fig:
         return "–"
     if isinstance(fig[name], int):  # a count (n)
@@ -28,8 +26,7 @@ def markdown_table(result):
     rows = {name: fig for name, fig in result.items() if isinstance(fig, dict) and "n_clips" in fig}
     lines = ["| | clips | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for name, fig in rows.items():
-        cells = [cell(fig, c) for c in COLUMNS]
-        lines.append(f"| {name} | {fig['n_clips']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {fig['n_clips']} | " + " | ".join(cell(fig, c) for c in COLUMNS) + " |")
     few = " (fewer than the protocol's 20)" if result["replications"] < 20 else ""
     lines += ["", f"{result['replications']} replications{few}; intervals: 95%, a bootstrap over the clips "
               "and the replications"]

@@ -1,20 +1,10 @@
 """The standard HumanML3D evaluator (Guo et al. 2022, "Generating Diverse and Natural 3D Human Motions from
 Text"), re-implemented so that its released checkpoint loads and our numbers compare with published ones
-(paper Table 3). Kept apart from eval.py because it is a fixed architecture with its own vocabulary, not
-part of our pipeline; eval.py uses it through the same two calls as its own evaluator:
-
-    ev = load(checkpoint, glove_dir, meta_dir)      # text_mot_match/model/finest.tar, our_vab_*, mean/std
-    ev.embed_texts(captions, tokens)                # tokens: per caption its HumanML3D "word/POS" list
-    ev.embed_motions(feats)                         # raw 263-wide features, T a multiple of 4, T <= 196
-
-Architecture and checkpoint layout as in EricGuo5513/text-to-motion (networks/modules.py, the
-TextMotionMatchTrainer checkpoint {"text_encoder", "motion_encoder", "movement_encoder", optimizer states,
-"epoch", "iter"}) with T2M-GPT's evaluator settings: word 300, POS one-hot 15, text hidden 512, motion
-hidden 1024, co-embedding 512, movement 512, unit length 4, captions cut to 20 tokens, motions padded to 196.
-
-The GloVe index files (our_vab_words.pkl, our_vab_idx.pkl) are pickles: they are read only when the user
-passes their folder explicitly, through an unpickler that builds plain lists, dicts, strings and numbers and
-refuses anything else (a pickle can otherwise run code).
+(paper Table 3; docs/evaluation.md). eval.py uses it as its own evaluator: load(), then embed_texts and
+embed_motions. Architecture and checkpoint layout as in EricGuo5513/text-to-motion (networks/modules.py), with
+T2M-GPT's evaluator settings (the constants below). The GloVe index files are pickles: read only from the
+folder the user passes, through an unpickler that builds plain data and refuses anything else (a pickle can
+otherwise run code).
 """
 
 import pickle
@@ -32,69 +22,58 @@ UNIT, MAX_TEXT, MAX_FRAMES, FEAT_DIM = 4, 20, 196, 263
 POS = ["VERB", "NOUN", "DET", "ADP", "NUM", "AUX", "PRON", "ADJ", "ADV", "Loc_VIP", "Body_VIP", "Obj_VIP",
        "Act_VIP", "Desc_VIP", "OTHER"]
 VIP = {
-    "Loc_VIP": ("left", "right", "clockwise", "counterclockwise", "anticlockwise", "forward", "back",
-                "backward", "up", "down", "straight", "curve"),
-    "Body_VIP": ("arm", "chin", "foot", "feet", "face", "hand", "mouth", "leg", "waist", "eye", "knee",
-                 "shoulder", "thigh"),
-    "Obj_VIP": ("stair", "dumbbell", "chair", "window", "floor", "car", "ball", "handrail", "baseball",
-                "basketball"),
-    "Act_VIP": ("walk", "run", "swing", "pick", "bring", "kick", "put", "squat", "throw", "hop", "dance",
-                "jump", "turn", "stumble", "stop", "sit", "lift", "lower", "raise", "wash", "stand", "kneel",
-                "stroll", "rub", "bend", "balance", "flap", "jog", "shuffle", "lean", "rotate", "spin",
-                "spread", "climb"),
-    "Desc_VIP": ("slowly", "carefully", "fast", "careful", "slow", "quickly", "happy", "angry", "sad",
-                 "happily", "angrily", "sadly"),
+    "Loc_VIP": "left right clockwise counterclockwise anticlockwise forward back backward up down straight "
+               "curve",
+    "Body_VIP": "arm chin foot feet face hand mouth leg waist eye knee shoulder thigh",
+    "Obj_VIP": "stair dumbbell chair window floor car ball handrail baseball basketball",
+    "Act_VIP": "walk run swing pick bring kick put squat throw hop dance jump turn stumble stop sit lift "
+               "lower raise wash stand kneel stroll rub bend balance flap jog shuffle lean rotate spin "
+               "spread climb",
+    "Desc_VIP": "slowly carefully fast careful slow quickly happy angry sad happily angrily sadly",
 }
-VIP_OF = {word: tag for tag, words in VIP.items() for word in words}
+VIP_OF = {word: tag for tag, words in VIP.items() for word in words.split()}
 
 
 class MovementConvEncoder(nn.Module):
     """Features without the foot contacts [B, T, 259] -> movement latents [B, T/4, 512]."""
 
-    def __init__(self, input_size=FEAT_DIM - 4, hidden_size=MOVEMENT, output_size=MOVEMENT):
+    def __init__(self):
         super().__init__()
-        self.main = nn.Sequential(nn.Conv1d(input_size, hidden_size, 4, 2, 1), nn.Dropout(0.2),
-                                  nn.LeakyReLU(0.2), nn.Conv1d(hidden_size, output_size, 4, 2, 1),
-                                  nn.Dropout(0.2), nn.LeakyReLU(0.2))
-        self.out_net = nn.Linear(output_size, output_size)
+        self.main = nn.Sequential(nn.Conv1d(FEAT_DIM - 4, MOVEMENT, 4, 2, 1), nn.Dropout(0.2),
+                                  nn.LeakyReLU(0.2), nn.Conv1d(MOVEMENT, MOVEMENT, 4, 2, 1), nn.Dropout(0.2),
+                                  nn.LeakyReLU(0.2))
+        self.out_net = nn.Linear(MOVEMENT, MOVEMENT)
 
     def forward(self, x):
         return self.out_net(self.main(x.transpose(1, 2)).transpose(1, 2))
 
 
-class _BiGRUCo(nn.Module):
-    """A bidirectional GRU from a learned initial state; its two last states -> the co-embedding."""
+class BiGRUCo(nn.Module):
+    """The motion encoder: a bidirectional GRU from a learned initial state; its two last states -> the
+    co-embedding."""
 
-    def __init__(self, input_size, hidden_size, output_size=CO_EMB):
+    def __init__(self, input_size=MOVEMENT, hidden_size=MOTION_HIDDEN):
         super().__init__()
         self.input_emb = nn.Linear(input_size, hidden_size)
         self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True, bidirectional=True)
         self.output_net = nn.Sequential(nn.Linear(hidden_size * 2, hidden_size), nn.LayerNorm(hidden_size),
-                                        nn.LeakyReLU(0.2), nn.Linear(hidden_size, output_size))
+                                        nn.LeakyReLU(0.2), nn.Linear(hidden_size, CO_EMB))
         self.hidden = nn.Parameter(torch.randn(2, 1, hidden_size))
 
-    def encode(self, x, lengths):
+    def forward(self, x, lengths):
         packed = pack_padded_sequence(self.input_emb(x), lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
         _, last = self.gru(packed, self.hidden.repeat(1, len(x), 1))
         return self.output_net(torch.cat([last[0], last[1]], -1))
 
 
-class TextEncoderBiGRUCo(_BiGRUCo):
+class TextEncoderBiGRUCo(BiGRUCo):  # the same over word vectors plus their part of speech's embedding
     def __init__(self):
         super().__init__(WORD_DIM, TEXT_HIDDEN)
         self.pos_emb = nn.Linear(len(POS), WORD_DIM)
 
     def forward(self, word_embs, pos_onehot, lengths):
-        return self.encode(word_embs + self.pos_emb(pos_onehot), lengths)
-
-
-class MotionEncoderBiGRUCo(_BiGRUCo):
-    def __init__(self):
-        super().__init__(MOVEMENT, MOTION_HIDDEN)
-
-    def forward(self, movements, lengths):
-        return self.encode(movements, lengths)
+        return super().forward(word_embs + self.pos_emb(pos_onehot), lengths)
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -121,9 +100,9 @@ class WordVectorizer:
     """"word/POS" -> (GloVe vector, POS one-hot), as utils/word_vectorizer.py: a word in a VIP list takes
     that class; a word missing from the vocabulary becomes "unk" with the OTHER tag."""
 
-    def __init__(self, glove_dir, prefix="our_vab"):
+    def __init__(self, glove_dir):
         glove_dir = Path(glove_dir)
-        paths = [glove_dir / f"{prefix}_{name}" for name in ("data.npy", "words.pkl", "idx.pkl")]
+        paths = [glove_dir / f"our_vab_{name}" for name in ("data.npy", "words.pkl", "idx.pkl")]
         for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing (the GloVe files of Guo et al.'s evaluator)")
@@ -136,21 +115,19 @@ class WordVectorizer:
 
     def __getitem__(self, token):
         word, _, pos = token.rpartition("/")
+        if word not in self.vectors:
+            word, pos = "unk", "OTHER"
+        tag = VIP_OF.get(word, pos)
         onehot = np.zeros(len(POS), np.float32)
-        if word in self.vectors:
-            tag = VIP_OF.get(word, pos)
-            onehot[POS.index(tag) if tag in POS else POS.index("OTHER")] = 1
-            return self.vectors[word], onehot
-        onehot[POS.index("OTHER")] = 1
-        return self.vectors["unk"], onehot
+        onehot[POS.index(tag if tag in POS else "OTHER")] = 1
+        return self.vectors[word], onehot
 
 
 class T2MEvaluator:
     def __init__(self, words, mean, std, device="cpu"):
         self.words, self.device = words, device
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
-        self.movement, self.text = MovementConvEncoder(), TextEncoderBiGRUCo()
-        self.motion = MotionEncoderBiGRUCo()
+        self.movement, self.text, self.motion = MovementConvEncoder(), TextEncoderBiGRUCo(), BiGRUCo()
 
     def modules(self):
         return {"movement_encoder": self.movement, "text_encoder": self.text, "motion_encoder": self.motion}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 from common import load_weights, read_run_file, save_weights, write_json
 from motion import FRAMES_PER_CODE, MAX_FRAMES
@@ -32,16 +33,13 @@ class LengthEstimator(torch.nn.Module):
 
     def padded(self, token_lists):
         """Token id lists -> [N, L] padded with the bag's padding row."""
-        out = torch.full((len(token_lists), max(map(len, token_lists))), self.sizes["n_vocab"])
-        for row, ids in zip(out, token_lists, strict=True):
-            row[:len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out
+        return pad_sequence([torch.tensor(ids, dtype=torch.long) for ids in token_lists], True,
+                            self.sizes["n_vocab"])
 
     @torch.no_grad()
     def draw(self, token_lists, generators=None):
-        """A length in steps per caption (token id lists), drawn from its distribution with its generator (one
-        per caption, as model.generate takes them: a take's length does not depend on its batch); None: the
-        median."""
+        """A length in steps per caption (token id lists): a draw with its generator (one per caption, as
+        model.generate takes them: a take's length does not depend on its batch), or with none the median."""
         probs = self(self.padded(token_lists)).float().softmax(-1).cpu()
         if generators is None:
             return [int(torch.searchsorted(p.cumsum(0), torch.tensor([0.5]))[0]) + 1 for p in probs]
@@ -52,11 +50,9 @@ class LengthEstimator(torch.nn.Module):
 
 def caption_steps(pairs):
     """Every (caption, steps) of a split's pairs (support/train_data.Pairs), steps capped at MAX_STEPS."""
-    out = []
-    for clip, captions in zip(pairs.clips, pairs.captions, strict=True):
-        steps = min(int(pairs.codes.offsets[clip + 1] - pairs.codes.offsets[clip]), MAX_STEPS)
-        out += [(c, steps) for c in captions]
-    return out
+    steps = np.minimum(np.diff(pairs.codes.offsets), MAX_STEPS)
+    clips = zip(pairs.clips, pairs.captions, strict=True)
+    return [(c, int(steps[clip])) for clip, captions in clips for c in captions]
 
 
 def fit(text, train_pairs, val_pairs, iters=1000, batch_size=256, lr=3e-3, seed=0):
@@ -71,8 +67,7 @@ def fit(text, train_pairs, val_pairs, iters=1000, batch_size=256, lr=3e-3, seed=
     rng = np.random.default_rng(seed)
     for it in range(iters):
         pick = rng.integers(len(ids), size=batch_size)
-        for group in opt.param_groups:  # linear decay to 0: the last steps settle the distribution
-            group["lr"] = lr * (1 - it / iters)
+        opt.param_groups[0]["lr"] = lr * (1 - it / iters)  # linear decay to 0: the last steps settle it
         loss = F.cross_entropy(est(ids[pick]), steps[pick])
         opt.zero_grad(set_to_none=True)
         loss.backward()

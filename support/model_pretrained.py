@@ -2,7 +2,6 @@
 and its vocabulary grown by the motion tokens' rows, initialised near the known rows yet apart; or, with
 motion_vocab="reuse" (§5.1, the paper's), the text tokens that the motion codes take over."""
 
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -24,23 +23,13 @@ def hub_snapshot(spec):
             "--model=PATH to a local folder") from None
 
 
-def grow_vocab(lm, vocab):
-    """Append rows up to `vocab` to the input embedding and the head (one tensor when tied, as GPT-2's), each
-    initialised by fresh_rows: transformers' default (mean_resizing=True) makes the new rows equal to within
-    ~1e-6, and the motion codes would start alike."""
-    n_old = lm.get_input_embeddings().weight.shape[0]
-    lm.resize_token_embeddings(vocab, mean_resizing=False)
-    fresh_rows(lm, torch.arange(n_old, vocab))
-
-
 def fresh_rows(lm, rows):
     """Set `rows` of the input embedding and the head to the other rows' mean plus Gaussian noise at their
     per-dimension spread: new tokens that start near the known ones yet distinct from each other."""
     weights = {id(w): w for w in (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)}
     with torch.no_grad():
         for w in weights.values():
-            known = torch.ones(w.shape[0], dtype=torch.bool)
-            known[rows] = False
+            known = ~torch.isin(torch.arange(w.shape[0]), rows)
             ref = w[known.to(w.device)].float()
             noise = torch.randn(len(rows), w.shape[1]).to(w.device)
             w[rows.to(w.device)] = (ref.mean(0) + ref.std(0) * noise).to(w.dtype)
@@ -55,9 +44,3 @@ def reuse_ids(counts, candidates, K):
         raise ValueError(f"motion_vocab=reuse needs {K} text tokens that the captions never use, but the "
                          f"tokenizer has only {K - missing} ({missing} missing): use motion_vocab=add")
     return sorted(chosen)
-
-
-def count_tokens(text, forms):
-    """Text-token counts over every form in which the captions reach the model (each template, the part
-    labels): a token never seen there is free to become a motion code."""
-    return Counter(i for ids in text.encode_batch(forms) for i in ids)

@@ -67,14 +67,15 @@ class TextTokenizer:
     def save(self, folder):
         if self.files is None:
             self.tok.save_pretrained(folder)
-            return
-        for name, data in self.files.items():
+        for name, data in (self.files or {}).items():
             (Path(folder) / name).write_bytes(data)
 
 
-def bpe_from_files(vocab_json, merges_txt):
+def bpe_from_files(vocab_json=None, merges_txt=None):
     """GPT-2's BPE from a vocab.json + merges.txt pair (= OpenAI's encoder.json + vocab.bpe) as a tiktoken
-    Encoding: the same loader for GPT-2 checkpoints, tiktoken's cached gpt2 files and the tiny models' BPE."""
+    Encoding: one loader for GPT-2 checkpoints, the tiny models' BPE and (none given) tiktoken's gpt2."""
+    if vocab_json is None:
+        vocab_json, merges_txt = tiktoken_gpt2_files()
     # An empty cache dir makes tiktoken read the files as they are. With a cache it keeps a copy keyed by the
     # *path* and returns that copy the next time: a run folder whose BPE was retrained would read as the old.
     with patch.dict(os.environ, TIKTOKEN_CACHE_DIR=""):  # (the variable as it was afterwards)

@@ -1,7 +1,5 @@
 """The language model's training data (train.py): the instruction/motion pairs of a split, built from its
-captions and the codes `python tokenizer.py --encode` wrote (support/codes.py), with their lengths in tokens,
-and the global batches, bucketed by length and a function of (seed, step) only, so that --resume and any
-number of ranks see the same batches."""
+captions and the codes `python tokenizer.py --encode` wrote (support/codes.py), and the global batches."""
 
 from functools import lru_cache
 
@@ -41,8 +39,7 @@ class Pairs:
         return len(self.clips)
 
     def fits(self, prompt, steps):
-        """Whether an instruction of `prompt` tokens and a motion of `steps` steps fit (model.motion_room: the
-        instruction before the motion's fixed start, the motion after it)."""
+        """Do an instruction of `prompt` tokens and a motion of `steps` steps fit (model.motion_room)?"""
         return self.lm.motion_room(prompt) >= steps
 
     def sample(self, i, rng, parts_prob, uncond_prob=0.0):

@@ -9,12 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 import transformers
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_state_dict,
-    set_state_dict,
-)
+from torch.distributed.checkpoint import state_dict as dcp_state
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from common import make_temp_dir, read_run_file, recover_dir, replace_dir, write_json
@@ -46,24 +41,17 @@ def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_ch
     return est
 
 
-def estimate_line(est, what, gpu_bytes=0):
-    rows = "  ".join(f"{k} {v / 2**30:.1f}" for k, v in est.items() if k != "total")
-    fits = "" if not gpu_bytes else f" of {gpu_bytes / 2**30:.0f} GiB"
-    return f"memory per GPU, {what}: {rows} -> total {est['total'] / 2**30:.1f} GiB{fits}"
-
-
-def pick_parallel(parallel, world, n_params):  # auto: shard the model (FSDP2) above 1B parameters
-    return "single" if world == 1 else parallel if parallel != "auto" else "fsdp" if n_params > 1e9 else "ddp"
-
-
-def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes=0, say=True):
+def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes, say=True):
     """-> (parallel, micro-batch, memory_estimate per GPU) for this run on `world` ranks, printed (say)."""
-    parallel = pick_parallel(cfg["parallel"], world, n_params)
+    auto = "fsdp" if n_params > 1e9 else "ddp"  # auto: shard the model (FSDP2) above 1B parameters
+    parallel = "single" if world == 1 else auto if cfg["parallel"] == "auto" else cfg["parallel"]
     micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
     est = memory_estimate(hf_config, n_params, micro, seq, world if parallel == "fsdp" else 1,
                           cfg["activation_checkpointing"], bf16)
     if say:
-        print(estimate_line(est, f"{cfg['model']} on {world} x {parallel}", gpu_bytes))
+        rows = "  ".join(f"{k} {v / 2**30:.1f}" for k, v in est.items() if k != "total")
+        print(f"memory per GPU, {cfg['model']} on {world} x {parallel}: {rows} -> total "
+              f"{est['total'] / 2**30:.1f} GiB" + (f" of {gpu_bytes / 2**30:.0f} GiB" if gpu_bytes else ""))
     return parallel, micro, est
 
 
@@ -123,7 +111,7 @@ def save_last(run_dir, lm_module, opt, progress, rank, world):
     if world > 1:
         dist.broadcast_object_list(tmp)
     tmp = Path(tmp[0])
-    msd, osd = get_state_dict(lm_module, opt)
+    msd, osd = dcp_state.get_state_dict(lm_module, opt)
     dcp.save({"model": msd, "optim": osd}, checkpoint_id=tmp / "state")
     cuda_rng = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
     torch.save({"cpu": torch.get_rng_state(), "cuda": cuda_rng}, tmp / f"rng_{rank}.pt")
@@ -144,10 +132,13 @@ def load_last(run_dir, lm_module, opt, rank):
     # a damaged last/ fails naming it, before anything is written: --resume never starts over by itself
     remake = f"cannot resume from it; start over without --resume (python train.py --run_name={run_dir.name})"
     progress = read_run_file(last / "progress.json", remake)
-    msd, osd = get_state_dict(lm_module, opt)
+    msd, osd = dcp_state.get_state_dict(lm_module, opt)
     state = {"model": msd, "optim": osd}
-    read_run_file(last, remake, lambda f: _dcp_load(state, f / "state"))
-    set_state_dict(lm_module, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    # dcp.load logs two tracebacks to stderr (through the root logger) before raising on a checkpoint whose
+    # metadata it cannot read: the metadata is read first
+    read_run_file(last, remake, lambda f: dcp.FileSystemReader(f / "state").read_metadata())
+    read_run_file(last, remake, lambda f: dcp.load(state, checkpoint_id=f / "state"))
+    dcp_state.set_state_dict(lm_module, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
     rng_file = last / f"rng_{rank}.pt"
     if rng_file.is_file():  # absent when resuming on more ranks than the run had
         rng = read_run_file(rng_file, remake)
@@ -157,19 +148,12 @@ def load_last(run_dir, lm_module, opt, rank):
     return progress
 
 
-def _dcp_load(state, folder):
-    """dcp.load, the checkpoint's metadata read first: when dcp.load cannot read it, it logs two tracebacks
-    to stderr (through the root logger) before raising."""
-    dcp.FileSystemReader(folder).read_metadata()
-    dcp.load(state, checkpoint_id=folder)
-
-
 def save_best(run_dir, lm, lm_module, rank, parallel):
     """model/ (+ text tokenizer, motion vocabulary): a Hugging Face folder. FSDP gathers the full state dict
     onto rank 0's CPU first (a collective: every rank calls it)."""
     full = None
     if parallel == "fsdp":
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        full = get_model_state_dict(lm_module, options=options)
+        options = dcp_state.StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full = dcp_state.get_model_state_dict(lm_module, options=options)
     if rank == 0:
         lm.save(run_dir, state_dict=full)
