@@ -27,7 +27,7 @@ import synth
 from common import cli, make_temp_dir, parse_args, replace_dir
 from motion import FPS, MIN_FRAMES, feature_slices, part_columns, recover_from_ric, render_gif
 from support.bvh import to_bvh
-from support.data_real import convert, list_files, load_humanml3d, load_smplx, read_splits
+from support.data_real import convert, load_humanml3d, load_smplx, read_splits
 
 # settings of the command line: plain values, overridden by --key=value (data.py --help lists them)
 CONFIG = dict(
@@ -44,22 +44,18 @@ CONFIG = dict(
     gif_dir="out/gifs",  # --show: where the GIFs go
     bvh=False,  # --show: also write each clip as a .bvh beside its GIF (joint rotations, for Blender)
 )
-SKIP_REASONS = ["load_error", "nan_or_inf", "too_short", "too_long", "wrong_width", "bad_caption",
-                "duplicate_id"]
+SKIP_REASONS = "load_error nan_or_inf too_short too_long wrong_width bad_caption duplicate_id".split()
 
 
-class BadClip(ValueError):
-    """A clip that cannot go into the dataset; .reason is one of SKIP_REASONS."""
-
+class BadClip(ValueError):  # a clip that cannot go into the dataset; .reason is one of SKIP_REASONS
     def __init__(self, reason, where, problem):
         super().__init__(f"{where}: {problem}")
         self.reason = reason
 
 
 def _check_clip(clip, feat_dim, seen):
-    """-> (feats float32 [T, D], captions, tokens) or raises BadClip. `tokens` (HumanML3D's part-of-speech
-    tokens of each caption, which Guo et al.'s standard evaluator reads) stays aligned with the captions kept,
-    or is None. Loaders report a file that failed to load as {"id", "file", "error": message}."""
+    """-> (feats float32 [T, D], captions, tokens) or raises BadClip. `tokens`: HumanML3D's part-of-speech
+    tokens of each caption (for Guo et al.'s standard evaluator), aligned with the captions kept, or None."""
     where = clip.get("file") or f"clip {clip.get('id')!r}"
     if "error" in clip:
         raise BadClip("load_error", where, clip["error"])
@@ -89,27 +85,23 @@ def _check_clip(clip, feat_dim, seen):
     return feats, captions, tokens if all_tokens is not None else None
 
 
-def default_split(clip_id):
-    """Deterministic 80/10/10 train/val/test split by a hash of the id."""
+def default_split(clip_id):  # deterministic 80/10/10 train/val/test split by a hash of the id
     u = zlib.crc32(clip_id.encode()) / 2 ** 32
     return "train" if u < 0.8 else "val" if u < 0.9 else "test"
 
 
 def write_dataset(out_dir, clips, *, name, joints_num, splits=None, strict=False, source=None):
-    """Validate and stream `clips` (dicts {"id", "feats" [T, D], "captions", "parts", "subset"}) into
-    out_dir atomically. Bad clips are skipped and counted per reason (strict: one error naming the clip).
-    `splits`: {split name: [ids]}; without it a clip's "split" key, else default_split(id).
-    Returns the summary (also in meta.json)."""
-    out_dir = Path(out_dir)
-    feat_dim = 12 * joints_num - 1
+    """Validate and stream `clips` (dicts {"id", "feats" [T, D], "captions", "parts", "subset"}) into out_dir
+    atomically; -> the summary (also in meta.json). Bad clips are skipped and counted per reason (strict: one
+    error naming the clip). `splits`: {split name: [ids]}, else each clip's "split" or default_split(id)."""
+    out_dir, feat_dim = Path(out_dir), 12 * joints_num - 1
     tmp = make_temp_dir(out_dir)
     membership = {}
     for split_name, ids in (splits or {}).items():
         for i in ids:
             membership.setdefault(i, []).append(split_name)
     split_ids = {s: [] for s in (splits or ("train", "val", "test"))}
-    skipped = dict.fromkeys(SKIP_REASONS, 0)
-    offsets, seen = [0], set()
+    skipped, offsets, seen = dict.fromkeys(SKIP_REASONS, 0), [0], set()
     total, sq_total, n_train = np.zeros(feat_dim), np.zeros(feat_dim), 0
     try:
         with open(tmp / "motions.npy", "wb") as mf, open(tmp / "texts.jsonl", "w", encoding="utf-8") as tf:
@@ -130,7 +122,6 @@ def write_dataset(out_dir, clips, *, name, joints_num, splits=None, strict=False
                           "subset": clip.get("subset", ""), **({"tokens": tokens} if tokens else {}),
                           **({"plan": clip["plan"]} if "plan" in clip else {})}
                 tf.write(json.dumps(record, ensure_ascii=False) + "\n")
-                # a given split table, else the clip's own "split" (loaders), else a hash of the id
                 in_splits = membership.get(clip["id"], []) if splits else [clip.get("split")
                                                                            or default_split(clip["id"])]
                 for s in in_splits:
@@ -165,8 +156,7 @@ def write_dataset(out_dir, clips, *, name, joints_num, splits=None, strict=False
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         replace_dir(tmp, out_dir)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 
@@ -190,10 +180,8 @@ class JsonLines:
         try:
             return json.loads(self.buf[self.starts[i]:self.ends[i]].tobytes())
         except ValueError as e:  # (a JSONDecodeError counts lines and columns within this one line)
-            where, why = f"line {range(len(self))[i] + 1}", e
-            if isinstance(e, json.JSONDecodeError):
-                where, why = f"{where}, column {e.colno}", e.msg
-            raise ValueError(f"{self.path}: {where}: not valid JSON ({why})") from None
+            col, why = (f", column {e.colno}", e.msg) if isinstance(e, json.JSONDecodeError) else ("", e)
+            raise ValueError(f"{self.path}: line {i % len(self) + 1}{col}: not valid JSON ({why})") from None
 
 
 def _load_npy(path, mmap_mode=None):  # np.load, naming the file when it is cut short or not an .npy array
@@ -217,19 +205,16 @@ class MotionData:
     """Read-only view of a dataset folder written by write_dataset (motions memory-mapped). Opening it checks
     every file's shape and that no frame holds NaN or inf: a damaged folder fails here, naming the file."""
 
-    FILES = ["meta.json", "motions.npy", "offsets.npy", "texts.jsonl", "mean.npy", "std.npy"]
-
     def __init__(self, root):
         self.root = Path(root)
-        missing = [f for f in self.FILES if not (self.root / f).is_file()]
-        if missing:
+        files = ["meta.json", "motions.npy", "offsets.npy", "texts.jsonl", "mean.npy", "std.npy"]
+        if missing := [f for f in files if not (self.root / f).is_file()]:
             raise FileNotFoundError(f"{self.root}: not a dataset folder, missing {', '.join(missing)} "
                                     f"(write one with `python data.py --data_dir={self.root}`)")
         meta = self.root / "meta.json"
         try:
-            self.meta = json.loads(meta.read_text(encoding="utf-8"))
-            self.joints_num, self.feat_dim = self.meta["joints_num"], self.meta["feat_dim"]
-            self.fps = self.meta["fps"]
+            self.meta = m = json.loads(meta.read_text(encoding="utf-8"))
+            self.joints_num, self.feat_dim, self.fps = m["joints_num"], m["feat_dim"], m["fps"]
         except (ValueError, KeyError) as e:
             raise ValueError(f"{meta}: not a dataset's meta.json ({type(e).__name__}: {e})") from None
         self.motions = _load_npy(self.root / "motions.npy", mmap_mode="r")
@@ -252,8 +237,7 @@ class MotionData:
                             f"not ({self.feat_dim},)")
         if problems:
             raise ValueError(f"{self.root}: inconsistent dataset: " + "; ".join(problems))
-        row = _first_non_finite_row(self.motions)
-        if row is not None:
+        if (row := _first_non_finite_row(self.motions)) is not None:
             i = int(np.searchsorted(self.offsets, row, side="right")) - 1
             raise ValueError(f"{self.root / 'motions.npy'}: NaN or inf in clip {self.ids[i]!r} (index {i}, "
                              f"frame {row - self.offsets[i]}); write the dataset again")
@@ -262,8 +246,7 @@ class MotionData:
     def __len__(self):
         return len(self.ids)
 
-    def motion(self, i):
-        """Clip i (an index) as float32 [T_i, D] (a view into the memory map)."""
+    def motion(self, i):  # clip i (an index) as float32 [T_i, D], a view into the memory map
         return self.motions[self.offsets[i]:self.offsets[i + 1]]
 
     def index(self, clip_id):
@@ -291,14 +274,12 @@ class MotionData:
         starts = self.offsets[clips[pick]] + rng.integers(0, lengths - window + 1)
         return clips[pick], self._crops(starts, window)
 
-    def split(self, name):
-        """Clip indices of a split (train, val, test, ood, ...)."""
+    def split(self, name):  # clip indices of a split (train, val, test, ood, ...)
         path = self.root / f"{name}.txt"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no split named {name!r} in this dataset")
         ids = path.read_text(encoding="utf-8").split()
-        unknown = [i for i in ids if i not in self._index]
-        if unknown:
+        if unknown := [i for i in ids if i not in self._index]:
             raise ValueError(f"{path}: {len(unknown)} ids not in texts.jsonl, e.g. {unknown[0]!r}")
         return np.array([self._index[i] for i in ids], dtype=np.int64)
 
@@ -329,30 +310,27 @@ def main(argv):
                   f"{ds.texts[i]['captions'][0]!r}")
         return
     out, src = Path(cfg["data_dir"] or f"data/{cfg['source']}"), cfg["src"]
-    splits, joints_num, source = None, 22, {cfg['source']: src}
+    splits, source = None, {cfg['source']: src}
     if cfg["source"] == "synth":
         clips, splits = synth.generate(cfg["size"], cfg["seed"], cfg["workers"])
         source = {"synth": {"size": cfg["size"], "seed": cfg["seed"]}}
     elif not src or not Path(src).is_dir():
         raise ValueError(f"--source {cfg['source']} needs --src=DIR (an existing folder), got {src!r}")
     elif cfg["source"] == "humanml3d":
-        files = list_files(Path(src) / "new_joint_vecs", ".npy")
         test = {n for n, s in read_splits(src).items() if s == "test"} if cfg["t2m_test"] else set()
-        clips = convert(load_humanml3d, files, default_split, cfg["workers"], read_splits(src), src=src,
-                        t2m_test=test)
+        clips = convert(load_humanml3d, Path(src) / "new_joint_vecs", ".npy", default_split, cfg["workers"],
+                        read_splits(src), src=src, t2m_test=test)
         source["t2m_test"] = cfg["t2m_test"]
+    elif not cfg["smplx_model_dir"]:
+        raise ValueError("--source smplx needs --smplx_model_dir=DIR (the SMPL-X model files)")
     else:
-        if not cfg["smplx_model_dir"]:
-            raise ValueError("--source smplx needs --smplx_model_dir=DIR (the SMPL-X model files)")
-        files = list_files(Path(src) / "motions", ".npz")
-        smplx = {k: cfg[k] for k in ("gender", "src_fps", "up")}
-        clips = convert(load_smplx, files, default_split, cfg["workers"], read_splits(src), src=src,
-                        model_dir=cfg["smplx_model_dir"], **smplx)
-        joints_num = 52
+        clips = convert(load_smplx, Path(src) / "motions", ".npz", default_split, cfg["workers"],
+                        read_splits(src), src=src, model_dir=cfg["smplx_model_dir"], gender=cfg["gender"],
+                        src_fps=cfg["src_fps"], up=cfg["up"])
     try:  # closing: a strict error or Ctrl-C inside write_dataset stops the worker processes right there
         with contextlib.closing(clips):
-            summary = write_dataset(out, clips, name=out.name, joints_num=joints_num, splits=splits,
-                                    strict=cfg["strict"], source=source)
+            summary = write_dataset(out, clips, name=out.name, splits=splits, source=source,
+                                    joints_num=52 if cfg["source"] == "smplx" else 22, strict=cfg["strict"])
     except KeyboardInterrupt as e:
         raise KeyboardInterrupt(f"{out} left as it was") from e
     print(f"{out}: {json.dumps(summary)}")

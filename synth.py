@@ -3,11 +3,10 @@ skeleton, built like MotionBase's data (paper §3 ⑤, appendix A.1/A.2): hierar
 captions + one upper-body and one lower-body description), still poses repeated to 64 frames (the paper's
 image clips), named subsets, and an `ood` split that holds whole kinds of motion out (Table 5).
 
-A clip is a plan of 1-3 segments (a whole-body action, optionally with an upper-body gesture on top),
-each a set of joint-angle channels over time, cross-faded across segment boundaries, turned into local
-rotations and run through motion.forward_kinematics; the root is placed from the feet (the lowest foot on
-the floor, the supporting foot planted), and motion.features_from_joints makes the features, as for real data.
-The text (caption tables, plan -> captions and part sentences) is in support/synth_captions.py.
+A clip is a plan of 1-3 segments (a whole-body action, optionally with an upper-body gesture on top), each a
+set of joint-angle channels over time, cross-faded across segment boundaries, turned into local rotations for
+motion.forward_kinematics; the root is placed from the feet (_place), and motion.features_from_joints makes
+the features, as for real data. The text (captions, part sentences) is made in support/synth_captions.py.
 
     python data.py                        # the dataset, through generate(size, seed, workers)
     python synth.py --size=8 --seed=0     # print a few plans and captions
@@ -40,6 +39,7 @@ POOLS = {"locomotion": ("walk", "walk", "sidestep", "circle", "run", "turn", "tu
 COMBINABLE = ("stand", "walk", "sidestep", "circle", "turn")  # whole-body kinds that can carry a gesture
 ON_THE_MOVE = ("wave", "raise", "clap", "arms_out", "hips")  # gestures that can ride on them
 SIDES, DIRS, SPEEDS = ("left", "right"), ("forward", "backward"), ("slow", "normal", "fast")
+LIMBS = {"left": ("l", "r"), "right": ("r", "l"), "both": ("lr", "")}  # side -> (its limb(s), the other)
 PARAMS = {  # kind -> {parameter: choices}; every parameter is said in the text
     "walk": {"dir": DIRS, "speed": SPEEDS}, "sidestep": {"side": SIDES}, "circle": {"side": SIDES},
     "run": {"speed": SPEEDS}, "turn": {"side": SIDES, "angle": (45, 90, 135, 180)},
@@ -47,22 +47,19 @@ PARAMS = {  # kind -> {parameter: choices}; every parameter is said in the text
     "lunge": {"side": SIDES}, "hop": {"side": SIDES, "count": (2, 3, 4)}, "stand": {}, "sit_down": {},
     "stand_up": {}, "wave": {"side": SIDES + ("both",)}, "raise": {"side": SIDES + ("both",)},
     "clap": {"count": (2, 3, 4, 5)}, "punch": {"side": SIDES + ("both",), "count": (2, 3, 4)},
-    "arms_out": {}, "reach": {"side": SIDES}, "hips": {}, "stretch": {"side": SIDES},
-}
-# pose -> (whole-body kind, gesture, fraction of the action at which it is frozen). No pose in train/val/test
-# is a held-out kind's stance (a "balance" pose, the hop's stance, was; tests/test_synth.py checks); the
-# lunge pose is a lunge, so its clips go to the OOD split.
+    "arms_out": {}, "reach": {"side": SIDES}, "hips": {}, "stretch": {"side": SIDES}}
+# pose -> (whole-body kind, gesture, fraction of the action at which it is frozen). No train/val/test pose is
+# a held-out kind's stance (tests/test_synth.py checks); the lunge pose is a lunge: its clips go to `ood`.
 STATIC_POSES = {
     "stand": ("stand", None, 0.5), "raise": ("stand", "raise", 0.5), "arms_out": ("stand", "arms_out", 0.5),
     "hips": ("stand", "hips", 0.5), "reach": ("stand", "reach", 0.5), "squat": ("squat", None, 0.5),
     "sit": ("sit_down", None, 1.0), "kick": ("kick", None, 0.48), "lunge": ("lunge", None, 0.5)}
 
-# Motion channels (radians, metres per frame for yaw_rate): what actions write, per frame. Left/right
-# limbs use the same conventions (the right side is the mirror image): hip_flex > 0 thigh forward, hip_abd
-# > 0 leg out, knee > 0 bends, ankle > 0 toes down (0 = foot parallel to its rest tilt), sh_flex > 0 arm
-# forward/up, sh_abd > 0 arm out to the side, sh_horiz > 0 arm swings outward, sh_twist > 0 turns the
-# elbow's bend direction from forward to up, elbow > 0 bends; bend/side/twist: torso forward / to the
-# left / turned left; lift: extra root height in flight; yaw_rate: turning left per frame.
+# Motion channels (radians; lift in metres). The right limbs' conventions mirror the left ones': hip_flex > 0
+# thigh forward, hip_abd > 0 leg out, knee > 0 bends, ankle > 0 toes down (0 = foot parallel to its rest
+# tilt), sh_flex > 0 arm forward/up, sh_abd > 0 arm out to the side, sh_horiz > 0 arm swings outward, sh_twist
+# > 0 turns the elbow's bend direction from forward to up, elbow > 0 bends; bend/side/twist: torso forward /
+# to the left / turned left; lift: extra root height in flight; yaw_rate: turning left per frame.
 CHANNELS = ["yaw_rate", "lift", "stance_l", "bend", "side", "twist", "nod"] + [
     f"{name}_{s}" for s in "lr" for name in
     ("hip_flex", "hip_abd", "knee", "ankle", "sh_flex", "sh_abd", "sh_horiz", "sh_twist", "elbow")]
@@ -78,14 +75,12 @@ def _ease(x):
     return x * x * (3 - 2 * x)
 
 
-def _bump(x, center, width):
-    """Raised cosine: 1 at center, 0 beyond +-width."""
+def _bump(x, center, width):  # raised cosine: 1 at center, 0 beyond +-width
     return 0.5 * (1 + np.cos(np.pi * np.clip((x - center) / width, -1, 1)))
 
 
 def _hold(t, n, rise, lead=3):
-    """0 -> 1 over `rise` frames after `lead` frames, 1, then back to 0 `lead` frames before the end (lead =
-    rise = BLEND: 0 across the cross-fades, for the channels that are not cross-faded)."""
+    """0 -> 1 over `rise` frames after `lead` frames, 1, then back to 0 `lead` frames before the end."""
     return _ease((t - lead) / rise) * _ease((n - 1 - lead - t) / rise)
 
 
@@ -101,30 +96,22 @@ def _add(c, sides, **channels):  # sides: "l", "r" or "lr"
             c[:, CH[f"{name}_{s}"]] += value
 
 
-def _arm_pose(c, sides, w, **pose):
-    """Blend the arms of `sides` toward a pose (unnamed arm channels: 0) with weight w in [0, 1]."""
+def _arm_pose(c, sides, w, **pose):  # blend the arms toward a pose (unnamed channels: 0) by w in [0, 1]
     for name in ("sh_flex", "sh_abd", "sh_horiz", "sh_twist", "elbow"):
         for s in sides:
             c[:, CH[f"{name}_{s}"]] += (pose.get(name, 0.0) - c[:, CH[f"{name}_{s}"]]) * w
 
 
-def _sides(p):  # (the named limb(s), the other)
-    return {"left": ("l", "r"), "right": ("r", "l"), "both": ("lr", "")}[p["side"]]
-
-
-def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.0):
-    """Steps in antiphase. Each leg's phase psi in [0, 1): stance while psi < duty, the hip extending
-    linearly from +hip to -hip (the planted foot moves back at a near-constant speed relative to the
-    root), then swing: the hip returns along a cubic (Hermite) whose end slopes match the stance ramp,
-    so the foot leaves and lands at zero speed over the floor, while the knee lifts the foot. duty > 0.5
-    leaves a double support where both feet move alike. stance_l weights the supporting feet; the arms
-    counter-swing; d = -1 walks backward (the swing foot moves back); march lifts the thigh in swing
-    (hip = 0, march > 0 steps in place). Returns the left leg's phase."""
-    psi_l = (freq * t / FPS) % 1.0
-    stance = {}
+def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.0):  # -> the left leg's phase
+    """Steps in antiphase. Each leg's phase psi in [0, 1): stance while psi < duty, the hip extending linearly
+    from +hip to -hip (the planted foot moves back at a near-constant speed relative to the root), then swing:
+    the hip returns along a cubic (Hermite) whose end slopes match the stance ramp, so the foot leaves and
+    lands at zero speed over the floor, the knee lifting it. duty > 0.5 leaves a double support where both
+    feet move alike. stance_l weights the supporting feet; the arms counter-swing; d = -1 walks backward (the
+    swing foot moves back); march lifts the thigh in swing (hip = 0, march > 0 steps in place)."""
+    psi_l, m, stance = (freq * t / FPS) % 1.0, -2 * (1 - duty) / duty, {}  # m: d(hip)/ds of the stance ramp
     for side, psi in (("l", psi_l), ("r", (psi_l + 0.5) % 1.0)):
         s = np.clip((psi - duty) / (1 - duty), 0, 1)
-        m = -2 * (1 - duty) / duty  # d(hip)/ds of the stance ramp
         hermite = (-(2 * s**3 - 3 * s**2 + 1) + (-2 * s**3 + 3 * s**2)  # from -1 to +1, end slopes m
                    + m * (s**3 - 2 * s**2 + s) + m * (s**3 - s**2))
         hip_angle = np.where(psi < duty, 1 - 2 * psi / duty, hermite)  # +-1 at the stance ends
@@ -138,8 +125,7 @@ def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.
 
 
 # Actions: each adds its channel program to c [n, C] (prefilled with the neutral pose); t = frame index,
-# p its parameters, amp / tempo the clip's small random variation. Durations in frames come from
-# `_frames`, so a counted action gets the frames its count needs.
+# p its parameters, amp / tempo the clip's small random variation; n comes from `_frames`.
 def _walk(c, t, n, p, amp, tempo):
     f, a = {"slow": (0.75, 0.3), "normal": (0.95, 0.38), "fast": (1.15, 0.45)}[p["speed"]]
     _gait(c, t, f * tempo, a * amp, (0.5 + a) * amp, 0.6 * a, d=1.0 if p["dir"] == "forward" else -1.0)
@@ -148,9 +134,8 @@ def _walk(c, t, n, p, amp, tempo):
 def _sidestep(c, t, n, p, amp, tempo):
     """Both hips spread (the leading leg swings out, the trailing one supports), hold in double support,
     then close (the trailing leg swings in, the leading one supports): the body moves toward `side`."""
-    psi = (0.8 * tempo * t / FPS) % 1.0
+    (lead, trail), psi = LIMBS[p["side"]], (0.8 * tempo * t / FPS) % 1.0
     spread = 0.25 * amp * np.where(psi < 0.5, _ease(psi / 0.4), 1 - _ease((psi - 0.5) / 0.4))
-    lead, trail = _sides(p)
     for s, start in ((lead, 0.0), (trail, 0.5)):
         lift = np.sin(np.pi * np.clip((psi - start) / 0.4, 0, 1)) ** 2
         _add(c, s, hip_abd=spread, sh_abd=0.5 * spread, knee=0.6 * lift)
@@ -158,35 +143,29 @@ def _sidestep(c, t, n, p, amp, tempo):
     c[:, CH["stance_l"]] = lead_weight if lead == "l" else 1 - lead_weight
 
 
-def _turn(c, t, n, p, amp, tempo, angle=None):
-    """Yaw rate: a bell over the segment that integrates exactly to `angle` (left positive); in a plain
-    turn the feet step in place (marching), as strongly as the body turns."""
-    w, march = _hold(t, n, BLEND, BLEND), angle is None
-    angle = np.radians(p["angle"]) if march else angle
+def _turn(c, t, n, p, amp, tempo, circle=False):
+    """Yaw rate: a bell (0 across the cross-fades) that integrates exactly to the angle (left positive). A
+    circle walks a full turn; a plain turn steps in place (marching), as strongly as the body turns."""
+    w, angle = _hold(t, n, BLEND, BLEND), (2 * np.pi if circle else np.radians(p["angle"]))
     c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * angle * w / w.sum()
-    if march:
+    if circle:
+        _gait(c, t, 0.9 * tempo, 0.34 * amp, 0.8 * amp, 0.2)
+    else:
         steps = c.copy()
         _gait(steps, t, 1.3 * tempo, 0.0, 0.6, 0.05, march=0.35)
         c[:] = c + (steps - c) * np.sqrt(w)[:, None]
 
 
-def _circle(c, t, n, p, amp, tempo):
-    _gait(c, t, 0.9 * tempo, 0.34 * amp, 0.8 * amp, 0.2)
-    _turn(c, t, n, p, amp, tempo, angle=2 * np.pi)
-
-
-def _run(c, t, n, p, amp, tempo):
+def _run(c, t, n, p, amp, tempo):  # the root lifts (flight) at each exchange of feet
     f, a = {"slow": (1.2, 0.45), "normal": (1.35, 0.55), "fast": (1.5, 0.65)}[p["speed"]]
     psi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a, duty=0.5, stance_knee=0.15)
     _add(c, "lr", elbow=1.3)
     c[:, CH["bend"]] += 0.18
-    # flight at each exchange of feet
     c[:, CH["lift"]] = 0.05 * np.maximum(np.cos(4 * np.pi * psi), 0) ** 2 * _hold(t, n, BLEND, BLEND)
 
 
 def _jump(c, t, n, p, amp, tempo, legs="lr", period=20, height=0.22):
-    """Per jump: crouch, push off, flight (root lifted by a half sine), land in a crouch; the arms swing
-    back in the crouch and up through the flight."""
+    """Each jump: crouch (arms back), push off, flight (root up a half sine, arms up), land in a crouch."""
     ph = _repeat(t, 8, period / tempo, p["count"], lambda x: x)
     crouch = 0.55 * amp * (_bump(ph, 0.22, 0.2) + 0.7 * _bump(ph, 0.82, 0.16))
     flight = np.sin(np.pi * np.clip((ph - 0.42) / 0.3, 0, 1))
@@ -200,11 +179,10 @@ def _jump(c, t, n, p, amp, tempo, legs="lr", period=20, height=0.22):
 def _hop(c, t, n, p, amp, tempo):
     """Stand on `side`, the other knee bent up behind, and hop `count` times on the standing leg."""
     e = _hold(t, n, 8)
-    _add(c, _sides(p)[1], knee=1.3 * e, hip_flex=0.35 * e)
+    _add(c, LIMBS[p["side"]][1], knee=1.3 * e, hip_flex=0.35 * e)
     _add(c, "lr", sh_abd=0.4 * e)
     c[:, CH["stance_l"]] += (0.5 if p["side"] == "left" else -0.5) * np.clip(2 * e, 0, 1)
-    if p["count"]:
-        _jump(c, t, n, p, 0.5 * amp, tempo, legs=_sides(p)[0], period=14, height=0.2)
+    _jump(c, t, n, p, 0.5 * amp, tempo, legs=LIMBS[p["side"]][0], period=14, height=0.2)
 
 
 def _squat(c, t, n, p, amp, tempo):
@@ -214,7 +192,7 @@ def _squat(c, t, n, p, amp, tempo):
 
 
 def _kick(c, t, n, p, amp, tempo):
-    (k, o), x = _sides(p), t / n
+    (k, o), x = LIMBS[p["side"]], t / n
     swing = _bump(x, 0.5, 0.3)
     _add(c, k, hip_flex=1.3 * amp * swing, ankle=0.6 * swing,
          knee=1.5 * _bump(x, 0.36, 0.14) + 0.9 * _bump(x, 0.66, 0.14))  # chamber, extend, recoil
@@ -227,7 +205,7 @@ def _kick(c, t, n, p, amp, tempo):
 def _lunge(c, t, n, p, amp, tempo):
     """Step forward with `side` (its knee lifts the foot out and back), sink until the back knee points
     down, step back; the back foot carries the steps."""
-    (k, b), x = _sides(p), t / n
+    (k, b), x = LIMBS[p["side"]], t / n
     e = _ease((x - 0.1) / 0.25) * _ease((0.9 - x) / 0.25)
     _add(c, k, hip_flex=1.0 * amp * e, knee=1.1 * amp * e + 0.6 * (_bump(x, 0.2, 0.1) + _bump(x, 0.8, 0.1)))
     _add(c, b, hip_flex=-0.45 * amp * e, knee=0.45 * amp * e, ankle=0.3 * e)
@@ -246,9 +224,8 @@ def _sit(c, t, n, p, amp, tempo, down=True):
 
 def _wave(c, t, n, p, amp, tempo):
     """Upper arm out to the side, forearm up (twist), the elbow swinging the hand side to side."""
-    osc = np.sin(2 * np.pi * 1.6 * tempo * t / FPS)
-    _arm_pose(c, _sides(p)[0], _hold(t, n, 8), sh_abd=1.25, sh_flex=0.3, sh_twist=1.5,
-              elbow=1.3 + 0.45 * amp * osc)
+    _arm_pose(c, LIMBS[p["side"]][0], _hold(t, n, 8), sh_abd=1.25, sh_flex=0.3, sh_twist=1.5,
+              elbow=1.3 + 0.45 * amp * np.sin(2 * np.pi * 1.6 * tempo * t / FPS))
 
 
 def _clap(c, t, n, p, amp, tempo):
@@ -260,7 +237,7 @@ def _clap(c, t, n, p, amp, tempo):
 def _punch(c, t, n, p, amp, tempo):
     """Guard up, then `count` punches per hand (alternating when both): the elbow straightens fast."""
     _arm_pose(c, "lr", _hold(t, n, 6), sh_flex=1.0, sh_abd=0.2, elbow=2.0, sh_horiz=-0.35)
-    for i, s in enumerate(_sides(p)[0]):
+    for i, s in enumerate(LIMBS[p["side"]][0]):
         hit = _repeat(t, 8 + 6 * i / tempo, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.3))
         _add(c, s, sh_flex=0.45 * hit, elbow=-1.9 * amp * hit, sh_horiz=0.2 * hit)
         c[:, CH["twist"]] += (-0.25 if s == "l" else 0.25) * hit
@@ -268,7 +245,7 @@ def _punch(c, t, n, p, amp, tempo):
 
 def _reach(c, t, n, p, amp, tempo):
     e = _hold(t, n, 12)
-    _arm_pose(c, _sides(p)[0], e, sh_flex=1.5, sh_abd=0.05, elbow=0.05, sh_horiz=-0.15)
+    _arm_pose(c, LIMBS[p["side"]][0], e, sh_flex=1.5, sh_abd=0.05, elbow=0.05, sh_horiz=-0.15)
     c[:, CH["bend"]] += 0.4 * amp * e
     c[:, CH["twist"]] += (-0.25 if p["side"] == "left" else 0.25) * e
 
@@ -279,24 +256,21 @@ def _stretch(c, t, n, p, amp, tempo):
     c[:, CH["side"]] += (1 if p["side"] == "left" else -1) * 0.35 * amp * lean
 
 
-HELD_POSES = {"raise": dict(sh_flex=2.85, sh_abd=0.15, elbow=0.1), "arms_out": dict(sh_abd=1.5, elbow=0.05),
-              "hips": dict(sh_abd=0.75, sh_flex=-0.1, sh_twist=-1.4, elbow=1.7)}
-
-
-def _held(kind):
+def _held(c, t, n, p, amp, tempo, kind):
     """Gestures that move into a pose, hold it and return: raise (one or both arms), arms out, hips."""
-    return lambda c, t, n, p, amp, tempo: _arm_pose(c, _sides(p)[0] if kind == "raise" else "lr",
-                                                    _hold(t, n, 11), **HELD_POSES[kind])
+    pose = {"raise": dict(sh_flex=2.85, sh_abd=0.15, elbow=0.1), "arms_out": dict(sh_abd=1.5, elbow=0.05),
+            "hips": dict(sh_abd=0.75, sh_flex=-0.1, sh_twist=-1.4, elbow=1.7)}[kind]
+    _arm_pose(c, LIMBS[p["side"]][0] if kind == "raise" else "lr", _hold(t, n, 11), **pose)
 
 
-ACTIONS = {"stand": lambda *a: None, "walk": _walk, "sidestep": _sidestep, "circle": _circle, "run": _run,
-           "turn": _turn, "jump": _jump, "squat": _squat, "kick": _kick, "lunge": _lunge, "hop": _hop,
-           "sit_down": _sit, "stand_up": partial(_sit, down=False), "wave": _wave, "clap": _clap,
-           "punch": _punch, "reach": _reach, "stretch": _stretch} | {k: _held(k) for k in HELD_POSES}
+ACTIONS = {"stand": lambda *a: None, "walk": _walk, "sidestep": _sidestep, "run": _run, "turn": _turn,
+           "circle": partial(_turn, circle=True), "jump": _jump, "squat": _squat, "kick": _kick, "hop": _hop,
+           "lunge": _lunge, "sit_down": _sit, "stand_up": partial(_sit, down=False), "wave": _wave,
+           "clap": _clap, "punch": _punch, "reach": _reach, "stretch": _stretch,
+           **{kind: partial(_held, kind=kind) for kind in ("raise", "arms_out", "hips")}}
 
 
-def _frames(kind, p, tempo, rng):
-    """Frames a segment needs at this tempo (counted actions: as many as the count needs)."""
+def _frames(kind, p, tempo, rng):  # a segment's length at this tempo (counted actions: as their count needs)
     count = p.get("count", 1)
     fixed = {"jump": 20 + 20 * count, "squat": 12 + 36 * count, "hop": 22 + 14 * count, "kick": 44,
              "lunge": 56, "sit_down": 48, "stand_up": 48, "turn": (30 + p.get("angle", 0) // 6) * tempo,
@@ -306,32 +280,20 @@ def _frames(kind, p, tempo, rng):
     return int(fixed[kind] / tempo) if kind in fixed else int(rng.integers(low, high))
 
 
-# Channels -> joints. Local rotations as quaternions (w, x, y, z) composed from rotations about the
-# body axes (x left, y up, z forward); the right limbs are mirror images of the left ones, and a
-# rotation mirrored through the x = 0 plane is (w, x, -y, -z).
+# Channels -> joints. Local rotations: quaternions (w, x, y, z) composed about the body axes (x left, y up, z
+# forward); right limbs mirror the left ones: a rotation mirrored through x = 0 is (w, x, -y, -z).
 def _q(axis, angle):
     q = np.zeros(np.shape(angle) + (4,))
     q[..., 0], q[..., 1 + axis] = np.cos(angle / 2), np.sin(angle / 2)
     return q
 
 
-def _axis_angle(q):
-    """Unit quaternion -> axis * angle, angle = 2 atan2(|v|, w) in [0, pi]."""
-    q = np.where(q[..., :1] < 0, -q, q)
-    s = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
-    return q[..., 1:] * np.where(s > 1e-9, 2 * np.arctan2(s, q[..., :1]) / np.maximum(s, 1e-9), 2.0)
-
-
-def _rotations(c):
-    """Channels [T, C] -> local axis-angle rotations [T, 22, 3] for motion.forward_kinematics."""
-    T = len(c)
+def _rotations(c):  # channels [T, C] -> local axis-angle rotations [T, 22, 3] for motion.forward_kinematics
     g = lambda name: c[:, CH[name]]
-    q = np.zeros((T, 22, 4))
-    q[..., 0] = 1
-    q[:, 0] = _q(1, np.cumsum(g("yaw_rate")))  # pelvis: heading only
+    q = np.tile([1.0, 0.0, 0.0, 0.0], (len(c), 22, 1))  # identity rotations
+    q[:, 0], q[:, 12] = _q(1, np.cumsum(g("yaw_rate"))), _q(0, g("nod"))  # pelvis: heading only; head: nod
     q[:, [3, 6, 9]] = qmul(_q(1, g("twist") / 3), _q(0, g("bend") / 3), _q(2, -g("side") / 3))[:, None]
-    q[:, 12] = _q(0, g("nod"))
-    collar = _q(2, np.full(T, COLLAR))
+    collar = _q(2, np.full(len(c), COLLAR))
     for s, (hip, knee, ankle, clav, shoulder, elbow) in (("l", (1, 4, 7, 13, 16, 18)),
                                                          ("r", (2, 5, 8, 14, 17, 19))):
         m = np.array([1, 1, -1, -1]) if s == "r" else 1  # mirror through x = 0 for the right side
@@ -346,34 +308,20 @@ def _rotations(c):
                     _q(1, g(f"sh_twist_{s}")))
         q[:, shoulder] = qmul(collar * np.array([1, -1, -1, -1]), arm) * m
         q[:, elbow] = _q(0, -g(f"elbow_{s}"))
-    return _axis_angle(q)
+    q = np.where(q[..., :1] < 0, -q, q)  # quaternion -> axis * angle, angle = 2 atan2(|v|, w) in [0, pi]
+    norm = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
+    return q[..., 1:] * np.where(norm > 1e-9, 2 * np.arctan2(norm, q[..., :1]) / np.maximum(norm, 1e-9), 2.0)
 
 
 def _place(rel, lift, stance_l):
-    """Root-relative joints [T, 22, 3] -> world joints. Height: the lowest foot joint touches the floor
-    (+ lift in flight). Ground path: the root moves opposite to the supporting foot's motion relative to
-    the root, x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)), weighted between the feet by the
-    stance_l channel (1 = left foot, 0.5 = both), so a planted foot stays where it is."""
+    """Root-relative joints [T, 22, 3] -> world joints. Height: the lowest foot joint on the floor, + lift in
+    flight. Ground path: x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)) of the supporting foot
+    (weighted between the feet by stance_l: 1 = left, 0.5 = both), so a planted foot stays put."""
     feet = rel[:, [7, 10, 8, 11], 1].reshape(len(rel), 2, 2).min(-1)  # lowest joint of the left, right foot
-    left_down = stance_l[:-1, None]
-    toes = np.diff(rel[:, [10, 11]][..., [0, 2]], axis=0)
+    left_down, toes = stance_l[:-1, None], np.diff(rel[:, [10, 11]][..., [0, 2]], axis=0)
     step = -(left_down * toes[:, 0] + (1 - left_down) * toes[:, 1])
     xz = np.concatenate([np.zeros((1, 2)), np.cumsum(step, 0)])
-    root = np.stack([xz[:, 0], lift - feet.min(1), xz[:, 1]], -1)
-    return rel + root[:, None]
-
-
-def _join(segments):
-    """Concatenate segments' channels; across each boundary b, x = (1 - s) A + s B with s a smoothstep over
-    [b - BLEND, b + BLEND] and A, B held at their last/first value outside their own frames (no pops)."""
-    x = segments[0]
-    for seg in segments[1:]:
-        t = np.arange(len(x) + len(seg))
-        s = np.repeat(_ease((t - len(x) + BLEND) / (2 * BLEND))[:, None], len(CHANNELS), 1)
-        s[:, EVENTS] = t[:, None] >= len(x)
-        x = (np.concatenate([x, np.repeat(x[-1:], len(seg), 0)]) * (1 - s)
-             + np.concatenate([np.repeat(seg[:1], len(x), 0), seg]) * s)
-    return x
+    return rel + np.stack([xz[:, 0], lift - feet.min(1), xz[:, 1]], -1)[:, None]  # + the root: x, height, z
 
 
 # Plans (every random choice that the text depends on: synth_captions.describe says them), clips, splits.
@@ -381,8 +329,7 @@ def clip_id(index):
     return f"{index:06d}"
 
 
-def plan_clip(index, seed):
-    """The clip's subset, segments (kind, gesture, their parameters, frames) and split; cheap."""
+def plan_clip(index, seed):  # the clip's subset, segments (kind, gesture, parameters, frames), split; cheap
     rng = np.random.default_rng([seed, index])
     u, tempo, amp = rng.random(), rng.uniform(0.9, 1.1), rng.uniform(0.85, 1.15)
     subset = pick(rng, [name for name, share in SUBSETS.items() for _ in range(round(share * 100))])
@@ -401,11 +348,9 @@ def plan_clip(index, seed):
         while segments and kind == (segments[-1]["gesture"] or segments[-1]["kind"]):  # no repeats
             kind = pick(rng, POOLS[subset])
         kind = "stand_up" if segments and segments[-1]["kind"] == "sit_down" else kind
-        gesture = None
-        if kind in GESTURES:
+        gesture = pick(rng, ON_THE_MOVE) if kind in COMBINABLE and rng.random() < 0.3 else None
+        if kind in GESTURES:  # a gesture alone is done standing
             kind, gesture = "stand", kind
-        elif kind in COMBINABLE and rng.random() < 0.3:
-            gesture = pick(rng, ON_THE_MOVE)
         p, gp = ({name: pick(rng, choices) for name, choices in PARAMS.get(k, {}).items()}
                  for k in (kind, gesture))
         n = max(_frames(kind, p, tempo, rng), _frames(gesture, gp, tempo, rng) if gesture else 0)
@@ -442,7 +387,13 @@ def _channels(plan, rng):
         c[:, EVENTS] = 0
         c[:, swayed] += (amp * np.sin(phase)).sum(0)
         return c
-    c = _join(segments)
+    c = segments[0]  # joined: across each boundary b, c = (1 - s) A + s B with s a smoothstep over
+    for seg in segments[1:]:  # [b - BLEND, b + BLEND], A and B held at their last/first value (no pops)
+        t = np.arange(len(c) + len(seg))
+        s = np.repeat(_ease((t - len(c) + BLEND) / (2 * BLEND))[:, None], len(CHANNELS), 1)
+        s[:, EVENTS] = t[:, None] >= len(c)
+        c = (np.concatenate([c, np.repeat(c[-1:], len(seg), 0)]) * (1 - s)
+             + np.concatenate([np.repeat(seg[:1], len(c), 0), seg]) * s)
     c = np.concatenate([c, c[-1:]])  # T feature frames need T + 1 joint frames
     t = np.arange(len(c))[:, None, None] / FPS
     c[:, swayed] += (amp * np.sin(2 * np.pi * freq * t + phase)).sum(1)
@@ -468,8 +419,7 @@ def generate_clip(index, seed, with_joints=True):
     return clip | {"joints": joints} if with_joints else clip
 
 
-def make_splits(size, seed):
-    """{"train", "val", "test", "ood"} -> clip ids, by each clip's plan (OOD_KINDS, SPLIT_SHARES)."""
+def make_splits(size, seed):  # {"train", "val", "test", "ood"} -> clip ids, by each clip's plan
     splits = {"train": [], "val": [], "test": [], "ood": []}
     for index in range(size):
         splits[plan_clip(index, seed)["split"]].append(clip_id(index))

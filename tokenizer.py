@@ -73,8 +73,7 @@ ALPHA = FRAMES_PER_CODE  # temporal downsampling (§4.2, α = 4): two stride-2 c
 
 # model: the conv encoder/decoder of T2M-GPT, generalised from Conv1d over time to Conv2d over (time, part)
 def conv(dims, c_in, c_out, k, stride=1, dilation=1):
-    """Kernel k (stride, dilation) over time; in 2D also a kernel of 3 (1 when k == 1) over the part axis
-    with stride 1, so the P part slots are kept all the way while neighbouring parts exchange information."""
+    """Kernel k over time; in 2D also 3 (1 when k == 1) over the P parts, stride 1: neighbouring parts mix."""
     pad = (dilation * (k - 1) + 1 - stride) // 2  # keeps T (stride 1) or halves it (k = 4, stride 2)
     if dims == 1:
         return nn.Conv1d(c_in, c_out, k, stride, pad, dilation)
@@ -85,8 +84,7 @@ def conv(dims, c_in, c_out, k, stride=1, dilation=1):
 class ResBlock(nn.Module):
     def __init__(self, dims, width, dilation):
         super().__init__()
-        self.conv1 = conv(dims, width, width, 3, dilation=dilation)
-        self.conv2 = conv(dims, width, width, 1)
+        self.conv1, self.conv2 = conv(dims, width, width, 3, dilation=dilation), conv(dims, width, width, 1)
 
     def forward(self, x):
         return x + self.conv2(F.relu(self.conv1(F.relu(x))))
@@ -108,8 +106,7 @@ def decoder(dims, c_in, c_out, width, depth):  # T/4 -> T/2 -> T, mirroring the 
 
 
 class Tokenizer(nn.Module):
-    """Raw features [B, T, D] <-> codes [B, T/4, P]. mean/std are buffers: the weights carry their
-    normalisation. The encoder output z is [B, T/4, S, code_dim] (S = P for 2D-LFQ, 1 otherwise)."""
+    """Features [B, T, D] <-> codes [B, T/4, P]; the weights carry their normalisation (mean, std buffers)."""
 
     def __init__(self, cfg, mean=None, std=None):
         super().__init__()
@@ -119,10 +116,8 @@ class Tokenizer(nn.Module):
         self.register_buffer("std", torch.ones(D) if std is None else torch.as_tensor(std).float())
         if kind not in ("lfq2d", "lfq1d", *BASELINES):
             raise ValueError(f"unknown tokenizer kind {kind!r}: expected lfq2d, lfq1d, vq or rvq")
-        # with LFQ's interface: forward(z [..., dim], step) -> (q, codes, losses), nearest(z), lookup(codes),
-        # .dim, .n_layers (VQ and RVQ: support/tokenizer_baselines.py)
+        # its interface (all kinds): forward(z, step) -> (q, codes, losses), nearest, lookup, .dim, .n_layers
         self.quantizer = BASELINES[kind](cfg) if kind in BASELINES else LFQ(K, cfg["entropy_temperature"])
-        code_dim = self.quantizer.dim
         if cfg.get("hold_edges") is False:  # a switch deleted once decided
             raise ValueError("hold_edges=False: an ablation deleted after commit a4c2a31 (its figures: "
                              "docs/results/choices_held_edges.json); train a new run")
@@ -140,16 +135,14 @@ class Tokenizer(nn.Module):
             if sorted(order.tolist()) != list(range(D)):
                 raise ValueError(f"motion.part_columns({self.joints_num}) does not cover {D} columns once")
             self.part_names, self.part_sizes = list(parts), [len(c) for c in parts.values()]
-            self.P = len(parts)
             self.register_buffer("part_order", order, persistent=False)  # columns regrouped part by part
             self.register_buffer("unorder", torch.argsort(order), persistent=False)  # and back
             self.lift = nn.ModuleList(nn.Linear(n, width) for n in self.part_sizes)
             self.unlift = nn.ModuleList(nn.Linear(width, n) for n in self.part_sizes)
-        else:
-            self.P = self.quantizer.n_layers
+        self.P = len(self.part_names) if self.by_part else self.quantizer.n_layers
         dims, channels = (2, width) if self.by_part else (1, D)  # 2D: Conv2d over (time, part), lifted parts
-        self.encoder = encoder(dims, channels, code_dim, width, depth)
-        self.decoder = decoder(dims, code_dim, channels, width, depth)
+        self.encoder = encoder(dims, channels, self.quantizer.dim, width, depth)
+        self.decoder = decoder(dims, self.quantizer.dim, channels, width, depth)
 
     def normalise(self, feats):
         return (feats - self.mean) / self.std
@@ -157,7 +150,7 @@ class Tokenizer(nn.Module):
     def denormalise(self, x):
         return x * self.std + self.mean
 
-    def _encode_z(self, x):  # normalised [B, T, D] -> z [B, T/4, S, code_dim]
+    def _encode_z(self, x):  # normalised [B, T, D] -> z [B, T/4, S, code_dim], S = P in 2D-LFQ, else 1
         if self.by_part:
             parts = x[..., self.part_order].split(self.part_sizes, -1)
             h = torch.stack([lift(p) for lift, p in zip(self.lift, parts, strict=True)], -1)  # [B, T, C, P]
@@ -167,12 +160,10 @@ class Tokenizer(nn.Module):
     def _decode_q(self, q):  # [B, T/4, S, code_dim] -> normalised [B, T, D]
         if self.by_part:
             h = self.decoder(q.permute(0, 3, 1, 2)).transpose(1, 2)  # [B, T, C, P]
-            parts = [unlift(h[..., i]) for i, unlift in enumerate(self.unlift)]
-            return torch.cat(parts, -1)[..., self.unorder]
+            return torch.cat([u(h[..., i]) for i, u in enumerate(self.unlift)], -1)[..., self.unorder]
         return self.decoder(q.squeeze(2).transpose(1, 2)).transpose(1, 2)
 
-    def forward(self, x, step=0):
-        """Normalised features -> (reconstruction, codes, auxiliary losses): what training runs."""
+    def forward(self, x, step=0):  # normalised -> (reconstruction, codes, auxiliary losses), in training
         q, codes, aux = self.quantizer(self._encode_z(x), step)
         return self._decode_q(q), codes, aux
 
@@ -194,8 +185,7 @@ class Tokenizer(nn.Module):
         return codes[:, self.hold // ALPHA: codes.shape[1] - self.hold // ALPHA]
 
     @torch.no_grad()
-    def decode(self, codes):
-        """Codes [B, T', P] -> raw features [B, 4 T', D]."""
+    def decode(self, codes):  # codes [B, T', P] -> raw features [B, 4 T', D]
         if codes.ndim != 3 or codes.shape[-1] != self.P or codes.is_floating_point() or not codes.shape[1]:
             raise ValueError(f"tokenizer.decode: expected integer codes [B, T' >= 1, {self.P}], "
                              f"got {codes.dtype} {tuple(codes.shape)}")
@@ -216,9 +206,7 @@ def compute_losses(model, core, feats, step, cfg):
     `model` is `core` or its DDP wrapper."""
     x = core.normalise(feats)
     recon, codes, aux = model(x, step)
-    with torch.no_grad():
-        world = recover_from_ric(feats, core.joints_num)
-    world_hat = recover_from_ric(core.denormalise(recon), core.joints_num)
+    world, world_hat = (recover_from_ric(f, core.joints_num) for f in (feats, core.denormalise(recon)))
     joints, joints_hat = root_aligned(world), root_aligned(world_hat)
     # The root's path is integrated from 3 of D features and root-aligned joints do not see it: a sideways
     # drift decoded as standing still costs almost nothing. Weighting the root columns (as Guo et al.'s
@@ -272,8 +260,7 @@ def train(cfg, progress=True):
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if cfg["batch_size"] % world:
         raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks")
-    run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
-    data = MotionData(cfg["data_dir"])
+    run_dir, data = Path(cfg["out_dir"]) / cfg["run_name"], MotionData(cfg["data_dir"])
     cfg.update(joints_num=data.joints_num, feat_dim=data.feat_dim)
     clips = data.split("train")
     clips = clips[np.diff(data.offsets)[clips] >= cfg["window"]]
@@ -283,11 +270,22 @@ def train(cfg, progress=True):
     torch.manual_seed(cfg["seed"])
     model = Tokenizer(cfg, data.mean, data.std).to(device)
     opt = torch.optim.AdamW(model.parameters(), cfg["lr"], (0.9, 0.99), weight_decay=cfg["weight_decay"])
-    start, history = start_or_resume(run_dir, model, opt, cfg, rank)
-    ddp = model
-    if world > 1:  # no buffer sync per forward: the VQ buffers are kept in sync by the quantizer itself
-        ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
+    start, history, ckpt = 0, [], run_dir / "train_state.pt"
+    if cfg["resume"]:  # cfg (with this dataset's joints_num and feat_dim) must build the checkpoint's model
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
+        resume_settings(run_dir, cfg, cfg, ARCH_KEYS)  # one clear error where the model would differ
+        state = read_run_file(ckpt, "cannot resume from it; start over without --resume")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start, history = state["step"], state["history"]
+    elif rank == 0:  # a new run
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {k: cfg[k] for k in cfg if k not in ("resume", "encode")})
+    # no buffer sync per forward under DDP: the VQ buffers are kept in sync by the quantizer itself
+    ddp = model if world == 1 else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
     usage = torch.zeros(model.quantizer.n_layers, model.K)
     n_params = sum(p.numel() for p in model.parameters())
     t0 = time.time()
@@ -311,7 +309,7 @@ def train(cfg, progress=True):
             state = {"model": save_weights(run_dir / "model.safetensors", model.state_dict()),
                      "optimizer": opt.state_dict(), "step": step + 1, "history": history,
                      "rng": torch.get_rng_state()}
-            atomic_write(run_dir / "train_state.pt", partial(torch.save, state))
+            atomic_write(ckpt, partial(torch.save, state))
 
     metrics = None
     if rank == 0:
@@ -327,25 +325,6 @@ def train(cfg, progress=True):
     del ddp  # DDP holds the process group: free it first so that the group is torn down cleanly
     distributed_teardown()
     return {"model": model, "history": history, "metrics": metrics}
-
-
-def start_or_resume(run_dir, model, opt, cfg, rank):
-    """-> (first step, losses so far). A new run writes its config.json; --resume restores the weights, the
-    optimizer, the step, the losses and the RNG from train_state.pt, once cfg (with this dataset's
-    joints_num and feat_dim) is seen to build the model the checkpoint holds."""
-    if not cfg["resume"]:
-        if rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(run_dir / "config.json", {k: cfg[k] for k in cfg if k not in ("resume", "encode")})
-        return 0, []
-    if not (run_dir / "train_state.pt").is_file():
-        raise FileNotFoundError(f"{run_dir / 'train_state.pt'}: no checkpoint to resume from")
-    resume_settings(run_dir, cfg, cfg, ARCH_KEYS)  # one clear error where the model would differ
-    state = read_run_file(run_dir / "train_state.pt", "cannot resume from it; start over without --resume")
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    return state["step"], state["history"]
 
 
 def train_step(ddp, model, opt, data, idx, feats, step, cfg):
@@ -383,8 +362,7 @@ def load(run_dir, device="cpu"):
 
 
 def check_codes_match(tokenizer_run, K, P, what):
-    """Codes of K values, P per step (from `what`) must be tokenizer_run's, which decodes them (its K and P
-    come from its config.json alone: no weights read)."""
+    """`what`'s K and P must be those of tokenizer_run, which decodes them (from its config.json alone)."""
     remake = f"rerun python tokenizer.py --run_name={Path(tokenizer_run).name}"
     run = Tokenizer(read_run_file(Path(tokenizer_run) / "config.json", remake))
     if (K, P) != (run.K, run.P):
@@ -393,8 +371,7 @@ def check_codes_match(tokenizer_run, K, P, what):
 
 
 def load_codes(data_dir, run, data):
-    """The codes `--encode` wrote to data_dir/tokens/<run>/ (support/codes.Codes), checked to have the K and P
-    of the tokenizer run that will decode them."""
+    """Codes(data_dir, run, data), checked to have the K and P of the tokenizer run that will decode them."""
     codes = Codes(data_dir, run, data)
     try:
         check_codes_match(codes.meta["tokenizer"], codes.K, codes.P, codes.root / "meta.json")

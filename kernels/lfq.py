@@ -23,9 +23,6 @@ p_ni(+-1) = sigmoid(+-2 a_ni). Two exact consequences, neither of which ever for
 
   N (K1 + K2) exponentials instead of N K, N K multiply-adds. Backward, with G = dL/dmass as [K2, K1]:
   dL/dP_lo = P_hi G, dL/dP_hi = P_lo G^T, then each half's softmax backward.
-
-The mass has two implementations, Triton kernels (kernels/lfq_triton.py) and a PyTorch reference here
-(BACKEND picks); the per-sample entropy is written once in PyTorch and used by both.
 """
 
 import math
@@ -36,9 +33,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MAX_BITS = 18  # K = 2^18 codes at most (the paper uses d = 14, K = 16384)
-# Which implementation runs: "auto" = the Triton kernels for CUDA tensors (float64: the reference), the
-# reference otherwise; "triton" or "reference" forces one (tests, bench). "triton" on CPU tensors needs
-# TRITON_INTERPRET=1 set before triton is first imported (tests/conftest.py does that without CUDA).
+# Which implementation runs: "auto" = the Triton kernels (kernels/lfq_triton.py) for CUDA tensors (float64:
+# the PyTorch reference here), the reference otherwise; "triton" or "reference" forces one (tests, bench).
+# "triton" on CPU tensors needs TRITON_INTERPRET=1 set before triton is first imported (tests/conftest.py).
 BACKEND = "auto"
 # The reference holds P_lo and P_hi for a chunk of samples: at most this many entries, 16 MiB in fp32
 # (N = 16384 at d = 14 in one chunk; 4096 samples per chunk at d = 18)
@@ -60,11 +57,9 @@ def _check_bits(d: int, what: str, z=None) -> None:  # (and that z, if given, is
 
 def _triton():  # kernels/lfq_triton.py, and with it triton, imported when a tensor first takes that path
     from kernels import lfq_triton
-
     return lfq_triton
 
 
-# PyTorch reference (runs anywhere; chunked over samples where N (K1 + K2) would be large)
 def _quantize_reference(z: torch.Tensor):
     bits = z > 0
     weights = torch.pow(2, torch.arange(z.shape[-1], device=z.device, dtype=torch.int64))  # 1, 2, 4, ...
@@ -93,7 +88,6 @@ def _half_softmaxes(z: torch.Tensor, temperature: float):
 
 
 def _mass_fwd_reference(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """mass(c_hi * K1 + c_lo) = sum_n P_hi[n, c_hi] P_lo[n, c_lo] = (P_hi^T P_lo)[c_hi, c_lo], [K]."""
     d = z.shape[1]
     mass = torch.zeros(2 ** (d - d // 2), 2 ** (d // 2), device=z.device, dtype=z.dtype)  # [K2, K1]
     for _, _, p_lo, p_hi, _, _ in _half_softmaxes(z, temperature):
@@ -103,13 +97,11 @@ def _mass_fwd_reference(z: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def _mass_bwd_reference(z: torch.Tensor, temperature: float, grad_mass: torch.Tensor) -> torch.Tensor:
     """dL/dz from G = dL/dmass as [K2, K1], recomputing P_lo and P_hi chunk by chunk:
-        dL/dP_lo = P_hi G  [C, K1],   dL/dP_hi = P_lo G^T  [C, K2]
         softmax backward per half: dL/dl_lo(c_lo) = P_lo(c_lo) (dL/dP_lo(c_lo) - gbar_n), likewise for hi;
         gbar_n = sum_c_lo P_lo dL/dP_lo = sum_c_hi P_hi dL/dP_hi = sum_c p_n(c) g(c), the same for both halves
         dl(c)/dz_ni = 2 c_i / T and sum_c P(c) c_i = tanh(a_ni) (the mean of bit i), so per half
         dL/dz_ni = (2/T) (sum_c P(c) dL/dP(c) c_i - gbar_n tanh(a_ni))"""
-    d = z.shape[1]
-    g = grad_mass.view(2 ** (d - d // 2), 2 ** (d // 2))
+    g = grad_mass.view(-1, 2 ** (z.shape[1] // 2))  # G [K2, K1]
     grad_z = torch.empty_like(z)
     for rows, a, p_lo, p_hi, codes_lo, codes_hi in _half_softmaxes(z, temperature):
         weighted_lo = (p_hi @ g).mul_(p_lo)  # P_lo dL/dP_lo, [C, K1]
@@ -120,7 +112,6 @@ def _mass_bwd_reference(z: torch.Tensor, temperature: float, grad_mass: torch.Te
     return grad_z
 
 
-# autograd wrappers and the public functions
 class _Quantize(torch.autograd.Function):
     """(q, idx) = quantize(z); straight-through: dL/dz = dL/dq, passed on unchanged."""
 
@@ -136,8 +127,7 @@ class _Quantize(torch.autograd.Function):
 
 
 class _CodeMass(torch.autograd.Function):
-    """mass(c) = sum_n softmax_c(2 z_n . c / T) for all K codes, [K], by the bit split; the backward
-    recomputes P_lo and P_hi (nothing but z and the K masses is saved)."""
+    """mass [K] = sum_n p_n by the bit split; the backward recomputes P_lo, P_hi (only z, mass are saved)."""
 
     @staticmethod
     def forward(ctx, z, temperature):
@@ -165,16 +155,11 @@ class _AllReduceSum(torch.autograd.Function):
         dist.all_reduce(x)
         return x
 
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
+    backward = forward
 
 
 def lfq_quantize(z: torch.Tensor):
-    """z [..., d] -> (q [..., d] in {-1, +1} in z's dtype, straight-through gradient; idx [...] int64) by
-    eq. (2): q_i = +1 where z_i > 0 else -1 (z_i = 0 gives -1), idx = sum_i 2^i [z_i > 0] (dim 0 = LSB)."""
+    """z [..., d] -> (q = Q(z) [..., d] in z's dtype, straight-through; idx = Index(z) [...] int64): eq. 2."""
     d = z.shape[-1]
     _check_bits(d, "lfq_quantize", z)
     q, idx = _Quantize.apply(z.reshape(-1, d).contiguous())
@@ -195,16 +180,14 @@ def lfq_codes(idx: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = False):
-    """z [..., d] (flattened to [N, d]) -> (sample_entropy, codebook_entropy): differentiable scalars, nats,
-    as the module docstring defines them. Memory O(K + N*d): no N x K tensor. Computed in float32 (float64
-    for float64 input); the gradient reaches z in z's dtype.
+    """z [..., d] -> (sample_entropy, codebook_entropy) of the module docstring: differentiable scalars in
+    nats, in float32 (float64 for float64 z), in O(K + N*d) memory; the gradient reaches z in z's dtype.
 
-    distributed=True, with torch.distributed initialised: q is the mean over the samples of all ranks
-    (sum_n p_n all-reduced, differentiably), so codebook_entropy is the same on every rank and is the one of
-    the concatenated batch. The all-reduce's backward sums the gradient over ranks, so each rank's z receives
-    world_size x d H(q)/dz; DDP's averaging of parameter gradients over ranks then yields exactly the gradient
-    of H(q) of the whole batch. sample_entropy stays the mean over the local samples.
-    """
+    distributed=True, with torch.distributed initialised: q is the mean over all ranks' samples (sum_n p_n
+    all-reduced, differentiably), so codebook_entropy is the concatenated batch's, on every rank. The
+    all-reduce's backward sums the gradient over ranks, so each rank's z receives world_size x dH(q)/dz; DDP's
+    averaging of parameter gradients over ranks then yields exactly the gradient of H(q) of the whole batch.
+    sample_entropy stays the mean over the local samples."""
     d = z.shape[-1]
     _check_bits(d, "lfq_entropy", z)
     if not (temperature > 0 and math.isfinite(temperature)):
@@ -230,10 +213,8 @@ def lfq_entropy(z: torch.Tensor, temperature: float = 1.0, distributed: bool = F
     return sample_entropy, codebook_entropy
 
 
-# the quantizer module the tokenizer uses (tokenizer.Tokenizer)
 class LFQ(nn.Module):
-    """Lookup-free quantizer (§4.2, eq. 2, dimension 0 the least significant bit; the paper counts from 1:
-    2^(i-1)). The codebook is {-1, +1}^d with d = log2 K: nothing to learn, nothing to look up."""
+    """Lookup-free quantizer (§4.2), d = log2 K bits (eq. 2 counts the dimensions from 1: 2^(i-1))."""
 
     n_layers = 1  # codes per vector z
 
@@ -245,8 +226,7 @@ class LFQ(nn.Module):
 
     def forward(self, z, step):
         q, codes = lfq_quantize(z)  # straight-through gradient
-        # Entropy penalty (Yu et al. 2023): confident soft assignment per sample (low H), all codes used on
-        # average over the batch (high H of the mean); under DDP the mean runs over all ranks' samples.
+        # the entropy penalty of the module docstring; under DDP, q is the mean over all ranks' samples
         sample_h, codebook_h = lfq_entropy(z, self.temperature, distributed=dist.is_initialized())
         return q, codes, {"commit": F.mse_loss(z, q.detach()), "entropy": sample_h - codebook_h}
 

@@ -1,11 +1,11 @@
 """Triton kernels of kernels/lfq.py: the LFQ index and codes, and the bit-split code mass with its backward
-(the math is in kernels/lfq.py's docstring). kernels/lfq.py imports this file, and with it triton, only when a
-tensor takes the Triton path (kernels/lfq.py's BACKEND says which do).
+(the math is in kernels/lfq.py's docstring).
 
 z is [N, d] row-major; the bit/dimension axis is padded to D_PAD = max(16, 2^ceil(log2 d)) (tl.dot needs
 >= 16) and masked, and so are code blocks of fewer than 16 codes (K1 or K2 < 16). Row indices stay int32
-(N < 2^31); element offsets are int64 (_row_offsets), so N * d >= 2^31 is safe. Bytes below are for fp32 z;
-the entropy kernels keep P_lo and P_hi in registers and never write them.
+(N < 2^31); element offsets are int64 (_row_offsets casts the row index before multiplying, as Liger-Kernel
+does), so N * d >= 2^31 is safe. Bytes below are for fp32 z; the entropy kernels keep P_lo and P_hi in
+registers and never write them.
 """
 
 import os
@@ -18,9 +18,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # Triton kernels run on t
 
 
 @triton.jit
-def _row_offsets(rows, cols, D: tl.constexpr):
-    """Element offsets rows * D + cols [BLOCK_N, D_PAD], in int64: rows * D overflows int32 once N * d >= 2^31
-    (as Liger-Kernel does, the row index is cast before the multiplication)."""
+def _row_offsets(rows, cols, D: tl.constexpr):  # rows * D + cols [BLOCK_N, D_PAD] in int64 (see the top)
     return rows.to(tl.int64)[:, None] * D + cols[None, :]
 
 
@@ -28,8 +26,7 @@ def _row_offsets(rows, cols, D: tl.constexpr):
 def _quantize_kernel(z_ptr, q_ptr, idx_ptr, N, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
     """q = where(z > 0, +1, -1) in z's dtype and idx = sum_i 2^i [z_i > 0], one pass over BLOCK_N rows.
     Memory: reads N*d elements of z, writes N*d of q and 8N bytes of idx; nothing else."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, D_PAD)
+    rows, cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N), tl.arange(0, D_PAD)
     mask = (rows[:, None] < N) & (cols[None, :] < D)
     offs = _row_offsets(rows, cols, D)
     bits = (tl.load(z_ptr + offs, mask=mask, other=0.0) > 0) & mask
@@ -42,8 +39,7 @@ def _quantize_kernel(z_ptr, q_ptr, idx_ptr, N, D: tl.constexpr, D_PAD: tl.conste
 def _codes_kernel(idx_ptr, q_ptr, N, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
     """q_i = 2 * ((idx >> i) & 1) - 1, float32, for BLOCK_N indices. Memory: reads 8N bytes of idx, writes
     4*N*d bytes of q."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, D_PAD)
+    rows, cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N), tl.arange(0, D_PAD)
     idx = tl.load(idx_ptr + rows, mask=rows < N, other=0)
     bits = (idx[:, None] >> cols[None, :].to(tl.int64)) & 1
     mask = (rows[:, None] < N) & (cols[None, :] < D)
@@ -61,13 +57,11 @@ def _scaled_rows(z_ptr, rows, cols, N, scale, D: tl.constexpr):
 
 @triton.jit
 def _half_probs(a, log_cosh, codes, cols, FIRST: tl.constexpr, BITS: tl.constexpr):
-    """One half's softmax at a block of its codes: bits [FIRST, FIRST + BITS) of the index, 2^BITS codes.
-
+    """One half's softmax at a block of its codes: bits [FIRST, FIRST + BITS) of the index, 2^BITS codes:
         P[n, c] = exp(sum_{i in half} a_ni s_i(c) - sum_{i in half} log(2 cosh a_ni))     [BLOCK_N, BLOCK_C]
         S[c, i] = s_i(c) = 2 * bit i of (c << FIRST) - 1 for i in the half, 0 elsewhere    [BLOCK_C, D_PAD]
     The normaliser is the closed form, so a block needs no other block. Codes >= 2^BITS (the padding of a
-    half with fewer than 16 codes) get P = 0. Returns (P, S).
-    """
+    half with fewer than 16 codes) get P = 0. Returns (P, S)."""
     in_half = (cols >= FIRST) & (cols < FIRST + BITS)
     bits = ((codes[:, None] << FIRST) >> cols[None, :]) & 1
     signs = tl.where(in_half[None, :], bits.to(tl.float32) * 2 - 1, 0.0)
@@ -83,13 +77,8 @@ def _mass_fwd_kernel(z_ptr, partial_ptr, N, scale, D: tl.constexpr, D_LO: tl.con
     Program (h, l, s) owns the block [h*BLOCK_HI, (h+1)*BLOCK_HI) x [l*BLOCK_LO, (l+1)*BLOCK_LO) of the
     [K2, K1] mass matrix (one block up to d = 14 on a GPU; d = 18, K1 = K2 = 512, has several) and every S-th
     tile of BLOCK_N samples (S splits on grid axis 2); the host sums the S partial rows: no atomics, a
-    deterministic result. Per tile:
-        a = (2/T) z                                         [BLOCK_N, D_PAD]
-        P_lo = _half_probs(low bits), P_hi = (high bits)   [BLOCK_N, BLOCK_LO], [BLOCK_N, BLOCK_HI]
-        acc += P_hi^T P_lo                                  [BLOCK_HI, BLOCK_LO], one tl.dot
-    Memory: each program reads its N/S rows of z: 4*N*d*(K/(BLOCK_HI*BLOCK_LO)) bytes read in all, 4*S*K
-    written. Work: 2*N*K flops in tl.dot + N*(K1 + K2) exp per code block's share.
-    """
+    deterministic result. Memory: each program reads its N/S rows of z: 4*N*d*(K/(BLOCK_HI*BLOCK_LO)) bytes
+    read in all, 4*S*K written. Work: 2*N*K flops in tl.dot + N*(K1 + K2) exp per code block's share."""
     K_LO: tl.constexpr = 1 << D_LO
     K_HI: tl.constexpr = 1 << (D - D_LO)
     hi = tl.program_id(0) * BLOCK_HI + tl.arange(0, BLOCK_HI)
@@ -117,20 +106,17 @@ def _grad_block(g_ptr, hi, lo, D: tl.constexpr, D_LO: tl.constexpr):
 @triton.jit
 def _mass_bwd_kernel(z_ptr, g_ptr, dz_ptr, N, scale, D: tl.constexpr, D_LO: tl.constexpr, D_PAD: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_LO: tl.constexpr, BLOCK_HI: tl.constexpr):
-    """dz for L(mass), given G = dL/dmass as [K2, K1]: the forward's mirror, one program per BLOCK_N samples,
-    the math of kernels/lfq.py's _mass_bwd_reference: dL/dP_lo = P_hi G and dL/dP_hi = P_lo G^T by tl.dot,
-    and a half's sum_c P(c) dL/dP(c) s_i(c) as tl.dot(P * dL/dP, S). The low half loops over blocks of low
-    codes, each summing over blocks of high codes (and the other way round), recomputing P_hi (P_lo) per
-    block: one pass when a half fits a block, as up to d = 14 on a GPU. Memory: reads z and writes dz once
-    (4*N*d bytes each), reads G twice per program (8*K*N/BLOCK_N bytes, L2-resident). Work: 4*N*K flops in
-    tl.dot + N*(K1 + K2) exp times the number of code blocks of a half."""
+    """dz for L(mass), given G = dL/dmass as [K2, K1], one program per BLOCK_N samples: the math of
+    kernels/lfq.py's _mass_bwd_reference, with a half's sum_c P(c) dL/dP(c) s_i(c) as tl.dot(P*dL/dP, S). The
+    low half loops over blocks of low codes, each summing over blocks of high codes (and the other way round),
+    recomputing P_hi (P_lo) per block: one pass when a half fits a block, as up to d = 14 on a GPU. Memory:
+    reads z and writes dz once (4*N*d bytes each), reads G twice per program (8*K*N/BLOCK_N bytes,
+    L2-resident). Work: 4*N*K flops in tl.dot + N*(K1 + K2) exp times the number of code blocks of a half."""
     K_LO: tl.constexpr = 1 << D_LO
     K_HI: tl.constexpr = 1 << (D - D_LO)
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, D_PAD)
+    rows, cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N), tl.arange(0, D_PAD)
     a, log_cosh = _scaled_rows(z_ptr, rows, cols, N, scale, D)
-    gbar = tl.zeros([BLOCK_N], dtype=tl.float32)
-    grad_codes = tl.zeros([BLOCK_N, D_PAD], dtype=tl.float32)
+    gbar, grad_codes = tl.zeros([BLOCK_N], dtype=tl.float32), tl.zeros([BLOCK_N, D_PAD], dtype=tl.float32)
     for lo_start in range(0, K_LO, BLOCK_LO):  # low half: dL/dP_lo = P_hi G
         lo = lo_start + tl.arange(0, BLOCK_LO)
         grad_p = tl.zeros([BLOCK_N, BLOCK_LO], dtype=tl.float32)
@@ -165,6 +151,7 @@ TILES_GPU = (64, 64)
 TILES_INTERPRETER = (512, 512)
 WARPS_GPU = 8
 BLOCK_ROWS = 1024 if INTERPRET else 128  # rows per program of the quantize and codes kernels
+_d_pad = lambda d: max(16, triton.next_power_of_2(d))  # D_PAD (see the top)
 
 
 def _blocks(d: int):
@@ -175,11 +162,6 @@ def _blocks(d: int):
     return _d_pad(d), block_n, block_lo, block_hi, 4 * sms
 
 
-def _d_pad(d: int) -> int:  # D_PAD (see the top)
-    return max(16, triton.next_power_of_2(d))
-
-
-# launch wrappers: what kernels/lfq.py calls
 def quantize(z: torch.Tensor):
     """z [N, d] -> (q [N, d] in {-1, +1}, idx [N] int64)."""
     n, d = z.shape

@@ -16,8 +16,7 @@ def code_counts(codes, K, layers):
     skipped its layer), else one row for all part slots."""
     codes = codes.reshape(-1, codes.shape[-1] if layers > 1 else 1).cpu()
     counts = torch.zeros(layers, K)
-    for layer in range(codes.shape[1]):
-        counts[layer] = torch.bincount(codes[:, layer], minlength=K).float()
+    counts[:codes.shape[1]] = torch.stack([torch.bincount(column, minlength=K) for column in codes.T]).float()
     return counts
 
 
@@ -31,10 +30,8 @@ def code_stats(counts):
 
 @torch.no_grad()
 def write_codes(model, run_dir, data, data_dir, alpha, device="cpu"):
-    """Encode every clip of `data` (the dataset in data_dir) with the tokenizer `model` of run_dir, whose
-    temporal downsampling is alpha, into data_dir/tokens/<run>/; -> that folder."""
-    run_dir = Path(run_dir)
-    frames = np.diff(data.offsets)
+    """Every clip of `data` (in data_dir) encoded by run_dir's `model` into data_dir/tokens/<run>/ -> that."""
+    run_dir, frames = Path(run_dir), np.diff(data.offsets)
     offsets = np.concatenate([[0], np.cumsum(frames // alpha)]).astype(np.int64)  # T mod α frames dropped
     out = Path(data_dir) / "tokens" / run_dir.name
     tmp = make_temp_dir(out)
@@ -64,8 +61,7 @@ def write_codes(model, run_dir, data, data_dir, alpha, device="cpu"):
 
 
 class Codes:
-    """data_dir/tokens/<run>/: codes [steps, P] + offsets, checked against the dataset (tokenizer.load_codes
-    also checks them against their tokenizer run)."""
+    """data_dir/tokens/<run>/: codes [steps, P] + offsets, checked against the dataset."""
 
     def __init__(self, data_dir, run, data):
         root = Path(data_dir) / "tokens" / run

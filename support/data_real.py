@@ -1,7 +1,6 @@
-"""data.py's real-data loaders (`python data.py --source=humanml3d|smplx --src=DIR`): each source file ->
-a list of clips in write_dataset's format ({"id", "feats", "captions", "parts", "subset", "file", ...}), or
-{"id", "file", "error"} when it fails to load (counted as load_error). Worker processes convert files in
-parallel; pieces of one sequence share its split (no train/test leakage)."""
+"""data.py's real-data loaders (`python data.py --source=humanml3d|smplx --src=DIR`), run in worker processes:
+each source file -> a list of clips in write_dataset's format ({"id", "feats", "captions", "parts", "subset",
+"file", ...}), or {"id", "file", "error"} when it fails to load (counted as load_error)."""
 
 from pathlib import Path
 
@@ -9,29 +8,21 @@ import numpy as np
 import torch
 
 from common import parallel_map, progress_bar
-from motion import MAX_FRAMES, SMPLX_TO_52, STILL_FRAMES, features_from_joints, forward_kinematics
+from motion import FPS, MAX_FRAMES, SMPLX_TO_52, STILL_FRAMES, features_from_joints, forward_kinematics
 
 
-def read_splits(src):
-    """{name: split} from src/train.txt, val.txt, test.txt (those present)."""
-    files = [(s, Path(src) / f"{s}.txt") for s in ("train", "val", "test")]
-    return {name: s for s, path in files if path.is_file()
-            for name in path.read_text(encoding="utf-8").split()}
+def read_splits(src):  # {name: split} from src/train.txt, val.txt, test.txt (those present)
+    paths = {s: Path(src) / f"{s}.txt" for s in ("train", "val", "test")}
+    return {n: s for s, p in paths.items() if p.is_file() for n in p.read_text(encoding="utf-8").split()}
 
 
-def list_files(folder, suffix):
-    """{name: path} of the files under `folder` ending in `suffix`, name = the relative path without it."""
-    return {str(p.relative_to(folder).with_suffix("")): p for p in sorted(Path(folder).rglob(f"*{suffix}"))}
-
-
-def load_humanml3d(name, src, fps=20, t2m_test=()):
+def load_humanml3d(name, src, t2m_test):
     """HumanML3D layout: new_joint_vecs/<name>.npy [T, 263], texts/<name>.txt lines caption#tokens#start#end.
     start = end = 0 captions the whole clip; other lines caption the sub-clip [start, end) seconds. The
     tokens ("a/DET man/NOUN ...") are kept beside the captions for the standard evaluator. A name in
     `t2m_test` is read as Guo et al.'s evaluation set has it (their Text2MotionDatasetV2, so that figures
-    compare with Table 3's): files of 200 or more frames are left out whole (data.py counts them as
-    too_long), and every sub-clip caption line makes its own entry; each entry's `max_frames` (199) is what
-    data.py checks."""
+    compare with Table 3's): files of 200+ frames are left out whole (as too_long: each entry's max_frames,
+    199, is what data.py checks), and every sub-clip caption line makes its own entry."""
     file, text = Path(src) / "new_joint_vecs" / f"{name}.npy", Path(src) / "texts" / f"{name}.txt"
     feats = np.load(file, allow_pickle=False)
     by_range = {}
@@ -48,7 +39,7 @@ def load_humanml3d(name, src, fps=20, t2m_test=()):
     clips = []
     for (start, end), lines in (by_range or ({} if t2m else {(0.0, 0.0): []})).items():
         whole = start == 0 and end == 0
-        piece = {**entry, "feats": feats if whole else feats[int(start * fps):int(end * fps)]}
+        piece = {**entry, "feats": feats if whole else feats[int(start * FPS):int(end * FPS)]}
         if whole or not t2m:
             clips.append({**piece, "id": name if whole else f"{name}@{start:g}-{end:g}",
                           "captions": [c for c, _ in lines], "tokens": [t for _, t in lines]})
@@ -101,8 +92,7 @@ def load_smplx(name, src, model_dir, gender="neutral", src_fps=30.0, up="y"):
     joints = joints[np.round(np.arange(0, len(joints), fps / 20)).astype(int).clip(max=len(joints) - 1)]
     if len(joints) == 1:
         joints = np.repeat(joints, STILL_FRAMES + 1, 0)
-    captions, parts = [], {}
-    text = src / "texts" / f"{name}.txt"
+    captions, parts, text = [], {}, src / "texts" / f"{name}.txt"
     for line in (text.read_bytes().splitlines() if text.is_file() else []):
         head, _, rest = line.partition(b":")
         if head.strip() in (b"upper", b"lower") and rest.strip():
@@ -125,14 +115,15 @@ def _convert(job):
         return [{"id": name, "file": str(path), "error": f"cannot load ({type(e).__name__}: {e})"}]
 
 
-def convert(loader, files, default_split, workers=1, splits=None, **kwargs):
-    """Yield the clips of every source file ({name: path}), converted by `workers` processes, in order.
-    Every clip cut from file `name` goes to the split splits[name], else default_split(name). A consumer that
-    may stop early closes it (contextlib.closing): that terminates and joins the workers there and then."""
-    jobs = [(loader, name, path, kwargs) for name, path in files.items()]
-    results = parallel_map(_convert, jobs, workers)
-    bar = progress_bar(zip(jobs, results, strict=True), total=len(jobs), desc="convert", unit="file")
-    for job, clips in bar:
+def convert(loader, folder, suffix, default_split, workers, splits, **kwargs):
+    """Yield the clips of every file folder/**/*suffix (named by its path there without suffix), converted by
+    `workers` processes, in order (close it to stop them). Every clip cut from file `name` goes to the split
+    splits[name], else default_split(name): pieces of one sequence share a split (no train/test leakage)."""
+    jobs = [(loader, str(p.relative_to(folder).with_suffix("")), p, kwargs)
+            for p in sorted(Path(folder).rglob(f"*{suffix}"))]
+    bar = progress_bar(zip(jobs, parallel_map(_convert, jobs, workers), strict=True), total=len(jobs),
+                       desc="convert", unit="file")
+    for (_, name, _, _), clips in bar:
         for clip in clips:
-            clip["split"] = (splits or {}).get(job[1]) or default_split(job[1])
+            clip["split"] = splits.get(name) or default_split(name)
             yield clip

@@ -1,6 +1,5 @@
-"""The quantizers that the paper compares 2D-LFQ with (§5.3, Figures 4/5): VQ with an EMA codebook and
-residual VQ, which `python tokenizer.py --kind=vq|rvq` (and the codebook sweep, experiments/sweep.py) builds
-through BASELINES[kind](cfg)."""
+"""The quantizers the paper compares 2D-LFQ with (§5.3, Figures 4/5): VQ with an EMA codebook and residual VQ,
+which BASELINES[kind](cfg) builds for `python tokenizer.py --kind=vq|rvq` and experiments/sweep.py."""
 
 import numpy as np
 import torch
@@ -24,25 +23,6 @@ class VQ(nn.Module):
         self.register_buffer("ema_sum", torch.zeros(K, dim))
         self.register_buffer("ema_count", torch.zeros(K))  # all codes dead: the first update resets them
 
-    @torch.no_grad()
-    def _ema_update(self, flat, codes):
-        counts = torch.bincount(codes, minlength=self.K).to(flat.dtype)
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
-        if dist.is_initialized():
-            dist.all_reduce(counts)
-            dist.all_reduce(sums)
-        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
-        # T2M-GPT resets codes whose EMA count is below 1 with 4096 vectors a batch for 512 codes: 1/8 of a
-        # uniformly used code's count. min(1, N / 8K) keeps that ratio for small batches, where a count of 1
-        # would reset codes in use at every step (it equals 1 at T2M-GPT's and the paper's batch sizes).
-        used = (self.ema_count >= (counts.sum() / (8 * self.K)).clamp(max=1.0))[:, None]
-        # random batch rows for the others (CPU generator: its state is all that a resume has to restore)
-        rows = flat[torch.randint(len(flat), (self.K,)).to(flat.device)].contiguous()
-        if dist.is_initialized():
-            dist.broadcast(rows, 0)
-        self.codebook.copy_(torch.where(used, self.ema_sum / self.ema_count[:, None], rows))
-
     def nearest(self, z):  # argmin_c ||z - code_c||^2, [..., dim] -> [...]
         flat = z.reshape(-1, z.shape[-1])
         dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.pow(2).sum(1)
@@ -51,8 +31,23 @@ class VQ(nn.Module):
     def forward(self, z, step):
         flat = z.detach().reshape(-1, z.shape[-1])
         codes = self.nearest(flat)
-        if self.training:
-            self._ema_update(flat, codes)
+        if self.training:  # the EMA codebook update (no gradient: flat is detached)
+            counts = torch.bincount(codes, minlength=self.K).to(flat.dtype)
+            sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
+            if dist.is_initialized():
+                dist.all_reduce(counts)
+                dist.all_reduce(sums)
+            self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+            self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+            # T2M-GPT resets codes whose EMA count is below 1 with 4096 vectors a batch for 512 codes: 1/8 of
+            # a uniformly used code's count. min(1, N / 8K) keeps that ratio for small batches, where a count
+            # of 1 would reset codes in use at every step (1 at T2M-GPT's and the paper's batch sizes).
+            used = (self.ema_count >= (counts.sum() / (8 * self.K)).clamp(max=1.0))[:, None]
+            # random batch rows for the others (CPU generator: its state is all that a resume has to restore)
+            rows = flat[torch.randint(len(flat), (self.K,)).to(flat.device)].contiguous()
+            if dist.is_initialized():
+                dist.broadcast(rows, 0)
+            self.codebook.copy_(torch.where(used, self.ema_sum / self.ema_count[:, None], rows))
         q = F.embedding(codes, self.codebook).view(z.shape)
         return z + (q - z).detach(), codes.view(z.shape[:-1]), {"commit": F.mse_loss(z, q)}
 
