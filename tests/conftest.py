@@ -5,6 +5,7 @@ kernels/ run on the CPU (through triton's interpreter) when there is no GPU. On 
 kernels run for real and the variable is left alone.
 """
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -49,3 +50,40 @@ def codes_dir(tmp_path_factory):
     tk.train(cfg, progress=False)
     tk.encode_dataset(root / "tok" / "t", root / "ds")
     return root
+
+
+@pytest.fixture(scope="session")
+def lm_dir(codes_dir, tmp_path_factory):
+    """A language-model run trained for 3 steps on codes_dir's pipeline (with its length estimator), for the
+    tests that only read it (sampling, editing)."""
+    import train
+
+    out = tmp_path_factory.mktemp("lm_run")
+    train.train(dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(out),
+                     run_name="r", batch_size=8, max_iters=3, warmup_iters=1, eval_interval=3, eval_iters=1,
+                     length_iters=20, device="cpu"), progress=False)
+    return out / "r"
+
+
+@pytest.fixture
+def run_script(capsys, monkeypatch):
+    """`python <script> args` run in this process -> (exit status, stdout, stderr), ended as common.cli ends
+    the script: a ValueError or OSError is status 1 and its one line on stderr. No interpreter start-up (~6 s
+    a call); tests/test_cli.py runs the scripts as real processes."""
+    from common import cli
+
+    def run(script, *args):
+        module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        monkeypatch.delenv("NANOMOTION_DEBUG", raising=False)
+        capsys.readouterr()
+        try:
+            cli(module.main, script)
+            status = 0
+        except SystemExit as stop:  # sys.exit("message") prints the message and exits with 1
+            status = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
+        out, err = capsys.readouterr()
+        return status, out, err
+    return run

@@ -6,8 +6,6 @@ checkpoint (which says so, never starting over). common.read_run_file is the one
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -44,14 +42,13 @@ def files(root):  # every file and folder under root with its size and mtime: di
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(root).rglob("*")}
 
 
-def one_line(tmp_path, script, *args):
-    """Run `python script args` -> its one stderr line, after checking status 1 and that nothing under
-    tmp_path (the damaged copies and the outputs) was written."""
+def one_line(run_script, tmp_path, script, *args):
+    """Run `python script args` (conftest's run_script) -> its one stderr line, after checking status 1 and
+    that nothing under tmp_path (the damaged copies and the outputs) was written."""
     before = files(tmp_path)
-    result = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    status, _, err = run_script(script, *args)
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 1, err[-3000:]
     assert files(tmp_path) == before
     return lines[0]
 
@@ -62,7 +59,7 @@ def copy(src, dst):
 
 
 @pytest.mark.parametrize("damage", ["LM weights", "LM config", "tokenizer weights"])
-def test_sample_names_the_damaged_file(runs, codes_dir, tmp_path, damage):
+def test_sample_names_the_damaged_file(runs, codes_dir, tmp_path, damage, run_script):
     lm = copy(runs / "lm" / "r", tmp_path / "r")
     remake = "rerun python train.py --run_name=r"
     if damage == "LM weights":
@@ -77,28 +74,30 @@ def test_sample_names_the_damaged_file(runs, codes_dir, tmp_path, damage):
         (lm / "config.json").write_text(json.dumps({**config, "tokenizer": str(tok)}))
         bad, remake = tok / "model.safetensors", "rerun python tokenizer.py --run_name=tok"
         cut(bad, 1000)
-    line = one_line(tmp_path, "sample.py", f"--lm_dir={lm}", "--text=a man waves", "--device=cpu",
+    line = one_line(run_script, tmp_path, "sample.py", f"--lm_dir={lm}", "--text=a man waves", "--device=cpu",
                     f"--out_dir={tmp_path / 'samples'}")
     assert line.startswith(f"sample.py: {bad}: damaged or incomplete (") and line.endswith(remake), line
     print(line)
 
 
-def test_eval_names_the_damaged_evaluator(runs, codes_dir, tmp_path):
+def test_eval_names_the_damaged_evaluator(runs, codes_dir, tmp_path, run_script):
     ev = copy(runs / "ev", tmp_path / "ev")
     cut(ev / "model.safetensors", 1000)
-    line = one_line(tmp_path, "eval.py", f"--evaluator_dir={ev}", f"--data_dir={codes_dir / 'ds'}",
-                    "--lm_dir=", f"--out={tmp_path / 'eval.json'}", "--device=cpu")
+    ds = codes_dir / "ds"
+    line = one_line(run_script, tmp_path, "eval.py", f"--evaluator_dir={ev}", f"--data_dir={ds}", "--lm_dir=",
+                    f"--out={tmp_path / 'eval.json'}", "--device=cpu")
     assert line.startswith(f"eval.py: {ev / 'model.safetensors'}: damaged or incomplete (") and \
         line.endswith("; rerun python eval.py --train_evaluator"), line
     print(line)
 
 
-def test_resume_from_a_damaged_checkpoint_says_so(runs, tmp_path):
+def test_resume_from_a_damaged_checkpoint_says_so(runs, tmp_path, run_script):
     """train.py --resume with last/'s metadata cut short (dcp would log tracebacks reading it), and with its
     shard cut short (in-process): one message naming last/; nothing is trained or written."""
     lm = copy(runs / "lm" / "r", tmp_path / "lm" / "r")
     (lm / "last" / "state" / ".metadata").write_bytes(b"")
-    line = one_line(tmp_path, "train.py", "--resume", f"--out_dir={tmp_path / 'lm'}", "--run_name=r")
+    line = one_line(run_script, tmp_path, "train.py", "--resume", f"--out_dir={tmp_path / 'lm'}",
+                    "--run_name=r")
     expected = f"train.py: {lm / 'last'}: damaged or incomplete ("
     assert line.startswith(expected) and "cannot resume from it; start over without --resume" in line, line
     print(line)
@@ -113,10 +112,11 @@ def test_resume_from_a_damaged_checkpoint_says_so(runs, tmp_path):
     assert files(tmp_path) == before
 
 
-def test_tokenizer_resume_from_a_damaged_train_state(codes_dir, tmp_path):
+def test_tokenizer_resume_from_a_damaged_train_state(codes_dir, tmp_path, run_script):
     tok = copy(codes_dir / "tok" / "t", tmp_path / "tok" / "t")
     cut(tok / "train_state.pt", 5000)
-    line = one_line(tmp_path, "tokenizer.py", "--resume", f"--out_dir={tmp_path / 'tok'}", "--run_name=t")
+    line = one_line(run_script, tmp_path, "tokenizer.py", "--resume", f"--out_dir={tmp_path / 'tok'}",
+                    "--run_name=t")
     assert line.startswith(f"tokenizer.py: {tok / 'train_state.pt'}: damaged or incomplete (") and \
         line.endswith("cannot resume from it; start over without --resume"), line
     print(line)

@@ -8,18 +8,8 @@ import pytest
 
 import data
 import synth
-import train
 from experiments import edits
 from support import eval_physical as physical
-
-
-@pytest.fixture(scope="module")
-def lm_dir(codes_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lm_run")
-    train.train(dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(out),
-                     run_name="r", batch_size=8, max_iters=3, warmup_iters=1, eval_interval=3, eval_iters=1,
-                     length_iters=20, device="cpu"), progress=False)
-    return out / "r"
 
 
 def test_a_continuation_is_judged_after_its_seam_and_fails_on_a_cut():

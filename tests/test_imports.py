@@ -4,6 +4,7 @@ module imports itself back through others (a circle), and a project module is im
 file (a lazy import is for an optional heavy package, never to dodge a circle)."""
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def imports(path, modules):
     return found
 
 
+@functools.cache  # one walk of the tree for all the tests (it passes .venv/ and data/)
 def graph():
     files = {module_name(p): p for p in project_files()}
     return files, {m: imports(p, files) for m, p in files.items()}

@@ -12,18 +12,8 @@ import pytest
 
 import motion
 import sample
-import train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def lm_dir(codes_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lm_run")
-    train.train(dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(out),
-                     run_name="r", batch_size=8, max_iters=3, warmup_iters=1, eval_interval=3, eval_iters=1,
-                     length_iters=20, device="cpu"), progress=False)
-    return out / "r"
 
 
 def test_generate_shapes_order_and_length(lm_dir):
@@ -104,27 +94,23 @@ def test_cli_writes_npy_and_gif(lm_dir, tmp_path):
     assert np.load(tmp_path / "out" / lm_dir.name / "a_man_jumps_0.npy").shape == (24, 22, 3)
 
 
-def test_cli_bvh_beside_the_npy(lm_dir, tmp_path):
+def test_cli_bvh_beside_the_npy(lm_dir, tmp_path, run_script):
     """--bvh writes <text>_<take>.bvh beside the .npy, a frame for each of its frames (tests/test_bvh.py reads
     such files back into joints)."""
-    args = [f"--lm_dir={lm_dir}", "--text=a man waves.", "--bvh", "--gif=false", f"--out_dir={tmp_path}",
-            "--seconds=1.2", "--device=cpu"]
-    result = subprocess.run([sys.executable, "sample.py", *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
+    status, _, err = run_script("sample.py", f"--lm_dir={lm_dir}", "--text=a man waves.", "--bvh",
+                                "--gif=false", f"--out_dir={tmp_path}", "--seconds=1.2", "--device=cpu")
+    assert status == 0, err
     out = tmp_path / lm_dir.name
     assert sorted(p.name for p in out.iterdir()) == ["a_man_waves_0.bvh", "a_man_waves_0.npy"]
     text = (out / "a_man_waves_0.bvh").read_text()
     assert text.startswith("HIERARCHY\nROOT Pelvis\n") and "\nMOTION\nFrames: 24\nFrame Time: 0.05" in text
 
 
-def test_clear_errors(lm_dir, tmp_path, codes_dir):
+def test_clear_errors(lm_dir, tmp_path, codes_dir, run_script):
     def one_line(*args):
-        result = subprocess.run([sys.executable, "sample.py", *args, "--device=cpu"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=300)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 1 and len(lines) == 1, result.stderr
-        assert lines[0].startswith("sample.py: "), result.stderr
+        status, _, err = run_script("sample.py", *args, "--device=cpu")
+        lines = err.strip().splitlines()
+        assert status == 1 and len(lines) == 1 and lines[0].startswith("sample.py: "), err
         return lines[0]
 
     assert "empty text" in one_line(f"--lm_dir={lm_dir}", "--text=   ")
@@ -165,17 +151,18 @@ def test_edit_keeps_the_source_length_or_continues(lm_dir, codes_dir):
         sample.edit(source, "a man waves.", keep_seconds=60, lm_dir=lm_dir)
 
 
-def test_edit_cli_writes_the_edit_beside_its_source_and_errors_write_nothing(lm_dir, codes_dir, tmp_path):
-    def run(*args):
+def test_edit_cli_writes_the_edit_beside_its_source_and_errors_write_nothing(lm_dir, codes_dir, tmp_path,
+                                                                            run_script):
+    def run(*args):  # -> (exit status, stderr)
         where = [f"--lm_dir={lm_dir}", f"--out_dir={tmp_path / 'o'}", f"--data_dir={codes_dir / 'ds'}"]
-        return subprocess.run([sys.executable, "sample.py", *where, "--device=cpu", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
+        status, _, err = run_script("sample.py", *where, "--device=cpu", *args)
+        return status, err
 
     import data
 
     clip = data.MotionData(codes_dir / "ds").ids[35]
-    done = run(f"--edit={clip}", "--keep=lower", "--text=a man walks forward and raises the left arm.")
-    assert done.returncode == 0, done.stderr
+    status, err = run(f"--edit={clip}", "--keep=lower", "--text=a man walks forward and raises the left arm.")
+    assert status == 0, err
     written = sorted(p.name for p in (tmp_path / "o" / "r").iterdir())
     stem = f"edit_{clip}_a_man_walks_forward_and_raises_the_left_arm_0"
     assert written == [f"{stem}.gif", f"{stem}.npy"]
@@ -192,9 +179,9 @@ def test_edit_cli_writes_the_edit_beside_its_source_and_errors_write_nothing(lm_
                           ([f"--edit={clip}", "--keep=tail"], "names no part of this run"),
                           ([f"--edit={clip}", "--keep_seconds=60"], "less than all of it"),
                           ([f"--edit={clip}"], "give what to keep")):
-        result = run(*args, "--text=a man waves.")
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 1 and len(lines) == 1 and message in lines[0], (args, result.stderr)
-    result = run(f"--edit={clip}", "--keep=lower", "--text=  ")
-    assert result.returncode == 1 and "empty text" in result.stderr
+        status, err = run(*args, "--text=a man waves.")
+        lines = err.strip().splitlines()
+        assert status == 1 and len(lines) == 1 and message in lines[0], (args, err)
+    status, err = run(f"--edit={clip}", "--keep=lower", "--text=  ")
+    assert status == 1 and "empty text" in err
     assert not (tmp_path / "o").exists()  # nothing written

@@ -152,12 +152,7 @@ def test_a_kill_between_the_renames_is_recovered(codes_dir, tmp_path):
     assert not stale.exists() and (run / "last").is_dir()
 
 
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
-
-
-def test_clear_errors(codes_dir, tmp_path):
+def test_clear_errors(codes_dir, tmp_path, run_script):
     ds = codes_dir / "ds"
     cases = [
         ([f"--data_dir={ds}", "--tokenizer_run=nope"], r"no motion codes here; make them with `python "
@@ -167,10 +162,9 @@ def test_clear_errors(codes_dir, tmp_path):
         ([f"--out_dir={tmp_path}", "--run_name=none", "--resume"], r"no run to resume"),
     ]
     for args, message in cases:
-        result = run_cli("train.py", *args)
-        assert result.returncode != 0
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("train.py: "), result.stderr
+        status, _, err = run_script("train.py", *args)
+        lines = err.strip().splitlines()
+        assert status == 1 and len(lines) == 1 and lines[0].startswith("train.py: "), err
         assert __import__("re").search(message, lines[0]), lines[0]
 
 
@@ -189,7 +183,7 @@ def test_codes_of_another_tokenizer_are_refused(codes_dir, tmp_path):
         Codes(codes_dir / "ds", "bad", data.MotionData(codes_dir / "ds"))
 
 
-def test_resume_with_another_model_or_a_deleted_setting_is_refused(codes_dir, tmp_path):
+def test_resume_with_another_model_or_a_deleted_setting_is_refused(codes_dir, tmp_path, run_script):
     train.train(lm_cfg(codes_dir, tmp_path, run_name="a", max_iters=2, eval_interval=2), progress=False)
     with pytest.raises(ValueError, match=r"cannot resume with a different model .*'model': \('gpt2-tiny', "
                                          r"'llama-tiny'\)"):
@@ -197,8 +191,9 @@ def test_resume_with_another_model_or_a_deleted_setting_is_refused(codes_dir, tm
     # a run made by an earlier train.py with a setting it no longer has (here the part mixes) stops at once
     config = tmp_path / "a" / "config.json"
     config.write_text(json.dumps(json.loads(config.read_text()) | {"mix_parts": 0.0}))
-    result = run_cli("train.py", f"--out_dir={tmp_path}", "--run_name=a", "--resume", "--max_iters=4")
-    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+    status, _, err = run_script("train.py", f"--out_dir={tmp_path}", "--run_name=a", "--resume",
+                                "--max_iters=4")
+    assert status == 1 and err.strip().splitlines() == [
         f"train.py: {config}: the run was made with --mix_parts, a setting that train.py no longer has, so "
         "--resume cannot continue it; start it over"]
 
