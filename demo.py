@@ -34,6 +34,7 @@ CONFIG = dict(
     out_dir="out/demo",  # results.json, summary.md, samples/
     from_stage="data",  # rerun from this stage on (a name in STAGES)
     edit_samples=False,  # the "edits" stage: one edit of each kind on a test clip (sample.py --edit)
+    seed=1337,  # the tokenizer's and the LM's (a second seed: docs/results/demo_seed1.json)
 )
 # Prompts: five in the dataset's words, two in words its captions never use (the vocabulary is synth.py's).
 PROMPTS = ["a person walks forward.", "someone jumps twice.", "a man squats three times.",
@@ -48,10 +49,10 @@ def stages(cfg):
                 f"--mm_texts={cfg['mm_texts']}", f"--mm_samples={cfg['mm_samples']}"]
     return [
         ("data", ["data.py", data, f"--size={cfg['size']}"]),
-        ("tokenizer", ["tokenizer.py", data]),
+        ("tokenizer", ["tokenizer.py", data, f"--seed={cfg['seed']}"]),
         ("evaluator", ["eval.py", "--train_evaluator", data]),
         ("codes", ["tokenizer.py", "--encode", data]),
-        ("lm", ["train.py", data]),
+        ("lm", ["train.py", data, f"--seed={cfg['seed']}"]),
         ("eval", ["eval.py", data, *protocol, "--splits=test"]),
         ("eval_ood", ["eval.py", data, *protocol, "--splits=ood", f"--out={ood_results(cfg)}"]),
         ("edit_eval", ["experiments/edits.py", data, "--splits=test"]),

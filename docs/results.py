@@ -91,6 +91,31 @@ def demo_section(res):
         f"| the whole demo (stages side by side where their inputs allow) | {res['total_s']:.0f} |"])
 
 
+SEED_ROWS = [("test", k) for k in ("R@1", "R@3", "FID", "MMDist", "Diversity", "MultiModality",
+                                   "action_accuracy", "action_accuracy_macro", "count_accuracy",
+                                   "length_within_25")]
+SEED_ROWS += [("ood", k) for k in ("R@1", "R@3", "FID", "action_accuracy")]
+
+
+def seed_section(demo, second):
+    """demo.json's generated figures beside a second seed's (the same data, evaluator and protocol draws; the
+    tokenizer and the LM trained with another seed) and the run before them (its `before` figures)."""
+    before = second["before"]
+    lines = [f"## A second seed (docs/results/demo_seed{second['seed']}.json)", "", second["what"], "",
+             f"| split | figure | {before['commit']} | demo.json (seed 1337) | seed {second['seed']} | "
+             "seed spread | moved |", "|---|---|---|---|---|---|---|"]
+    for split, k in SEED_ROWS:
+        new, other, old = demo[split]["generated"], second[split]["generated"], before[split].get(k)
+        moved = f"{new[k] - old:+.3f}" if old is not None else "–"
+        lines.append(f"| {split} | {k} | {'–' if old is None else f'{old:.3f}'} | {cell(new, k)} | "
+                     f"{cell(other, k)} | {abs(new[k] - other[k]):.3f} | {moved} |")
+    for k, name in (("mpjpe_mm", "MPJPE (mm)"), ("utilisation", "utilisation")):
+        new, other, old = demo["tokenizer"][k], second["tokenizer"][k], before["tokenizer"][k]
+        lines.append(f"| tokenizer | {name} | {old:.3f} | {new:.3f} | {other:.3f} | {abs(new - other):.3f} | "
+                     f"{new - old:+.3f} |")
+    return "\n".join(lines)
+
+
 def sweep_section(sweep):
     names = {"vq": "VQ", "rvq": "RVQ", "lfq2d": "2D-LFQ", "lfq1d": "1D-LFQ"}
     lines = ["## Codebook sweep, paper Figures 4/5 (docs/results/sweep.json)", "",
@@ -157,6 +182,9 @@ def render(results_dir):
              "edit by hand. Every figure in README.md and docs/ comes from one of these files."]
     if (results_dir / "demo.json").is_file():
         parts += ["", demo_section(json.loads((results_dir / "demo.json").read_text()))]
+    for path in sorted(results_dir.glob("demo_seed*.json")):
+        parts += ["", seed_section(json.loads((results_dir / "demo.json").read_text()),
+                                   json.loads(path.read_text()))]
     if (results_dir / "sweep.json").is_file():
         parts += ["", sweep_section(json.loads((results_dir / "sweep.json").read_text()))]
     choices = sorted(results_dir.glob("choices_*.json"))

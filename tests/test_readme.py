@@ -43,6 +43,7 @@ TINY = {
     "eval.py": ["--max_iters=3", "--batch_size=32", "--eval_clips=40", "--replications=1", "--mm_texts=2",
                 "--mm_samples=11", "--diversity_times=20", "--rprecision_batch=8"],
     "sample.py": [],
+    "experiments/edits.py": [],
     "experiments/claims.py": ["--max_iters=2", "--seeds=1", "--eval_clips=40", "--text_iters=2",
                               "--tokenizer_iters=2"],
     "bench/bench_lm.py": ["--steps=1", "--warmup=1", "--batch_size=2", "--seq=32"],
