@@ -40,7 +40,7 @@ TINY = {
                  "--eval_clips=8"],
     "train.py": ["--max_iters=2", "--batch_size=8", "--eval_iters=1", "--eval_interval=2",
                  "--length_iters=20"],
-    "eval.py": ["--max_iters=3", "--batch_size=32", "--eval_clips=40", "--replications=1", "--mm_texts=2",
+    "eval.py": ["--max_iters=3", "--batch_size=32", "--eval_clips=16", "--replications=1", "--mm_texts=2",
                 "--mm_samples=11", "--diversity_times=20", "--rprecision_batch=8"],
     "sample.py": [],
     "experiments/edits.py": [],
