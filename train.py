@@ -288,7 +288,7 @@ def evaluate(run, samples):
         chunk = mine[b:b + run.micro]
         ce, batch = masked_losses(run, run.lm.collate([s for s, _ in chunk]))
         real = torch.tensor([keep for _, keep in chunk], device=run.device)[:, None]
-        add_kind_sums(sums, ce, batch["kinds"], real)
+        add_kind_sums(sums, ce, batch["kinds"], real & (torch.arange(ce.shape[1], device=run.device) > 0))
     if run.world > 1:
         dist.all_reduce(sums)
     run.model.train()
