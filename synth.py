@@ -1,12 +1,11 @@
 """The embedded synthetic dataset `synth`: seeded, procedural text-motion pairs on the HumanML3D 22-joint
 skeleton, built like MotionBase's data (paper §3 ⑤, appendix A.1/A.2): hierarchical text (2-3 whole-body
-captions + one upper-body and one lower-body description), still poses repeated to 64 frames (the paper's
+captions + one upper-body and one lower-body description), still poses held for 40-88 frames (the paper's
 image clips), named subsets, and an `ood` split that holds whole kinds of motion out (Table 5).
 
 A clip is a plan of 1-3 segments (a whole-body action, optionally with an upper-body gesture on top), each a
-set of joint-angle channels over time, cross-faded across segment boundaries, turned into local rotations for
-motion.forward_kinematics; the root is placed from the feet (_place), and motion.features_from_joints makes
-the features, as for real data. The text (captions, part sentences) is made in support/synth_captions.py.
+set of joint-angle channels over time, cross-faded across segment boundaries, turned into joints (_joints: the
+root placed from the feet) and features as for real data; support/synth_captions.py makes the text.
 
     python data.py                        # the dataset, through generate(size, seed, workers)
     python synth.py --size=8 --seed=0     # print a few plans and captions
@@ -37,6 +36,9 @@ POOLS = {"locomotion": ("walk", "walk", "sidestep", "circle", "run", "turn", "tu
          "daily": ("sit_down", "squat", "stretch", "reach", "walk", "stand", "hips"),
          "gestures": GESTURES + ("wave", "raise")}
 COMBINABLE = ("stand", "walk", "sidestep", "circle", "turn")  # whole-body kinds that can carry a gesture
+GAITS = ("walk", "sidestep", "circle", "run")  # kinds that fill their segment (no holds before and after)
+REPEATED = ("jump", "squat", "hop", "clap", "punch")  # counted kinds: a rest after each repetition
+HOLD, REST = 40, 10  # at most this many still frames before and after an action, and after each repetition
 ON_THE_MOVE = ("wave", "raise", "clap", "arms_out", "hips")  # gestures that can ride on them
 SIDES, DIRS, SPEEDS = ("left", "right"), ("forward", "backward"), ("slow", "normal", "fast")
 LIMBS = {"left": ("l", "r"), "right": ("r", "l"), "both": ("lr", "")}  # side -> (its limb(s), the other)
@@ -79,15 +81,14 @@ def _bump(x, center, width):  # raised cosine: 1 at center, 0 beyond +-width
     return 0.5 * (1 + np.cos(np.pi * np.clip((x - center) / width, -1, 1)))
 
 
-def _hold(t, n, rise, lead=3):
-    """0 -> 1 over `rise` frames after `lead` frames, 1, then back to 0 `lead` frames before the end."""
+def _hold(t, n, rise, lead=3):  # 0 -> 1 over `rise` frames after `lead`, 1, back to 0 `lead` before the end
     return _ease((t - lead) / rise) * _ease((n - 1 - lead - t) / rise)
 
 
-def _repeat(t, start, period, count, shape):
-    """shape(phase in [0, 1)) for `count` cycles of `period` frames from frame `start`, 0 elsewhere."""
-    x = (t - start) / period
-    return np.where((x >= 0) & (x < count), shape(x % 1.0), 0.0)
+def _repeat(t, start, period, count, shape, rest=0):
+    """shape(phase in [0, 1)) for `count` cycles of `period` + `rest` (still) frames from `start`, else 0."""
+    x, phase = (t - start) / (period + rest), np.mod(t - start, period + rest) / period
+    return np.where((x >= 0) & (x < count), shape(np.minimum(phase, 1.0) % 1.0), 0.0)
 
 
 def _add(c, sides, **channels):  # sides: "l", "r" or "lr"
@@ -107,8 +108,7 @@ def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.
     from +hip to -hip (the planted foot moves back at a near-constant speed relative to the root), then swing:
     the hip returns along a cubic (Hermite) whose end slopes match the stance ramp, so the foot leaves and
     lands at zero speed over the floor, the knee lifting it. duty > 0.5 leaves a double support where both
-    feet move alike. stance_l weights the supporting feet; the arms counter-swing; d = -1 walks backward (the
-    swing foot moves back); march lifts the thigh in swing (hip = 0, march > 0 steps in place)."""
+    feet move alike. d = -1 walks backward; march lifts the thigh in swing (with hip = 0: in place)."""
     psi_l, m, stance = (freq * t / FPS) % 1.0, -2 * (1 - duty) / duty, {}  # m: d(hip)/ds of the stance ramp
     for side, psi in (("l", psi_l), ("r", (psi_l + 0.5) % 1.0)):
         s = np.clip((psi - duty) / (1 - duty), 0, 1)
@@ -124,16 +124,26 @@ def _gait(c, t, freq, hip, knee, arm, d=1.0, duty=0.6, stance_knee=0.0, march=0.
     return psi_l
 
 
-# Actions: each adds its channel program to c [n, C] (prefilled with the neutral pose); t = frame index,
-# p its parameters, amp / tempo the clip's small random variation; n comes from `_frames`.
+# Actions: each adds its channel program to c [n, C] (prefilled with the neutral pose); t = frame index, p its
+# parameters, amp / tempo the clip's small random variation; n comes from `_frames`. A walk's or run's tempo
+# and step vary a third as much (+-3-8%), so that slow, normal and fast keep apart (as the walk check needs).
 def _walk(c, t, n, p, amp, tempo):
     f, a = {"slow": (0.75, 0.3), "normal": (0.95, 0.38), "fast": (1.15, 0.45)}[p["speed"]]
+    amp, tempo = 1 + 0.3 * (amp - 1), 1 + 0.3 * (tempo - 1)
     _gait(c, t, f * tempo, a * amp, (0.5 + a) * amp, 0.6 * a, d=1.0 if p["dir"] == "forward" else -1.0)
 
 
+def _run(c, t, n, p, amp, tempo):  # the root lifts (flight) at each exchange of feet
+    f, a = {"slow": (1.15, 0.42), "normal": (1.35, 0.55), "fast": (1.55, 0.68)}[p["speed"]]
+    amp, tempo = 1 + 0.3 * (amp - 1), 1 + 0.3 * (tempo - 1)
+    psi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a, duty=0.5, stance_knee=0.15)
+    _add(c, "lr", elbow=1.3)
+    c[:, CH["bend"]] += 0.18
+    c[:, CH["lift"]] = 0.05 * np.maximum(np.cos(4 * np.pi * psi), 0) ** 2 * _hold(t, n, BLEND, BLEND)
+
+
 def _sidestep(c, t, n, p, amp, tempo):
-    """Both hips spread (the leading leg swings out, the trailing one supports), hold in double support,
-    then close (the trailing leg swings in, the leading one supports): the body moves toward `side`."""
+    """Hips spread (the leading leg out), hold in double support, close (the trailing leg in): to `side`."""
     (lead, trail), psi = LIMBS[p["side"]], (0.8 * tempo * t / FPS) % 1.0
     spread = 0.25 * amp * np.where(psi < 0.5, _ease(psi / 0.4), 1 - _ease((psi - 0.5) / 0.4))
     for s, start in ((lead, 0.0), (trail, 0.5)):
@@ -149,24 +159,15 @@ def _turn(c, t, n, p, amp, tempo, circle=False):
     w, angle = _hold(t, n, BLEND, BLEND), (2 * np.pi if circle else np.radians(p["angle"]))
     c[:, CH["yaw_rate"]] = (1 if p["side"] == "left" else -1) * angle * w / w.sum()
     if circle:
-        _gait(c, t, 0.9 * tempo, 0.34 * amp, 0.8 * amp, 0.2)
-    else:
-        steps = c.copy()
-        _gait(steps, t, 1.3 * tempo, 0.0, 0.6, 0.05, march=0.35)
-        c[:] = c + (steps - c) * np.sqrt(w)[:, None]
-
-
-def _run(c, t, n, p, amp, tempo):  # the root lifts (flight) at each exchange of feet
-    f, a = {"slow": (1.2, 0.45), "normal": (1.35, 0.55), "fast": (1.5, 0.65)}[p["speed"]]
-    psi = _gait(c, t, f * tempo, a * amp, 1.7, 0.8 * a, duty=0.5, stance_knee=0.15)
-    _add(c, "lr", elbow=1.3)
-    c[:, CH["bend"]] += 0.18
-    c[:, CH["lift"]] = 0.05 * np.maximum(np.cos(4 * np.pi * psi), 0) ** 2 * _hold(t, n, BLEND, BLEND)
+        return _gait(c, t, 0.9 * tempo, 0.34 * amp, 0.8 * amp, 0.2)
+    steps = c.copy()
+    _gait(steps, t, 1.3 * tempo, 0.0, 0.6, 0.05, march=0.35)
+    c[:] = c + (steps - c) * np.sqrt(w)[:, None]
 
 
 def _jump(c, t, n, p, amp, tempo, legs="lr", period=20, height=0.22):
     """Each jump: crouch (arms back), push off, flight (root up a half sine, arms up), land in a crouch."""
-    ph = _repeat(t, 8, period / tempo, p["count"], lambda x: x)
+    ph = _repeat(t, 8, period / tempo, p["count"], lambda x: x, p["rest"])
     crouch = 0.55 * amp * (_bump(ph, 0.22, 0.2) + 0.7 * _bump(ph, 0.82, 0.16))
     flight = np.sin(np.pi * np.clip((ph - 0.42) / 0.3, 0, 1))
     _add(c, legs, hip_flex=1.4 * crouch + 0.2 * flight, knee=2.4 * crouch + 0.3 * flight, ankle=0.5 * flight)
@@ -176,8 +177,7 @@ def _jump(c, t, n, p, amp, tempo, legs="lr", period=20, height=0.22):
     c[:, CH["lift"]] = height * amp * flight
 
 
-def _hop(c, t, n, p, amp, tempo):
-    """Stand on `side`, the other knee bent up behind, and hop `count` times on the standing leg."""
+def _hop(c, t, n, p, amp, tempo):  # hop `count` times on the `side` leg, the other knee bent up behind
     e = _hold(t, n, 8)
     _add(c, LIMBS[p["side"]][1], knee=1.3 * e, hip_flex=0.35 * e)
     _add(c, "lr", sh_abd=0.4 * e)
@@ -186,14 +186,13 @@ def _hop(c, t, n, p, amp, tempo):
 
 
 def _squat(c, t, n, p, amp, tempo):
-    s = _repeat(t, 6, 36 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.45))
+    s = _repeat(t, 6, 36 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.45), p["rest"])
     _add(c, "lr", hip_flex=1.7 * amp * s, knee=2.1 * amp * s, sh_flex=1.4 * s)
     c[:, CH["bend"]] += 0.5 * s
 
 
 def _kick(c, t, n, p, amp, tempo):
-    (k, o), x = LIMBS[p["side"]], t / n
-    swing = _bump(x, 0.5, 0.3)
+    (k, o), x, swing = LIMBS[p["side"]], t / n, _bump(t / n, 0.5, 0.3)
     _add(c, k, hip_flex=1.3 * amp * swing, ankle=0.6 * swing,
          knee=1.5 * _bump(x, 0.36, 0.14) + 0.9 * _bump(x, 0.66, 0.14))  # chamber, extend, recoil
     _add(c, o, knee=0.15 * swing, sh_flex=0.5 * swing)
@@ -214,31 +213,27 @@ def _lunge(c, t, n, p, amp, tempo):
     c[:, CH["stance_l"]] += (0.5 if b == "l" else -0.5) * stepping
 
 
-def _sit(c, t, n, p, amp, tempo, down=True):
-    """Lower onto an (invisible) chair: thighs level, shins upright, leaning forward on the way."""
+def _sit(c, t, n, p, amp, tempo, down=True):  # to a chair: thighs level, shins upright, leaning on the way
     x = _ease((t - 6) / (n - 16))
     e, move = (x if down else 1 - x), _bump(x, 0.5, 0.5)
     _add(c, "lr", hip_flex=1.45 * e, knee=1.5 * e, sh_flex=0.8 * move)
     c[:, CH["bend"]] += 0.5 * move + 0.1 * e
 
 
-def _wave(c, t, n, p, amp, tempo):
-    """Upper arm out to the side, forearm up (twist), the elbow swinging the hand side to side."""
+def _wave(c, t, n, p, amp, tempo):  # arm out to the side, forearm up (twist), the elbow swinging the hand
     _arm_pose(c, LIMBS[p["side"]][0], _hold(t, n, 8), sh_abd=1.25, sh_flex=0.3, sh_twist=1.5,
               elbow=1.3 + 0.45 * amp * np.sin(2 * np.pi * 1.6 * tempo * t / FPS))
 
 
-def _clap(c, t, n, p, amp, tempo):
-    """Arms forward at chest height; the hands meet `count` times (open -> closed -> open per clap)."""
-    close = _repeat(t, 8, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.5))
+def _clap(c, t, n, p, amp, tempo):  # arms forward at chest height; the hands meet `count` times
+    close = _repeat(t, 8, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.5), p["rest"])
     _arm_pose(c, "lr", _hold(t, n, 6), sh_flex=1.1, elbow=0.9, sh_horiz=-0.15 - 0.35 * close)
 
 
-def _punch(c, t, n, p, amp, tempo):
-    """Guard up, then `count` punches per hand (alternating when both): the elbow straightens fast."""
+def _punch(c, t, n, p, amp, tempo):  # guard up, then `count` punches per hand (alternating when both)
     _arm_pose(c, "lr", _hold(t, n, 6), sh_flex=1.0, sh_abd=0.2, elbow=2.0, sh_horiz=-0.35)
     for i, s in enumerate(LIMBS[p["side"]][0]):
-        hit = _repeat(t, 8 + 6 * i / tempo, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.3))
+        hit = _repeat(t, 8 + 6 * i / tempo, 12 / tempo, p["count"], lambda x: _bump(x, 0.5, 0.3), p["rest"])
         _add(c, s, sh_flex=0.45 * hit, elbow=-1.9 * amp * hit, sh_horiz=0.2 * hit)
         c[:, CH["twist"]] += (-0.25 if s == "l" else 0.25) * hit
 
@@ -256,8 +251,7 @@ def _stretch(c, t, n, p, amp, tempo):
     c[:, CH["side"]] += (1 if p["side"] == "left" else -1) * 0.35 * amp * lean
 
 
-def _held(c, t, n, p, amp, tempo, kind):
-    """Gestures that move into a pose, hold it and return: raise (one or both arms), arms out, hips."""
+def _held(c, t, n, p, amp, tempo, kind):  # into a pose, hold, back: raise (one or both arms), arms out, hips
     pose = {"raise": dict(sh_flex=2.85, sh_abd=0.15, elbow=0.1), "arms_out": dict(sh_abd=1.5, elbow=0.05),
             "hips": dict(sh_abd=0.75, sh_flex=-0.1, sh_twist=-1.4, elbow=1.7)}[kind]
     _arm_pose(c, LIMBS[p["side"]][0] if kind == "raise" else "lr", _hold(t, n, 11), **pose)
@@ -270,14 +264,16 @@ ACTIONS = {"stand": lambda *a: None, "walk": _walk, "sidestep": _sidestep, "run"
            **{kind: partial(_held, kind=kind) for kind in ("raise", "arms_out", "hips")}}
 
 
-def _frames(kind, p, tempo, rng):  # a segment's length at this tempo (counted actions: as their count needs)
+def _frames(kind, p, tempo, rng, rest=0):  # an action's frames at this tempo (counted: with count and rests)
     count = p.get("count", 1)
     fixed = {"jump": 20 + 20 * count, "squat": 12 + 36 * count, "hop": 22 + 14 * count, "kick": 44,
              "lunge": 56, "sit_down": 48, "stand_up": 48, "turn": (30 + p.get("angle", 0) // 6) * tempo,
              "clap": 16 + 12 * count, "punch": 18 + 12 * count, "raise": 56, "arms_out": 56, "reach": 56,
              "hips": 56, "stretch": 80}
-    low, high = {"circle": (110, 150), "walk": (50, 100), "run": (40, 80)}.get(kind, (40, 80))
-    return int(fixed[kind] / tempo) if kind in fixed else int(rng.integers(low, high))
+    if kind in fixed:
+        return int(fixed[kind] / tempo + (rest * count if kind in REPEATED else 0))
+    ranges = {"circle": (110, 150), "walk": (50, 100), "stand": (30, 70), "wave": (30, 70)}
+    return int(rng.integers(*ranges.get(kind, (40, 80))))
 
 
 # Channels -> joints. Local rotations: quaternions (w, x, y, z) composed about the body axes (x left, y up, z
@@ -288,7 +284,10 @@ def _q(axis, angle):
     return q
 
 
-def _rotations(c):  # channels [T, C] -> local axis-angle rotations [T, 22, 3] for motion.forward_kinematics
+def _joints(c):
+    """Channels [T, C] -> world joints [T, 22, 3]. The root's height puts the lowest foot joint on the floor
+    (+ lift in flight); its path x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)) of the supporting foot
+    (weighted between the feet by stance_l: 1 = left, 0.5 = both), so a planted foot stays put."""
     g = lambda name: c[:, CH[name]]
     q = np.tile([1.0, 0.0, 0.0, 0.0], (len(c), 22, 1))  # identity rotations
     q[:, 0], q[:, 12] = _q(1, np.cumsum(g("yaw_rate"))), _q(0, g("nod"))  # pelvis: heading only; head: nod
@@ -299,7 +298,6 @@ def _rotations(c):  # channels [T, C] -> local axis-angle rotations [T, 22, 3] f
         m = np.array([1, 1, -1, -1]) if s == "r" else 1  # mirror through x = 0 for the right side
         flex, knee_bend = g(f"hip_flex_{s}"), g(f"knee_{s}")
         q[:, hip] = qmul(_q(2, g(f"hip_abd_{s}")), _q(0, -flex)) * m
-        q[:, knee] = _q(0, knee_bend)
         q[:, ankle] = _q(0, FOOT_TILT + flex - knee_bend + g(f"ankle_{s}"))  # foot stays level by default
         q[:, clav] = collar * m
         # upper arm in the chest frame = swing out (y) * out to the side (z) * forward (x) * twist (y);
@@ -307,21 +305,21 @@ def _rotations(c):  # channels [T, C] -> local axis-angle rotations [T, 22, 3] f
         arm = qmul(_q(1, g(f"sh_horiz_{s}")), _q(2, g(f"sh_abd_{s}")), _q(0, -g(f"sh_flex_{s}")),
                     _q(1, g(f"sh_twist_{s}")))
         q[:, shoulder] = qmul(collar * np.array([1, -1, -1, -1]), arm) * m
-        q[:, elbow] = _q(0, -g(f"elbow_{s}"))
+        q[:, knee], q[:, elbow] = _q(0, knee_bend), _q(0, -g(f"elbow_{s}"))
     q = np.where(q[..., :1] < 0, -q, q)  # quaternion -> axis * angle, angle = 2 atan2(|v|, w) in [0, pi]
     norm = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
-    return q[..., 1:] * np.where(norm > 1e-9, 2 * np.arctan2(norm, q[..., :1]) / np.maximum(norm, 1e-9), 2.0)
-
-
-def _place(rel, lift, stance_l):
-    """Root-relative joints [T, 22, 3] -> world joints. Height: the lowest foot joint on the floor, + lift in
-    flight. Ground path: x_root(t+1) - x_root(t) = -(toe_rel(t+1) - toe_rel(t)) of the supporting foot
-    (weighted between the feet by stance_l: 1 = left, 0.5 = both), so a planted foot stays put."""
+    rot = q[..., 1:] * np.where(norm > 1e-9, 2 * np.arctan2(norm, q[..., :1]) / np.maximum(norm, 1e-9), 2.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a [T, 22] batch: more threads only add start-up and contention (10x slower)
+    try:
+        rel = forward_kinematics(rot.astype(np.float32), np.zeros((len(c), 3), np.float32)).astype(np.float64)
+    finally:
+        torch.set_num_threads(threads)
     feet = rel[:, [7, 10, 8, 11], 1].reshape(len(rel), 2, 2).min(-1)  # lowest joint of the left, right foot
-    left_down, toes = stance_l[:-1, None], np.diff(rel[:, [10, 11]][..., [0, 2]], axis=0)
+    left_down, toes = g("stance_l")[:-1, None], np.diff(rel[:, [10, 11]][..., [0, 2]], axis=0)
     step = -(left_down * toes[:, 0] + (1 - left_down) * toes[:, 1])
     xz = np.concatenate([np.zeros((1, 2)), np.cumsum(step, 0)])
-    return rel + np.stack([xz[:, 0], lift - feet.min(1), xz[:, 1]], -1)[:, None]  # + the root: x, height, z
+    return (rel + np.stack([xz[:, 0], g("lift") - feet.min(1), xz[:, 1]], -1)[:, None]).astype(np.float32)
 
 
 # Plans (every random choice that the text depends on: synth_captions.describe says them), clips, splits.
@@ -331,7 +329,7 @@ def clip_id(index):
 
 def plan_clip(index, seed):  # the clip's subset, segments (kind, gesture, parameters, frames), split; cheap
     rng = np.random.default_rng([seed, index])
-    u, tempo, amp = rng.random(), rng.uniform(0.9, 1.1), rng.uniform(0.85, 1.15)
+    u, tempo, amp = rng.random(), rng.uniform(0.75, 1.33), rng.uniform(0.85, 1.15)
     subset = pick(rng, [name for name, share in SUBSETS.items() for _ in range(round(share * 100))])
     segments, total = [], 0
     if subset == "static":  # one action's pose at `freeze` of the way through it
@@ -342,7 +340,9 @@ def plan_clip(index, seed):  # the clip's subset, segments (kind, gesture, param
         n = _frames(gesture or kind, p, tempo, rng)
         segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": p, "n": n,
                          "freeze": int(freeze * (n - 1))})
-        total, kinds = STILL_FRAMES, {"static", pose}  # a still pose is its own kind
+        total = int(rng.integers(MIN_FRAMES, 2 * STILL_FRAMES - MIN_FRAMES + 1))  # as long as a photo shows
+        kinds = {"static", pose}  # a still pose is its own kind
+    lead, tail = (int(h) for h in rng.integers(HOLD + 1, size=2))  # the text does not fix the length
     for _ in range(0 if subset == "static" else pick(rng, (1, 1, 2, 2, 3))):
         kind = pick(rng, POOLS[subset])
         while segments and kind == (segments[-1]["gesture"] or segments[-1]["kind"]):  # no repeats
@@ -353,14 +353,26 @@ def plan_clip(index, seed):  # the clip's subset, segments (kind, gesture, param
             kind, gesture = "stand", kind
         p, gp = ({name: pick(rng, choices) for name, choices in PARAMS.get(k, {}).items()}
                  for k in (kind, gesture))
-        n = max(_frames(kind, p, tempo, rng), _frames(gesture, gp, tempo, rng) if gesture else 0)
-        if segments and total + n > MAX_FRAMES:
+        rest, pause = int(rng.integers(REST + 1)), int(rng.integers(HOLD + 1))
+        n = max(_frames(kind, p, tempo, rng, rest) if kind != "stand" or not gesture else 0,  # alone: its own
+                _frames(gesture, gp, tempo, rng, rest) if gesture else 0)
+        pause *= bool(segments) and segments[-1]["kind"] not in GAITS  # a pause after the previous action
+        if segments and total + pause + n > MAX_FRAMES:
             break
-        segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": gp, "n": min(n, MAX_FRAMES)})
-        total += segments[-1]["n"]
-    if subset != "static":
-        total = max(total, MIN_FRAMES)
-        segments[-1]["n"] += total - sum(s["n"] for s in segments)
+        if pause:
+            segments[-1]["hold"][1] += pause
+            segments[-1]["n"] += pause
+        segments.append({"kind": kind, "gesture": gesture, "p": p, "gp": gp, "n": min(n, MAX_FRAMES),
+                         "rest": rest, "hold": [0, 0]})
+        total += pause + segments[-1]["n"]
+    if subset != "static":  # the holds: none beside a gait (it fills its segment), less near MAX_FRAMES
+        hold = np.array([lead, tail]) * [segments[0]["kind"] not in GAITS, segments[-1]["kind"] not in GAITS]
+        hold = (hold * min(1.0, (MAX_FRAMES - total) / (2 * HOLD))).astype(int)
+        hold[1] += max(MIN_FRAMES - total - hold.sum(), 0)  # a short clip is held at its end up to MIN_FRAMES
+        for seg, end, frames in ((segments[0], 0, hold[0]), (segments[-1], 1, hold[1])):
+            seg["hold"][end] += int(frames)
+            seg["n"] += int(frames)
+        total += int(hold.sum())
         kinds = {k for s in segments for k in (s["kind"], s["gesture"]) if k}
     edges = np.cumsum([share for _, share in SPLIT_SHARES])
     split = "ood" if kinds & set(OOD_KINDS) else SPLIT_SHARES[min(np.searchsorted(edges, u, "right"), 2)][0]
@@ -368,50 +380,41 @@ def plan_clip(index, seed):  # the clip's subset, segments (kind, gesture, param
             "amp": amp, "kinds": sorted(kinds), "split": split}
 
 
-def _channels(plan, rng):
-    """The plan's channels over all T + 1 joint frames: segments joined, plus smooth per-clip sway
-    (two sines per channel, random frequency and phase) so that no two clips are the same."""
-    segments = []
-    for seg in plan["segments"]:
-        c, t = np.tile([NEUTRAL[k] for k in CHANNELS], (seg["n"], 1)), np.arange(seg["n"])
+def generate_clip(index, seed, with_joints=True):
+    """Clip `index` of the dataset with this seed, deterministic in (index, seed): the write_dataset
+    record (id, feats [T, 263] float32, captions, parts, subset) + kinds, split, joints [T + 1, 22, 3]."""
+    plan, rng, segments = plan_clip(index, seed), np.random.default_rng([seed, index, 1]), []
+    for seg in plan["segments"]:  # each segment's channels
+        (lead, tail), rest = seg.get("hold", (0, 0)), seg.get("rest", 0)
+        n = seg["n"] - lead - tail
+        c, t = np.tile([NEUTRAL[k] for k in CHANNELS], (n, 1)), np.arange(n)
         for kind, p in ((seg["kind"], seg["p"]), (seg["gesture"], seg["gp"])):
             if kind:
-                ACTIONS[kind](c, t, seg["n"], p, plan["amp"], plan["tempo"])
+                ACTIONS[kind](c, t, n, p | {"rest": rest}, plan["amp"], plan["tempo"])
+        c = np.concatenate([np.repeat(c[:1], lead, 0), c, np.repeat(c[-1:], tail, 0)])  # held still
+        c[:lead, EVENTS], c[len(c) - tail:, EVENTS] = 0, 0
         segments.append(c)
+    # smooth per-clip sway (two sines per channel, random frequency and phase): no two clips are the same
     swayed = [CH[k] for k in ("bend", "side", "twist", "nod", "sh_flex_l", "sh_flex_r", "sh_abd_l",
                               "sh_abd_r", "elbow_l", "elbow_r")]
     amp, freq, phase = (rng.uniform(low, high, (2, len(swayed))) for low, high in
                         ((0.005, 0.03), (0.1, 0.5), (0, 2 * np.pi)))
     if plan["subset"] == "static":  # one frozen frame, with a random constant offset instead of sway
-        c = np.repeat(segments[0][plan["segments"][0]["freeze"]][None], STILL_FRAMES + 1, 0)
+        c = np.repeat(segments[0][plan["segments"][0]["freeze"]][None], plan["frames"] + 1, 0)
         c[:, EVENTS] = 0
         c[:, swayed] += (amp * np.sin(phase)).sum(0)
-        return c
-    c = segments[0]  # joined: across each boundary b, c = (1 - s) A + s B with s a smoothstep over
-    for seg in segments[1:]:  # [b - BLEND, b + BLEND], A and B held at their last/first value (no pops)
-        t = np.arange(len(c) + len(seg))
-        s = np.repeat(_ease((t - len(c) + BLEND) / (2 * BLEND))[:, None], len(CHANNELS), 1)
-        s[:, EVENTS] = t[:, None] >= len(c)
-        c = (np.concatenate([c, np.repeat(c[-1:], len(seg), 0)]) * (1 - s)
-             + np.concatenate([np.repeat(seg[:1], len(c), 0), seg]) * s)
-    c = np.concatenate([c, c[-1:]])  # T feature frames need T + 1 joint frames
-    t = np.arange(len(c))[:, None, None] / FPS
-    c[:, swayed] += (amp * np.sin(2 * np.pi * freq * t + phase)).sum(1)
-    return c
-
-
-def generate_clip(index, seed, with_joints=True):
-    """Clip `index` of the dataset with this seed, deterministic in (index, seed): the write_dataset
-    record (id, feats [T, 263] float32, captions, parts, subset) + kinds, split, joints [T + 1, 22, 3]."""
-    plan = plan_clip(index, seed)
-    c = _channels(plan, np.random.default_rng([seed, index, 1]))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a [T, 22] batch: more threads only add start-up and contention (10x slower)
-    try:
-        rel = forward_kinematics(_rotations(c).astype(np.float32), np.zeros((len(c), 3), np.float32))
-    finally:
-        torch.set_num_threads(threads)
-    joints = _place(rel.astype(np.float64), c[:, CH["lift"]], c[:, CH["stance_l"]]).astype(np.float32)
+    else:
+        c = segments[0]  # joined: across each boundary b, c = (1 - s) A + s B with s a smoothstep over
+        for seg in segments[1:]:  # [b - BLEND, b + BLEND], A and B held at their last/first value (no pops)
+            t = np.arange(len(c) + len(seg))
+            s = np.repeat(_ease((t - len(c) + BLEND) / (2 * BLEND))[:, None], len(CHANNELS), 1)
+            s[:, EVENTS] = t[:, None] >= len(c)
+            c = (np.concatenate([c, np.repeat(c[-1:], len(seg), 0)]) * (1 - s)
+                 + np.concatenate([np.repeat(seg[:1], len(c), 0), seg]) * s)
+        c = np.concatenate([c, c[-1:]])  # T feature frames need T + 1 joint frames
+        t = np.arange(len(c))[:, None, None] / FPS
+        c[:, swayed] += (amp * np.sin(2 * np.pi * freq * t + phase)).sum(1)
+    joints = _joints(c)
     captions, parts = describe(plan, np.random.default_rng([seed, index, 2]))
     clip = {"id": clip_id(index), "feats": features_from_joints(joints), "captions": captions, "parts": parts,
             "subset": plan["subset"], "kinds": plan["kinds"], "split": plan["split"],
@@ -420,21 +423,17 @@ def generate_clip(index, seed, with_joints=True):
 
 
 def make_splits(size, seed):  # {"train", "val", "test", "ood"} -> clip ids, by each clip's plan
-    splits = {"train": [], "val": [], "test": [], "ood": []}
-    for index in range(size):
-        splits[plan_clip(index, seed)["split"]].append(clip_id(index))
-    return splits
-
-
-def _clips(size, seed, workers, progress):
-    clips = parallel_map(partial(generate_clip, seed=seed, with_joints=False), range(size), workers, 64)
-    yield from progress_bar(clips, total=size, desc="synth", unit="clip", disable=not progress)
+    split = [plan_clip(index, seed)["split"] for index in range(size)]
+    return {k: [clip_id(i) for i, s in enumerate(split) if s == k] for k in ("train", "val", "test", "ood")}
 
 
 def generate(size, seed=0, workers=1, progress=True):
     """(iterator over the `size` clips in index order, without joints, with a tqdm bar; splits) for
     data.write_dataset; workers > 1 processes run until it is exhausted or closed (contextlib.closing)."""
-    return _clips(size, seed, workers, progress), make_splits(size, seed)
+    def clips():  # a generator of its own, so that closing it closes parallel_map's
+        done = parallel_map(partial(generate_clip, seed=seed, with_joints=False), range(size), workers, 64)
+        yield from progress_bar(done, total=size, desc="synth", unit="clip", disable=not progress)
+    return clips(), make_splits(size, seed)
 
 
 def main(argv):  # print the first clips' plans and captions

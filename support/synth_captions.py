@@ -1,132 +1,315 @@
-"""synth.py's text side: the caption tables and how a clip's plan becomes its text, MotionBase-style
-(paper §3 ⑤ "Hierarchical Motion Descriptions", appendix A.2): 2-3 whole-body captions (a random subject,
-one of several paraphrases per kind with fields filled from the parameters, a random connector between
-segments) + one upper-body and one lower-body sentence."""
+"""synth.py's text side: a small grammar of English that says what a clip's plan does, MotionBase-style
+(paper §3 ⑤ "Hierarchical Motion Descriptions", appendix A.2): 2-3 whole-body captions + one upper-body
+and one lower-body sentence (docs/data.md#captions).
 
-SUBJECTS = ("a person", "someone", "a man", "a woman", "the person", "a figure")
-CAPTIONS = {  # kind -> verb phrases of the whole-body captions
-    "stand": ("stands still", "stands in place", "is standing without moving much"),
-    "walk": ("walks {dir}{speed_adv}", "takes a few{speed_adj} steps {dir}", "walks{speed_adv} {dir}",
-             "moves {dir}{speed_adv} on foot"),
-    "sidestep": ("walks sideways to the {side}", "side-steps to the {side}",
-                 "shuffles sideways to the {side}"),
-    "circle": ("walks in a circle to the {side}", "walks around in a {clock} circle",
-               "walks a full circle, turning {side}"),
-    "run": ("{run_verb} forward", "{run_verb} straight ahead", "goes for a {run_noun} forward"),
-    "turn": ("turns {side} by {angle} degrees", "turns {angle} degrees to the {side}",
-             "rotates {angle} degrees to the {side} in small steps"),
-    "jump": ("jumps up and down {times}", "jumps in place {times}", "does {count_word} vertical jump{s}"),
-    "squat": ("squats down {times}", "does {count_word} squat{s}", "bends the knees into a squat {times}"),
-    "kick": ("kicks with the {side} leg", "kicks forward with the {side} foot", "does a {side} leg kick"),
-    "lunge": ("lunges forward with the {side} leg", "steps into a lunge with the {side} leg in front",
-              "does a forward lunge on the {side} leg"),
-    "hop": ("hops on the {side} foot {times}", "hops {times} on the {side} leg",
-            "balances on the {side} leg and hops {times}"),
-    "sit_down": ("sits down", "sits down on a chair", "lowers into a seated position"),
-    "stand_up": ("stands up", "gets up from a chair", "rises from a seated position"),
-    "wave": ("waves {the_hand}", "waves with {the_hand}", "lifts {the_hand} to wave"),
-    "raise": ("raises {the_arm} above the head", "lifts {the_arm} up high",
-              "puts {the_arm} up in the air and back down"),
-    "clap": ("claps the hands {times}", "claps {times}", "claps {count_word} time{s} in front of the chest"),
-    "punch": ("punches forward with {the_hand} {times}", "throws {count_word} punch{es} with {the_hand}",
-              "boxes with {the_hand}, punching {times}"),
-    "arms_out": ("stretches both arms out to the sides", "holds the arms out sideways",
-                 "spreads the arms wide to the sides"),
-    "reach": ("reaches forward with the {side} hand", "leans forward and reaches out with the {side} arm",
-              "extends the {side} arm forward to grab something"),
-    "hips": ("puts the hands on the hips", "places both hands on the hips", "rests the hands on the hips"),
-    "stretch": ("raises both arms overhead and leans to the {side}, then to the {other}",
-                "stretches, arms overhead, bending to the {side} and then the {other}",
-                "does a side stretch with the arms up, first to the {side}, then the {other}")}
-PARTS = {  # kind -> (upper-body sentence, lower-body sentence) of the part-level descriptions
-    "stand": ("the arms hang relaxed at the sides", "the legs stand still with both feet on the ground"),
-    "walk": ("the arms swing back and forth with the steps", "the legs take{speed_adj} steps {dir}"),
-    "sidestep": ("the arms stay loose at the sides", "the legs step sideways to the {side}"),
-    "circle": ("the arms swing with the steps", "the legs walk along a circle to the {side}"),
-    "run": ("the bent arms pump back and forth", "the legs {run_noun} forward"),
-    "turn": ("the arms hang loosely", "the feet step in place while the body turns {angle} degrees {side}"),
-    "jump": ("the arms swing up with each jump", "the legs bend and push off {times}"),
-    "squat": ("the arms reach forward for balance", "the knees bend deeply into a squat {times}"),
-    "kick": ("the arms move out for balance", "the {side} leg swings forward in a kick"),
-    "lunge": ("the arms stay near the body", "the {side} leg steps forward and both knees bend"),
-    "hop": ("the arms are held out for balance", "the {other} leg is lifted, the {side} leg hops {times}"),
-    "sit_down": ("the arms move forward as the body lowers", "the knees and hips bend to sit down"),
-    "stand_up": ("the arms move forward as the body rises", "the legs straighten to stand up"),
-    "wave": ("{the_hand} waves side to side at head height", ""),
-    "raise": ("{the_arm} rises straight up and comes back down", ""),
-    "clap": ("the hands come together {times} in front of the chest", ""),
-    "punch": ("{the_hand} punches forward {times}", ""),
-    "arms_out": ("both arms extend straight out to the sides", ""),
-    "reach": ("the {side} arm reaches forward as the back bends", ""),
-    "hips": ("both hands rest on the hips", ""),
-    "stretch": ("both arms stretch overhead, the torso bends {side} then {other}", "")}
-STILL = {  # synth.STATIC_POSES' pose -> (whole-body captions, upper-body sentence, lower-body sentence)
-    "stand": (("stands still with the arms down", "stands upright, arms relaxed"), *PARTS["stand"]),
-    "raise": (("stands with {the_arm} raised", "holds {the_arm} straight up"), "{the_arm} raised straight up",
-              PARTS["stand"][1]),
-    "arms_out": (("stands with the arms stretched out to the sides", "holds a t-pose"),
-                 "both arms held straight out to the sides", PARTS["stand"][1]),
-    "hips": (("stands with the hands on the hips", "stands, hands on hips"),
-             "both hands on the hips, elbows out", PARTS["stand"][1]),
-    "reach": (("leans forward reaching out with the {side} hand", "reaches ahead with the {side} arm"),
-              "the {side} arm stretched forward, the back bent", PARTS["stand"][1]),
-    "squat": (("is in a deep squat", "holds a low squat"), "the arms held forward",
-              "the knees and hips deeply bent in a squat"),
-    "sit": (("is sitting on a chair", "sits on a chair without moving"), "the arms resting",
-            "the knees bent at a right angle, sitting"),
-    "kick": (("is frozen mid-kick with the {side} leg", "holds the {side} leg up in a kick"),
-             "the arms out for balance", "the {side} leg kicked up in front"),
-    "lunge": (("holds a lunge with the {side} leg in front", "stays low in a {side} leg lunge"),
-              "the arms near the body", "the {side} leg forward with the knee bent, the other leg behind")}
-COUNT_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
-TIMES = {0: "", 1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
+A caption is a frame (a sentence shape: simple or progressive, a fronted count or adverbial, "first ... then
+...", "... before ...", "... and ...") filled with a subject and one verb phrase per segment; each kind has
+several verb phrases, and counts, angles, directions and speeds several wordings ("3 times", "thrice").
+Phrasings are held out by split: a (frame, verb phrase, kind) combination for which held_out() is true is
+never said in train, only in val, test and ood, whose clips carry a *new* caption of that kind beside the
+*plain* one (the first frame and phrase with the first wordings, said in train too). Every word of a held-out
+caption is a train word: each verb phrase is said with other frames in train, and each frame with others."""
+
+import zlib
+
+SUBJECTS = ("a person", "someone", "a man", "a woman", "the person", "a figure", "the man", "the woman",
+            "a boy", "a girl")
+VERBS = {  # kind -> verb phrases, first word the verb's base form; {field}s from _field
+    "stand": ("stand still", "stand in place", "stay standing without moving much", "remain still",
+              "wait in place"),
+    "walk": ("walk {dir} {speed}", "take a few {speed_adj} steps {dir}", "move {dir} {speed} on foot",
+             "step {dir} {speed}", "stroll {dir} {speed}"),
+    "sidestep": ("walk sideways to the {side}", "side-step to the {side}", "shuffle sideways to the {side}",
+                 "move sideways toward the {side}", "take side steps to the {side}"),
+    "circle": ("walk in a circle to the {side}", "walk around in a {clock} circle",
+               "walk a full circle, turning {side}", "circle around to the {side} on foot",
+               "make a loop to the {side} on foot"),
+    "run": ("{run_verb} {dir}", "{run_verb} straight ahead", "go for a {run_noun} {dir}", "run {dir} {speed}",
+            "{run_verb} ahead without stopping"),
+    "turn": ("turn {side} by {angle}", "turn {angle} to the {side}", "rotate {angle} to the {side}",
+             "pivot {angle} toward the {side}", "{turn_special} to the {side}"),
+    "jump": ("jump up and down {times}", "jump in place {times}", "do {count_n} vertical jump{s}",
+             "leap up {times}", "spring into the air {times}"),
+    "squat": ("squat down {times}", "do {count_n} squat{s}", "bend the knees into a squat {times}",
+              "crouch down {times}", "squat all the way down {times}",
+              "drop into a squat and ^come back up {times}"),
+    "kick": ("kick with the {side} leg", "kick forward with the {side} foot", "do a {side} leg kick",
+             "throw a kick with the {side} leg", "kick the {side} leg out in front"),
+    "lunge": ("lunge forward with the {side} leg", "step into a lunge with the {side} leg in front",
+              "do a forward lunge on the {side} leg", "lunge on the {side} leg"),
+    "hop": ("hop on the {side} foot {times}", "hop {times} on the {side} leg",
+            "balance on the {side} leg and ^hop {times}"),
+    "sit_down": ("sit down", "sit down on a chair", "lower into a seated position", "take a seat",
+                 "sit down on a seat behind"),
+    "stand_up": ("stand up", "get up from a chair", "rise from a seated position",
+                 "rise to a standing position", "get up from a seat"),
+    "wave": ("wave {the_hand}", "wave with {the_hand}", "lift {the_hand} to wave",
+             "wave hello with {the_hand}", "give a wave with {the_hand}"),
+    "raise": ("raise {the_arm} above the head", "lift {the_arm} up high",
+              "put {the_arm} up in the air and back down", "hold {the_arm} up over the head for a moment",
+              "raise {the_arm} up and ^lower it again"),
+    "clap": ("clap the hands {times}", "clap {times}", "clap {times} in front of the chest",
+             "give {count_n} clap{s}", "bring the hands together {times}"),
+    "punch": ("punch forward with {the_hand} {times}", "throw {count_n} punch{es} with {the_hand}",
+              "box with {the_hand}, punching {times}", "jab {times} with {the_hand}",
+              "strike forward {times} with {the_hand}"),
+    "arms_out": ("stretch both arms out to the sides", "hold the arms out sideways",
+                 "spread the arms wide to the sides", "extend the arms out to the sides",
+                 "open the arms wide"),
+    "reach": ("reach forward with the {side} hand", "lean forward and ^reach out with the {side} arm",
+              "extend the {side} arm forward to grab something", "reach out ahead with the {side} hand"),
+    "hips": ("put the hands on the hips", "place both hands on the hips", "rest the hands on the hips",
+             "set the hands on the hips"),
+    "stretch": ("raise both arms overhead and ^lean to the {side}, then to the {other}",
+                "stretch, arms overhead, bending to the {side} and then the {other}",
+                "do a side stretch with the arms up, first to the {side}, then the {other}",
+                "stretch the arms up and ^bend to the {side} and then to the {other}"),
+    # still poses (synth.STATIC_POSES): "still:<pose>"
+    "still:stand": ("stand still with the arms down", "stand upright, arms relaxed", "stand motionless"),
+    "still:raise": ("stand with {the_arm} raised", "hold {the_arm} straight up", "keep {the_arm} raised"),
+    "still:arms_out": ("stand with the arms stretched out to the sides", "hold a t-pose",
+                       "keep the arms out sideways"),
+    "still:hips": ("stand with the hands on the hips", "stand, hands on hips", "keep the hands on the hips"),
+    "still:reach": ("lean forward reaching out with the {side} hand", "reach ahead with the {side} arm",
+                    "hold the {side} arm out in front"),
+    "still:squat": ("stay in a deep squat", "hold a low squat", "stay crouched in a squat"),
+    "still:sit": ("sit on a chair", "sit on a chair without moving", "stay seated"),
+    "still:kick": ("freeze mid-kick with the {side} leg", "hold the {side} leg up in a kick",
+                   "keep the {side} leg up in front"),
+    "still:lunge": ("hold a lunge with the {side} leg in front", "stay low in a {side} leg lunge",
+                    "keep still in a lunge on the {side} leg")}
+# frames: the sentence shapes; {a_s}: the first segment's verb phrase with its verb in the third person,
+# {a_ing}: as a gerund, {rest_s} / {rest_ing}: the later segments', joined
+SINGLE = ("{S} {a_s}.", "{S} is {a_ing}.", "{front}, {S} {a_s}.", "{S} can be seen {a_ing}.",
+          "we see {S} {a_ing}.")
+MULTI = ("{S} {a_s}{then}{rest_s}.", "first, {S} {a_s}, then {rest_s}.", "{S} {a_s} before {rest_ing}.",
+         "{S} {a_s} and {rest_s}.", "{S} is {a_ing}, then {rest_ing}.", "after {a_ing}, {S} {rest_s}.",
+         "{S} {a_s}; after that, the person {rest_s}.", "we see {S} {a_ing}, then {rest_ing}.")
+FRAMES = SINGLE + MULTI
+# the words just before a verb phrase, for each frame's first segment and its later ones: what is held out is
+# a verb phrase in such a context ("someone is jumping ..." never in train), so that a held-out caption's
+# words around its verb make trigrams train never had, while every frame keeps other verb phrases in train
+CONTEXTS = ("subject", "is", "can be seen", "we see", "then", "after", "and", "before", "then-ing", "while",
+            "at the same time")
+FRAME_CONTEXTS = ((0, None), (1, None), (0, None), (2, None), (3, None),  # SINGLE's, then MULTI's
+                  (0, 4), (0, 4), (0, 7), (0, 6), (1, 8), (5, 0), (0, 0), (3, 8))
+WORDS = {  # field -> {parameter value: wordings, the plain one first}
+    "times": {1: ("once", "one time"), 2: ("twice", "two times", "2 times"),
+              3: ("three times", "3 times", "thrice"), 4: ("four times", "4 times"),
+              5: ("five times", "5 times")},
+    "count_n": {1: ("one", "a single", "1"), 2: ("two", "2"), 3: ("three", "3"), 4: ("four", "4"),
+                5: ("five", "5")},
+    "angle": {45: ("45 degrees", "forty-five degrees"), 90: ("90 degrees", "ninety degrees"),
+              135: ("135 degrees", "a hundred and thirty-five degrees"),
+              180: ("180 degrees", "a hundred and eighty degrees")},
+    "turn_special": {90: ("make a quarter turn",), 180: ("turn around", "turn all the way around")},
+    "dir": {"forward": ("forward", "forwards", "ahead"), "backward": ("backward", "backwards", "in reverse")},
+    "speed": {"slow": ("slowly", "at a slow pace", "at a relaxed pace"), "normal": ("", "at a steady pace"),
+              "fast": ("quickly", "at a fast pace", "briskly")},
+    "speed_adj": {"slow": ("slow", "small, slow"), "normal": ("",), "fast": ("quick", "fast")},
+    "run_verb": {"slow": ("jog",), "normal": ("run",), "fast": ("sprint",)},
+    "run_noun": {"slow": ("jog",), "normal": ("run",), "fast": ("sprint",)}}
+GENERIC_FRONT = ("here", "in this clip", "at one point")  # the fronted adverbial where nothing is counted
+THEN = (", then ", ", and then ", " and then ", ", after that ")
+WHILE = (" while {}", ", {} at the same time")  # a gesture on a whole-body kind: "walks while waving"
+PARTS = {  # kind -> (upper-body sentences, lower-body sentences): the part-level descriptions
+    "stand": (("the arms hang relaxed at the sides", "the arms rest by the body"),
+              ("the legs stand still with both feet on the ground", "both feet stay planted")),
+    "walk": (("the arms swing back and forth with the steps", "the arms swing gently"),
+             ("the legs take {speed_adj} steps {dir}", "the feet step {dir} {speed}")),
+    "sidestep": (("the arms stay loose at the sides",), ("the legs step sideways to the {side}",
+                                                         "the feet move sideways toward the {side}")),
+    "circle": (("the arms swing with the steps",), ("the legs walk along a circle to the {side}",)),
+    "run": (("the bent arms pump back and forth",), ("the legs {run_noun} {dir}",)),
+    "turn": (("the arms hang loosely",), ("the feet step in place while the body turns {angle} {side}",)),
+    "jump": (("the arms swing up with each jump",), ("the legs bend and push off {times}",)),
+    "squat": (("the arms reach forward for balance",), ("the knees bend deeply into a squat {times}",
+                                                        "the legs bend and straighten {times}")),
+    "kick": (("the arms move out for balance",), ("the {side} leg swings forward in a kick",)),
+    "lunge": (("the arms stay near the body",), ("the {side} leg steps forward and both knees bend",)),
+    "hop": (("the arms are held out for balance",),
+            ("the {other} leg is lifted, the {side} leg hops {times}",)),
+    "sit_down": (("the arms move forward as the body lowers",), ("the knees and hips bend to sit down",)),
+    "stand_up": (("the arms move forward as the body rises",), ("the legs straighten to stand up",)),
+    "wave": (("{the_hand} waves side to side at head height", "{the_hand} waves near the head"), ("",)),
+    "raise": (("{the_arm} rises straight up and comes back down", "{the_arm} goes up and down again"), ("",)),
+    "clap": (("the hands come together {times} in front of the chest", "the hands clap {times}"), ("",)),
+    "punch": (("{the_hand} punches forward {times}", "{the_hand} jabs forward {times}"), ("",)),
+    "arms_out": (("both arms extend straight out to the sides", "the arms spread out wide"), ("",)),
+    "reach": (("the {side} arm reaches forward as the back bends",), ("",)),
+    "hips": (("both hands rest on the hips", "the hands sit on the hips"), ("",)),
+    "stretch": (("both arms stretch overhead, the torso bends {side} then {other}",), ("",))}
+STILL_PARTS = {  # pose -> (upper-body sentence, lower-body sentence), said after "held still, "
+    "stand": (PARTS["stand"][0][0], PARTS["stand"][1][0]),
+    "raise": ("{the_arm} raised straight up", PARTS["stand"][1][0]),
+    "arms_out": ("both arms held straight out to the sides", PARTS["stand"][1][0]),
+    "hips": ("both hands on the hips, elbows out", PARTS["stand"][1][0]),
+    "reach": ("the {side} arm stretched forward, the back bent", PARTS["stand"][1][0]),
+    "squat": ("the arms held forward", "the knees and hips deeply bent in a squat"),
+    "sit": ("the arms resting", "the knees bent at a right angle, sitting"),
+    "kick": ("the arms out for balance", "the {side} leg kicked up in front"),
+    "lunge": ("the arms near the body", "the {side} leg forward with the knee bent, the other leg behind")}
+DOUBLED = ("run", "jog", "clap", "jab", "drop", "step", "side-step", "squat", "sit", "get", "put", "set",
+           "hop")  # verbs whose last consonant doubles before "ing"
 
 
-def _words(p):
-    """Fill-in fields for the templates from a segment's parameters."""
-    side, count, speed = p.get("side", ""), p.get("count", 1), p.get("speed", "normal")
-    return {"dir": p.get("dir", ""), "side": side, "other": {"left": "right", "right": "left"}.get(side, ""),
-            "angle": p.get("angle", ""), "clock": "counterclockwise" if side == "left" else "clockwise",
-            "speed_adv": {"slow": " slowly", "normal": "", "fast": " quickly"}[speed],
-            "speed_adj": {"slow": " slow", "normal": "", "fast": " quick"}[speed],
-            "run_verb": {"slow": "jogs", "normal": "runs", "fast": "sprints"}[speed],
-            "run_noun": {"slow": "jog", "normal": "run", "fast": "sprint"}[speed],
-            "the_arm": "both arms" if side == "both" else f"the {side} arm",
-            "the_hand": "both hands" if side == "both" else f"the {side} hand",
-            "times": TIMES[count], "count_word": COUNT_WORDS[count],
-            "s": "" if count == 1 else "s", "es": "" if count == 1 else "es"}
+def inflect(phrase, form):
+    """The verb phrase with its verbs (the first word, and each one marked ^: "lean and ^reach") in the third
+    person ("s") or as gerunds ("ing")."""
+    words = phrase.split(" ")
+    for i, verb in enumerate(words):
+        if i == 0 or verb.startswith("^"):
+            verb = verb.removeprefix("^")
+            if form == "s":
+                words[i] = verb + ("es" if verb.endswith(("s", "sh", "ch", "x", "z", "o")) else "s")
+            else:
+                words[i] = (verb + verb[-1] if verb in DOUBLED else verb.removesuffix("e")) + "ing"
+    return " ".join(words)
 
 
-def _gerund(phrase):
-    """'waves the left hand' -> 'waving the left hand' (only the first word changes)."""
-    verb, _, rest = phrase.partition(" ")
-    stem = {"claps": "clapp", "puts": "putt"}.get(verb, verb[:-2] if verb.endswith(("ches", "shes")) else
-                                                   verb[:-2] if verb.endswith("es") and verb[-3] in "svcz"
-                                                   else verb[:-1])
-    return f"{stem}ing {rest}"
+class _Fields(dict):
+    """A phrase's fill-in fields, each drawn when the phrase first uses it (one wording per caption). With a
+    template and mode "train" or "new", a wording held out with the template (held_wording) is never said in
+    train, and said where it can be in "new"."""
+
+    def __init__(self, p, rng, template="", mode="train"):
+        super().__init__()
+        self.p, self.rng, self.template, self.mode = p, rng, template, mode
+
+    def __missing__(self, name):
+        p, side, count = self.p, self.p.get("side", ""), self.p.get("count", 1)
+        value = {"side": side, "other": {"left": "right", "right": "left"}.get(side, ""),
+                 "clock": "counterclockwise" if side == "left" else "clockwise",
+                 "the_arm": "both arms" if side == "both" else f"the {side} arm",
+                 "the_hand": "both hands" if side == "both" else f"the {side} hand",
+                 "s": "" if count == 1 else "s", "es": "" if count == 1 else "es"}.get(name)
+        if value is None:
+            key = {"times": count, "count_n": count, "angle": p.get("angle"), "turn_special": p.get("angle"),
+                   "dir": p.get("dir", "forward")}.get(name, p.get("speed", "normal"))
+            said = WORDS[name][key]
+            kept = [w for w in said if held_wording(self.template, said, w) == (self.mode == "new")]
+            value = pick(self.rng, kept or said)
+        self[name] = value
+        return value
+
+
+class _First:  # the plain caption's "rng": every choice its first
+    @staticmethod
+    def integers(n):
+        return 0
+
+
+def _tidy(text):
+    return " ".join(text.split()).replace(" ,", ",").replace(" .", ".").replace(" ;", ";")
+
+
+def held_out(context, lemma):
+    """Is the verb `lemma` after CONTEXTS[context] a phrasing kept out of train ("someone is leaping")? A
+    third of the contexts a verb takes a gerund in, never the third person after a subject or "then" (so every
+    verb keeps both forms in train, and the plain captions are train's)."""
+    return context not in (0, 4) and (context + zlib.crc32(lemma.encode())) % 3 == 1
+
+
+def held_wording(template, wordings, wording):
+    """Is this wording of a field (a count, an angle, a direction, a speed) in this verb phrase kept out of
+    train ("leaps up thrice")? About half of those that are not the field's first (its plain) wording."""
+    return wording != wordings[0] and bool(template) and zlib.crc32(f"{template}|{wording}".encode()) % 2 == 0
+
+
+def held_subject(context, subject):
+    """Is SUBJECTS[subject] before "is", "can be seen" (after "we see") kept out of train? One in three."""
+    return context in (1, 2, 3) and (context + subject) % 3 == 1
+
+
+def _lemma(template, p):  # the verb a phrase starts with ("{run_verb} ..." -> its wording for p)
+    first = template.split()[0]
+    return _Fields(p, _First())[first[1:-1]].split()[0] if first.startswith("{") else first
+
+
+def _template(kind, p, context, rng, mode):
+    """A verb phrase of `kind` after CONTEXTS[context]: its first (mode "plain"), one said in train ("train"),
+    one held out ("new"); None if there is none."""
+    verbs = [v for v in VERBS[kind] if "{turn_special}" not in v or p.get("angle") in (90, 180)]
+    if mode != "plain":
+        verbs = [v for v in verbs if held_out(context, _lemma(v, p)) == (mode == "new")]
+    return pick(rng, verbs) if verbs else None
+
+
+def _phrase(unit, context, rng, mode, front=None):
+    """One segment's verb phrase in both forms {"s", "ing"}, or None when `mode` has none ("new" for the
+    whole-body verb; a gesture riding on it is new where it can be)."""
+    (kind, p), gesture = unit
+    template = _template(kind, p, context, rng, mode)
+    if template is None:
+        return None
+    fields = _Fields(p, rng, template, "train" if mode == "plain" else mode)
+    if front is not None:  # a fronted count or speed leaves the verb phrase
+        slot = next((s for s in ("times", "speed") if "{" + s + "}" in template and fields[s]), None)
+        front.append(fields[slot] if slot else pick(rng, GENERIC_FRONT))
+        fields[slot or "_"] = ""
+    forms = {f: inflect(_tidy(template.format_map(fields)), f) for f in ("s", "ing")}
+    if gesture:  # "walks forward while waving the left hand"
+        joiner = pick(rng, (0, 1))
+        said = (mode == "new" and _template(*gesture, 9 + joiner, rng, "new")
+                or _template(*gesture, 9 + joiner, rng, "plain" if mode == "plain" else "train"))
+        said = inflect(_tidy(said.format_map(_Fields(gesture[1], rng, said, mode))), "ing")
+        forms = {f: v + WHILE[joiner].format(said) for f, v in forms.items()}
+    return forms
+
+
+def caption(units, rng, mode="train"):
+    """A whole-body caption of the units ((kind, params), gesture (kind, params) or None), one per segment;
+    mode "plain", "train" or "new" (a held-out phrasing of the first unit, and of the others and the subject
+    where they have one; None when the first has none)."""
+    frames = range(len(SINGLE)) if len(units) == 1 else range(len(SINGLE), len(FRAMES))
+    rng = _First() if mode == "plain" else rng
+    order = [frames[0]] if mode == "plain" else [frames[i] for i in rng.permutation(len(frames))]
+    for frame in order:
+        front = [] if "{front}" in FRAMES[frame] else None
+        first_context, rest_context = FRAME_CONTEXTS[frame]
+        first = _phrase(units[0], first_context, rng, mode, front)
+        rest = [mode == "new" and _phrase(u, rest_context, rng, "new")
+                or _phrase(u, rest_context, rng, "plain" if mode == "plain" else "train") for u in units[1:]]
+        if first is None or None in rest:
+            continue
+        then = pick(rng, THEN)
+        joined = {f"rest_{f}": then.join(r[f] for r in rest) for f in ("s", "ing")}
+        subjects = [i for i in range(len(SUBJECTS)) if held_subject(first_context, i) == (mode == "new")]
+        subject = SUBJECTS[pick(rng, subjects or range(len(SUBJECTS)))]
+        return FRAMES[frame].format(S=subject, a_s=first["s"], a_ing=first["ing"], then=then,
+                                    front=front[0] if front else "", **joined)
+    return None
+
+
+def units_of(plan):
+    """The plan's segments as caption units: a still pose is kind "still:<pose>", a lone gesture its kind."""
+    if plan["subset"] == "static":
+        seg = plan["segments"][0]
+        return [((f"still:{seg['p']['pose']}", seg["p"]), None)]
+    return [((seg["gesture"], seg["gp"]), None) if seg["kind"] == "stand" and seg["gesture"] else
+            ((seg["kind"], seg["p"]), (seg["gesture"], seg["gp"]) if seg["gesture"] else None)
+            for seg in plan["segments"]]
 
 
 def describe(plan, rng):
-    """2-3 whole-body captions (random subject, paraphrase and connector each) + part-level sentences."""
-    still = STILL[plan["segments"][0]["p"]["pose"]] if plan["subset"] == "static" else None
-    captions = []
-    for _ in range(pick(rng, (2, 3, 3))):
-        phrases = []
-        for seg in plan["segments"]:
-            phrase = pick(rng, still[0] if still else CAPTIONS[seg["kind"]]).format(**_words(seg["p"]))
-            if seg["gesture"] and not still:
-                gesture = pick(rng, CAPTIONS[seg["gesture"]]).format(**_words(seg["gp"]))
-                phrase = gesture if seg["kind"] == "stand" else f"{phrase} while {_gerund(gesture)}"
-            phrases.append(phrase)
-        joined = "".join(pick(rng, (", then ", ", and then ", " and then ", ", after that ")) + ph
-                         for ph in phrases[1:])
-        captions.append(f"{pick(rng, SUBJECTS)} {phrases[0]}{joined}.")
+    """2-3 whole-body captions + part-level sentences. The first caption is the plain one; a val, test or ood
+    clip's second is a new phrasing (held out of train), its third (if any) a train phrasing."""
+    units = units_of(plan)
+    captions = [caption(units, rng, "plain")]
+    if plan.get("split", "train") != "train":
+        captions.append(caption(units, rng, "new") or caption(units, rng))
+    while len(captions) < pick(rng, (2, 3, 3)):
+        captions.append(caption(units, rng))
     parts = []
     for seg in plan["segments"]:
-        upper, lower = [f"held still, {s}" for s in still[1:]] if still else PARTS[seg["kind"]]
-        if seg["gesture"] and not still:
-            upper = PARTS[seg["gesture"]][0].format(**_words(seg["gp"]))
-        parts.append((upper.format(**_words(seg["p"])), lower.format(**_words(seg["p"]))))
+        if plan["subset"] == "static":
+            upper, lower = (f"held still, {s}" for s in STILL_PARTS[seg["p"]["pose"]])
+        else:
+            upper, lower = (pick(rng, v) for v in PARTS[seg["kind"]])
+            if seg["gesture"]:
+                upper = pick(rng, PARTS[seg["gesture"]][0]).format_map(_Fields(seg["gp"], rng))
+        fields = _Fields(seg["p"], rng)
+        parts.append((_tidy(upper.format_map(fields)), _tidy(lower.format_map(fields))))
     return captions, {"upper": ", then ".join(u for u, _ in parts) + ".",
                       "lower": ", then ".join(low for _, low in parts) + "."}
 

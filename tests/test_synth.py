@@ -11,6 +11,7 @@ import pytest
 import synth
 from motion import H3D_OFFSETS, H3D_PARENTS, features_from_joints
 from support import eval_physical as physical
+from support import synth_captions as captions
 
 SEED = 7
 FEET = [7, 10, 8, 11]  # l_ankle, l_foot, r_ankle, r_foot
@@ -88,12 +89,13 @@ def test_feet_on_the_floor(sample):
             assert np.abs(lowest_foot[[0, -1]]).max() < 3e-3  # at rest at both ends
 
 
-def test_static_clips_are_one_pose_held_for_64_frames():
+def test_static_clips_are_one_pose_held_for_a_while():
     statics = [synth.generate_clip(i, SEED) for i in range(400)
                if synth.plan_clip(i, SEED)["subset"] == "static"]
     assert len(statics) >= 10
+    lengths = [len(clip["feats"]) for clip in statics]
+    assert synth.MIN_FRAMES <= min(lengths) < max(lengths) <= synth.MAX_FRAMES  # the text does not fix it
     for clip in statics:
-        assert len(clip["feats"]) == synth.STILL_FRAMES
         j = clip["joints"]
         np.testing.assert_array_equal(j, np.broadcast_to(j[:1], j.shape))
         assert np.abs(clip["joints"][0, FEET, 1].min()) < 3e-3
@@ -164,7 +166,8 @@ def test_wave_moves_the_named_hand(side):
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
 def test_jump_count_is_the_number_of_root_height_peaks(count):
     clip = synth.generate_clip(find("jump", count=count)[0], SEED)
-    words = {1: ("once", "one"), 2: ("twice", "two"), 3: ("three",), 4: ("four",)}[count]
+    words = {1: ("once", "one", "1", "single"), 2: ("twice", "two", "2"), 3: ("three", "3", "thrice"),
+             4: ("four", "4")}[count]
     assert all(any(re.search(rf"\b{w}\b", c) for w in words) for c in clip["captions"]), clip["captions"]
     h = clip["joints"][:, 0, 1].astype(np.float64)
     peaks = (h[1:-1] > h[:-2]) & (h[1:-1] >= h[2:]) & (h[1:-1] > h[0] + 0.1)  # well above standing height
@@ -176,7 +179,9 @@ def test_jump_count_is_the_number_of_root_height_peaks(count):
 @pytest.mark.parametrize("side,angle", [("left", 90), ("right", 90), ("left", 180), ("right", 45)])
 def test_turn_angle_is_the_facing_change(side, angle):
     clip = synth.generate_clip(find("turn", side=side, angle=angle)[0], SEED)
-    assert all(str(angle) in c and side in c for c in clip["captions"])
+    words = {90: ("90", "ninety", "quarter"), 180: ("180", "eighty", "around"), 45: ("45", "forty-five")}
+    words = words[angle]
+    assert all(any(w in c for w in words) and side in c for c in clip["captions"]), clip["captions"]
     heading = np.unwrap(facing_angle(clip["joints"].astype(np.float64)))
     change = np.degrees(heading[-1] - heading[0])
     assert abs(change - (angle if side == "left" else -angle)) < 12
@@ -185,7 +190,8 @@ def test_turn_angle_is_the_facing_change(side, angle):
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_walk_direction_along_facing(direction):
     clip = synth.generate_clip(find("walk", dir=direction)[0], SEED)
-    assert all(direction in c for c in clip["captions"])
+    words = ("forward", "ahead") if direction == "forward" else ("backward", "reverse")
+    assert all(any(w in c for w in words) for c in clip["captions"]), clip["captions"]
     j = clip["joints"].astype(np.float64)
     heading = facing_angle(j)[0]
     travel = (j[-1, 0] - j[0, 0])[[0, 2]] @ np.array([np.sin(heading), np.cos(heading)])
@@ -217,3 +223,85 @@ def test_walking_feet_do_not_slide():
         assert np.ptp(j[:, 0, 2]) > 0.5  # while the body does travel
     steps = np.concatenate(steps)
     assert np.mean(steps) < 0.01 and np.median(steps) < 0.002
+
+
+# ---- the captions: an open grammar, phrasings held out by split, lengths the text does not fix -----------
+def _words(text):
+    return re.findall(r"[a-z0-9'-]+", text.lower())
+
+
+def _trigrams(text):
+    w = _words(text)
+    return list(zip(w, w[1:], w[2:], strict=False))
+
+
+@pytest.fixture(scope="module")
+def described():
+    """(plan, captions) of 3000 clips: the plans and the text only (no motion), as generate_clip makes it."""
+    plans = [synth.plan_clip(i, SEED) for i in range(3000)]
+    return [(plan, captions.describe(plan, np.random.default_rng([SEED, plan["index"], 2]))[0])
+            for plan in plans]
+
+
+def test_test_clips_carry_a_new_phrasing_made_of_train_words(described):
+    """Each test clip's second caption is a phrasing no train caption has, made of train words only, and its
+    word trigrams are largely new to train; its first (plain) caption is train's phrasing."""
+    train = [c for plan, caps in described if plan["split"] == "train" for c in caps]
+    seen, words, trigrams = set(train), {w for c in train for w in _words(c)}, {t for c in train
+                                                                             for t in _trigrams(c)}
+    test = [caps for plan, caps in described if plan["split"] == "test"]
+    new = [caps[1] for caps in test if caps[1] not in seen and set(_words(caps[1])) <= words]
+    assert len(test) > 150 and len(new) >= 0.9 * len(test)
+    assert np.mean([t not in trigrams for c in new for t in _trigrams(c)]) >= 0.3
+    assert np.mean([caps[0] in seen for caps in test]) > 0.6  # the plain caption: mostly said in train
+    assert not {w for caps in test for w in _words(caps[0])} - words
+
+
+def test_inflection_and_every_template_fills():
+    cases = {("run fast", "s"): "runs fast", ("jog ahead", "ing"): "jogging ahead", ("rise up", "ing"):
+             "rising up", ("do a squat", "s"): "does a squat", ("stretch out", "s"): "stretches out",
+             ("side-step left", "ing"): "side-stepping left", ("lean and ^reach", "s"): "leans and reaches",
+             ("stay still", "s"): "stays still"}
+    for (phrase, form), said in cases.items():
+        assert captions.inflect(phrase, form) == said
+    rng = np.random.default_rng(0)
+    for index in range(400):
+        plan = synth.plan_clip(index, SEED)
+        for mode in ("plain", "train", "new"):
+            text = captions.caption(captions.units_of(plan), rng, mode)
+            assert text is None and mode == "new" or not re.search(r"[{}^]|\s\s| [,.;]", text), text
+
+
+@pytest.mark.parametrize("kind,p,phrases", [
+    ("turn", {"side": "left", "angle": 180}, ["turns around", "turns 180 degrees"]),
+    ("run", {"speed": "slow"}, ["jogs", "runs forward slowly"]),
+    ("run", {"speed": "fast"}, ["sprints", "runs forward quickly"]),
+    ("squat", {"count": 3}, ["crouches down", "squats down", "thrice", "3 times", "three times"]),
+    ("walk", {"dir": "forward", "speed": "slow"}, ["strolls", "at a relaxed pace", "slowly"])])
+def test_everyday_phrasings_are_sayable(kind, p, phrases):
+    rng = np.random.default_rng(1)
+    said = {captions.caption([((kind, p), None)], rng, mode) for mode in ("train", "new") for _ in range(600)}
+    for phrase in phrases:
+        assert any(phrase in s for s in said if s), phrase
+
+
+def test_the_text_does_not_fix_the_length():
+    """Clips sharing a one-action train caption vary in length (holds before and after, rests between
+    repetitions, tempo): the median coefficient of variation over captions shared by >= 5 clips is >= 0.15."""
+    lengths = {}
+    for index in range(6000):
+        plan = synth.plan_clip(index, SEED)
+        if plan["split"] == "train" and len(plan["segments"]) == 1:
+            caption = captions.caption(captions.units_of(plan), None, "plain")
+            lengths.setdefault(caption, []).append(plan["frames"])
+    cv = [np.std(v) / np.mean(v) for v in lengths.values() if len(v) >= 5]
+    assert len(cv) > 50 and np.median(cv) >= 0.15
+
+
+def test_counts_stay_exact_whatever_the_rests():
+    """Three squats are three squats: dips of the pelvis by 30 cm, whatever the rest after each."""
+    for index in find("squat", n=6, count=3):
+        clip = synth.generate_clip(index, SEED)
+        pelvis = clip["joints"][:, 0, 1].astype(np.float64)
+        down = pelvis < pelvis.max() - 0.3
+        assert np.count_nonzero(down[1:] & ~down[:-1]) == 3
