@@ -30,13 +30,14 @@ CONFIG = dict(
     data_dir="data/synth",  # where data.py writes the embedded dataset (and everything reads it)
     size=20000,  # synth clips (85% train, 5% val, 10% test, plus the OOD split)
     eval_clips=192, replications=2,  # clips per split and protocol replications (the paper: all, 20)
-    mm_texts=6, mm_samples=11,  # MultiModality: texts x generations each (the paper: 100 x 30)
+    # (MultiModality, 100 texts x 30 takes: its own command, experiments/multimodality.py, not a stage)
     out_dir="out/demo",  # results.json, summary.md, samples/
     from_stage="data",  # rerun from this stage on (a name in STAGES)
     edit_samples=False,  # the "edits" stage: one edit of each kind on a test clip (sample.py --edit)
     seed=1337,  # the tokenizer's and the LM's (a second seed: docs/results/demo_seed1.json)
 )
-# Prompts: five in the dataset's words, two in words its captions never use (the vocabulary is synth.py's).
+# Prompts: five in the dataset's plain phrasing, two with words its captions never use ("an individual",
+# "somebody", "bounces"; the vocabulary is support/synth_captions.py's).
 PROMPTS = ["a person walks forward.", "someone jumps twice.", "a man squats three times.",
            "a woman raises the left arm.", "the person turns to the right by 90 degrees.",
            "an individual strolls ahead at a relaxed pace.", "somebody crouches low, then bounces back up."]
@@ -45,8 +46,7 @@ PROMPTS = ["a person walks forward.", "someone jumps twice.", "a man squats thre
 def stages(cfg):
     """(name, argv after `python`) of each stage, in order; each starts once the stages it NEEDS are done."""
     data = f"--data_dir={cfg['data_dir']}"
-    protocol = [f"--eval_clips={cfg['eval_clips']}", f"--replications={cfg['replications']}",
-                f"--mm_texts={cfg['mm_texts']}", f"--mm_samples={cfg['mm_samples']}"]
+    protocol = [f"--eval_clips={cfg['eval_clips']}", f"--replications={cfg['replications']}"]
     return [
         ("data", ["data.py", data, f"--size={cfg['size']}"]),
         ("tokenizer", ["tokenizer.py", data, f"--seed={cfg['seed']}"]),
@@ -130,7 +130,7 @@ def results(cfg, wall_s, total_s=None):
     for split in ("test", "ood"):  # every row (ground truth, generated; OOD's single-segment ones too)
         res = evaluation[split]
         out[split] = {row: {k: v for k, v in fig.items() if k.removesuffix("_ci") in COLUMNS or
-                            k.startswith(("action_", "n_")) or k == "replications"}
+                            k.startswith(("action_", "n_")) or k in ("replications", "note")}
                       for row, fig in res.items() if isinstance(fig, dict) and "n_clips" in fig}
         out[split] |= {k: res[k] for k in ("n_clips", "n_checked", "replications", "kinds")}
     out["edit"] = json.loads((Path("out/eval") / name / "edits_default.json").read_text())["test"]
@@ -141,8 +141,9 @@ def results(cfg, wall_s, total_s=None):
 
 def summary(res, cfg):
     """The markdown the demo ends with: the results table, where everything is, the time per stage."""
-    cols = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "action_accuracy"]
-    lines = ["## Results (our evaluator; 95% intervals: a bootstrap over the clips and the replications)", "",
+    cols = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "gallery_R@1", "action_accuracy"]
+    lines = ["## Results (our evaluator; 95% intervals: Wilson's for action accuracy, else a bootstrap over "
+             "the clips and the replications)", "",
              "| split | motions | clips | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
     for split in ("test", "ood"):
         for row, fig in res[split].items():
@@ -151,7 +152,10 @@ def summary(res, cfg):
                 lines.append(f"| {split} | {row} | {fig['n_clips']} | " + " | ".join(cells) + " |")
     lines += ["", f"{res['test']['replications']} replications; action accuracy: the share of the split's "
               f"checkable clips ({res['test']['n_checked']} test, {res['ood']['n_checked']} OOD) that pass "
-              "the physical check of their text. *_subset: OOD's single-segment clips."]
+              "the physical check of their text; tokenizer: the same checks on the real clips encoded and "
+              "decoded. *_seen, *_new: the clips with captions of both phrasings, drawn with a caption seen "
+              "in train or a new one; *_new_minus_seen: the paired difference. *_subset: OOD's "
+              "single-segment clips. MultiModality: `python experiments/multimodality.py`."]
     if res.get("edit"):
         lines.append(edit_table({"test": res["edit"]}))
     tok = res["tokenizer"]

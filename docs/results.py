@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python docs/results.py`
 from common import atomic_write, cli, parse_args  # noqa: E402
+from experiments.claims import verdict_line  # noqa: E402
 from experiments.edits import edit_table  # noqa: E402
 from support.eval_report import cell  # noqa: E402
 
@@ -27,17 +28,29 @@ CONFIG = dict(
     out=str(ROOT / "docs" / "results.md"),  # the page written
 )
 SOURCES = {"demo.json": "out/demo/results.json", "sweep.json": "out/tokenizer/sweep/sweep.json"}
-# the demo table's columns: README.md shows six, results.md all of them
-COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
-           "count_accuracy", "length_ratio", "length_within_25"]
-README_COLUMNS = ["R@1", "R@3", "FID", "Diversity", "MultiModality", "action_accuracy"]
-README_ROWS = ("ground_truth", "generated")  # the single-segment OOD rows: in results.md
-ROWS = {"ground_truth": "real", "generated": "generated", "ground_truth_subset": "real, single-segment",
-        "generated_subset": "generated, single-segment"}  # *_subset: OOD's clips of one segment
+# the demo table's columns: README.md shows six, results.md all that demo.json has (MultiModality: results
+# files made before it became experiments/multimodality.py)
+COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "gallery_R@1",
+           "action_accuracy", "count_accuracy", "length_ratio", "length_within_25"]
+README_COLUMNS = ["R@1", "R@3", "FID", "Diversity", "gallery_R@1", "action_accuracy"]
+# eval.py's rows (each shown where demo.json has it) and their labels: *_seen, *_new: the clips with captions
+# of both phrasings, drawn with a caption seen in train or a new one; *_new_minus_seen: the paired difference;
+# tokenizer: the checks on real clips encoded and decoded; *_subset: OOD's one-segment clips
+ROWS = {"ground_truth": "real", "generated": "generated", "tokenizer": "real, through the tokenizer",
+        "ground_truth_seen": "real, seen phrasing", "ground_truth_new": "real, new phrasing",
+        "generated_seen": "generated, seen phrasing", "generated_new": "generated, new phrasing",
+        "ground_truth_new_minus_seen": "real, new − seen",
+        "generated_new_minus_seen": "generated, new − seen",
+        "ground_truth_subset": "real, single-segment", "generated_subset": "generated, single-segment"}
+README_ROWS = ("ground_truth", "generated", "tokenizer", "ground_truth_new_minus_seen",
+               "generated_new_minus_seen")  # the rest: in results.md
 
 
 def demo_table(res, columns, rows=tuple(ROWS)):
-    """The test and OOD rows of the demo's results.json as a markdown table, n beside each row."""
+    """The test and OOD rows of the demo's results.json as a markdown table, n beside each row; of
+    `columns`, those some row has."""
+    shown = [r for split in ("test", "ood") for name, r in res[split].items() if name in rows]
+    columns = [c for c in columns if any(c in r for r in shown)]
     lines = ["| split | motions | clips | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     for split in ("test", "ood"):
@@ -50,15 +63,16 @@ def demo_table(res, columns, rows=tuple(ROWS)):
 
 
 def kinds_table(res):
-    """Each checked kind's pass rate, real and generated, with its interval and number of clips."""
-    lines = ["| split | kind | clips | real | generated |", "|---|---|---|---|---|"]
+    """Each checked kind's pass rate, real, generated and (where demo.json has it) real through the
+    tokenizer, with its interval and number of clips."""
+    rows = [r for r in ("ground_truth", "generated", "tokenizer") if r in res["test"]]
+    lines = ["| split | kind | clips | " + " | ".join(ROWS[r] for r in rows) + " |", "|---" * (3 + len(rows))
+             + "|"]
     for split in ("test", "ood"):
-        real, gen = res[split]["ground_truth"], res[split]["generated"]
-        for kind, n in res[split]["kinds"].items():
-            lines.append(f"| {split} | {kind} | {n} | {cell(real, f'action_{kind}')} | "
-                         f"{cell(gen, f'action_{kind}')} |")
-        lines.append(f"| {split} | macro (mean of the kinds) | {res[split]['n_checked']} | "
-                     f"{cell(real, 'action_accuracy_macro')} | {cell(gen, 'action_accuracy_macro')} |")
+        for kind, n in [*res[split]["kinds"].items(), ("accuracy_macro", res[split]["n_checked"])]:
+            name = "macro (mean of the kinds)" if kind == "accuracy_macro" else kind
+            cells = [cell(res[split].get(r, {}), f"action_{kind}") for r in rows]
+            lines.append(f"| {split} | {name} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -76,10 +90,17 @@ def demo_section(res):
         "## make demo (docs/results/demo.json)", "",
         f"The embedded dataset ({res['data_dir']}), the default run ({res['lm_dir']}), evaluated by our "
         f"evaluator on {test['n_clips']} test and {ood['n_clips']} OOD clips drawn at random, "
-        f"{test['replications']} replications (the protocol's is 20). Intervals: 95%, a bootstrap over the "
-        "clips and the replications (1,000 draws). Action accuracy: the share of the split's checkable clips "
+        f"{test['replications']} replications (the protocol's is 20). Intervals: 95%; for the shares of "
+        "clips (action and count accuracy, length within 25%) Wilson's (those of results made before issue "
+        "28: a bootstrap), else a bootstrap over the clips and the replications (1,000 draws). Action "
+        "accuracy: the share of the split's checkable clips "
         f"({test['n_checked']} test, {ood['n_checked']} OOD, one take each per replication) that pass the "
-        "physical check of their text; on the real clips, the same checks (the ceiling).", "",
+        "physical check of their text; on the real clips, the same checks (the ceiling), and on them encoded "
+        "and decoded by the run's tokenizer, the ceiling of a model that writes its codes. Seen and new "
+        "phrasing: the clips that have captions of both kinds (a caption a train clip has, or not), each "
+        "drawn one way in one replication and the other way in the next; new − seen is their paired "
+        "difference. FID: none on fewer clips than the evaluator's 64 dimensions. MultiModality: `python "
+        "experiments/multimodality.py`, not a stage of the demo (its column: results made before).", "",
         demo_table(res, COLUMNS), "",
         kinds_table(res), "",
         *([edit_section(res["edit"]), ""] if res.get("edit") else []),
@@ -106,6 +127,8 @@ def seed_section(demo, second):
              "seed spread | moved |", "|---|---|---|---|---|---|---|"]
     for split, k in SEED_ROWS:
         new, other, old = demo[split]["generated"], second[split]["generated"], before[split].get(k)
+        if k not in new or k not in other:  # MultiModality: not in results made since issue 28
+            continue
         moved = f"{new[k] - old:+.3f}" if old is not None else "–"
         lines.append(f"| {split} | {k} | {'–' if old is None else f'{old:.3f}'} | {cell(new, k)} | "
                      f"{cell(other, k)} | {abs(new[k] - other[k]):.3f} | {moved} |")
@@ -133,17 +156,27 @@ def claim_section(name, claim):
     figures = list(next(iter(claim["conditions"].values()))["mean"])
     runs = len(next(iter(claim["conditions"].values()))["runs"])
     cfg = claim["settings"]
+    clips = (f"every run scored on the same {cfg['eval_clips']} clips (one draw)" if "clip_seed" in cfg else
+             f"scored on {cfg['eval_clips']} random clips")  # claims before issue 28: a draw per seed
+    new = ("; <figure>_seen and <figure>_new: on the captions of phrasings seen in training and of new ones, "
+           f"{'each on half the clips' if cfg['replications'] == 1 else 'every clip both ways'}"
+           if any(f.endswith("_new") for f in figures) else "")
     lines = [f"## Claim: {name}, paper {claim['paper']} (docs/results/claims_{name}.json)", "",
              f"{claim['split']} split, {runs} seeds per condition, each run {cfg['max_iters']} LM steps and "
-             f"scored on {cfg['eval_clips']} random clips ({cfg['replications']} replication; action "
-             "accuracy over every checkable clip of the split); mean ± half the spread between seeds.", "",
+             f"{clips} ({cfg['replications']} replication; action accuracy over every checkable clip of the "
+             f"split{new}); mean ± half the spread between seeds.", "",
              "| condition | " + " | ".join(figures) + " |", "|---|" + "---|" * len(figures)]
     for condition, res in claim["conditions"].items():
         cells = [f"{res['mean'][f]:.3f} ± {res['spread'][f] / 2:.3f}" for f in figures]
         lines.append(f"| {condition} | " + " | ".join(cells) + " |")
-    v = claim["verdict"]
-    gap = f"{v['metric']}: {v['better']} − {v['worse']} = {v['gap']:+.3f}"
-    return "\n".join([*lines, "", f"{gap} (seed spread {v['seed_spread']:.3f}): {v['verdict']}."])
+    if "verdicts" not in claim:  # its verdict is by a rule since dropped: the gap and no verdict
+        v = claim["verdict"]
+        return "\n".join([*lines, "", f"{v['metric']}: {v['better']} − {v['worse']} = {v['gap']:+.3f} over "
+                          f"{runs} seeds, each scored on its own clips: no verdict (measured before the rule "
+                          "of experiments/claims.py, which needs 3 seeds or more, scored on the same clips; "
+                          "to be rerun)."])
+    return "\n".join([*lines, "", *(f"{verdict_line(v)}." for v in claim["verdicts"]), "",
+                      f"Rule: {claim['verdicts'][0]['rule']}."])
 
 
 FID_NOTE = " FID without its interval: some runs' intervals predate eval.py's shift by the bootstrap's bias."

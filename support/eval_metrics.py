@@ -87,24 +87,35 @@ def gallery_figures(rank):  # gallery ranks -> R@1, R@5, R@10 (shares of texts),
             "R@10": float((rank <= 10).mean()), "median_rank": float(np.median(rank))}
 
 
-def interval(draws, estimate, share=False):
+def interval(draws, estimate, low=0.0, high=np.inf):
     """The bootstrap's 95% interval: the percentiles of the draws, shifted by the bootstrap's bias (a resample
     repeats clips, which raises FID, the more so the fewer distinct clips, by more than the interval is
-    wide), clipped to [0, 1] for a share, else at 0."""
+    wide), clipped to [low, high] (a share: [0, 1]; a difference of shares: [-1, 1])."""
     bias = np.mean(draws) - estimate
-    return [float(np.clip(v - bias, 0, 1 if share else np.inf)) for v in np.percentile(draws, [2.5, 97.5])]
+    return [float(np.clip(v - bias, low, high)) for v in np.percentile(draws, [2.5, 97.5])]
+
+
+def wilson(share, n, z=1.959963984540054):
+    """The Wilson score interval (95%) of a share of n trials, in closed form. Unlike a bootstrap's
+    percentiles it does not collapse to [1, 1] when every clip passes: 10 of 10 give [0.722, 1]."""
+    if n <= 0:
+        return [0.0, 1.0]
+    p, n, zz = float(share), float(n), z * z
+    centre, half = p + zz / (2 * n), z * np.sqrt(p * (1 - p) / n + zz / (4 * n * n))
+    return [float(max(0.0, (centre - half) / (1 + zz / n))), float(min(1.0, (centre + half) / (1 + zz / n)))]
 
 
 # ----------------------------------------------------------------------------------------------
 # The protocol's draws of a split, shared by the evaluator's training (random pairs) and evaluation.
-def protocol_draw(data, clips, rng):
+def protocol_draw(data, clips, rng, allowed=None):
     """Each clip (in a random order) with one of its captions at random (and that caption's POS tokens when
     the dataset keeps them) and a crop: its length floored to 4-frame units, one unit less one time in three
-    (dataset_TM_eval.py), at most 196 frames, at a random offset. -> dict of lists."""
+    (dataset_TM_eval.py), at most 196 frames, at a random offset. `allowed` ({clip: caption indices}) limits
+    a clip's captions to those (eval.py: its seen or its new phrasings). -> dict of lists."""
     draw = {"clip": [], "caption": [], "tokens": [], "feats": []}
     for i in rng.permutation(np.asarray(clips)):
         record = data.texts[i]
-        k = int(rng.integers(len(record["captions"])))
+        k = pick(len(record["captions"]), (allowed or {}).get(int(i)), rng)
         T = len(data.motion(i))
         units = min(T, MAX_FRAMES) // UNIT
         length = UNIT * (units - int(units > 1 and rng.random() < 1 / 3))
@@ -115,6 +126,10 @@ def protocol_draw(data, clips, rng):
         draw["feats"].append(np.array(data.motion(i)[start:start + length], dtype=np.float32))
     draw["tokens"] = None if None in draw["tokens"] else draw["tokens"]
     return draw
+
+
+def pick(n, allowed, rng):  # a caption index at random, among `allowed` (indices) if given; one draw of rng
+    return int(rng.integers(n)) if allowed is None else int(allowed[int(rng.integers(len(allowed)))])
 
 
 def unit_crop(feats):

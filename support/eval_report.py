@@ -3,9 +3,8 @@ docs/results.py and demo.py print with cell() too, so that every table shows a f
 
 import numpy as np
 
-COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "action_accuracy",
-           "count_accuracy", "length_ratio", "length_within_25", "gallery_R@1", "gallery_R@10",
-           "gallery_median_rank"]
+COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "action_accuracy", "count_accuracy",
+           "length_ratio", "length_within_25", "gallery_R@1", "gallery_R@10", "gallery_median_rank"]
 
 
 def cell(fig, name):
@@ -22,18 +21,21 @@ def cell(fig, name):
 
 def markdown_table(result):
     """A split's result -> a markdown table of the COLUMNS per row with n, then each kind's action pass rate
-    per row with its number of clips."""
+    per row with its number of clips, and the rows' notes (no FID on few clips)."""
     rows = {name: fig for name, fig in result.items() if isinstance(fig, dict) and "n_clips" in fig}
     lines = ["| | clips | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for name, fig in rows.items():
         lines.append(f"| {name} | {fig['n_clips']} | " + " | ".join(cell(fig, c) for c in COLUMNS) + " |")
     few = " (fewer than the protocol's 20)" if result["replications"] < 20 else ""
-    lines += ["", f"{result['replications']} replications{few}; intervals: 95%, a bootstrap over the clips "
-              "and the replications"]
+    lines += ["", f"{result['replications']} replications{few}; intervals: 95%, Wilson's for the shares of "
+              "clips (action and count accuracy, length within 25%), else a bootstrap over the clips and the "
+              "replications (*_new_minus_seen: paired, the same clips both ways)"]
+    lines += [f"{name}: {fig['note']}" for name, fig in rows.items() if "note" in fig]
+    checked = {name: fig for name, fig in rows.items() if "action_accuracy_macro" in fig}
     if result["kinds"]:
-        lines += ["", f"| action: {result['n_checked']} clips checked | clips | " + " | ".join(rows) + " |",
-                  "|---" * (len(rows) + 2) + "|"]
+        lines += ["", f"| action: {result['n_checked']} clips checked | clips | " + " | ".join(checked)
+                  + " |", "|---" * (len(checked) + 2) + "|"]
         for kind, n in [("accuracy_macro", ""), *result["kinds"].items()]:
-            rates = [f"{fig.get(f'action_{kind}', np.nan):.2f}" for fig in rows.values()]
+            rates = [f"{fig.get(f'action_{kind}', np.nan):.2f}" for fig in checked.values()]
             lines.append(f"| {kind} | {n} | " + " | ".join(rates) + " |")
     return "\n".join(lines)

@@ -28,10 +28,14 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
              "gallery_R@10", "gallery_median_rank"]
     n = {"n_clips": 300, "n_checked": 40, "replications": 2}
     row = {**{k: 0.5 for k in names}, **{k + "_ci": [0.49, 0.51] for k in names}, "action_jump": 0.25, **n}
-    generated = dict(row, MultiModality=0.4, MultiModality_ci=[0.38, 0.42])
+    generated = dict(row, length_within_25=0.9, length_within_25_ci=[0.85, 0.93])
     evaluation = {s: {**n, "kinds": {"jump": 40}, "ground_truth": dict(row, extra=1), "generated": generated}
                   for s in ("test", "ood")}
-    evaluation["ood"]["generated_subset"] = dict(generated, n_clips=90)
+    evaluation["ood"]["generated_subset"] = dict(generated, n_clips=61, note="no FID: 61 clips, fewer than "
+                                                 "the 64 dimensions")
+    evaluation["test"] |= {"generated_new": dict(generated, n_clips=120), "tokenizer": {
+        **n, "action_accuracy": 0.95, "action_accuracy_ci": [0.92, 0.97]}, "generated_new_minus_seen": {
+        **n, "n_clips": 120, "R@1": -0.1, "R@1_ci": [-0.2, -0.05]}}
     edit = {"n": 12, "edit": 0.5, "edit_ci": [0.25, 0.75], "scratch": 0.25, "scratch_ci": [0.0, 0.5],
             "kept_mpjpe_mm": 30.0, "tokenizer_mpjpe_mm": 20.0}
     (tmp_path / "out/eval/synth").mkdir(parents=True)
@@ -50,15 +54,19 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     assert res["wall_s"] == wall and res["tokenizer"]["mpjpe_mm"] == 20.8
     assert res["tokenizer"]["utilisation"] == 1
     for split in ("test", "ood"):
-        rows = {"ground_truth", "generated"} | ({"generated_subset"} if split == "ood" else set())
+        rows = {"ground_truth", "generated"} | ({"generated_subset"} if split == "ood" else {
+            "generated_new", "tokenizer", "generated_new_minus_seen"})
         assert set(res[split]) == rows | {"n_clips", "n_checked", "replications", "kinds"}
-        assert res[split]["generated"]["MultiModality"] == 0.4
+        assert res[split]["generated"]["length_within_25_ci"] == [0.85, 0.93]
         generated = res[split]["generated"]
         assert generated["R@3_ci"] == [0.49, 0.51] and generated["n_checked"] == 40
         assert "extra" not in res[split]["ground_truth"] and res[split]["ground_truth"]["action_jump"] == 0.25
     text = demo.summary(res, demo.CONFIG)
     assert "| test | generated | 300 | 0.500 [0.490, 0.510]" in text and "MPJPE 20.8 mm" in text
-    assert "| ood | generated_subset | 90 |" in text and "(40 test, 40 OOD)" in text
+    assert "| ood | generated_subset | 61 |" in text and "(40 test, 40 OOD)" in text
+    assert res["ood"]["generated_subset"]["note"].startswith("no FID: 61 clips")
+    assert "| test | generated_new_minus_seen | 120 | -0.100 [-0.200, -0.050] |" in text
+    assert "| test | tokenizer | 300 |" in text and "experiments/multimodality.py" in text
     assert "| test | upper | 12 | 0.500 [0.250, 0.750] | 0.250 [0.000, 0.500] | 30.0 | 20.0 |" in text
     assert "| the whole demo (stages side by side where their inputs allow) | 524 |" in text
     assert "a partial rerun" in demo.summary(dict(res, total_s=None), demo.CONFIG)

@@ -6,6 +6,7 @@ al.'s standard evaluator (support/eval_t2m.py) loaded from a random checkpoint o
 import json
 import math
 import pickle
+import shutil
 from collections import OrderedDict
 
 import numpy as np
@@ -17,6 +18,7 @@ import eval as ev_mod
 import motion
 import synth
 import tokenizer as tk
+from experiments import multimodality
 from support import eval_evaluator as evaluator
 from support import eval_metrics as metrics
 from support import eval_physical as physical
@@ -187,12 +189,20 @@ def joints_of(clip):  # what eval.py sees of a real clip: its features back to j
 # kind, parameters of the clips, wrong parameters for the same clips
 CASES = [("walk", {"dir": "forward"}, [{"dir": "backward"}]),
          ("walk", {"dir": "backward"}, [{"dir": "forward"}]),
+         ("walk", {"speed": "slow", "dir": "forward"}, [{"speed": "normal"}, {"speed": "fast"}]),
+         ("walk", {"speed": "normal", "dir": "backward"}, [{"speed": "slow"}, {"speed": "fast"}]),
+         ("walk", {"speed": "fast", "dir": "backward"}, [{"speed": "slow"}, {"speed": "normal"}]),
+         ("run", {"speed": "slow"}, [{"speed": "normal"}, {"speed": "fast"}]),
+         ("run", {"speed": "normal"}, [{"speed": "slow"}, {"speed": "fast"}]),
+         ("run", {"speed": "fast"}, [{"speed": "slow"}, {"speed": "normal"}]),
          ("sidestep", {"side": "left"}, [{"side": "right"}]),
          ("sidestep", {"side": "right"}, [{"side": "left"}]),
+         ("circle", {"side": "left"}, [{"side": "right"}]), ("circle", {"side": "right"}, [{"side": "left"}]),
          ("turn", {"side": "left", "angle": 90}, [{"side": "right", "angle": 90}, {"angle": 135}]),
          ("turn", {"side": "right", "angle": 180}, [{"side": "right", "angle": 135}]),
          ("jump", {"count": 2}, [{"count": 1}, {"count": 3}]), ("jump", {"count": 4}, [{"count": 3}]),
          ("squat", {"count": 2}, [{"count": 1}, {"count": 3}]),
+         ("sit_down", {}, []),
          ("kick", {"side": "left"}, [{"side": "right"}]), ("kick", {"side": "right"}, [{"side": "left"}]),
          ("raise", {"side": "left"}, [{"side": "right"}, {"side": "both"}]),
          ("raise", {"side": "both"}, [{"side": "left"}, {"side": "right"}]),
@@ -224,7 +234,7 @@ def test_standing_still_fails_every_check():
     """A clip's first pose held for 3 s: no check of any kind passes, with any of its parameters."""
     still = np.repeat(joints_of(find("walk", dir="forward")[0][0])[:1], 60, axis=0)
     for kind, params, wrong in CASES:
-        for p in [params, *wrong]:
+        for p in [params, *({**params, **w} for w in wrong)]:
             assert not physical.physical_check(still, kind, p), (kind, p)
 
 
@@ -266,36 +276,79 @@ def test_generated_clips_keep_every_decoded_frame():
     np.testing.assert_allclose(feats[:39], motion.features_from_joints(joints), atol=1e-5)
 
 
-def fake_replication(rng, n, passes):
+def score_interval(k, n, z=1.959963984540054):
+    """The interval Wilson's is by definition, found another way: the p whose score test accepts k of n,
+    (k / n - p)^2 <= z^2 p (1 - p) / n, i.e. the roots of a quadratic in p (numpy's companion matrix)."""
+    roots = np.sort(np.roots([1 + z * z / n, -(2 * k / n + z * z / n), (k / n) ** 2]).real)
+    return [max(0.0, roots[0]), min(1.0, roots[1])]
+
+
+def test_wilson_interval_against_the_score_test_and_textbook_values():
+    # the textbook's 0 of 10 (Newcombe 1998, Table I: 0 to 0.2775) and its mirror; 10 of 10 is not [1, 1]
+    np.testing.assert_allclose(metrics.wilson(0.0, 10), [0.0, 0.27753], atol=5e-6)
+    np.testing.assert_allclose(metrics.wilson(1.0, 10), [0.72247, 1.0], atol=5e-6)
+    for n in (1, 7, 61, 295, 1000):
+        for k in {0, 1, n // 3, n // 2, n - 1, n}:
+            np.testing.assert_allclose(metrics.wilson(k / n, n), score_interval(k, n), atol=1e-9)
+    assert metrics.wilson(0.5, 0) == [0.0, 1.0]  # no clip: nothing known
+
+
+def fake_replication(rng, n, passes, dim=8):
     """What eval.replicate returns, made up: n clips with random embeddings, their checks' outcomes."""
-    emb = lambda: rng.normal(size=(n, 8))
+    emb = lambda: rng.normal(size=(n, dim))
     captions = [f"caption {i}" for i in range(n)]
     return ev_mod.Replication(clip=rng.permutation(n), caption=captions, text=emb(), reference=emb(),
                               gt_caption=captions, gt_text=emb(), ground_truth=emb(), generated=emb(),
                               passed=passes, length_ratio=np.ones(n))
 
 
-def test_bootstrap_interval_matches_the_binomial_one():
-    """One replication: the action accuracy's interval is the clips' sampling interval, which for a share
-    of n independent clips is p ± 1.96 sqrt(p (1 - p) / n) (the normal approximation, good at n = 500).
-    Two replications that disagree: the interval covers both."""
+def test_shares_of_clips_get_wilson_intervals_pooled_over_replications():
+    """Action accuracy, each kind's and the length share: Wilson's interval of the pooled share (passes over
+    clips x replications) with n the clips. One replication at n = 500: near p ± 1.96 sqrt(p (1 - p) / n);
+    two replications that disagree: the pooled share, n still 500; every clip passing: not [1, 1]. R@1 keeps
+    its bootstrap."""
     rng = np.random.default_rng(0)
     n = 500
     passes = rng.random(n) < 0.7
-    cfg = dict(ev_mod.CONFIG, bootstrap=1000, diversity_times=100)
-    kinds = np.array(["walk"] * n)
-    one = [fake_replication(rng, n, passes)]
-    res = ev_mod.summarise(one, "generated", np.arange(n), kinds, None, cfg)
+    cfg = dict(ev_mod.CONFIG, bootstrap=200, diversity_times=100)
+    kinds = np.array(["walk"] * 300 + ["jump"] * 200)
+    res = ev_mod.summarise([fake_replication(rng, n, passes)], "generated", np.arange(n), kinds, None, cfg)
     p = passes.mean()
     half = 1.96 * math.sqrt(p * (1 - p) / n)
     assert res["action_accuracy"] == p and res["n_checked"] == n and res["replications"] == 1
-    np.testing.assert_allclose(res["action_accuracy_ci"], [p - half, p + half], atol=0.006)
+    np.testing.assert_allclose(res["action_accuracy_ci"], [p - half, p + half], atol=0.003)
+    np.testing.assert_allclose(res["action_jump_ci"], score_interval(passes[300:].sum(), 200), atol=1e-9)
+    jumps = passes[300:].mean()
+    np.testing.assert_allclose(res["count_accuracy_ci"], score_interval(round(jumps * 200), 200), atol=1e-9)
     worse = rng.random(n) < 0.5
     reps = [fake_replication(rng, n, passes), fake_replication(rng, n, worse)]
     res = ev_mod.summarise(reps, "generated", np.arange(n), kinds, None, cfg)
-    lo, hi = res["action_accuracy_ci"]
-    assert res["action_accuracy"] == pytest.approx((p + worse.mean()) / 2)
-    assert lo < worse.mean() < p < hi  # each replication's own share inside
+    pooled = (passes.sum() + worse.sum()) / (2 * n)
+    assert res["action_accuracy"] == pytest.approx(pooled)
+    np.testing.assert_allclose(res["action_accuracy_ci"], score_interval(pooled * n, n), atol=1e-9)
+    reps[0].length_ratio[:100] = 2.0  # 400 of 500 within 25% in one replication, 500 in the other
+    res = ev_mod.summarise(reps, "generated", np.arange(n), kinds, None, cfg)
+    np.testing.assert_allclose(res["length_within_25_ci"], score_interval(450, n), atol=1e-9)
+    res = ev_mod.summarise(reps, "ground_truth", np.arange(n), kinds, np.ones(n, bool), cfg)
+    assert res["action_accuracy_ci"][0] == pytest.approx(n / (n + 1.959963984540054 ** 2))  # all pass
+    lo, hi = res["R@1_ci"]
+    assert lo < res["R@1"] < hi and (lo, hi) != tuple(metrics.wilson(res["R@1"], n))
+
+
+def test_no_fid_on_fewer_clips_than_dimensions():
+    """A row over fewer clips than the embeddings have dimensions has no FID (a singular covariance), and
+    says why; at as many clips as dimensions it has one."""
+    rng = np.random.default_rng(4)
+    cfg = dict(ev_mod.CONFIG, bootstrap=50, diversity_times=10, rprecision_batch=8)
+    for n, dim, fid in ((20, 32, False), (32, 32, True)):
+        rep = fake_replication(rng, n, np.ones(n, bool), dim)
+        res = ev_mod.summarise([rep], "generated", np.arange(n), np.array(["walk"] * n), None, cfg)
+        assert ("FID" in res) == fid and ("FID_ci" in res) == fid and ("note" in res) != fid
+    assert res["FID"] == pytest.approx(metrics.frechet_distance(rep.reference, rep.generated))
+    assert "no FID: 20 clips, fewer than the 32 dimensions" in ev_mod.markdown_table(
+        {"replications": 1, "kinds": {}, "n_checked": 0, "generated": ev_mod.summarise(
+            [fake_replication(rng, 20, np.ones(20, bool), 32)], "generated", np.arange(20), np.array([]),
+            None, cfg)})
 
 
 def test_fid_interval_holds_its_estimate_although_resampling_biases_fid():
@@ -343,8 +396,9 @@ def test_evaluator_round_trip_and_batch_invariance(small):
     root, ev, _ = small
     loaded = evaluator.load_evaluator(root / "ev")
     ds = data.MotionData(root / "ds")
-    feats = [np.array(ds.motion(i)[:n]) for i, n in ((0, 40), (1, 64), (2, 100))]
-    captions = [ds.texts[i]["captions"][0] for i in range(3)]
+    long = [i for i in range(len(ds)) if len(ds.motion(i)) >= 100][:3]  # crops of 40, 64 and 100 frames
+    feats = [np.array(ds.motion(i)[:n]) for i, n in zip(long, (40, 64, 100), strict=True)]
+    captions = [ds.texts[i]["captions"][0] for i in long]
     batch, alone = loaded.embed_motions(feats), np.concatenate([loaded.embed_motions([f]) for f in feats])
     np.testing.assert_allclose(batch, alone, atol=1e-5)  # padding in a batch does not change an embedding
     np.testing.assert_allclose(batch, ev.embed_motions(feats), atol=1e-6)
@@ -367,7 +421,9 @@ def test_ground_truth_protocol_end_to_end(small, capsys):
         assert name in res and f"{name}_ci" in res
     assert res["R@1"] <= res["R@2"] <= res["R@3"] and res["R@1"] > 0.2
     assert 0 <= res["FID"] < 0.5 * res["Diversity"] ** 2  # the same motions, drawn twice
-    assert res["action_accuracy"] == 1.0 and res["action_accuracy_ci"] == [1.0, 1.0]  # real clips pass
+    assert res["action_accuracy"] == 1.0  # real clips pass; Wilson's interval is not [1, 1]
+    assert res["action_accuracy_ci"] == metrics.wilson(1.0, res["n_checked"])
+    assert res["action_accuracy_ci"][0] < 1
     lo, hi = res["R@1_ci"]
     assert lo <= res["R@1"] <= hi and hi - lo > 0  # 40 clips: the bootstrap over clips is not degenerate
     assert res["n_clips"] == 40 and res["replications"] == 3 and res["n_checked"] > 0
@@ -380,8 +436,8 @@ def test_ground_truth_protocol_end_to_end(small, capsys):
 
 def test_generated_path_with_stand_in_models(small):
     """A stand-in "model" that answers each caption with a real clip of that caption scores like the ground
-    truth (MultiModality 0: it always gives the same motion); one that answers everything with the same clip
-    is at chance: all 32 motions tie and the stable sort ranks the first one first."""
+    truth; one that answers everything with the same clip is at chance: all 32 motions tie and the stable
+    sort ranks the first one first."""
     root, ev, _ = small
     ds = data.MotionData(root / "ds")
     clip_of = {}
@@ -391,17 +447,183 @@ def test_generated_path_with_stand_in_models(small):
     joints = lambda i: motion.recover_from_ric(np.array(ds.motion(i)), 22)
     good = lambda texts, n, seed, keys=None: [joints(clip_of[t]) for t in texts for _ in range(n)]
     bad = lambda texts, n, seed, keys=None: [joints(0) for t in texts for _ in range(n)]
-    cfg = dict(ev_mod.CONFIG, replications=2, mm_texts=8, mm_samples=12)
+    cfg = dict(ev_mod.CONFIG, replications=2)
     res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, good, progress=False)
     gt, model = res["ground_truth"], res["generated"]
     assert model["R@1"] > gt["R@1"] - 0.15 and model["FID"] < 0.5 * gt["Diversity"] ** 2
-    assert model["MultiModality"] == 0 and model["action_accuracy"] >= 0.9
+    assert model["action_accuracy"] >= 0.9
     kinds = {k for k in gt if k.startswith("action_") and not k.endswith("_ci")} - {"action_accuracy"}
     assert kinds and kinds <= set(model) and res["n_checked"] == sum(res["kinds"].values()) > 0
     res = ev_mod.evaluate_split(ev, ds, ds.split("test"), cfg, bad, progress=False)
     assert res["generated"]["R@1"] == pytest.approx(1 / 32) and res["generated"]["Diversity"] == 0
     assert res["generated"]["FID"] > 10 * res["ground_truth"]["FID"]
     assert res["generated"]["action_accuracy"] < 0.5
+
+
+# ---- seen and new phrasing, the tokenizer's ceiling, MultiModality -----------------------------------------
+class Captions:
+    """What phrasings() reads of a dataset: each clip's captions and the train split."""
+    def __init__(self, captions, train):
+        self.texts, self.train = [{"captions": c} for c in captions], np.array(train)
+
+    def split(self, name):
+        return self.train
+
+
+def test_phrasings_split_captions_by_the_train_splits_after_normalisation():
+    ds = Captions([["A man walks.", "someone jumps"], ["a person waves"],  # the train clips
+                   ["a  man walks.", "a man strolls."],  # seen (spaces and case are normalised), new
+                   ["SOMEONE JUMPS", "a person waves", "a man ambles"],  # seen, seen, new
+                   ["a man ambles"], ["someone jumps"],  # only new, only seen: no pair
+                   ["a man trots", "a person waves"], ["a man skips", "A  Person waves"]], train=[0, 1])
+    phr = ev_mod.phrasings(ds, [[2, 3, 4, 5, 6, 7, 3]])
+    assert set(phr) == {2, 3, 6, 7}
+    expected = {2: ([0], [1]), 3: ([0, 1], [2]), 6: ([1], [0]), 7: ([1], [0])}
+    for i, (seen, new) in expected.items():
+        np.testing.assert_array_equal(phr[i][0][0], seen)
+        np.testing.assert_array_equal(phr[i][0][1], new)
+    assert sorted(bit for _, bit in phr.values()) == [0, 0, 1, 1]  # half the clips each way
+    phr = ev_mod.phrasings(ds, [[2, 3], [3, 6, 7]])  # each group in halves (a clip: its first group's bit)
+    assert set(phr) == {2, 3, 6, 7} and phr[2][1] != phr[3][1] and phr[6][1] != phr[7][1]
+
+
+def test_protocol_draw_keeps_to_the_allowed_captions(small):
+    root, _, _ = small
+    ds = data.MotionData(root / "ds")
+    clips = ds.split("test")
+    every = {int(i): np.arange(len(ds.texts[i]["captions"])) for i in clips}
+    plain, same = (metrics.protocol_draw(ds, clips, np.random.default_rng(0), a) for a in (None, every))
+    assert plain["caption"] == same["caption"] and plain["clip"] == same["clip"]  # one draw either way
+    for a, b in zip(plain["feats"], same["feats"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    several = {i: [len(ds.texts[i]["captions"]) - 1] for i in every if len(ds.texts[i]["captions"]) > 1}
+    assert several
+    last = metrics.protocol_draw(ds, clips, np.random.default_rng(0), several)
+    for i, caption in zip(last["clip"], last["caption"], strict=True):
+        assert i not in several or caption == ds.texts[i]["captions"][-1]
+
+
+@pytest.fixture(scope="module")
+def phrased(small):
+    """The small dataset with two captions for each test clip: one a train clip also has (seen), and the same
+    words behind "in other words," (new, in no train caption)."""
+    root, _, _ = small
+    ds = data.MotionData(root / "ds")
+    out = root / "phrased"
+    shutil.copytree(root / "ds", out)
+    records = [ds.texts[i] for i in range(len(ds))]
+    for k, i in enumerate(ds.split("test")):
+        seen = f"{records[i]['captions'][0].rstrip('.')} number {k}."
+        records[i]["captions"] = [seen, f"in other words, {seen}"]
+        records[ds.split("train")[k]]["captions"].append(seen)
+    (out / "texts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return data.MotionData(out)
+
+
+class Still:
+    """A stand-in tokenizer whose reconstruction holds each clip's first pose (no root turn or travel)."""
+    def encode(self, feats):
+        return feats
+
+    def decode(self, codes):
+        still = codes[:, :1].expand_as(codes).clone()
+        still[..., :3] = 0
+        return still
+
+
+def test_seen_and_new_rows_pair_each_clips_phrasings(phrased, small):
+    """A stand-in model that answers a seen caption with its clip and a new one with a still pose: each clip
+    (and each checked clip) is generated once with each phrasing over two replications; *_seen and *_new
+    are on the same clips; the checks' shares are the real clips' (seen), none (new), half of the real ones
+    (the default row: half the clips each way), and new - seen their paired difference. The tokenizer row
+    checks the reconstructions: none of the still ones passes."""
+    _, ev, _ = small
+    ds, test = phrased, phrased.split("test")
+    clip_of = {c: int(i) for i in test for c in ds.texts[i]["captions"]}
+    joints = lambda i: motion.recover_from_ric(np.array(ds.motion(i)), 22)
+    still = np.repeat(joints(0)[:1], 40, axis=0)
+    asked = []
+
+    def generate(texts, n, seed, keys=None):
+        asked.extend((seed, clip_of[t], t.startswith("in other words")) for t in texts)
+        return [still if t.startswith("in other words") else joints(clip_of[t]) for t in texts]
+    cfg = dict(ev_mod.CONFIG, replications=2, bootstrap=200)
+    res = ev_mod.evaluate_split(ev, ds, test, cfg, generate, progress=False, tok=Still())
+    checked = [int(i) for i, plan in zip(test, physical.clip_plans(ds, test), strict=True)
+               if physical.plan_action(plan)]
+    ways = {(seed, i): new for seed, i, new in asked}  # (the seed of a replication's takes, clip) -> new?
+    for seeds, clips in (((0, 1), test), ((20_000, 20_001), checked)):
+        assert sum(1 for seed, _ in ways if seed in seeds) == 2 * len(clips)
+        assert all(ways[seeds[0], i] != ways[seeds[1], i] for i in clips)  # each clip once each way
+    assert sum(ways[0, i] for i in test) == len(test) / 2  # half the evaluated clips new in each replication
+    real = np.mean([physical.physical_check(joints(i), *physical.plan_action(ds.texts[i]["plan"]))
+                    for i in checked])
+    for row in ("ground_truth", "generated"):
+        assert res[f"{row}_seen"]["n_clips"] == res[f"{row}_new"]["n_clips"] == len(test)
+        assert res[f"{row}_seen"]["n_checked"] == res[f"{row}_new"]["n_checked"] == len(checked) > 0
+    seen, new, diff = (res[f"generated_{k}"] for k in ("seen", "new", "new_minus_seen"))
+    assert seen["action_accuracy"] == pytest.approx(real) and new["action_accuracy"] == 0
+    assert res["generated"]["action_accuracy"] == pytest.approx(real / 2)
+    assert seen["action_accuracy_ci"] == metrics.wilson(real, len(checked))
+    assert diff["action_accuracy"] == pytest.approx(-real) and diff["action_accuracy_ci"][1] < 0
+    assert diff["R@1"] == pytest.approx(new["R@1"] - seen["R@1"]) and diff["R@1"] < 0
+    assert set(res["ground_truth_new_minus_seen"]) == {"n_clips", "n_checked", "replications", "R@1",
+                                                       "R@1_ci", "R@3", "R@3_ci"}
+    assert res["tokenizer"]["action_accuracy"] == 0 and res["tokenizer"]["n_clips"] == len(checked)
+    assert res["tokenizer"]["action_accuracy_ci"] == metrics.wilson(0, len(checked))
+    one = ev_mod.evaluate_split(ev, ds, test, dict(cfg, replications=1), generate, progress=False)
+    assert one["generated_seen"]["n_clips"] + one["generated_new"]["n_clips"] == len(test)  # halves, no pair
+    assert "generated_new_minus_seen" not in one
+    off = ev_mod.evaluate_split(ev, ds, test, dict(cfg, replications=1, seen_new=False), generate,
+                                progress=False)
+    assert "generated_new" not in off
+
+
+class Identity(Still):
+    def decode(self, codes):
+        return codes
+
+
+def test_reconstruction_passes_checks_the_decoded_clip(phrased):
+    """With a tokenizer that decodes its input, the checks see each real clip cropped to 4-frame units."""
+    ds = phrased
+    checked = {int(i): a for i in ds.split("test") if (a := physical.plan_action(ds.texts[i]["plan"]))}
+    got = ev_mod.reconstruction_passes(Identity(), ds, checked)
+    crop = lambda i: np.array(ds.motion(i))[:len(ds.motion(i)) // 4 * 4]
+    expected = [physical.physical_check(motion.recover_from_ric(crop(i), 22), *a) for i, a in checked.items()]
+    np.testing.assert_array_equal(got, expected)
+    assert not ev_mod.reconstruction_passes(Still(), ds, checked).any()
+
+
+def test_multimodality_command(small, tmp_path, monkeypatch, capsys):
+    """MultiModality of stand-in takes: 0 when every take of a text is the same motion; the mean distance of
+    the evaluator's embeddings over the same pairs when the takes are distinct clips. The command writes
+    it."""
+    root, ev, _ = small
+    ds = data.MotionData(root / "ds")
+    clips = ds.split("test")[:6]
+    joints = lambda i: motion.recover_from_ric(np.array(ds.motion(i)), 22)
+    cfg = dict(multimodality.CONFIG, mm_samples=12, mm_times=10, bootstrap=50)
+    same = lambda texts, n, seed, keys=None: [joints(0) for _ in texts for _ in range(n)]
+    assert multimodality.measure(ev, ds, clips, same, cfg)["MultiModality"] == 0
+    other = lambda texts, n, seed, keys=None: [joints(k) for k in range(len(texts) * n)]
+    got = multimodality.measure(ev, ds, clips, other, cfg)
+    emb = ev.embed_motions([ev_mod.generated_feats(joints(k)) for k in range(72)]).reshape(6, 12, -1)
+    rng = np.random.default_rng(0)  # the pairs of takes T2M-GPT draws (seed 0): two draws of 10 distinct
+    first, second = rng.choice(12, 10, replace=False), rng.choice(12, 10, replace=False)
+    expected = np.mean([np.linalg.norm(emb[t, a] - emb[t, b]) for t in range(6)
+                        for a, b in zip(first, second, strict=True)])
+    assert got["MultiModality"] == pytest.approx(expected)
+    lo, hi = got["MultiModality_ci"]
+    assert lo < got["MultiModality"] < hi and got["n_texts"] == 6 and got["n_samples"] == 12
+    monkeypatch.setattr(multimodality.evaluation, "_generator", lambda cfg: other)
+    out = tmp_path / "mm.json"
+    multimodality.main([f"--data_dir={root / 'ds'}", f"--evaluator_dir={root / 'ev'}", "--mm_texts=6",
+                        "--mm_samples=12", "--bootstrap=50", f"--out={out}", "--device=cpu"])
+    res = json.loads(out.read_text())["test"]
+    assert res["n_texts"] == 6 and res["MultiModality"] > 0 and "MultiModality" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="needs more than --mm_times=10"):
+        multimodality.main(["--mm_samples=10"])
 
 
 def test_tokenizer_reconstruction_matches_the_tokenizers_own_metrics(small, capsys):

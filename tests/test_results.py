@@ -37,8 +37,7 @@ def test_readme_results_table_equals_the_committed_file_as_rounded():
     demo = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())
     header, rows = readme_table()
     assert header[:3] == ["split", "motions", "clips"] and len(rows) >= 4, header
-    labels = {"real": "ground_truth", "generated": "generated", "real, single-segment": "ground_truth_subset",
-              "generated, single-segment": "generated_subset"}
+    labels = {label: row for row, label in results_module().ROWS.items()}
     checked = 0
     for row in rows:
         figures = demo[row[0]][labels[row[1]]]
