@@ -28,7 +28,7 @@ import tokenizer
 from common import cli, parse_args, pick_device, progress_bar, write_json
 from support import eval_metrics, eval_t2m
 from support.eval_evaluator import load_evaluator, near_duplicates, train_evaluator
-from support.eval_physical import COUNTED, action_figures, clip_plans, physical_check, plan_action
+from support.eval_physical import COUNTED, action_figures, checked_actions, clip_plans, physical_check
 from support.eval_report import markdown_table
 from support.text_tokenizer import normalise_caption
 
@@ -335,8 +335,7 @@ def evaluate_split(ev, data, clips, cfg, generate=None, checked_clips=None, subs
     "<row>_subset" over those of the evaluated clips only.
     generate(texts, num_samples, seed, keys) -> joints [T, J, 3] per text and sample, text-major."""
     pool = clips if checked_clips is None else checked_clips
-    checked = {i: a for i, plan in zip(pool.tolist(), clip_plans(data, pool), strict=True)
-               if (a := plan_action(plan))}
+    checked = checked_actions(data, pool)
     kinds = np.array([a[0] for a in checked.values()])
     real = np.array([physical_check(motion.recover_from_ric(np.array(data.motion(i)), data.joints_num), *a)
                      for i, a in checked.items()])

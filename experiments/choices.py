@@ -26,12 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python experiments/choices.py`
 import data as motion_data  # noqa: E402
 import eval as evaluation  # noqa: E402
-import motion  # noqa: E402
 import sample  # noqa: E402
 import tokenizer  # noqa: E402
 import train  # noqa: E402
@@ -39,7 +37,7 @@ from common import cli, parse_args, pick_device, write_json  # noqa: E402
 from experiments import code_hash, finished_run  # noqa: E402
 from experiments.edits import evaluate_edits  # noqa: E402
 from support.eval_evaluator import load_evaluator  # noqa: E402
-from support.eval_physical import clip_plans, physical_check, plan_action  # noqa: E402
+from support.eval_physical import checked_actions  # noqa: E402
 from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
@@ -61,7 +59,7 @@ def score_lm(lm_dir, cfg, ev, data, **sampling):
     key = (str(lm_dir), tuple(sorted(sampling.items())))
     if key in _scores:
         return _scores[key]
-    eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], mm_texts=0, lm_dir=str(lm_dir),
+    eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], lm_dir=str(lm_dir),
                     seed=cfg["seed"], device=cfg["device"], **{f"sample_{k}": v for k, v in sampling.items()})
     clips = evaluation.draw_clips(data, "val", cfg["eval_clips"], cfg["seed"])
     res = evaluation.evaluate_split(ev, data, clips, eval_cfg, evaluation._generator(eval_cfg),
@@ -75,23 +73,9 @@ def score_tokenizer(run_dir, ev, data, device):
     split's checkable clips whose reconstruction (encode -> decode) still passes its physical check."""
     tok = tokenizer.load(run_dir, device)
     val = data.split("val")
-    passed = reconstruction_passes(tok, data, val)
+    passed = evaluation.reconstruction_passes(tok, data, checked_actions(data, val))
     return evaluation.evaluate_tokenizer(ev, tok, data, val) | {
         "reconstruction_action_accuracy": float(np.mean(passed)), "n_checked": len(passed)}
-
-
-def reconstruction_passes(tok, data, clips):
-    """For each checkable clip: does its reconstruction (whole clip cropped to 4-frame units, encode ->
-    decode) pass the physical check of its plan?"""
-    passed = []
-    for i, plan in zip(clips.tolist(), clip_plans(data, clips), strict=True):
-        if (action := plan_action(plan)) is None:
-            continue
-        feats = np.array(data.motion(i), np.float32)
-        codes = tok.encode(torch.from_numpy(feats[:len(feats) // 4 * 4])[None])
-        joints = motion.recover_from_ric(tok.decode(codes)[0].float().cpu().numpy(), data.joints_num)
-        passed.append(bool(physical_check(joints, *action)))
-    return passed
 
 
 def edit_figures(lm_dir, data, cfg, **sampling):

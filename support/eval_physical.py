@@ -117,6 +117,12 @@ def action_figures(passed, kinds, at):
         {"count_accuracy": float(passed[at][counted].mean())} if counted.any() else {})
 
 
+def checked_actions(data, clips):
+    """{clip: (kind, parameters)} for the clips (indices) whose plan is one checked action."""
+    return {i: a for i, plan in zip(np.asarray(clips).tolist(), clip_plans(data, clips), strict=True)
+            if (a := plan_action(plan))}
+
+
 def clip_plans(data, clips):
     """Each clip's plan from texts.jsonl (synth writes it; None for clips without one, e.g. real data)."""
     records = [data.texts[i] for i in clips]

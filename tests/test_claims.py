@@ -192,37 +192,6 @@ def test_claims_run_in_the_papers_format(tmp_path, monkeypatch):
     assert seen["length_token"] is False and seen["countdown"] is False and seen["seed"] == 1
 
 
-class StandIn:
-    """A tokenizer whose codes are the features themselves; `decode` gives them back (lossless) or the first
-    pose held still, its velocities zeroed (a reconstruction that lost the motion)."""
-
-    def __init__(self, still):
-        self.still = still
-
-    def encode(self, feats):
-        return feats
-
-    def decode(self, codes):
-        import motion
-
-        T = codes.shape[1]
-        return motion.hold_still(codes[:, :1], T, 22)[:, :T] if self.still else codes
-
-
-def test_reconstruction_checks_pass_on_a_lossless_tokenizer_and_fail_on_a_still_one(tmp_path):
-    import data
-    import synth
-
-    clips = [synth.generate_clip(i, 7, with_joints=False) for i in range(120)]
-    ids = [c["id"] for c in clips]
-    data.write_dataset(tmp_path / "ds", clips, name="ds", joints_num=22, splits={"train": ids, "val": ids},
-                       source={"synth": {"size": 120, "seed": 7}})
-    ds = data.MotionData(tmp_path / "ds")
-    lossless = choices.reconstruction_passes(StandIn(False), ds, ds.split("val"))
-    assert len(lossless) >= 10 and all(lossless)  # real clips pass their own checks
-    assert not any(choices.reconstruction_passes(StandIn(True), ds, ds.split("val")))
-
-
 def test_the_sampling_choice_starts_from_the_defaults():
     import sample
 
