@@ -27,7 +27,8 @@ CONFIG = dict(
     results_dir=str(ROOT / "docs" / "results"),  # the committed results files
     out=str(ROOT / "docs" / "results.md"),  # the page written
 )
-SOURCES = {"demo.json": "out/demo/results.json", "sweep.json": "out/tokenizer/sweep/sweep.json"}
+SOURCES = {"demo.json": "out/demo/results.json", "sweep.json": "out/tokenizer/sweep/sweep.json",
+           "multimodality.json": "out/eval/synth/multimodality_default.json"}
 # the demo table's columns: README.md shows six, results.md all that demo.json has (MultiModality: results
 # files made before it became experiments/multimodality.py)
 COLUMNS = ["R@1", "R@2", "R@3", "FID", "MMDist", "Diversity", "MultiModality", "gallery_R@1",
