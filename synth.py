@@ -38,7 +38,7 @@ POOLS = {"locomotion": ("walk", "walk", "sidestep", "circle", "run", "turn", "tu
 COMBINABLE = ("stand", "walk", "sidestep", "circle", "turn")  # whole-body kinds that can carry a gesture
 GAITS = ("walk", "sidestep", "circle", "run")  # kinds that fill their segment (no holds before and after)
 REPEATED = ("jump", "squat", "hop", "clap", "punch")  # counted kinds: a rest after each repetition
-HOLD, REST = 40, 10  # at most this many still frames before and after an action, and after each repetition
+HOLD, REST = 48, 10  # at most this many still frames before and after an action, and after each repetition
 ON_THE_MOVE = ("wave", "raise", "clap", "arms_out", "hips")  # gestures that can ride on them
 SIDES, DIRS, SPEEDS = ("left", "right"), ("forward", "backward"), ("slow", "normal", "fast")
 LIMBS = {"left": ("l", "r"), "right": ("r", "l"), "both": ("lr", "")}  # side -> (its limb(s), the other)
@@ -267,7 +267,7 @@ ACTIONS = {"stand": lambda *a: None, "walk": _walk, "sidestep": _sidestep, "run"
 def _frames(kind, p, tempo, rng, rest=0):  # an action's frames at this tempo (counted: with count and rests)
     count = p.get("count", 1)
     fixed = {"jump": 20 + 20 * count, "squat": 12 + 36 * count, "hop": 22 + 14 * count, "kick": 44,
-             "lunge": 56, "sit_down": 48, "stand_up": 48, "turn": (30 + p.get("angle", 0) // 6) * tempo,
+             "lunge": 56, "sit_down": 48, "stand_up": 48, "turn": 30 + p.get("angle", 0) // 6,
              "clap": 16 + 12 * count, "punch": 18 + 12 * count, "raise": 56, "arms_out": 56, "reach": 56,
              "hips": 56, "stretch": 80}
     if kind in fixed:
@@ -357,8 +357,8 @@ def plan_clip(index, seed):  # the clip's subset, segments (kind, gesture, param
         n = max(_frames(kind, p, tempo, rng, rest) if kind != "stand" or not gesture else 0,  # alone: its own
                 _frames(gesture, gp, tempo, rng, rest) if gesture else 0)
         pause *= bool(segments) and segments[-1]["kind"] not in GAITS  # a pause after the previous action
-        if segments and total + pause + n > MAX_FRAMES:
-            break
+        if segments and total + pause + n > MAX_FRAMES - HOLD:  # room left for the holds: a clip pressed
+            break  # against MAX_FRAMES would have its length fixed by the cap, whatever the tempo
         if pause:
             segments[-1]["hold"][1] += pause
             segments[-1]["n"] += pause
