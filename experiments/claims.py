@@ -72,6 +72,10 @@ CONFIG = dict(
     eval_clips=128, replications=1,  # the protocol per run (clips drawn from the split, replications); the
     # action checks take every checkable clip of the split
     clip_seed=0,  # the draw of those clips: one for every condition and seed, so runs compare like with like
+    rprecision_batch=32,  # eval.py's: R-Precision within batches of this many clips (the protocol's 32); a
+    # run needs eval_clips >= it for R@k, so a quick check on few clips wants a smaller one
+    bootstrap=1000,  # draws of eval.py's per-run bootstrap intervals (a run's figures keep none of them: the
+    # verdict's interval is over seeds), so fewer change no figure here, only the time
     out_dir="out/claims", device="auto",
 )
 # claim -> (paper table, main figures (a verdict on each), the better condition by the paper, the other,
@@ -231,12 +235,16 @@ def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
     if not evaluate:
         return metrics
     # shared runs are scored once; the clips' draw is in the name, as figures on other clips are not these
-    saved = run_dir / f"claims_{split}_{cfg['eval_clips']}c{cfg['clip_seed']}x{cfg['replications']}.json"
+    # (and R@k on R-Precision's batch, named when not the protocol's)
+    batch = "" if cfg["rprecision_batch"] == 32 else f"r{cfg['rprecision_batch']}"
+    saved = run_dir / (f"claims_{split}_{cfg['eval_clips']}c{cfg['clip_seed']}x{cfg['replications']}{batch}"
+                       ".json")
     if saved.is_file() and saved.stat().st_mtime > (run_dir / "metrics.json").stat().st_mtime:
         return json.loads(saved.read_text())
     clips = evaluation.draw_clips(data, split, cfg["eval_clips"], cfg["clip_seed"])
     # Diversity over fewer pairs when a split is small
-    eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], mm_texts=0, lm_dir=str(run_dir),
+    eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], bootstrap=cfg["bootstrap"],
+                    rprecision_batch=cfg["rprecision_batch"], mm_texts=0, lm_dir=str(run_dir),
                     seed=seed, device=cfg["device"], sample_lengths="model",  # the paper's: the LM ends it
                     seen_new=True,  # the rows on seen and on new phrasing (ROWS)
                     diversity_times=min(evaluation.CONFIG["diversity_times"], len(clips) - 1))
