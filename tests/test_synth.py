@@ -8,7 +8,9 @@ import re
 import numpy as np
 import pytest
 
+import data
 import synth
+from experiments import language
 from motion import H3D_OFFSETS, H3D_PARENTS, features_from_joints
 from support import eval_physical as physical
 from support import synth_captions as captions
@@ -286,16 +288,12 @@ def test_everyday_phrasings_are_sayable(kind, p, phrases):
 
 
 def test_the_text_does_not_fix_the_length():
-    """Clips sharing a one-action train caption vary in length (holds before and after, rests between
-    repetitions, tempo): the median coefficient of variation over captions shared by >= 5 clips is >= 0.15."""
-    lengths = {}
-    for index in range(6000):
-        plan = synth.plan_clip(index, SEED)
-        if plan["split"] == "train" and len(plan["segments"]) == 1:
-            caption = captions.caption(captions.units_of(plan), None, "plain")
-            lengths.setdefault(caption, []).append(plan["frames"])
-    cv = [np.std(v) / np.mean(v) for v in lengths.values() if len(v) >= 5]
-    assert len(cv) > 50 and np.median(cv) >= 0.15
+    """Clips sharing a train caption vary in length (holds before and after, pauses between actions, rests
+    between repetitions, tempo): on the demo's dataset (data.py's size and seed), the median coefficient of
+    variation over the train captions shared by >= 5 clips is >= 0.15, as experiments/language.py measures
+    it (plans only: ~7 s). Before two-action clips left room for their holds it was 0.136."""
+    cv = language.measure(data.CONFIG["size"], data.CONFIG["seed"], min_shared=5)["length_cv"]
+    assert cv["all"]["captions"] > 500 and cv["all"]["median"] >= 0.15, cv
 
 
 def test_counts_stay_exact_whatever_the_rests():
