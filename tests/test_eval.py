@@ -238,6 +238,23 @@ def test_standing_still_fails_every_check():
             assert not physical.physical_check(still, kind, p), (kind, p)
 
 
+@pytest.mark.parametrize("kind,params", [("walk", {"dir": "forward"}), ("circle", {"side": "left"}),
+                                         ("sidestep", {"side": "right"}), ("run", {"speed": "normal"}),
+                                         ("jump", {"count": 3}), ("squat", {"count": 2})])
+def test_checks_hold_through_a_decoders_wobble(kind, params):
+    """A tokenizer's decoded clips wobble up and down by about +-2.5 cm (the lower foot's height over a
+    decoded circle walk: -2.5 to +3 cm where the real one is flat): the checks still pass them, and a walk's
+    wobble is no run's flight (ground level is the lower foot's median, not its lowest frame)."""
+    for index, full in find(kind, 2, **params):
+        j = joints_of(index)
+        t = np.arange(len(j)) / motion.FPS
+        wobble = 0.025 * np.sin(2 * np.pi * 1.7 * t + index[0]) * np.sin(2 * np.pi * 0.3 * t + 1.0)
+        shaken = j + np.stack([np.zeros_like(t), wobble, np.zeros_like(t)], -1)[:, None]
+        assert physical.physical_check(shaken, kind, full), (index, full)
+        if kind in ("walk", "circle", "sidestep"):
+            assert not physical.physical_check(shaken, "run", {}), (index, full)
+
+
 @pytest.mark.parametrize("kind,params", [("walk", {"dir": "forward"}), ("sidestep", {"side": "left"}),
                                          ("turn", {"side": "left", "angle": 90})])
 def test_checks_that_depend_on_order_fail_on_a_clip_shifted_by_half(kind, params):
