@@ -102,7 +102,8 @@ def wilson(share, n, z=1.959963984540054):
         return [0.0, 1.0]
     p, n, zz = float(share), float(n), z * z
     centre, half = p + zz / (2 * n), z * np.sqrt(p * (1 - p) / n + zz / (4 * n * n))
-    return [float(max(0.0, (centre - half) / (1 + zz / n))), float(min(1.0, (centre + half) / (1 + zz / n)))]
+    low, high = (centre - half) / (1 + zz / n), (centre + half) / (1 + zz / n)
+    return [float(min(p, max(0.0, low))), float(max(p, min(1.0, high)))]  # holds p (0 of n gave 5e-17)
 
 
 # ----------------------------------------------------------------------------------------------
