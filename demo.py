@@ -1,12 +1,13 @@
 """`make demo`: the whole pipeline on the embedded dataset, each stage through its own command line, as the
 README prints them: data -> tokenizer -> codes -> language model -> evaluator -> evaluation -> samples.
 
-    python demo.py                          # everything (~35 min on 2 CPU cores) -> out/demo/
+    python demo.py                          # everything (~30 min on 2 idle CPU cores) -> out/demo/
     python demo.py --from_stage=lm          # rerun from a stage on, keeping what the earlier ones wrote
 
 Every stage writes where its script writes by default (data/synth, out/tokenizer/default, out/lm/default,
-out/evaluator/synth, out/eval/synth/default.json, edits_default.json), so the README's commands work on the
-demo's outputs.
+out/evaluator/synth, out/eval/synth/default.json), so the README's commands work on the demo's outputs. The
+edit protocol (`python experiments/edits.py --splits=test`) and MultiModality (experiments/multimodality.py)
+are commands of their own, not stages: each has its results file in docs/results/.
 The demo adds out/demo/: results.json (the figures of every stage and each stage's wall time), summary.md
 (what it prints at the end) and samples/default/ (the prompts below: a GIF, .npy and .bvh for each).
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import sample
 from common import cli, parse_args, write_json
 from data import MotionData
-from experiments.edits import edit_table, edit_tasks
+from experiments.edits import edit_tasks
 from motion import FPS, FRAMES_PER_CODE
 from support.eval_report import COLUMNS, cell
 
@@ -29,12 +30,14 @@ from support.eval_report import COLUMNS, cell
 CONFIG = dict(
     data_dir="data/synth",  # where data.py writes the embedded dataset (and everything reads it)
     size=20000,  # synth clips (85% train, 5% val, 10% test, plus the OOD split)
-    eval_clips=192, replications=2,  # clips per split and protocol replications (the paper: all, 20)
+    eval_clips=192, replications=2,  # clips per split and protocol replications (the paper: all, 20): the
+    # test split's seen and new phrasing rows need two (each clip drawn both ways)
+    ood_replications=1,  # OOD has no such rows; its intervals come from its 192 clips
     # (MultiModality, 100 texts x 30 takes: its own command, experiments/multimodality.py, not a stage)
     out_dir="out/demo",  # results.json, summary.md, samples/
     from_stage="data",  # rerun from this stage on (a name in STAGES)
     edit_samples=False,  # the "edits" stage: one edit of each kind on a test clip (sample.py --edit)
-    seed=1337,  # the tokenizer's and the LM's (a second seed: docs/results/demo_seed1.json)
+    seed=1337,  # the tokenizer's and the LM's
 )
 # Prompts: five in the dataset's plain phrasing, two with words its captions never use ("an individual",
 # "somebody", "bounces"; the vocabulary is support/synth_captions.py's).
@@ -54,8 +57,9 @@ def stages(cfg):
         ("codes", ["tokenizer.py", "--encode", data]),
         ("lm", ["train.py", data, f"--seed={cfg['seed']}"]),
         ("eval", ["eval.py", data, *protocol, "--splits=test"]),
-        ("eval_ood", ["eval.py", data, *protocol, "--splits=ood", f"--out={ood_results(cfg)}"]),
-        ("edit_eval", ["experiments/edits.py", data, "--splits=test"]),
+        ("eval_ood", ["eval.py", data, f"--eval_clips={cfg['eval_clips']}",
+                      f"--replications={cfg['ood_replications']}", "--splits=ood",
+                      f"--out={ood_results(cfg)}"]),
         ("samples", ["sample.py", f"--out_dir={Path(cfg['out_dir']) / 'samples'}", "--bvh",
                      *(f"--text={p}" for p in PROMPTS)]),
         ("edits", ["demo.py", "--edit_samples", data, f"--out_dir={cfg['out_dir']}"]),
@@ -65,7 +69,7 @@ def stages(cfg):
 # what each stage reads: the tokenizer and the evaluator need only the dataset, the evaluations of the test
 # and the OOD split only the models, so such stages run side by side
 NEEDS = {"data": (), "tokenizer": ("data",), "evaluator": ("data",), "codes": ("tokenizer",),
-         "lm": ("codes",), "edit_eval": ("lm",), "eval": ("lm", "evaluator"), "eval_ood": ("lm", "evaluator"),
+         "lm": ("codes",), "eval": ("lm", "evaluator"), "eval_ood": ("lm", "evaluator"),
          "samples": ("lm",), "edits": ("lm",)}
 
 
@@ -133,7 +137,6 @@ def results(cfg, wall_s, total_s=None):
                             k.startswith(("action_", "n_")) or k in ("replications", "note")}
                       for row, fig in res.items() if isinstance(fig, dict) and "n_clips" in fig}
         out[split] |= {k: res[k] for k in ("n_clips", "n_checked", "replications", "kinds")}
-    out["edit"] = json.loads((Path("out/eval") / name / "edits_default.json").read_text())["test"]
     out["tokenizer"] = {k: tokenizer[k] for k in ("mpjpe_mm", "utilisation", "perplexity", "K", "P", "clips")}
     out["wall_s"], out["total_s"] = wall_s, total_s
     return out
@@ -150,14 +153,13 @@ def summary(res, cfg):
             if isinstance(fig, dict) and "n_clips" in fig:
                 cells = [cell(fig, c) for c in cols]
                 lines.append(f"| {split} | {row} | {fig['n_clips']} | " + " | ".join(cells) + " |")
-    lines += ["", f"{res['test']['replications']} replications; action accuracy: the share of the split's "
+    lines += ["", f"{res['test']['replications']} replications (OOD: {res['ood']['replications']}); action "
+              "accuracy: the share of the split's "
               f"checkable clips ({res['test']['n_checked']} test, {res['ood']['n_checked']} OOD) that pass "
               "the physical check of their text; tokenizer: the same checks on the real clips encoded and "
               "decoded. *_seen, *_new: the clips with captions of both phrasings, drawn with a caption seen "
               "in train or a new one; *_new_minus_seen: the paired difference. *_subset: OOD's "
               "single-segment clips. MultiModality: `python experiments/multimodality.py`."]
-    if res.get("edit"):
-        lines.append(edit_table({"test": res["edit"]}))
     tok = res["tokenizer"]
     lines += ["", f"Tokenizer (test split, {tok['clips']} clips): MPJPE {tok['mpjpe_mm']:.1f} mm, "
               f"utilisation {tok['utilisation']:.3f}, perplexity {tok['perplexity']:.0f} of K = {tok['K']}, "
@@ -167,7 +169,7 @@ def summary(res, cfg):
               "- tokenizer: out/tokenizer/default/ (metrics.json)",
               "- language model: out/lm/default/ (model/, metrics.json, loss_curve.png)",
               f"- evaluator: out/evaluator/{Path(cfg['data_dir']).name}/",
-              f"- evaluation: out/eval/{Path(cfg['data_dir']).name}/default.json (edits: edits_default.json)",
+              f"- evaluation: out/eval/{Path(cfg['data_dir']).name}/default.json (OOD: default_ood.json)",
               f"- samples: {Path(cfg['out_dir']) / 'samples' / 'default'}/ (a GIF, .npy and .bvh per prompt; "
               "edit_*: one edit of each kind, the source beside the edit)",
               f"- this summary: {Path(cfg['out_dir']) / 'summary.md'}, figures: "

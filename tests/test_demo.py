@@ -12,8 +12,7 @@ from common import parse_args
 
 def test_every_stage_is_a_valid_command_line_of_its_script():
     stages = demo.stages(demo.CONFIG)
-    names = ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "eval_ood", "edit_eval", "samples",
-             "edits"]
+    names = ["data", "tokenizer", "evaluator", "codes", "lm", "eval", "eval_ood", "samples", "edits"]
     assert [n for n, _ in stages] == names
     for _, argv in stages:
         script = importlib.import_module(argv[0].removesuffix(".py").replace("/", "."))
@@ -36,10 +35,7 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     evaluation["test"] |= {"generated_new": dict(generated, n_clips=120), "tokenizer": {
         **n, "action_accuracy": 0.95, "action_accuracy_ci": [0.92, 0.97]}, "generated_new_minus_seen": {
         **n, "n_clips": 120, "R@1": -0.1, "R@1_ci": [-0.2, -0.05]}}
-    edit = {"n": 12, "edit": 0.5, "edit_ci": [0.25, 0.75], "scratch": 0.25, "scratch_ci": [0.0, 0.5],
-            "kept_mpjpe_mm": 30.0, "tokenizer_mpjpe_mm": 20.0}
     (tmp_path / "out/eval/synth").mkdir(parents=True)
-    (tmp_path / "out/eval/synth/edits_default.json").write_text(json.dumps({"test": {"upper": edit}}))
     ood = evaluation.pop("ood")
     (tmp_path / "out/eval/synth/default.json").write_text(json.dumps({**evaluation, "settings": {}}))
     (tmp_path / "out/eval/synth/default_ood.json").write_text(json.dumps({"ood": ood, "settings": {}}))
@@ -49,8 +45,7 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
          "P": 6, "feature_mae": 0.13}))
     wall = {"data": 35.0, "tokenizer": 369.1, "eval": 100.0, "eval_ood": 120.0}
     res = demo.results(demo.CONFIG, wall, 524.4)
-    assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s", "total_s", "edit"}
-    assert res["edit"] == {"upper": edit}
+    assert set(res) == {"lm_dir", "data_dir", "test", "ood", "tokenizer", "wall_s", "total_s"}
     assert res["wall_s"] == wall and res["tokenizer"]["mpjpe_mm"] == 20.8
     assert res["tokenizer"]["utilisation"] == 1
     for split in ("test", "ood"):
@@ -67,7 +62,6 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
     assert res["ood"]["generated_subset"]["note"].startswith("no FID: 61 clips")
     assert "| test | generated_new_minus_seen | 120 | -0.100 [-0.200, -0.050] |" in text
     assert "| test | tokenizer | 300 |" in text and "experiments/multimodality.py" in text
-    assert "| test | upper | 12 | 0.500 [0.250, 0.750] | 0.250 [0.000, 0.500] | 30.0 | 20.0 |" in text
     assert "| the whole demo (stages side by side where their inputs allow) | 524 |" in text
     assert "a partial rerun" in demo.summary(dict(res, total_s=None), demo.CONFIG)
 
