@@ -8,6 +8,7 @@ does), so N * d >= 2^31 is safe. Bytes below are for fp32 z; the entropy kernels
 registers and never write them.
 """
 
+import contextlib
 import os
 
 import torch
@@ -145,8 +146,9 @@ def _mass_bwd_kernel(z_ptr, g_ptr, dz_ptr, N, scale, D: tl.constexpr, D_LO: tl.c
 
 # (BLOCK_N, largest code block of a half) of the entropy kernels: register-sized tiles on a GPU; the
 # interpreter runs programs one after another in Python, so there few large tiles are fastest. With 8 warps
-# the GPU tiles compile for sm_90 with at most 24 bytes of register spill (d = 10 to 18), with 4 warps up to
-# 2.4 KB (ptxas from Triton's wheel, checked without a GPU; not timed on one).
+# the GPU tiles compile for sm_80 and sm_90 with at most 12 bytes of register spill at the configs' d (10,
+# 14), with 4 warps up to 2.4 KB; the backward at d = 12-13 (the sweep's only) spills 0.1-13 KB
+# (bench/compile_lfq.py: ptxas from Triton's wheel, without a GPU; not timed on one).
 TILES_GPU = (64, 64)
 TILES_INTERPRETER = (512, 512)
 WARPS_GPU = 8
@@ -154,19 +156,23 @@ BLOCK_ROWS = 1024 if INTERPRET else 128  # rows per program of the quantize and 
 _d_pad = lambda d: max(16, triton.next_power_of_2(d))  # D_PAD (see the top)
 
 
-def _blocks(d: int):
-    """(D_PAD, BLOCK_N, BLOCK_LO, BLOCK_HI, target number of programs: 4 per SM on a GPU) for d bits."""
+def _tiles(d: int):
+    """(D_PAD, BLOCK_N, BLOCK_LO, BLOCK_HI) of the entropy kernels for d bits."""
     block_n, block_codes = TILES_INTERPRETER if INTERPRET else TILES_GPU
-    sms = 1 if INTERPRET else torch.cuda.get_device_properties().multi_processor_count  # the current GPU
     block_lo, block_hi = (max(16, min(block_codes, 2**bits)) for bits in (d // 2, d - d // 2))
-    return _d_pad(d), block_n, block_lo, block_hi, 4 * sms
+    return _d_pad(d), block_n, block_lo, block_hi
+
+
+def _on(t: torch.Tensor):  # launch on t's GPU, not the current one (a tensor on cuda:1 ran on GPU 0)
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def quantize(z: torch.Tensor):
     """z [N, d] -> (q [N, d] in {-1, +1}, idx [N] int64)."""
     n, d = z.shape
     q, idx = torch.empty_like(z), torch.empty(n, dtype=torch.int64, device=z.device)
-    _quantize_kernel[(triton.cdiv(n, BLOCK_ROWS),)](z, q, idx, n, d, _d_pad(d), BLOCK_ROWS)
+    with _on(z):
+        _quantize_kernel[(triton.cdiv(n, BLOCK_ROWS),)](z, q, idx, n, d, _d_pad(d), BLOCK_ROWS)
     return q, idx
 
 
@@ -174,27 +180,48 @@ def codes(idx: torch.Tensor, d: int) -> torch.Tensor:
     """idx [N] int64 -> codes [N, d] float32 in {-1, +1}."""
     n = idx.shape[0]
     q = torch.empty(n, d, dtype=torch.float32, device=idx.device)
-    _codes_kernel[(triton.cdiv(n, BLOCK_ROWS),)](idx, q, n, d, _d_pad(d), BLOCK_ROWS)
+    with _on(idx):
+        _codes_kernel[(triton.cdiv(n, BLOCK_ROWS),)](idx, q, n, d, _d_pad(d), BLOCK_ROWS)
     return q
 
 
 def mass_fwd(z: torch.Tensor, temperature: float) -> torch.Tensor:
     """z [N, d] -> mass [K] = sum_n p_n, in float32."""
     n, d = z.shape
-    d_pad, block_n, block_lo, block_hi, programs = _blocks(d)
+    d_pad, block_n, block_lo, block_hi = _tiles(d)
     code_blocks = (triton.cdiv(2 ** (d - d // 2), block_hi), triton.cdiv(2 ** (d // 2), block_lo))
-    splits = max(1, min(triton.cdiv(n, block_n), programs // (code_blocks[0] * code_blocks[1])))
-    partial = torch.empty(splits, 2**d, dtype=torch.float32, device=z.device)
-    _mass_fwd_kernel[(*code_blocks, splits)](z, partial, n, 2.0 / temperature, d, d // 2, d_pad, block_n,
-                                             block_lo, block_hi, num_warps=WARPS_GPU)
+    with _on(z):  # 4 programs per SM of z's GPU: sample splits fill what the code blocks leave
+        programs = 4 if INTERPRET else 4 * torch.cuda.get_device_properties(z.device).multi_processor_count
+        splits = max(1, min(triton.cdiv(n, block_n), programs // (code_blocks[0] * code_blocks[1])))
+        partial = torch.empty(splits, 2**d, dtype=torch.float32, device=z.device)
+        _mass_fwd_kernel[(*code_blocks, splits)](z, partial, n, 2.0 / temperature, d, d // 2, d_pad, block_n,
+                                                 block_lo, block_hi, num_warps=WARPS_GPU)
     return partial.sum(0)
 
 
 def mass_bwd(z: torch.Tensor, temperature: float, grad_mass: torch.Tensor) -> torch.Tensor:
     """dL/dz [N, d] from dL/dmass [K]."""
     n, d = z.shape
-    d_pad, block_n, block_lo, block_hi, _ = _blocks(d)
+    d_pad, block_n, block_lo, block_hi = _tiles(d)
     dz = torch.empty_like(z)
-    _mass_bwd_kernel[(triton.cdiv(n, block_n),)](z, grad_mass.float(), dz, n, 2.0 / temperature, d, d // 2,
-                                                 d_pad, block_n, block_lo, block_hi, num_warps=WARPS_GPU)
+    with _on(z):
+        _mass_bwd_kernel[(triton.cdiv(n, block_n),)](z, grad_mass.float(), dz, n, 2.0 / temperature, d,
+                                                     d // 2, d_pad, block_n, block_lo, block_hi,
+                                                     num_warps=WARPS_GPU)
     return dz
+
+
+def compile_specs(d: int):
+    """{kernel name: (kernel, argument types, constexprs, num_warps)} as the wrappers above launch them for d
+    bits (fp32 z), for compiling ahead of time (bench/compile_lfq.py: no GPU needed)."""
+    d_pad, block_n, block_lo, block_hi = _tiles(d)
+    rows = {"D": d, "D_PAD": d_pad, "BLOCK_N": BLOCK_ROWS}
+    mass = {"D": d, "D_LO": d // 2, "D_PAD": d_pad, "BLOCK_N": block_n, "BLOCK_LO": block_lo,
+            "BLOCK_HI": block_hi}
+    quantize_args = {"z_ptr": "*fp32", "q_ptr": "*fp32", "idx_ptr": "*i64", "N": "i32"}
+    return {"quantize": (_quantize_kernel, quantize_args, rows, 4),
+            "codes": (_codes_kernel, {"idx_ptr": "*i64", "q_ptr": "*fp32", "N": "i32"}, rows, 4),
+            "mass_fwd": (_mass_fwd_kernel, {"z_ptr": "*fp32", "partial_ptr": "*fp32", "N": "i32",
+                                            "scale": "fp32"}, mass, WARPS_GPU),
+            "mass_bwd": (_mass_bwd_kernel, {"z_ptr": "*fp32", "g_ptr": "*fp32", "dz_ptr": "*fp32", "N": "i32",
+                                            "scale": "fp32"}, mass, WARPS_GPU)}
