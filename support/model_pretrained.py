@@ -1,6 +1,7 @@
-"""What starting from a pretrained LLM needs (model.build): its weights found on disk, never the network,
-and its vocabulary grown by the motion tokens' rows, initialised near the known rows yet apart; or, with
-motion_vocab="reuse" (§5.1, the paper's), the text tokens that the motion codes take over."""
+"""What starting from a pretrained LLM needs (model.build): its weights, fetched from the Hugging Face hub
+once (only the files a run reads) or found in its cache offline, and its vocabulary grown by the motion
+tokens' rows, initialised near the known rows yet apart; or, with motion_vocab="reuse" (§5.1, the paper's),
+the text tokens that the motion codes take over."""
 
 from pathlib import Path
 
@@ -9,17 +10,28 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
+# the files a run reads: safetensors weights (and their index), configs, tokenizer files; not a repo's .bin,
+# .h5, .msgpack or .onnx copies of the same weights (Llama-2-13b-hf holds both .bin and .safetensors shards)
+HUB_FILES = ("*.safetensors", "*.json", "tokenizer.model", "merges.txt")
+
+
+def download_command(hf_id):
+    return f"hf download {hf_id} --include " + " ".join(f'"{p}"' for p in HUB_FILES)
+
 
 def hub_snapshot(spec):
-    """The Hugging Face cache's snapshot of a named model's weights (spec["hf_id"]). Never the network:
-    weights that are not on disk are one clear error."""
+    """The local snapshot of a named model's weights (spec["hf_id"]): downloaded on first use (HUB_FILES
+    only) and read from the Hugging Face cache after that. Offline (HF_HUB_OFFLINE=1, or no network) and not
+    in the cache: one clear error naming the command that fetches the same files."""
     try:
-        return Path(snapshot_download(spec["hf_id"], local_files_only=True))
+        return Path(snapshot_download(spec["hf_id"], allow_patterns=list(HUB_FILES)))
     except LocalEntryNotFoundError:
-        gated = " (Llama weights are gated: accept the licence on the hub and `hf auth login` first)"
+        offline = " (HF_HUB_OFFLINE is set)" if hub_constants.HF_HUB_OFFLINE else ""
+        gated = (" (Llama weights are gated: accept the licence on the hub and `hf auth login` first)"
+                 if spec["family"] == "llama" else "")
         raise FileNotFoundError(
-            f"{spec['hf_id']} is not on disk (Hugging Face cache {hub_constants.HF_HUB_CACHE}): fetch it "
-            f"with `hf download {spec['hf_id']}`{gated if spec['family'] == 'llama' else ''}, or pass "
+            f"{spec['hf_id']} is not on disk (Hugging Face cache {hub_constants.HF_HUB_CACHE}) and could not "
+            f"be downloaded{offline}: fetch it with `{download_command(spec['hf_id'])}`{gated}, or pass "
             "--model=PATH to a local folder") from None
 
 

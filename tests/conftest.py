@@ -19,6 +19,7 @@ import torch  # noqa: E402  (torch does not import triton at import time)
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download (huggingface_hub reads it when first imported)
 
 # Real data beside the project (../shared/fixtures); absent in a user's clone, present in CI.
 FIXTURES = ROOT.parent / "shared" / "fixtures"

@@ -10,6 +10,7 @@ import socket
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.utils import filter_repo_objects
 from safetensors.torch import load_file
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
@@ -586,6 +587,7 @@ def test_local_folder_loads_pretrained(gpt2_dir, llama_dir, tmp_path):
 
 def test_missing_or_unknown_models_are_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained.hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(pretrained.hub_constants, "HF_HUB_OFFLINE", True)  # as conftest.py sets for all
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
 
@@ -593,8 +595,8 @@ def test_missing_or_unknown_models_are_one_clear_line(tmp_path, monkeypatch):
         raise AssertionError("model.build tried the network")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    for name, hint in (("gpt2-medium", "`hf download gpt2-medium`"),
-                       ("llama2-13b", "`hf download meta-llama/Llama-2-13b-hf` .*gated")):
+    for name, hint in (("gpt2-medium", r"\(HF_HUB_OFFLINE is set\).*`hf download gpt2-medium --include "),
+                       ("llama2-13b", "`hf download meta-llama/Llama-2-13b-hf --include .*gated")):
         with pytest.raises(FileNotFoundError, match=f"is not on disk .*{hint}") as e:
             model.build(name, K=8, P=2, captions=CAPTIONS)
         assert "\n" not in str(e.value)
@@ -605,6 +607,35 @@ def test_missing_or_unknown_models_are_one_clear_line(tmp_path, monkeypatch):
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="gpt2-tiny has no pretrained weights"):
         model.build("gpt2-tiny", K=8, P=2, captions=CAPTIONS, init="pretrained")
+
+
+def test_named_models_download_only_the_files_a_run_reads(tmp_path, monkeypatch):
+    """Online, a named model's snapshot is fetched with allow_patterns that keep safetensors, configs and
+    tokenizer files, and drop a repo's other copies of the weights (judged by huggingface_hub's own filter on
+    the files of gpt2-medium's and Llama-2-13b-hf's repos); the offline error's command fetches the same."""
+    asked = {}
+
+    def fake_download(repo_id, **kwargs):
+        asked[repo_id] = kwargs
+        return str(tmp_path)
+
+    monkeypatch.setattr(pretrained, "snapshot_download", fake_download)
+    assert pretrained.hub_snapshot(model.model_spec("llama2-13b")) == tmp_path
+    patterns = asked["meta-llama/Llama-2-13b-hf"]["allow_patterns"]
+    assert not asked["meta-llama/Llama-2-13b-hf"].get("local_files_only")
+    repo = ["config.json", "generation_config.json", "model-00001-of-00003.safetensors",
+            "model.safetensors.index.json", "pytorch_model-00001-of-00003.bin",
+            "pytorch_model.bin.index.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "README.md", "LICENSE.txt", "Responsible-Use-Guide.pdf", "vocab.json",
+            "merges.txt", "tf_model.h5", "flax_model.msgpack", "onnx/decoder_model.onnx", "64-8bits.tflite",
+            "rust_model.ot"]
+    kept = set(filter_repo_objects(repo, allow_patterns=patterns))
+    assert kept == {"config.json", "generation_config.json", "model-00001-of-00003.safetensors",
+                    "model.safetensors.index.json", "pytorch_model.bin.index.json", "tokenizer.model",
+                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                    "merges.txt"}
+    command = pretrained.download_command("gpt2-medium").split(" --include ")[1]
+    assert [p.strip('"') for p in command.split(" ")] == patterns
 
 
 def test_registry_architectures_have_the_published_sizes():
