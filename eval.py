@@ -186,11 +186,6 @@ def protocol_figures(rep, row, slots, cfg, seed):
     return {k: float(v) for k, v in fig.items()}
 
 
-def length_figures(ratio):  # generated over real length, per clip -> its median, the share within 25%
-    return {"length_ratio": float(np.median(ratio)),
-            "length_within_25": float(np.mean(np.abs(ratio - 1) <= 0.25))}
-
-
 def row_figures(rep, row, slots, kinds, checked_at, real, cfg, seed):
     """Every figure of a row of one replication over `slots` and the checked clips `checked_at` (positions;
     a bootstrap draw repeats some): the protocol's, the gallery's, the lengths', the physical checks' (the
@@ -198,7 +193,7 @@ def row_figures(rep, row, slots, kinds, checked_at, real, cfg, seed):
     fig = protocol_figures(rep, row, slots, cfg, seed)
     ranks = rep.ranks(row, cfg["duplicate_jaccard"])[slots]
     fig |= {f"gallery_{k}": v for k, v in eval_metrics.gallery_figures(ranks).items()}
-    fig |= length_figures(rep.length_ratio[slots]) if row == "generated" else {}
+    fig |= eval_metrics.length_figures(rep.length_ratio[slots]) if row == "generated" else {}
     passed = real if row == "ground_truth" else rep.passed
     return fig | (action_figures(passed, kinds, checked_at) if len(checked_at) else {})
 

@@ -43,11 +43,15 @@ CONFIG = dict(
 )
 
 
-def config_bits():
-    """log2 K of tokenizer.py's default, of configs/tokenizer*.json and of the sweep's codebook sizes."""
+def tokenizer_bits():
+    """log2 K of tokenizer.py's default and of configs/tokenizer*.json (the demo's 10, the paper's 14)."""
     configs = [json.loads(p.read_text()) for p in sorted((ROOT / "configs").glob("tokenizer*.json"))]
     sizes = [tokenizer.CONFIG["codebook_size"], *(c["codebook_size"] for c in configs)]
-    return sorted({int(k).bit_length() - 1 for k in sizes} | {int(b) for b in str(SWEEP["log2k"]).split(",")})
+    return sorted({int(k).bit_length() - 1 for k in sizes})
+
+
+def config_bits():  # and the sweep's log2k
+    return sorted(set(tokenizer_bits()) | {int(b) for b in str(SWEEP["log2k"]).split(",")})
 
 
 def ptxas_usage(ptx, arch):

@@ -95,6 +95,11 @@ def interval(draws, estimate, low=0.0, high=np.inf):
     return [float(np.clip(v - bias, low, high)) for v in np.percentile(draws, [2.5, 97.5])]
 
 
+def length_figures(ratio):  # generated over real length, per clip -> its median, the share within 25%
+    return {"length_ratio": float(np.median(ratio)),
+            "length_within_25": float(np.mean(np.abs(ratio - 1) <= 0.25))}
+
+
 def wilson(share, n, z=1.959963984540054):
     """The Wilson score interval (95%) of a share of n trials, in closed form. Unlike a bootstrap's
     percentiles it does not collapse to [1, 1] when every clip passes: 10 of 10 give [0.722, 1]."""

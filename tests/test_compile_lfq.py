@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tokenizer
+from bench import compile_lfq
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = {"quantize", "codes", "mass_fwd", "mass_bwd"}
@@ -18,14 +18,8 @@ KERNELS = {"quantize", "codes", "mass_fwd", "mass_bwd"}
 MAX_SPILL_BYTES = 64
 
 
-def config_bits():
-    configs = [json.loads(p.read_text()) for p in sorted((ROOT / "configs").glob("tokenizer*.json"))]
-    sizes = {tokenizer.CONFIG["codebook_size"], *(c["codebook_size"] for c in configs)}
-    return sorted(k.bit_length() - 1 for k in sizes)
-
-
 def test_every_kernel_compiles_for_sm80_and_sm90_at_every_config_d(tmp_path):
-    ds = config_bits()
+    ds = compile_lfq.tokenizer_bits()
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1"}
     out = tmp_path / "compile.json"
     proc = subprocess.run([sys.executable, "bench/compile_lfq.py", "--archs=80,90",

@@ -71,7 +71,7 @@ def test_protocol_figures_batch_like_the_protocol_and_drop_the_partial_batch():
     np.testing.assert_allclose([fig["R@1"], fig["R@2"], fig["R@3"]], [1 / 3, 2 / 3, 1.0])
     assert fig["MMDist"] == pytest.approx((0.1 + 1.2 + 1.8) / 3)
     assert fig["FID"] == pytest.approx(0, abs=1e-9) and "MultiModality" not in fig  # the reference; no mm
-    fig = ev_mod.length_figures(np.array([0.5, 0.8, 1.0, 1.2, 1.3, 2.0, 3.0]))  # generated / real length
+    fig = metrics.length_figures(np.array([0.5, 0.8, 1.0, 1.2, 1.3, 2.0, 3.0]))  # generated / real length
     assert fig["length_ratio"] == 1.2 and fig["length_within_25"] == 3 / 7  # 0.8, 1.0, 1.2
     with pytest.raises(ValueError, match="fewer than one R-Precision batch of 32"):
         ev_mod.protocol_figures(replication(text, mot), "generated", np.arange(7), ev_mod.CONFIG, 0)
