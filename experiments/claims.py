@@ -236,7 +236,8 @@ def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
         return metrics
     # shared runs are scored once; the clips' draw is in the name, as figures on other clips are not these
     # (and R@k on R-Precision's batch, named when not the protocol's)
-    batch = "" if cfg["rprecision_batch"] == 32 else f"r{cfg['rprecision_batch']}"
+    batch = "" if cfg["rprecision_batch"] == evaluation.CONFIG["rprecision_batch"] else \
+        f"r{cfg['rprecision_batch']}"
     saved = run_dir / (f"claims_{split}_{cfg['eval_clips']}c{cfg['clip_seed']}x{cfg['replications']}{batch}"
                        ".json")
     if saved.is_file() and saved.stat().st_mtime > (run_dir / "metrics.json").stat().st_mtime:
@@ -244,7 +245,7 @@ def train_and_score(lm_cfg, given, seed, cfg, evaluate, split, ev, data):
     clips = evaluation.draw_clips(data, split, cfg["eval_clips"], cfg["clip_seed"])
     # Diversity over fewer pairs when a split is small
     eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], bootstrap=cfg["bootstrap"],
-                    rprecision_batch=cfg["rprecision_batch"], mm_texts=0, lm_dir=str(run_dir),
+                    rprecision_batch=cfg["rprecision_batch"], lm_dir=str(run_dir),
                     seed=seed, device=cfg["device"], sample_lengths="model",  # the paper's: the LM ends it
                     seen_new=True,  # the rows on seen and on new phrasing (ROWS)
                     diversity_times=min(evaluation.CONFIG["diversity_times"], len(clips) - 1))
