@@ -38,6 +38,7 @@ hf_logging.disable_progress_bar()  # one-shard "Loading weights" / "Writing mode
 TEMPLATES = ["generate a motion: {text}", "show me how a person moves: {text}",
              "what motion matches this description? {text}"]
 PARTS = ("upper", "lower")  # MotionBase's hierarchical texts: a whole-body caption plus one per body part
+TINY_BPE = 512  # the tiny models' BPE vocabulary, trained on the captions (build)
 LENGTH_TOKENS = 64  # <len 1> ... <len 64>: 4 frames a step, 12.8 s (HumanML3D's clips: at most 9.8 s)
 
 
@@ -297,7 +298,7 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
                 raise
     if spec["hf_id"] is None:  # the BPE learns from the instructions the model will read
         text = train_bpe([instruction_text(c, template=i % len(TEMPLATES)) for i, c in enumerate(captions)],
-                         512)
+                         TINY_BPE)
     elif spec["family"] == "llama":
         text = TextTokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
     elif folder is not None and (folder / "merges.txt").is_file():

@@ -76,6 +76,7 @@ CONFIG = dict(
     estimate=False, gpus=0, gpu_gib=0.0,  # print the memory estimate (for `gpus` GPUs of gpu_gib) and stop
     seed=1337, device="auto", resume=False,
 )
+PAPER_K = 16384  # the paper's codebook (configs/tokenizer_paper.json): --estimate's K before any codes exist
 PAPER_FORMAT = dict(length_token=False, countdown=False)  # the paper's sequence (experiments: its claims)
 ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "length_token", "countdown")  # --resume keeps
 GONE = ("motion_clock", "mix_parts", "task", "init_from", "train_fraction", "train_subsets")  # until a4c2a31
@@ -255,10 +256,10 @@ def train_step(run, samples, clip_ids, step):
     mine = samples[run.rank * micro * accum:(run.rank + 1) * micro * accum]
     stats = torch.zeros(4, dtype=torch.float64, device=run.device)
     for m in range(accum):
-        sync = m == accum - 1
-        if run.parallel == "fsdp":
-            run.model.set_requires_gradient_sync(sync)
-        with run.model.no_sync() if run.parallel == "ddp" and not sync else nullcontext():
+        # DDP skips its all-reduce until the last micro-batch: its full gradient exists anyway. FSDP must
+        # not (set_requires_gradient_sync(False) keeps an unsharded fp32 gradient of the whole model per rank
+        # until then): it reduce-scatters every micro-batch into the shards, which accumulate there
+        with run.model.no_sync() if run.parallel == "ddp" and m < accum - 1 else nullcontext():
             ce, batch = masked_losses(run, run.lm.collate(mine[m * micro:(m + 1) * micro], cfg["loss"]))
             # ce[:, 0] is 0 (never predicted); DDP/FSDP average the gradient over the ranks: * world undoes it
             loss = (ce * (batch["labels"] != -100)).sum() * run.world / n_counted
@@ -375,7 +376,9 @@ def main(argv):
     cfg = {**CONFIG, **overrides}
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     if cfg["estimate"]:  # the memory per GPU of this run, from a meta-device model (no weights read)
-        train_scale.estimate(cfg, lm_model.hf_config(lm_model.model_spec(cfg["model"])))
+        meta = Path(cfg["data_dir"]) / "tokens" / cfg["tokenizer_run"] / "meta.json"  # K, else the paper's
+        K = json.loads(meta.read_text())["K"] if meta.is_file() else PAPER_K
+        train_scale.estimate(cfg, lm_model.model_spec(cfg["model"]), K)
         return
     if cfg["resume"]:  # a run made with a setting that train.py no longer has (GONE) does not resume at all
         cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS)

@@ -12,6 +12,7 @@ import transformers
 from torch.distributed.checkpoint import state_dict as dcp_state
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+import model as lm_model
 from common import make_temp_dir, read_run_file, recover_dir, replace_dir, write_json
 
 # dcp in one process says so at every save and load
@@ -22,21 +23,30 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "A800": 312e1
 
 # ----------------------------------------------------------------------------------------------
 # memory: what a run needs per GPU, before it starts
+LOGIT_BYTES = 14  # per logit at the loss's peak (test_train measures it on masked_losses): the model's bf16
+# logits (2), their fp32 copy (4), its shifted flat copy (4) and the log-softmax cross_entropy keeps (4)
+
+
 def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_checkpointing, bf16):
     """Bytes per GPU of training, by what holds them (train.py prints it and refuses a run that will not fit).
     Parameters are kept in fp32 (the optimizer's master copy; bf16 is autocast, or FSDP's MixedPrecisionPolicy
     casts a gathered layer), gradients in fp32, AdamW two fp32 states; FSDP shards all three over `shards`
-    ranks and gathers about two layers at a time in bf16. Activations: about 34·s·b·h bytes per layer in bf16
-    with SDPA attention (Korthikanti et al. 2022), 2·s·b·h per layer plus one layer's worth with activation
-    checkpointing; logits b·s·V ~10 bytes each (bf16, fp32, grad)."""
+    ranks and gathers about two layers at a time in bf16. Gradient accumulation adds nothing: DDP holds the
+    whole fp32 gradient anyway (its buckets are views of it), and FSDP reduce-scatters every micro-batch
+    (train_step), so a rank holds its shard plus, in flight, about two layers' unsharded bf16 gradients, their
+    fp32 copies for the reduction and its flat input (`reduce_buffers`, 10 bytes a parameter). Activations:
+    about 34·s·b·h bytes per layer in bf16 with SDPA attention (Korthikanti et al. 2022), 2·s·b·h per layer
+    plus one layer's worth with activation checkpointing; logits b·s·V, LOGIT_BYTES each."""
     layers, width, vocab = hf_config.num_hidden_layers, hf_config.hidden_size, hf_config.vocab_size
     act_bytes = 1 if bf16 else 2  # fp32 activations are twice the bf16 ones
     per_layer = 34 * seq * micro_batch * width * act_bytes
     acts = (layers * 2 * seq * micro_batch * width * act_bytes + per_layer) if activation_checkpointing \
         else layers * per_layer
-    est = {"parameters": 4 * n_params / shards + (2 * 2 * n_params / layers if shards > 1 else 0),
-           "gradients": 4 * n_params / shards, "adamw_states": 8 * n_params / shards,
-           "activations": acts, "logits": 10 * micro_batch * seq * vocab}
+    sharded = shards > 1
+    est = {"parameters": 4 * n_params / shards + (2 * 2 * n_params / layers if sharded else 0),
+           "gradients": 4 * n_params / shards, "reduce_buffers": 2 * 10 * n_params / layers if sharded else 0,
+           "adamw_states": 8 * n_params / shards, "activations": acts,
+           "logits": LOGIT_BYTES * micro_batch * seq * vocab}
     est["total"] = sum(est.values())
     return est
 
@@ -55,18 +65,23 @@ def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes, say=True)
     return parallel, micro, est
 
 
-def estimate(cfg, hf_config):
-    """train.py --estimate: print the memory per GPU of the run `cfg` describes, for a model of this
-    architecture built on the meta device (no weights read, no memory taken)."""
+def estimate(cfg, spec, K):
+    """train.py --estimate: print the memory per GPU of the run `cfg` describes, for a model of the spec's
+    architecture with its vocabulary grown by a codebook of K (motion_vocab=add: <mot>, </mot>, <pad>, the K
+    codes and the length tokens), built on the meta device (no weights read, no memory taken)."""
     world = cfg["gpus"] or int(os.environ.get("WORLD_SIZE", 1))
+    base = spec["vocab_size"] or lm_model.TINY_BPE
+    rows = (3 + K if cfg["motion_vocab"] == "add" else 0) + lm_model.LENGTH_TOKENS * cfg["length_token"]
+    step = lm_model.VOCAB_MULTIPLE
+    hf_config = lm_model.hf_config(spec, -(-(base + rows) // step) * step)
     with torch.device("meta"):
         n_params = sum(p.numel() for p in
                        transformers.AutoModelForCausalLM.from_config(hf_config).parameters())
     seq = min(hf_config.max_position_embeddings, 512)
     _, micro, est = memory_plan(hf_config, n_params, cfg, world, seq, cfg["dtype"] != "float32",
                                 cfg["gpu_gib"] * 2**30)
-    print(f"({n_params / 1e9:.2f}B parameters before the motion vocabulary; sequences of {seq} tokens, "
-          f"micro-batch {micro})")
+    print(f"({n_params / 1e9:.2f}B parameters with the {hf_config.vocab_size - base} motion rows of a "
+          f"codebook of {K}; sequences of {seq} tokens, micro-batch {micro})")
     return est
 
 
@@ -96,8 +111,9 @@ def wrap(lm, cfg, parallel, device, bf16):
         fully_shard(lm.lm, mp_policy=policy)
         module = lm.lm
     elif parallel == "ddp":
-        module = torch.nn.parallel.DistributedDataParallel(
-            lm.lm.to(device), device_ids=[device.index] if device.type == "cuda" else None)
+        module = torch.nn.parallel.DistributedDataParallel(  # buckets as the gradients' storage: no copy
+            lm.lm.to(device), device_ids=[device.index] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True)
     else:
         module = lm.lm.to(device)
     return torch.compile(module) if cfg["compile"] else module

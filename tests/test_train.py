@@ -3,13 +3,17 @@ kill at any moment (even mid-checkpoint) loses nothing older, the validation mea
 computations, clear one-line errors, and real `torchrun --nproc_per_node 2` runs (DDP, FSDP2) against one
 process."""
 
+import contextlib
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import types
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 import data
 import model
@@ -198,35 +204,100 @@ def test_resume_with_another_model_or_a_deleted_setting_is_refused(codes_dir, tm
         "--resume cannot continue it; start it over"]
 
 
-def test_memory_estimate_for_llama2_13b_on_8_gpus(capsys):
-    est = scale.estimate(dict(train.CONFIG, model="llama2-13b", gpus=8, gpu_gib=80.0),
-                         model.hf_config(model.model_spec("llama2-13b")))
-    n = 13.016e9  # Llama-2-13B's parameter count: 40 layers of 5120 wide, 13824 MLP, 32000 vocabulary
-    assert est["adamw_states"] == pytest.approx(8 * n / 8, rel=0.01)
-    assert est["parameters"] > 4 * n / 8 and est["total"] < 80 * 2**30
+def test_the_readme_13b_command_fits_80_gb_by_the_estimate(capsys):
+    """The README's torchrun command for llama2-13b, with its batch settings, fits 8 GPUs of 80 GiB by the
+    estimate, which counts FSDP's shards, the reduction's buffers and the logits of the paper's codebook."""
+    line = next(s for s in (ROOT / "README.md").read_text().splitlines()
+                if s.startswith("torchrun") and "--model=llama2-13b" in s)
+    batch = {k: int(v) for k, v in re.findall(r"--(batch_size|gradient_accumulation_steps)=(\d+)", line)}
+    assert batch.keys() == {"batch_size", "gradient_accumulation_steps"}, line
+    est = scale.estimate(dict(train.CONFIG, model="llama2-13b", gpus=8, gpu_gib=80.0, **batch),
+                         model.model_spec("llama2-13b"), K=train.PAPER_K)
+    layers, width, mlp, vocab = 40, 5120, 13824, 32000 + 3 + train.PAPER_K + model.LENGTH_TOKENS
+    vocab = -(-vocab // 64) * 64
+    n = layers * (4 * width**2 + 3 * width * mlp + 2 * width) + 2 * vocab * width + width  # Llama-2-13B
+    assert est["adamw_states"] == pytest.approx(8 * n / 8, rel=1e-6)
+    assert est["reduce_buffers"] > 0 and est["parameters"] > 4 * n / 8
+    micro = batch["batch_size"] // 8 // batch["gradient_accumulation_steps"]
+    assert est["logits"] == scale.LOGIT_BYTES * micro * 512 * vocab
+    assert est["total"] < 80 * 2**30
     assert "llama2-13b on 8 x fsdp" in capsys.readouterr().out
 
 
-def torchrun(cfg, nproc=2):
+class LiveBytes(TorchDispatchMode):
+    """The peak bytes of the tensors that ops make while the mode is on (each storage counted from the op
+    that made it until it is freed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.now, self.peak = set(), 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            storage = t.untyped_storage() if isinstance(t, torch.Tensor) else None
+            if storage is not None and storage.data_ptr() and storage.data_ptr() not in self.live:
+                self.live.add(storage.data_ptr())
+                self.now += storage.nbytes()
+                self.peak = max(self.peak, self.now)
+                weakref.finalize(storage, self.freed, storage.data_ptr(), storage.nbytes())
+        return out
+
+    def freed(self, ptr, nbytes):
+        self.live.discard(ptr)
+        self.now -= nbytes
+
+
+def test_the_estimate_counts_the_bytes_the_loss_holds_per_logit():
+    """train.masked_losses on bf16 logits (what a model under autocast gives), forward and backward: its peak
+    over the logits' count is the estimate's LOGIT_BYTES, within 10%."""
+    B, L, V, H = 3, 50, 4001, 16
+    hidden = torch.randn(B, L, H, dtype=torch.bfloat16, requires_grad=True)
+    head = torch.randn(V, H, dtype=torch.bfloat16)
+    ids = torch.randint(0, V, (B, L))
+    fake = types.SimpleNamespace(device=torch.device("cpu"), autocast=contextlib.nullcontext(),
+                                 model=lambda input_ids, **_: types.SimpleNamespace(logits=hidden @ head.T))
+    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids),
+                 position_ids=torch.arange(L).expand(B, L))
+    with LiveBytes() as mode:
+        ce, _ = train.masked_losses(fake, batch)
+        ce.sum().backward()
+    per_logit = (mode.peak - hidden.numel() * 2) / (B * L * V)  # the hidden's gradient is no logit
+    assert per_logit == pytest.approx(scale.LOGIT_BYTES, rel=0.1), per_logit
+
+
+def torchrun(cfg, nproc=2, script="train.py"):
     args = [f"--{k}={v}" for k, v in cfg.items() if v != train.CONFIG.get(k) or k == "device"]
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                           "--standalone", "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                           "--standalone", script, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.mark.parametrize("model,parallel", [("gpt2-tiny", "ddp"), ("llama-tiny", "fsdp")])
-def test_two_ranks_match_one_process(codes_dir, tmp_path, model, parallel):
-    """2 gloo ranks with the same global batch give the single process's parameters within 2e-5 (fp32;
-    the difference is summation order in the gradient reduction, amplified a little by Adam)."""
-    cfg = lm_cfg(codes_dir, tmp_path, model=model, max_iters=3, eval_interval=3)
+def test_two_ranks_with_accumulation_match_one_process(codes_dir, tmp_path, model, parallel):
+    """2 gloo ranks, 2 micro-batches each, with the same global batch give the single process's parameters
+    within 2e-5 (fp32; the difference is summation order in the gradient reduction, amplified a little by
+    Adam). After every micro-batch's backward (tests/rank_probe.py) an FSDP rank holds only its half of the
+    gradient (reduce-scatter each micro-batch; with gradient sync off it kept the whole, unsharded), a DDP
+    rank the whole."""
+    cfg = lm_cfg(codes_dir, tmp_path, model=model, max_iters=3, eval_interval=3,
+                 gradient_accumulation_steps=2)
     single = train.train(dict(cfg, run_name="single"), progress=False)
-    result = torchrun(dict(cfg, run_name=parallel, parallel=parallel))
+    result = torchrun(dict(cfg, run_name=parallel, parallel=parallel), script="tests/rank_probe.py")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"on 2 x {parallel}" in result.stdout
     assert_close_weights(weights(tmp_path / "single"), weights(tmp_path / parallel), atol=2e-5)
     metrics = json.loads((tmp_path / parallel / "metrics.json").read_text())
     assert metrics["world"] == 2 and metrics["parallel"] == parallel
     assert metrics["val_motion_loss"] == pytest.approx(single["metrics"]["val_motion_loss"], rel=1e-4)
+    for rank in (0, 1):
+        held = json.loads((tmp_path / parallel / f"grad_elements_{rank}.json").read_text())
+        assert len(held) == 3 * 2, held  # steps x micro-batches
+        share = np.array(held) / metrics["params"]
+        if parallel == "fsdp":  # a half, and the padding of odd-sized parameters' shards
+            assert (share <= 0.51).all() and (share >= 0.49).all(), share
+        else:
+            np.testing.assert_array_equal(share, 1.0)
     # the sharded checkpoint loads back on 2 ranks (dcp.load + set_state_dict) and training goes on
     result = torchrun(dict(cfg, run_name=parallel, parallel=parallel, max_iters=4, resume=True))
     assert result.returncode == 0, result.stderr[-3000:]
