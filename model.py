@@ -134,6 +134,13 @@ class MotionLM:
         kinds = [Kind.TEXT] * len(prompt) + [Kind.LENGTH] * len(length) + [Kind.CODE] * len(motion)
         return prompt + length + motion + [self.end_mot_id, self.eos_id], kinds + [Kind.END, Kind.TEXT]
 
+    def sample_size(self, prompt_len, steps):
+        """sample_ids' length for an instruction of prompt_len tokens and a motion of `steps` steps, and how
+        many of its tokens each loss counts ({loss: model.counted of kinds[1:], summed}), unbuilt."""
+        motion = int(bool(len(self.length_ids))) + steps * self.P + 1  # [<len T>], the codes, </mot>
+        n = prompt_len + motion + 1  # ... <eos>
+        return n, {"whole": n - 1, "motion": motion}
+
     def code_ids(self, codes):
         """Codes int [T >= 1, P] -> their vocabulary ids [T, P] (motion_ids); one clear error for others."""
         codes = torch.as_tensor(np.asarray(codes)).long()

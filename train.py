@@ -20,6 +20,7 @@ motion loss; last/, the last checkpoint (what --resume reads); each written as o
 """
 
 import json
+import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ CONFIG = dict(
     warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
     uncond_prob=0.1,  # share of samples with no instruction: what classifier-free guidance (sample.py) needs
+    log_interval=10,  # a line of metrics.jsonl and the console every this many steps (the host syncs then)
     eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
     length_iters=1000,  # steps of the length estimator fitted after the LM (support/length.py); 0: none, and
@@ -187,32 +189,32 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
     run = setup(cfg, clips, lm, pairs)
     cfg = run.cfg
     state = train_scale.load_last(run.dir, run.hf_model, run.opt, run.rank) if cfg["resume"] else \
-        {"step": 0, "history": [], "evals": [], "best": float("inf"), "tokens": 0, "seconds": 0.0}
-    start, history = state["step"], state["history"]
+        {"step": 0, "history": [], "evals": [], "log": [], "best": float("inf"), "tokens": 0, "seconds": 0.0}
+    start = state["step"]
+    if run.rank == 0:  # from last/'s records: a killed run's lines after it are dropped
+        write_log(run.dir, state.setdefault("log", []))
     val_quick = sorted((run.val.fixed(i) for i in range(len(run.val) if not cfg["eval_iters"] else
                         min(len(run.val), cfg["eval_iters"] * cfg["batch_size"]))), key=lambda s: len(s[0]))
     run.model.train()
     bar = progress_bar(range(start, cfg["max_iters"]), initial=start, total=cfg["max_iters"],
                        desc=f"{cfg['model']} {run.n_params / 1e6:.1f}M", disable=run.rank > 0 or not progress)
-    t_last, tokens_since = time.time(), 0
+    pending, t_last, tokens = [], time.time(), 0  # the steps since the last log step, on the device
     for step in bar:
         lr = cosine_lr(step, cfg["lr"], cfg["min_lr"], cfg["warmup_iters"], cfg["max_iters"])
         for group in run.opt.param_groups:
             group["lr"] = lr
-        samples, clip_ids = global_batch(run.train, step, cfg)
-        motion, text = train_step(run, samples, clip_ids, step)
-        history.append({"motion": motion, "text": text, "lr": lr})
-        tokens_since += sum(len(ids) for ids, _ in samples)
-        if (step + 1) % 10 == 0 or step + 1 == cfg["max_iters"]:  # the bar: losses, tokens/s, MFU on a GPU
-            seconds, t_last = time.time() - t_last, time.time()
-            state["tokens"], state["seconds"] = state["tokens"] + tokens_since, state["seconds"] + seconds
-            tok_s, seq = tokens_since / seconds, np.mean([len(ids) for ids, _ in samples])
-            post = {k: f"{history[-1][k]:.3f}" for k in ("motion", "text")} | {"tok/s": f"{tok_s:.0f}"}
-            if mfu := train_scale.mfu(run.device, run.hf_model.config, run.n_params, seq, tok_s / run.world):
-                post["mfu"] = f"{100 * mfu:.1f}%"
-            bar.set_postfix(post, refresh=False)
-            tokens_since = 0
-        if (step + 1) % cfg["eval_interval"] == 0 or step + 1 == cfg["max_iters"]:
+        samples, clip_ids, n_counted, n_tokens = global_batch(run.train, step, cfg, run.rank, run.world)
+        pending.append((step, lr, clip_ids, train_step(run, samples, n_counted)))
+        tokens += n_tokens
+        evaluating = (step + 1) % cfg["eval_interval"] == 0 or step + 1 == cfg["max_iters"]
+        if (step + 1) % cfg["log_interval"] == 0 or evaluating:  # one host sync for the steps since
+            line = log_step(run, state, pending, tokens, time.time() - t_last)
+            pending, t_last, tokens = [], time.time(), 0
+            bar.set_postfix({k: line[k] for k in ("motion", "text", "tok/s", "mfu") if line[k]},
+                            refresh=False)
+            if progress and run.rank == 0:
+                bar.write(" ".join(f"{k} {v}" for k, v in line.items() if v is not None))
+        if evaluating:
             t_eval = time.time()
             checkpoint(run, state, step + 1, *evaluate(run, val_quick))
             t_last += time.time() - t_eval  # tokens/s counts training only, not the eval and checkpoint
@@ -227,54 +229,99 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
             print(f"{run.dir}: {summary}")
     del run  # its models hold the process group: free them before tearing it down
     distributed_teardown()
-    return {"history": history, "evals": state["evals"], "metrics": metrics}
+    return {"history": state["history"], "evals": state["evals"], "metrics": metrics}
 
 
 def masked_losses(run, batch):
-    """Per-token cross-entropy [B, L] (nats; token t predicted from t-1, model.token_losses) and the batch."""
-    batch = {k: v.to(run.device) for k, v in batch.items()}
+    """Per-token cross-entropy [B, L] (nats; token t predicted from t-1, model.token_losses) and the batch
+    (on a GPU copied from pinned memory, without waiting)."""
+    if run.device.type == "cuda":
+        batch = {k: v.pin_memory().to(run.device, non_blocking=True) for k, v in batch.items()}
     with run.autocast:
         logits = run.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}).logits
     return lm_model.token_losses(logits.float(), batch["input_ids"]), batch
 
 
 def add_kind_sums(sums, ce, kinds, keep):
-    """sums [4] += the cross-entropy and number of the motion-code tokens, then the instruction's (`keep`)."""
+    """sums [4] += the cross-entropy and number of the motion-code tokens, then the instruction's (`keep`);
+    masks multiply, as boolean indexing would wait for the GPU."""
     for row, kind in ((0, lm_model.Kind.CODE), (2, lm_model.Kind.TEXT)):
         mask = (kinds == kind) & keep
-        sums[row] += ce[mask].double().sum()
+        sums[row] += (ce.double() * mask).sum()
         sums[row + 1] += mask.sum()
 
 
-def train_step(run, samples, clip_ids, step):
-    """One optimizer step on the global batch `samples` (this rank's slice, in micro-batches) -> the mean
-    cross-entropy of its motion-code tokens and of its instruction tokens, over all ranks."""
+def train_step(run, samples, n_counted):
+    """One optimizer step on the global batch, of which `samples` are this rank's, sorted by length, in
+    micro-batches; n_counted is the global batch's count of tokens the loss counts -> a float64 tensor left
+    on the device until a log step (log_step): the sums of cross-entropy and counts of the motion-code and
+    instruction tokens over all ranks, the number of ranks whose loss was not finite, whether this rank's
+    was, and the gradient's norm before clipping."""
     cfg, micro, accum = run.cfg, run.micro, run.cfg["gradient_accumulation_steps"]
-    # the tokens collate's labels count (model.counted; position 0 is never predicted), over the global batch:
-    # every micro-batch divides by it
-    n_counted = sum(int(lm_model.counted(kinds[1:], cfg["loss"]).sum()) for _, kinds in samples)
-    mine = samples[run.rank * micro * accum:(run.rank + 1) * micro * accum]
-    stats = torch.zeros(4, dtype=torch.float64, device=run.device)
+    stats = torch.zeros(5, dtype=torch.float64, device=run.device)
     for m in range(accum):
         # DDP skips its all-reduce until the last micro-batch: its full gradient exists anyway. FSDP must
         # not (set_requires_gradient_sync(False) keeps an unsharded fp32 gradient of the whole model per rank
         # until then): it reduce-scatters every micro-batch into the shards, which accumulate there
         with run.model.no_sync() if run.parallel == "ddp" and m < accum - 1 else nullcontext():
-            ce, batch = masked_losses(run, run.lm.collate(mine[m * micro:(m + 1) * micro], cfg["loss"]))
+            ce, batch = masked_losses(run, run.lm.collate(samples[m * micro:(m + 1) * micro], cfg["loss"]))
             # ce[:, 0] is 0 (never predicted); DDP/FSDP average the gradient over the ranks: * world undoes it
             loss = (ce * (batch["labels"] != -100)).sum() * run.world / n_counted
-            if not torch.isfinite(loss):
-                raise ValueError(f"non-finite loss at step {step} (clips {', '.join(clip_ids)}); the "
-                                 f"last checkpoint in {run.dir} is as it was")
             loss.backward()
+        stats[4] += ~torch.isfinite(loss.detach())
         add_kind_sums(stats, ce.detach(), batch["kinds"], torch.arange(ce.shape[1], device=run.device) > 0)
-    if cfg["grad_clip"]:
-        torch.nn.utils.clip_grad_norm_(run.hf_model.parameters(), cfg["grad_clip"])
+    mine = stats[4].clamp(max=1)
+    stats[4] = mine  # all-reduced: the ranks whose loss was not finite
+    # the norm, and on clip 0 a scale by 1.0 (exact): the log keeps it either way
+    norm = torch.nn.utils.clip_grad_norm_(run.hf_model.parameters(), cfg["grad_clip"] or float("inf"))
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     if run.world > 1:
         dist.all_reduce(stats)
-    return (stats[0] / stats[1]).item(), (stats[2] / stats[3]).item()
+    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: a DTensor
+    return torch.cat([stats, mine.view(1), norm.double().view(1)])
+
+
+def log_step(run, state, pending, tokens, seconds):
+    """The steps since the last log step, fetched from the device at once: their losses join the history; a
+    non-finite loss stops the run naming its step and clips (before any checkpoint: the last one is left as
+    it was); a line of loss, lr, tokens/s, MFU, grad norm and peak memory joins metrics.jsonl -> that line."""
+    values = torch.stack([v for *_, v in pending]).tolist()  # the host sync
+    for (step, lr, clip_ids, _), v in zip(pending, values, strict=True):
+        if v[4]:
+            where = f"on this rank (clips {', '.join(clip_ids)})" if v[5] else "on another rank"
+            raise ValueError(f"non-finite loss at step {step} {where}; the last checkpoint in {run.dir} is "
+                             "as it was")
+        state["history"].append({"motion": mean(v[0], v[1]), "text": mean(v[2], v[3]), "lr": lr})
+    state["tokens"], state["seconds"] = state["tokens"] + tokens, state["seconds"] + seconds
+    tok_s = tokens / seconds
+    seq = tokens / len(pending) / run.cfg["batch_size"]
+    mfu = train_scale.mfu(run.device, run.hf_model.config, run.n_params, seq, tok_s / run.world)
+    peak = (torch.cuda.max_memory_allocated(run.device) if run.device.type == "cuda" else
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+    last = state["history"][-1]
+    record = {"step": pending[-1][0] + 1, "motion_loss": round(last["motion"], 4),
+              "text_loss": round(last["text"], 4), "lr": pending[-1][1], "tokens_per_s": round(tok_s),
+              "mfu": None if mfu is None else round(mfu, 4), "grad_norm": round(values[-1][6], 4),
+              "peak_memory_gib": round(peak / 2**30, 2)}
+    state["log"].append(record)
+    if run.rank == 0:
+        with open(run.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    return {"step": record["step"], "motion": f"{last['motion']:.3f}", "text": f"{last['text']:.3f}",
+            "lr": f"{record['lr']:.2e}", "tok/s": f"{tok_s:.0f}", "mfu": mfu and f"{100 * mfu:.1f}%",
+            "grad_norm": f"{record['grad_norm']:.3f}", "peak_gib": f"{record['peak_memory_gib']:.2f}"}
+
+
+def mean(total, n):
+    """A sum over a count, as a float; nan for none (a text-only run has no motion tokens)."""
+    return total / n if n else float("nan")
+
+
+def write_log(run_dir, log):
+    """metrics.jsonl: the log's lines (log steps and evaluations), written whole."""
+    lines = "".join(json.dumps(e) + "\n" for e in log)
+    atomic_write(run_dir / "metrics.jsonl", lambda p: p.write_text(lines))
 
 
 @torch.no_grad()
@@ -307,11 +354,11 @@ def checkpoint(run, state, step, val_motion, val_text):
     if score < state["best"]:  # there is no motion (text-only pretraining: experiments/claims.py)
         state["best"] = score
         train_scale.save_best(run.dir, run.lm, run.hf_model, run.rank, run.parallel)
+    state["log"].append({"eval": True, **evals[-1]})
     state.update(step=step)
     train_scale.save_last(run.dir, run.hf_model, run.opt, state, run.rank, run.world)
     if run.rank == 0:
-        lines = "".join(json.dumps(e) + "\n" for e in evals)
-        atomic_write(run.dir / "metrics.jsonl", lambda p: p.write_text(lines))
+        write_log(run.dir, state["log"])
         plot_curves(run.dir / "loss_curve.png", history, evals)
 
 

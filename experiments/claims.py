@@ -155,9 +155,15 @@ class TextPairs(Pairs):
     def fits(self, prompt, steps):
         return prompt + steps * self.codes.P + 2 <= self.lm.lm.config.max_position_embeddings
 
-    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
-        texts = [*self.captions[i], *(self.parts[i] or {}).values()]
-        return text_ids(self.lm, texts[rng.integers(len(texts))])
+    def draw(self, i, rng, parts_prob, uncond_prob=0.0):
+        return int(rng.integers(len(self.captions[i]) + len(self.parts[i] or {})))  # which text
+
+    def build(self, i, choice):
+        return text_ids(self.lm, [*self.captions[i], *(self.parts[i] or {}).values()][choice])
+
+    def size(self, i, choice):
+        n = len(self.build(i, choice)[0])
+        return n, {"whole": n - 1, "motion": 0}  # every token is text
 
     def fixed(self, i, text_of=None):
         return text_ids(self.lm, self.captions[i if text_of is None else text_of][0])

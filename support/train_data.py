@@ -17,6 +17,7 @@ class Pairs:
         self.lm, self.data, self.codes = lm, data, codes
         self.clips, self.captions, self.parts, self.lengths = [], [], [], []
         self.skipped = {"too_long": 0, "empty_caption": 0}
+        self.prompt_lengths = {}  # size(): (pair, caption, parts, template) -> the instruction's tokens
         for clip in data.split(split) if clips is None else clips:
             text = data.texts[clip]
             captions = [c for c in text["captions"] if c.strip()]
@@ -42,14 +43,37 @@ class Pairs:
         """Do an instruction of `prompt` tokens and a motion of `steps` steps fit (model.motion_room)?"""
         return self.lm.motion_room(prompt) >= steps
 
-    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
-        """A training instance of pair i: a random caption and template, part texts with parts_prob, no
-        instruction at all with uncond_prob."""
-        parts = self.parts[i] if self.parts[i] and rng.random() < parts_prob else None
-        caption, codes = self.captions[i][rng.integers(len(self.captions[i]))], self.codes.clip(self.clips[i])
+    def draw(self, i, rng, parts_prob, uncond_prob=0.0):
+        """A training instance of pair i, as its random choices (caption, parts or not, template): a random
+        caption and template, part texts with parts_prob, no instruction at all (caption None) with
+        uncond_prob."""
+        parts = bool(self.parts[i]) and rng.random() < parts_prob
+        caption = int(rng.integers(len(self.captions[i])))
         if rng.random() < uncond_prob:
-            caption, parts = None, None
-        return self.lm.sample_ids(caption, codes, parts, int(rng.integers(len(lm_model.TEMPLATES))))
+            caption, parts = None, False
+        return caption, parts, int(rng.integers(len(lm_model.TEMPLATES)))
+
+    def build(self, i, choice):
+        """The drawn instance `choice` of pair i -> (ids, kinds) (MotionLM.sample_ids)."""
+        caption, parts, template = choice
+        return self.lm.sample_ids(None if caption is None else self.captions[i][caption],
+                                  self.codes.clip(self.clips[i]), self.parts[i] if parts else None, template)
+
+    def size(self, i, choice):
+        """The drawn instance's length and its tokens each loss counts (MotionLM.sample_size), without
+        building it: an instruction is tokenised once per (caption, parts, template) and its length kept."""
+        caption, parts, template = choice
+        key = (i, caption, parts, template) if caption is not None else None
+        if key not in self.prompt_lengths:
+            text = None if caption is None else self.captions[i][caption]
+            self.prompt_lengths[key] = len(self.lm.prompt_ids(text, self.parts[i] if parts else None,
+                                                              template))
+        steps = self.codes.offsets[self.clips[i] + 1] - self.codes.offsets[self.clips[i]]
+        return self.lm.sample_size(self.prompt_lengths[key], int(steps))
+
+    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
+        """A random training instance of pair i (draw, then build)."""
+        return self.build(i, self.draw(i, rng, parts_prob, uncond_prob))
 
     def fixed(self, i, text_of=None):
         """Pair i's evaluation instance: first caption, template 0, no parts; text_of=j: pair j's text."""
@@ -71,13 +95,19 @@ def epoch_batches(lengths, batch_size, seed, epoch):
     return order.reshape(-1, batch_size)[rng.permutation(len(order) // batch_size)]
 
 
-def global_batch(pairs, step, cfg):
-    """Step's global batch as (ids, kinds) instances sorted by length, and their clip ids: every rank builds
-    all of it (cheap) so that each knows the global count of counted tokens, then takes its own slice."""
+def global_batch(pairs, step, cfg, rank=0, world=1):
+    """Step's global batch, this rank's share of it: every rank draws every instance (cheap: no tokens are
+    built) and sorts them all by length, then builds only its own, every world-th from its rank on (so each
+    rank's micro-batches pad alike) -> (its (ids, kinds) instances sorted by length, their clip ids, the
+    global batch's count of tokens that cfg["loss"] counts, and of all its tokens)."""
     batches = epoch_batches(pairs.lengths.astype(np.int64).tobytes(), cfg["batch_size"], cfg["seed"],
                             step // (len(pairs) // cfg["batch_size"]))
     picked = batches[step % len(batches)]
-    samples = [pairs.sample(i, np.random.default_rng([cfg["seed"], step, k]), cfg["parts_prob"],
-                            cfg["uncond_prob"]) for k, i in enumerate(picked)]
-    order = sorted(range(len(samples)), key=lambda k: len(samples[k][0]))
-    return [samples[k] for k in order], [pairs.data.ids[pairs.clips[picked[k]]] for k in order]
+    choices = [pairs.draw(i, np.random.default_rng([cfg["seed"], step, k]), cfg["parts_prob"],
+                          cfg["uncond_prob"]) for k, i in enumerate(picked)]
+    sizes = [pairs.size(i, choice) for i, choice in zip(picked, choices, strict=True)]
+    order = sorted(range(len(picked)), key=lambda k: sizes[k][0])
+    mine = order[rank::world]
+    return ([pairs.build(picked[k], choices[k]) for k in mine],
+            [pairs.data.ids[pairs.clips[picked[k]]] for k in mine],
+            sum(counted[cfg["loss"]] for _, counted in sizes), sum(n for n, _ in sizes))

@@ -78,7 +78,8 @@ def test_resume_follows_the_uninterrupted_curve(codes_dir, tmp_path):
 
 
 def test_metrics_match_hand_computations(codes_dir, tmp_path):
-    out = train.train(lm_cfg(codes_dir, tmp_path, run_name="m"), progress=False)["metrics"]
+    run = train.train(lm_cfg(codes_dir, tmp_path, run_name="m"), progress=False)
+    out, history = run["metrics"], run["history"]
     saved = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert saved["val_motion_loss"] == pytest.approx(out["val_motion_loss"])
     # unigram entropy per slot, from the raw codes of the val clips
@@ -93,7 +94,12 @@ def test_metrics_match_hand_computations(codes_dir, tmp_path):
     # an untrained-ish model: its loss is near log of the vocabulary, far above the unigram entropy
     assert out["val_motion_loss"] > out["unigram_motion_entropy"]
     assert (tmp_path / "m" / "loss_curve.png").stat().st_size > 1000
-    assert len((tmp_path / "m" / "metrics.jsonl").read_text().splitlines()) == 1
+    # metrics.jsonl: a line per log step (here only the last, step 4: log_interval is 10) and per evaluation
+    lines = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [4, 4] and lines[1]["eval"] and "eval" not in lines[0]
+    assert lines[0]["motion_loss"] == pytest.approx(history[-1]["motion"], abs=1e-4)
+    assert lines[0]["lr"] == history[-1]["lr"] and lines[0]["tokens_per_s"] > 0
+    assert lines[0]["peak_memory_gib"] > 0.05 and lines[0]["mfu"] is None  # a CPU has no listed peak
 
 
 @pytest.mark.parametrize("n", [2, 3, 7, 100])
@@ -327,18 +333,59 @@ def test_the_loss_divides_by_the_tokens_its_labels_count(codes_dir, tmp_path, lo
     token <len T> included, model.counted): its gradient is that of a float64 masked mean computed here from
     the model's logits and the labels (a denominator that left <len T> out was 1% off on a batch of 8)."""
     run = train.setup(lm_cfg(codes_dir, tmp_path, loss=loss, grad_clip=0.0), None, None, lm_data.Pairs)
-    samples, clip_ids = lm_data.global_batch(run.train, 0, run.cfg)
+    samples, _, n_counted, _ = lm_data.global_batch(run.train, 0, run.cfg)
     assert any(model.Kind.LENGTH in kinds for _, kinds in samples)
     reference = copy.deepcopy(run.hf_model).double()
     batch = run.lm.collate(samples, loss)
+    assert n_counted == (batch["labels"][:, 1:] != -100).sum()
     logits = reference(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}).logits
     mean = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100)
     mean.backward()
     grads = {}
     run.opt.step = lambda: grads.update({n: p.grad.clone() for n, p in run.hf_model.named_parameters()})
-    train.train_step(run, samples, clip_ids, 0)
+    stats = train.train_step(run, samples, n_counted)
     for name, p in reference.named_parameters():
         torch.testing.assert_close(grads[name].double(), p.grad, rtol=1e-3, atol=1e-6)
+    norm = torch.cat([p.grad.flatten() for p in reference.parameters()]).norm()  # the log's grad norm
+    assert stats[6].item() == pytest.approx(norm.item(), rel=1e-4) and stats[4] == stats[5] == 0
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_each_rank_builds_only_its_share_of_the_global_batch(codes_dir, tmp_path, world):
+    """global_batch on `world` ranks: rank r builds every world-th instance of the one process's batch (sorted
+    by length) from r on and nothing else; every rank gets the one process's count of counted tokens, and of
+    all tokens."""
+    run = train.setup(lm_cfg(codes_dir, tmp_path, loss="motion", batch_size=7), None, None, lm_data.Pairs)
+    one, one_clips, n_counted, n_tokens = lm_data.global_batch(run.train, 3, run.cfg)
+    assert [len(ids) for ids, _ in one] == sorted(len(ids) for ids, _ in one)
+    assert n_counted == sum(int(model.counted(kinds[1:], "motion").sum()) for _, kinds in one)
+    assert n_tokens == sum(len(ids) for ids, _ in one)
+    built = []
+    run.train.build = lambda i, choice, build=run.train.build: built.append(i) or build(i, choice)
+    for rank in range(world):
+        built.clear()
+        mine, clips, counted, tokens = lm_data.global_batch(run.train, 3, run.cfg, rank, world)
+        assert mine == one[rank::world] and clips == one_clips[rank::world]
+        assert (counted, tokens) == (n_counted, n_tokens) and len(built) == len(mine)
+
+
+def test_a_non_finite_loss_stops_the_run_at_the_next_log_step(codes_dir, tmp_path, monkeypatch):
+    """A NaN loss at step 2 (between log steps: the loop reads the device only there) stops the run at step
+    4's log naming step 2 and its clips, before the checkpoint due then: last/ stays step 2's."""
+    losses = train.masked_losses
+    calls = []
+
+    def nan_at_step_2(run, batch):
+        calls.extend([1] * torch.is_grad_enabled())  # training's calls, not the evaluations'
+        ce, batch = losses(run, batch)
+        return (ce * float("nan") if len(calls) == 3 else ce), batch
+
+    monkeypatch.setattr(train, "masked_losses", nan_at_step_2)
+    cfg = lm_cfg(codes_dir, tmp_path, run_name="nan", max_iters=6, eval_interval=2, eval_iters=1)
+    with pytest.raises(ValueError, match=r"^non-finite loss at step 2 on this rank \(clips [^)]+\); the last "
+                                         r"checkpoint in .* is as it was$"):
+        train.train(cfg, progress=False)
+    assert json.loads((tmp_path / "nan" / "last" / "progress.json").read_text())["step"] == 2
 
 
 def test_validation_losses_are_means_over_the_predicted_tokens(codes_dir, tmp_path):
