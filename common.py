@@ -16,6 +16,7 @@ import sys
 import tempfile
 import tokenize
 from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -286,6 +287,16 @@ def pick_device(device):  # "auto": this rank's GPU when there is one, else the 
     return torch.device(auto if device == "auto" else device)
 
 
+def bf16_on(device):
+    """Is bf16 the dtype to compute in on this device: a GPU that has it (training's autocast, inference's
+    weights); fp32 elsewhere."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=60)  # a collective waits this long: at 13B, rank 0 reads 26 GB of
+# weights while the other ranks wait for it (torch's default, 10 minutes, can pass)
+
+
 def distributed_setup(device="auto"):
     """-> (rank, world, device). Under torchrun (WORLD_SIZE > 1) this joins the process group: nccl on CUDA,
     gloo on the CPU (multi-node too: torchrun's rendezvous sets the variables)."""
@@ -294,7 +305,7 @@ def distributed_setup(device="auto"):
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
     return rank, world, device
 
 

@@ -15,6 +15,7 @@ Training minimises eq. (1), L(Θ) = −Σ_j log P_Θ(y_j | desc, ŷ_{1:j−1}) o
 their Kind). generate() is constrained, so every output parses into codes [T, P]. Usage: docs/lm.md.
 """
 
+import json
 from collections import Counter
 from enum import IntEnum
 from pathlib import Path
@@ -24,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from torch.nn.utils.rnn import pad_sequence
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from common import make_temp_dir, read_run_file, replace_dir, write_json
+from common import bf16_on, make_temp_dir, read_run_file, replace_dir, write_json
 from support.model_pretrained import fresh_rows, hub_snapshot, reuse_ids
 from support.model_registry import REGISTRY, VOCAB_MULTIPLE, hf_config, model_spec  # the named models
 from support.text_tokenizer import TextTokenizer, bpe_from_files, normalise_caption, train_bpe
@@ -261,12 +262,13 @@ class MotionLM:
                              f"{limit[bad[0]].item()} fit (context {n_ctx}, max_steps {max_steps})")
         return limit, low
 
-    def save(self, run_dir, state_dict=None):
+    def save(self, run_dir, state_dict=None, weights=True):
         """run_dir/model/ (Hugging Face, safetensors), text_tokenizer/ and motion_vocab.json, each put in
-        place whole. `state_dict`: a full state dict gathered elsewhere (FSDP rank 0)."""
+        place whole. `state_dict`: the weights to write, in their dtype (train.py's, gathered under FSDP);
+        weights=False: no model/ (a run's start: its first evaluation writes it)."""
         run_dir = Path(run_dir)
-        for name, write in (("model", lambda d: self.lm.save_pretrained(d, state_dict=state_dict)),
-                            ("text_tokenizer", self.text.save)):
+        for name, write in (("model", lambda d: self._save_weights(d, state_dict)),
+                            ("text_tokenizer", self.text.save))[not weights:]:
             tmp = make_temp_dir(run_dir / name)
             write(tmp)
             replace_dir(tmp, run_dir / name)
@@ -275,6 +277,16 @@ class MotionLM:
             end_mot_id=self.end_mot_id, eos_id=self.eos_id, pad_id=self.pad_id, mode=self.mode,
             length_ids=self.length_ids.tolist(), family=self.spec["family"],
             text_tokenizer="tiktoken" if self.text.files else "hf", spec=self.spec))
+
+    def _save_weights(self, folder, state_dict):
+        """save_pretrained into `folder`, its config.json naming the dtype the weights are written in
+        (save_pretrained names the live model's, and empties the dict it is given)."""
+        dtype = next(iter(state_dict.values())).dtype if state_dict else None
+        self.lm.save_pretrained(folder, state_dict=state_dict)
+        if dtype is not None:
+            config = json.loads((folder / "config.json").read_text())
+            config["dtype"] = str(dtype).removeprefix("torch.")
+            write_json(folder / "config.json", config)
 
 
 def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", seed=0, length_token=False,
@@ -344,10 +356,13 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
                     length_ids=length_ids)
 
 
-def load(run_dir, device="cpu"):
-    """The MotionLM that save() wrote to run_dir (in the dtype saved); a damaged file fails naming it."""
+def load(run_dir, device="cpu", weights=True, config=None):
+    """The MotionLM that save() wrote to run_dir, on `device` in the dtype to compute in there (bf16 on a GPU
+    that has it, else fp32; common.bf16_on); a damaged file fails naming it. weights=False: its model on the
+    meta device (no memory; from `config`, else model/config.json), for train.py to fill (materialise)."""
     run_dir = Path(run_dir)
-    for name in ("motion_vocab.json", "model/config.json", "text_tokenizer"):
+    needed = ("motion_vocab.json", "text_tokenizer") + (("model/config.json",) if config is None else ())
+    for name in needed:
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir / name} not found: a model run folder holds model/, "
                                     "text_tokenizer/ and motion_vocab.json")
@@ -363,13 +378,35 @@ def load(run_dir, device="cpu"):
     else:
         text = read_run_file(folder, remake, lambda f: TextTokenizer(AutoTokenizer.from_pretrained(
             f, local_files_only=True)))
-    read_run_file(run_dir / "model" / "config.json", remake)
-    for weights in sorted((run_dir / "model").glob("*.safetensors")):  # safe_open checks header and size
-        read_run_file(weights, remake, lambda f: safe_open(f, "pt").keys())
-    lm = AutoModelForCausalLM.from_pretrained(run_dir / "model", local_files_only=True, dtype="auto")
-    return MotionLM(lm.to(device), text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
+    if config is None:
+        config = read_run_file(run_dir / "model" / "config.json", remake,
+                               lambda f: AutoConfig.from_pretrained(f.parent, local_files_only=True))
+    if weights:
+        for file in sorted((run_dir / "model").glob("*.safetensors")):  # safe_open checks header and size
+            read_run_file(file, remake, lambda f: safe_open(f, "pt").keys())
+        device = torch.device(device)
+        lm = AutoModelForCausalLM.from_pretrained(run_dir / "model", local_files_only=True, dtype=(
+            torch.bfloat16 if bf16_on(device) else torch.float32)).to(device)
+    else:
+        with torch.device("meta"):
+            lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return MotionLM(lm, text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
                     end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"],
                     length_ids=v.get("length_ids", []))
+
+
+def materialise(hf_model, device):
+    """A model built on the meta device (load(weights=False)), on `device`: its parameters' memory allocated
+    but not set (they are filled from rank 0 or a checkpoint), and the buffers no state dict holds (Llama's
+    rotary frequencies) computed as its constructor computes them; tied weights tied again (to_empty makes
+    each module its own tensor)."""
+    hf_model.to_empty(device=device)
+    hf_model.tie_weights()
+    with torch.no_grad():
+        for module in hf_model.modules():
+            if module._non_persistent_buffers_set and not list(module.parameters(recurse=False)):
+                hf_model._init_weights(module)  # transformers' own: for the rotary embedding, its buffers
+    return hf_model
 
 
 def forced_codes(keep, lm, limit, low):

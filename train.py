@@ -35,6 +35,7 @@ import model as lm_model
 import tokenizer
 from common import (
     atomic_write,
+    bf16_on,
     cli,
     cosine_lr,
     distributed_setup,
@@ -102,6 +103,7 @@ class Run:
     parallel: str  # single | ddp | fsdp
     micro: int  # sequences per micro-batch
     autocast: object
+    dtype: torch.dtype  # the training dtype: what model/ is exported in
     train: Pairs
     val: Pairs
     n_params: int
@@ -119,8 +121,7 @@ def setup(cfg, clips, start, pairs):
     run_dir = Path(cfg["out_dir"]) / cfg["run_name"]
     cfg["lr"] = cfg["lr"] or lm_model.model_spec(cfg["model"])["lr"]
     cfg["min_lr"] = cfg["min_lr"] or cfg["lr"] / 10
-    bf16 = cfg["dtype"] == "bfloat16" or (cfg["dtype"] == "auto" and device.type == "cuda"
-                                          and torch.cuda.is_bf16_supported())
+    bf16 = cfg["dtype"] == "bfloat16" or (cfg["dtype"] == "auto" and bf16_on(device))
     if cfg["batch_size"] % (world * cfg["gradient_accumulation_steps"]):
         raise ValueError(f"batch_size = {cfg['batch_size']} does not split over {world} ranks x "
                          f"{cfg['gradient_accumulation_steps']} accumulation steps")
@@ -153,7 +154,7 @@ def setup(cfg, clips, start, pairs):
         raise ValueError(f"{cfg['model']} will not fit: about {est['total'] / 2**30:.0f} GiB per GPU of "
                          f"{gpu_bytes / 2**30:.0f}; use more GPUs (--parallel=fsdp), a smaller micro-batch "
                          f"(--gradient_accumulation_steps) or --activation_checkpointing")
-    model = train_scale.wrap(lm, cfg, parallel, device, bf16)
+    model = train_scale.wrap(lm, cfg, parallel, device, bf16, rank)
     decay = [p for p in hf_model.parameters() if p.dim() >= 2]  # weight decay on the matrices only
     no_decay = [p for p in hf_model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
@@ -162,23 +163,29 @@ def setup(cfg, clips, start, pairs):
     # bf16 autocast on a GPU that has it; under FSDP its MixedPrecisionPolicy casts instead
     autocast = torch.autocast("cuda", torch.bfloat16) if bf16 and parallel != "fsdp" else nullcontext()
     return Run(cfg, run_dir, rank, world, device, lm, hf_model, model, opt, parallel, micro, autocast,
-               train_pairs, val_pairs, n_params)
+               torch.bfloat16 if bf16 else torch.float32, train_pairs, val_pairs, n_params)
 
 
 def build_or_load(cfg, run_dir, codes, data, rank, world, start=None):
     """A fresh run: rank 0 builds the model (its BPE and motion vocabulary from the train captions) or takes
-    `start` and saves it, the other ranks load that; a resumed run loads it (its weights then from last/)."""
+    `start`, and saves its vocabularies (model/ waits for the first evaluation: no copy of the weights is
+    written to be read back); the other ranks build the same model on the meta device, from rank 0's config,
+    to be filled with rank 0's weights (train_scale.wrap). A resumed run: every rank builds it on the meta
+    device, to be filled from last/ (train_scale.load_last)."""
     if cfg["resume"]:
         recover_dir(run_dir / "model")
-    elif rank == 0:
+        return lm_model.load(run_dir, weights=False)
+    lm = None
+    if rank == 0:
         lm = start or lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=[
             t for i in data.split("train") for t in (*data.texts[i]["captions"],
                                                      *(data.texts[i].get("parts") or {}).values())],
             **{k: cfg[k] for k in ("init", "motion_vocab", "seed", "length_token", "countdown")})
-        lm.save(run_dir)
-    if world > 1 and not cfg["resume"]:
-        dist.barrier()
-    return lm if rank == 0 and not cfg["resume"] else lm_model.load(run_dir)
+        lm.save(run_dir, weights=False)
+    config = [lm.lm.config if rank == 0 else None]
+    if world > 1:  # after rank 0's save: the others read its vocabularies next
+        dist.broadcast_object_list(config)
+    return lm if rank == 0 else lm_model.load(run_dir, weights=False, config=config[0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,7 +360,7 @@ def checkpoint(run, state, step, val_motion, val_text):
     score = val_text if np.isnan(val_motion) else val_motion  # the best model by it; by the text where
     if score < state["best"]:  # there is no motion (text-only pretraining: experiments/claims.py)
         state["best"] = score
-        train_scale.save_best(run.dir, run.lm, run.hf_model, run.rank, run.parallel)
+        train_scale.save_best(run.dir, run.lm, run.hf_model, run.rank, run.dtype)
     state["log"].append({"eval": True, **evals[-1]})
     state.update(step=step)
     train_scale.save_last(run.dir, run.hf_model, run.opt, state, run.rank, run.world)

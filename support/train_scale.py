@@ -97,25 +97,39 @@ def mfu(device, hf_config, n_params, seq, tok_s):
 
 # ----------------------------------------------------------------------------------------------
 # the module the training loop calls
-def wrap(lm, cfg, parallel, device, bf16):
+def wrap(lm, cfg, parallel, device, bf16, rank=0):
     """The bare model, DDP around it, or the model sharded in place by FSDP2 (each decoder layer, then the
-    root; bf16 parameters with fp32 gradient reduction on a GPU, fp32 on the CPU)."""
+    root; bf16 parameters with fp32 gradient reduction on a GPU, fp32 on the CPU). A model on the meta device
+    (train.build_or_load: the ranks but 0, or a resumed run) is materialised on `device`; a fresh run's ranks
+    then get rank 0's weights: DDP broadcasts them as it starts, FSDP's shards come from rank 0's full state
+    dict (broadcast_from_rank0: no other rank reads or holds the whole). A resumed run's come from last/."""
     if cfg["activation_checkpointing"]:
         lm.lm.activation_checkpointing_enable()
+    fresh = not cfg["resume"]
     if parallel == "fsdp":
+        full = lm.lm.state_dict() if rank == 0 and fresh else {}  # rank 0's weights, on the CPU
+        lm.lm.to("meta").tie_weights()  # every rank alike (the move untied them): shard the empty model, then
+        # fill it
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else torch.float32,
                                       reduce_dtype=torch.float32)
         for module in lm.lm.modules():
             if type(module).__name__ in (lm.lm._no_split_modules or ()):
                 fully_shard(module, mp_policy=policy)
         fully_shard(lm.lm, mp_policy=policy)
+        lm_model.materialise(lm.lm, device)
+        if fresh:
+            dcp_state.set_model_state_dict(lm.lm, full, options=dcp_state.StateDictOptions(
+                full_state_dict=True, broadcast_from_rank0=True))
+        del full
         module = lm.lm
-    elif parallel == "ddp":
-        module = torch.nn.parallel.DistributedDataParallel(  # buckets as the gradients' storage: no copy
-            lm.lm.to(device), device_ids=[device.index] if device.type == "cuda" else None,
-            gradient_as_bucket_view=True)
     else:
+        if next(lm.lm.parameters()).is_meta:
+            lm_model.materialise(lm.lm, device)
         module = lm.lm.to(device)
+        if parallel == "ddp":  # it broadcasts rank 0's parameters and buffers as it starts
+            module = torch.nn.parallel.DistributedDataParallel(  # buckets as the gradients' storage: no copy
+                module, device_ids=[device.index] if device.type == "cuda" else None,
+                gradient_as_bucket_view=True)
     return torch.compile(module) if cfg["compile"] else module
 
 
@@ -164,12 +178,20 @@ def load_last(run_dir, lm_module, opt, rank):
     return progress
 
 
-def save_best(run_dir, lm, lm_module, rank, parallel):
-    """model/ (+ text tokenizer, motion vocabulary): a Hugging Face folder. FSDP gathers the full state dict
-    onto rank 0's CPU first (a collective: every rank calls it)."""
-    full = None
-    if parallel == "fsdp":
-        options = dcp_state.StateDictOptions(full_state_dict=True, cpu_offload=True)
-        full = dcp_state.get_model_state_dict(lm_module, options=options)
+def save_best(run_dir, lm, lm_module, rank, dtype):
+    """model/ (+ text tokenizer, motion vocabulary): a Hugging Face folder in the training dtype (bf16 on a
+    GPU: half the fp32 master's bytes; last/ keeps the master for an exact resume). Under FSDP each parameter
+    is gathered in turn (a collective: every rank calls this) and rank 0 keeps its copy on the CPU. A tied
+    weight (GPT-2's head, its embedding) is written once, as Hugging Face writes it: the copies share nothing
+    by which it could tell."""
+    first = dict(lm_module.named_parameters())  # one name per parameter: a tied one's first
+    tied = {name for name, _ in lm_module.named_parameters(remove_duplicate=False)} - first.keys()
+    full = {}
+    for name, tensor in lm_module.state_dict().items():
+        if name in tied:
+            continue
+        tensor = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor  # FSDP: a DTensor
+        if rank == 0:
+            full[name] = tensor.detach().to("cpu", dtype, copy=True)
     if rank == 0:
         lm.save(run_dir, state_dict=full)

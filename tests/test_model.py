@@ -568,6 +568,44 @@ def test_save_load_gives_the_same_logits(name, tiny, tiny_llama, tmp_path):
         model.load(tmp_path / "run")
 
 
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_a_model_built_on_the_meta_device_keeps_its_buffers(name, tiny, tiny_llama, tmp_path):
+    """train.py's start-up: load(weights=False) builds the run's model on the meta device (no memory),
+    materialise allocates it with the buffers no state dict holds (Llama's rotary frequencies) as the
+    constructor computes them and the tied weights tied; filled with the weights, it gives their logits."""
+    mlm = tiny if name == "gpt2-tiny" else tiny_llama
+    mlm.save(tmp_path / "run")
+    empty = model.load(tmp_path / "run", weights=False)
+    assert all(p.is_meta for p in empty.lm.parameters())
+    model.materialise(empty.lm, torch.device("cpu"))
+    buffers = dict(mlm.lm.named_buffers())
+    assert buffers.keys() == dict(empty.lm.named_buffers()).keys()
+    for key, buffer in empty.lm.named_buffers():
+        assert torch.equal(buffer, buffers[key]), key
+    tied = mlm.lm.get_output_embeddings().weight is mlm.lm.get_input_embeddings().weight
+    assert (empty.lm.get_output_embeddings().weight is empty.lm.get_input_embeddings().weight) == tied
+    empty.lm.load_state_dict(mlm.lm.state_dict())
+    ids = torch.tensor([mlm.prompt_ids(CAPTIONS[0])])
+    with torch.no_grad():
+        assert torch.equal(mlm.lm.eval()(input_ids=ids).logits, empty.lm.eval()(input_ids=ids).logits)
+
+
+def test_a_bf16_export_loads_in_the_dtype_of_the_device(tiny, tmp_path):
+    """A run's model/ in bf16 (train.py's export on a GPU) names its dtype in config.json and loads as fp32 on
+    the CPU, rounded as bf16 rounds; weights=False writes no model/ at all."""
+    tiny.save(tmp_path / "start", weights=False)
+    assert sorted(p.name for p in (tmp_path / "start").iterdir()) == ["motion_vocab.json", "text_tokenizer"]
+    half = {k: v.to(torch.bfloat16) for k, v in tiny.lm.state_dict().items()}
+    tiny.save(tmp_path / "run", state_dict=dict(half))  # save_pretrained empties the dict it is given
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert str(tiny.lm.config.dtype) == "float32"  # the live model's config is left as it was
+    stored = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert {v.dtype for v in stored.values()} == {torch.bfloat16}
+    back = model.load(tmp_path / "run")
+    for key, value in back.lm.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, half[key].float()), key
+
+
 def test_local_folder_loads_pretrained(gpt2_dir, llama_dir, tmp_path):
     spec = model.model_spec(str(gpt2_dir))
     assert {k: spec[k] for k in ("family", "n_layer", "n_embd", "n_head", "n_ctx", "vocab_size")} == dict(

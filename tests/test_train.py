@@ -333,6 +333,7 @@ def test_the_loss_divides_by_the_tokens_its_labels_count(codes_dir, tmp_path, lo
     token <len T> included, model.counted): its gradient is that of a float64 masked mean computed here from
     the model's logits and the labels (a denominator that left <len T> out was 1% off on a batch of 8)."""
     run = train.setup(lm_cfg(codes_dir, tmp_path, loss=loss, grad_clip=0.0), None, None, lm_data.Pairs)
+    assert not (run.dir / "model").exists()  # no copy of the weights at the start: the first eval writes it
     samples, _, n_counted, _ = lm_data.global_batch(run.train, 0, run.cfg)
     assert any(model.Kind.LENGTH in kinds for _, kinds in samples)
     reference = copy.deepcopy(run.hf_model).double()
