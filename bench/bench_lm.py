@@ -9,7 +9,10 @@ vocabulary a motion run gives it (text + K motion codes + 3 specials; a tiny mod
 512-token BPE); batches are random token ids of one length, so the number is the model's, without data
 loading or padding. On a GPU it runs as train.py does there: bf16
 autocast, fused AdamW, optionally torch.compile. MFU = tokens/s x (6N + 12·L·h·s) / peak bf16 flops of the GPU
-(support/train_scale.mfu). Prints one table, everything measured in this run.
+(support/train_scale.mfu). On a GPU it also prints the peak memory of the timed steps
+(torch.cuda.max_memory_allocated) beside train.py's estimate for the same model, batch and length
+(train_scale.memory_estimate, one GPU): the check that the estimate --estimate prints holds. Prints one table,
+everything measured in this run.
 """
 
 import os
@@ -61,6 +64,7 @@ def main(argv):
         one_step()
     if cuda:
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     for _ in range(cfg["steps"]):
         one_step()
@@ -70,11 +74,14 @@ def main(argv):
     tok_s = cfg["batch_size"] * cfg["seq"] / seconds
     mfu = train_scale.mfu(device, hf, n_params, cfg["seq"], tok_s)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    print("| model | params | device | dtype | batch x seq | ms/step | tokens/s | MFU |")
-    print("|---|---|---|---|---|---|---|---|")
+    estimate = train_scale.memory_estimate(hf, n_params, cfg["batch_size"], cfg["seq"], 1, False, cuda)
+    peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if cuda else "n/a"
+    print("| model | params | device | dtype | batch x seq | ms/step | tokens/s | MFU | peak GiB | "
+          "estimate GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {cfg['model']} | {n_params / 1e6:.1f}M | {name} | {'bf16 autocast' if cuda else 'fp32'} | "
           f"{cfg['batch_size']} x {cfg['seq']} | {1000 * seconds:.1f} | {tok_s:,.0f} | "
-          f"{f'{100 * mfu:.1f}%' if mfu else 'n/a'} |")
+          f"{f'{100 * mfu:.1f}%' if mfu else 'n/a'} | {peak} | {estimate['total'] / 2**30:.2f} |")
 
 
 if __name__ == "__main__":
