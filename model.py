@@ -398,8 +398,8 @@ def load(run_dir, device="cpu", weights=True, config=None):
 def materialise(hf_model, device):
     """A model built on the meta device (load(weights=False)), on `device`: its parameters' memory allocated
     but not set (they are filled from rank 0 or a checkpoint), and the buffers no state dict holds (Llama's
-    rotary frequencies) computed as its constructor computes them; tied weights tied again (to_empty makes
-    each module its own tensor)."""
+    rotary frequencies) computed as its constructor computes them; tied weights tied again (to_empty gives
+    each module its own tensor of a plain model)."""
     hf_model.to_empty(device=device)
     hf_model.tie_weights()
     with torch.no_grad():

@@ -20,7 +20,9 @@ motion loss; last/, the last checkpoint (what --resume reads); each written as o
 """
 
 import json
+import math
 import resource
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from transformers import AutoConfig
 
 import data as motion_data
 import model as lm_model
@@ -115,6 +118,8 @@ def setup(cfg, clips, start, pairs):
     cfg = dict(cfg)
     if cfg["loss"] not in ("whole", "motion"):
         raise ValueError(f"--loss={cfg['loss']}: expected whole or motion")
+    if cfg["log_interval"] < 1:
+        raise ValueError(f"--log_interval={cfg['log_interval']}: expected 1 or more steps")
     if cfg["length_iters"] < 0:
         raise ValueError(f"--length_iters={cfg['length_iters']}: expected 0 (no length estimator) or more")
     rank, world, device = distributed_setup(cfg["device"])
@@ -174,7 +179,9 @@ def build_or_load(cfg, run_dir, codes, data, rank, world, start=None):
     device, to be filled from last/ (train_scale.load_last)."""
     if cfg["resume"]:
         recover_dir(run_dir / "model")
-        return lm_model.load(run_dir, weights=False)
+        last = recover_dir(run_dir / "last")
+        config = AutoConfig.from_pretrained(last) if last and (last / "config.json").is_file() else None
+        return lm_model.load(run_dir, weights=False, config=config)  # None: model/'s (an older last/)
     lm = None
     if rank == 0:
         lm = start or lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=[
@@ -182,6 +189,7 @@ def build_or_load(cfg, run_dir, codes, data, rank, world, start=None):
                                                      *(data.texts[i].get("parts") or {}).values())],
             **{k: cfg[k] for k in ("init", "motion_vocab", "seed", "length_token", "countdown")})
         lm.save(run_dir, weights=False)
+        shutil.rmtree(run_dir / "model", ignore_errors=True)  # an earlier run's, under this name
     config = [lm.lm.config if rank == 0 else None]
     if world > 1:  # after rank 0's save: the others read its vocabularies next
         dist.broadcast_object_list(config)
@@ -198,8 +206,9 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
     state = train_scale.load_last(run.dir, run.hf_model, run.opt, run.rank) if cfg["resume"] else \
         {"step": 0, "history": [], "evals": [], "log": [], "best": float("inf"), "tokens": 0, "seconds": 0.0}
     start = state["step"]
+    state.setdefault("log", [{"eval": True, **e} for e in state["evals"]])  # last/ from before the log
     if run.rank == 0:  # from last/'s records: a killed run's lines after it are dropped
-        write_log(run.dir, state.setdefault("log", []))
+        write_log(run.dir, state["log"])
     val_quick = sorted((run.val.fixed(i) for i in range(len(run.val) if not cfg["eval_iters"] else
                         min(len(run.val), cfg["eval_iters"] * cfg["batch_size"]))), key=lambda s: len(s[0]))
     run.model.train()
@@ -215,7 +224,7 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
         tokens += n_tokens
         evaluating = (step + 1) % cfg["eval_interval"] == 0 or step + 1 == cfg["max_iters"]
         if (step + 1) % cfg["log_interval"] == 0 or evaluating:  # one host sync for the steps since
-            line = log_step(run, state, pending, tokens, time.time() - t_last)
+            line = log_step(run, state, pending, tokens, t_last)
             pending, t_last, tokens = [], time.time(), 0
             bar.set_postfix({k: line[k] for k in ("motion", "text", "tok/s", "mfu") if line[k]},
                             refresh=False)
@@ -242,19 +251,20 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
 def masked_losses(run, batch):
     """Per-token cross-entropy [B, L] (nats; token t predicted from t-1, model.token_losses) and the batch
     (on a GPU copied from pinned memory, without waiting)."""
-    if run.device.type == "cuda":
-        batch = {k: v.pin_memory().to(run.device, non_blocking=True) for k, v in batch.items()}
+    cuda = run.device.type == "cuda"
+    batch = {k: (v.pin_memory() if cuda else v).to(run.device, non_blocking=cuda) for k, v in batch.items()}
     with run.autocast:
         logits = run.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}).logits
     return lm_model.token_losses(logits.float(), batch["input_ids"]), batch
 
 
 def add_kind_sums(sums, ce, kinds, keep):
-    """sums [4] += the cross-entropy and number of the motion-code tokens, then the instruction's (`keep`);
-    masks multiply, as boolean indexing would wait for the GPU."""
+    """sums [4] += the cross-entropy and number of the motion-code tokens, then the instruction's (`keep`).
+    On a GPU the mask multiplies (boolean indexing would wait for it; the sum's grouping differs in the last
+    bits); on the CPU it indexes, as it always did."""
     for row, kind in ((0, lm_model.Kind.CODE), (2, lm_model.Kind.TEXT)):
         mask = (kinds == kind) & keep
-        sums[row] += (ce.double() * mask).sum()
+        sums[row] += (ce.double() * mask).sum() if ce.is_cuda else ce[mask].double().sum()
         sums[row + 1] += mask.sum()
 
 
@@ -289,16 +299,19 @@ def train_step(run, samples, n_counted):
     return torch.cat([stats, mine.view(1), norm.double().view(1)])
 
 
-def log_step(run, state, pending, tokens, seconds):
-    """The steps since the last log step, fetched from the device at once: their losses join the history; a
-    non-finite loss stops the run naming its step and clips (before any checkpoint: the last one is left as
-    it was); a line of loss, lr, tokens/s, MFU, grad norm and peak memory joins metrics.jsonl -> that line."""
-    values = torch.stack([v for *_, v in pending]).tolist()  # the host sync
+def log_step(run, state, pending, tokens, since):
+    """The steps since the last log step (at time `since`), fetched from the device at once: their losses
+    join the history; a non-finite loss or gradient stops the run naming its step and clips (before any
+    checkpoint: the last one is left as it was); a line of loss, lr, tokens/s, MFU, grad norm and peak memory
+    joins metrics.jsonl -> that line."""
+    values = torch.stack([v for *_, v in pending]).tolist()  # the host sync: the GPU's queue is done
+    seconds = time.time() - since
     for (step, lr, clip_ids, _), v in zip(pending, values, strict=True):
-        if v[4]:
-            where = f"on this rank (clips {', '.join(clip_ids)})" if v[5] else "on another rank"
-            raise ValueError(f"non-finite loss at step {step} {where}; the last checkpoint in {run.dir} is "
-                             "as it was")
+        if v[4] or not math.isfinite(v[6]):  # a loss, or a gradient (a bf16 overflow in the backward)
+            what = "loss" if v[4] else "gradient"
+            where = f"on this rank (clips {', '.join(clip_ids)})" if v[5] or not v[4] else "on another rank"
+            raise ValueError(f"non-finite {what} at step {step} {where}; the last checkpoint in {run.dir} "
+                             "is as it was")
         state["history"].append({"motion": mean(v[0], v[1]), "text": mean(v[2], v[3]), "lr": lr})
     state["tokens"], state["seconds"] = state["tokens"] + tokens, state["seconds"] + seconds
     tok_s = tokens / seconds

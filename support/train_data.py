@@ -65,6 +65,8 @@ class Pairs:
         caption, parts, template = choice
         key = (i, caption, parts, template) if caption is not None else None
         if key not in self.prompt_lengths:
+            if len(self.prompt_lengths) >= 1 << 20:  # bounded: a million instructions, some 100 MB
+                self.prompt_lengths.clear()
             text = None if caption is None else self.captions[i][caption]
             self.prompt_lengths[key] = len(self.lm.prompt_ids(text, self.parts[i] if parts else None,
                                                               template))

@@ -27,14 +27,15 @@ LOGIT_BYTES = 14  # per logit at the loss's peak (test_train measures it on mask
 # logits (2), their fp32 copy (4), its shifted flat copy (4) and the log-softmax cross_entropy keeps (4)
 
 
-def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_checkpointing, bf16):
+def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_checkpointing, bf16, ddp=False):
     """Bytes per GPU of training, by what holds them (train.py prints it and refuses a run that will not fit).
     Parameters are kept in fp32 (the optimizer's master copy; bf16 is autocast, or FSDP's MixedPrecisionPolicy
     casts a gathered layer), gradients in fp32, AdamW two fp32 states; FSDP shards all three over `shards`
-    ranks and gathers about two layers at a time in bf16. Gradient accumulation adds nothing: DDP holds the
-    whole fp32 gradient anyway (its buckets are views of it), and FSDP reduce-scatters every micro-batch
-    (train_step), so a rank holds its shard plus, in flight, about two layers' unsharded bf16 gradients, their
-    fp32 copies for the reduction and its flat input (`reduce_buffers`, 10 bytes a parameter). Activations:
+    ranks and gathers about two layers at a time in bf16. Gradient accumulation adds nothing: FSDP
+    reduce-scatters every micro-batch (train_step), so a rank holds its shard plus, in flight, about two
+    layers' unsharded bf16 gradients, their fp32 copies for the reduction and its flat input
+    (`reduce_buffers`, 10 bytes a parameter); DDP's buckets are a second fp32 gradient (4 bytes a parameter:
+    the gradients are set to None each step, so they are views of the buckets only after a sync). Activations:
     about 34·s·b·h bytes per layer in bf16 with SDPA attention (Korthikanti et al. 2022), 2·s·b·h per layer
     plus one layer's worth with activation checkpointing; logits b·s·V, LOGIT_BYTES each."""
     layers, width, vocab = hf_config.num_hidden_layers, hf_config.hidden_size, hf_config.vocab_size
@@ -44,7 +45,8 @@ def memory_estimate(hf_config, n_params, micro_batch, seq, shards, activation_ch
         else layers * per_layer
     sharded = shards > 1
     est = {"parameters": 4 * n_params / shards + (2 * 2 * n_params / layers if sharded else 0),
-           "gradients": 4 * n_params / shards, "reduce_buffers": 2 * 10 * n_params / layers if sharded else 0,
+           "gradients": 4 * n_params / shards,
+           "reduce_buffers": 2 * 10 * n_params / layers if sharded else 4 * n_params if ddp else 0,
            "adamw_states": 8 * n_params / shards, "activations": acts,
            "logits": LOGIT_BYTES * micro_batch * seq * vocab}
     est["total"] = sum(est.values())
@@ -57,7 +59,7 @@ def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes, say=True)
     parallel = "single" if world == 1 else auto if cfg["parallel"] == "auto" else cfg["parallel"]
     micro = max(1, cfg["batch_size"] // world // cfg["gradient_accumulation_steps"])
     est = memory_estimate(hf_config, n_params, micro, seq, world if parallel == "fsdp" else 1,
-                          cfg["activation_checkpointing"], bf16)
+                          cfg["activation_checkpointing"], bf16, ddp=parallel == "ddp")
     if say:
         rows = "  ".join(f"{k} {v / 2**30:.1f}" for k, v in est.items() if k != "total")
         print(f"memory per GPU, {cfg['model']} on {world} x {parallel}: {rows} -> total "
@@ -67,11 +69,11 @@ def memory_plan(hf_config, n_params, cfg, world, seq, bf16, gpu_bytes, say=True)
 
 def estimate(cfg, spec, K):
     """train.py --estimate: print the memory per GPU of the run `cfg` describes, for a model of the spec's
-    architecture with its vocabulary grown by a codebook of K (motion_vocab=add: <mot>, </mot>, <pad>, the K
-    codes and the length tokens), built on the meta device (no weights read, no memory taken)."""
+    architecture with its vocabulary grown by <mot>, </mot>, <pad>, a codebook of K (motion_vocab=add) and
+    the length tokens, built on the meta device (no weights read, no memory taken)."""
     world = cfg["gpus"] or int(os.environ.get("WORLD_SIZE", 1))
     base = spec["vocab_size"] or lm_model.TINY_BPE
-    rows = (3 + K if cfg["motion_vocab"] == "add" else 0) + lm_model.LENGTH_TOKENS * cfg["length_token"]
+    rows = 3 + K * (cfg["motion_vocab"] == "add") + lm_model.LENGTH_TOKENS * cfg["length_token"]
     step = lm_model.VOCAB_MULTIPLE
     hf_config = lm_model.hf_config(spec, -(-(base + rows) // step) * step)
     with torch.device("meta"):
@@ -149,6 +151,7 @@ def save_last(run_dir, lm_module, opt, progress, rank, world):
         dist.barrier()
     if rank == 0:
         write_json(tmp / "progress.json", {**progress, "world": world})
+        lm_module.config.to_json_file(tmp / "config.json")  # the architecture a resume builds (train.py)
         replace_dir(tmp, run_dir / "last")
     if world > 1:
         dist.barrier()
