@@ -211,6 +211,27 @@ def choice_section(choice):
     return "\n".join(lines)
 
 
+def phrasing_section(gap):
+    """How far the LM follows new phrasing (experiments/phrasing.py): eval.py's seen / new rows on val and the
+    caption's worth in nats for each."""
+    worth, rows = gap["caption_worth"], gap.get("rows", {})
+    first = next(iter(rows.values()), {})
+    lines = ["## The gap between seen and new phrasing, on val (docs/results/phrasing_val.json)", "",
+             f"The caption's worth: {worth['worth_seen']:.3f} nats per motion token in a seen phrasing, "
+             f"{worth['worth_new']:.3f} in a new one (seen − new {worth['worth_seen_minus_new']:+.4f} "
+             f"[{worth['worth_seen_minus_new_ci'][0]:+.4f}, {worth['worth_seen_minus_new_ci'][1]:+.4f}]; "
+             f"{worth['clips']} val clips with both). Generated and real motions: eval.py on val, "
+             f"{first.get('n_clips', '?')} drawn clips with both phrasings, {first.get('replications', '?')} "
+             f"replication(s) each way; action and count accuracy over the {first.get('n_checked', '?')} "
+             "checkable val clips; 95% intervals (Wilson's for shares, a paired bootstrap for differences):",
+             "",
+             "| row | R@3 | action accuracy | count accuracy |", "|---|---|---|---|"]
+    for row, fig in rows.items():
+        lines.append(f"| {ROWS.get(row, row)} | " + " | ".join(
+            cell(fig, k) if k in fig else "–" for k in ("R@3", "action_accuracy", "count_accuracy")) + " |")
+    return "\n".join(lines)
+
+
 def render(results_dir):
     results_dir = Path(results_dir)
     parts = ["# Results", "", "Rendered by `python docs/results.py` from the files in docs/results/; do not "
@@ -222,6 +243,8 @@ def render(results_dir):
     for path in sorted(results_dir.glob("demo_seed*.json")):
         parts += ["", seed_section(json.loads((results_dir / "demo.json").read_text()),
                                    json.loads(path.read_text()))]
+    if (results_dir / "phrasing_val.json").is_file():
+        parts += ["", phrasing_section(json.loads((results_dir / "phrasing_val.json").read_text()))]
     if (results_dir / "sweep.json").is_file():
         parts += ["", sweep_section(json.loads((results_dir / "sweep.json").read_text()))]
     choices = sorted(results_dir.glob("choices_*.json"))

@@ -15,10 +15,12 @@ import torch
 
 import data
 import eval as ev_mod
+import model
 import motion
 import synth
 import tokenizer as tk
-from experiments import multimodality
+import train
+from experiments import multimodality, phrasing
 from support import eval_evaluator as evaluator
 from support import eval_metrics as metrics
 from support import eval_physical as physical
@@ -748,3 +750,39 @@ def test_t2m_loader_refuses_unsafe_pickles_and_wrong_layouts(t2m_files, tmp_path
     np.save(tmp_path / "mean.npy", np.zeros(263, np.float32))
     with pytest.raises(FileNotFoundError, match="std.npy: missing"):
         t2m.load(t2m_files / "finest.tar", t2m_files, tmp_path)
+
+
+def test_the_caption_worth_per_phrasing(codes_dir, tmp_path, monkeypatch):
+    """experiments/phrasing.py on a tiny LM: with caption 0 taken as the seen phrasing and caption 1 as the
+    new one, its nats per motion token are a float64 cross-entropy computed here from the model's logits
+    over the code tokens, and each worth is the swapped captions' nats minus the right ones'."""
+    cfg = dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(tmp_path),
+               run_name="lm", batch_size=8, max_iters=4, warmup_iters=2, eval_interval=4, eval_iters=1,
+               lr=1e-3, length_iters=0, device="cpu")
+    train.train(cfg, progress=False)
+    ds = data.MotionData(codes_dir / "ds")
+    two = [i for i in ds.split("val") if len(ds.texts[i]["captions"]) >= 2]
+    assert len(two) >= 2
+    monkeypatch.setattr(ev_mod, "phrasings", lambda d, groups, seed=0: {i: (([0], [1]), 0) for i in two})
+    worth = phrasing.caption_worth(dict(phrasing.CONFIG, data_dir=str(codes_dir / "ds"),
+                                        lm_dir=str(tmp_path / "lm"), device="cpu", bootstrap=50))
+    lm = model.load(tmp_path / "lm")
+    codes = tk.load_codes(str(codes_dir / "ds"), "t", ds)
+    reference = lm.lm.double().eval()
+
+    def nats(captions):
+        batch = lm.collate([lm.sample_ids(c, codes.clip(i)) for c, i in zip(captions, two, strict=True)])
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+        with torch.no_grad():
+            logits = reference(**inputs).logits
+        ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), batch["input_ids"][:, 1:],
+                                               reduction="none")
+        return ce[batch["kinds"][:, 1:] == model.Kind.CODE].mean().item()
+
+    seen, new = (nats([ds.texts[i]["captions"][k] for i in two]) for k in (0, 1))
+    swapped = nats([ds.texts[two[j]]["captions"][0] for j in train.derangement(len(two), 0)])
+    assert worth["clips"] == len(two)
+    assert worth["nats_seen"] == pytest.approx(seen, rel=1e-4)
+    assert worth["nats_new"] == pytest.approx(new, rel=1e-4)
+    assert worth["worth_seen"] == pytest.approx(swapped - seen, abs=1e-4)
+    assert worth["worth_new"] == pytest.approx(swapped - new, abs=1e-4)
