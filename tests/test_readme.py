@@ -63,6 +63,9 @@ NO_GIF = (["--gif=False"], "the first sample.py command writes a GIF, and tests/
           "take's (test_cli_writes_npy_and_gif) and an edit's, its source beside it "
           "(test_edit_cli_writes_the_edit_beside_its_source_and_errors_write_nothing)")
 CHEAPER = {
+    "data.py --show=0,5,12": (["--show=0"], "one clip's GIF is rendered as three are (~0.15 s a frame); "
+                              "tests/test_bvh.py renders --show's GIF and BVH "
+                              "(test_data_show_writes_a_bvh_beside_the_gif)"),
     "sample.py --text=a person walks forward and waves --bvh": NO_GIF,
     "sample.py --text=a man walks forward. --text=someone squats. --num_samples=3": NO_GIF,
     "sample.py --file=prompts.txt": NO_GIF,
