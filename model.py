@@ -30,7 +30,7 @@ from transformers.utils import logging as hf_logging
 
 from common import bf16_on, make_temp_dir, read_run_file, replace_dir, write_json
 from support.model_pretrained import fresh_rows, hub_snapshot, reuse_ids
-from support.model_registry import REGISTRY, VOCAB_MULTIPLE, hf_config, model_spec  # the named models
+from support.model_registry import REGISTRY, grown_vocab, hf_config, model_spec  # the named models
 from support.text_tokenizer import TextTokenizer, bpe_from_files, normalise_caption, train_bpe
 
 hf_logging.disable_progress_bar()  # one-shard "Loading weights" / "Writing model shards" bars: noise
@@ -344,7 +344,7 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
             motion_ids = reuse_ids(counts, [i for i in range(text.n_vocab) if i not in text.special_ids], K)
             used = first
         length_ids = list(range(used, used + LENGTH_TOKENS * length_token))
-        vocab = -(-(used + len(length_ids)) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+        vocab = grown_vocab(n_text, K, motion_vocab, len(length_ids), text.pad_id is not None)
         if lm is None:  # from scratch every row is random: build at the full size
             lm = AutoModelForCausalLM.from_config(hf_config(spec, vocab), dtype=torch.float32)
         else:  # fresh_rows: transformers' default (mean_resizing) makes the new rows equal to within ~1e-6
@@ -359,7 +359,7 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
 def load(run_dir, device="cpu", weights=True, config=None):
     """The MotionLM that save() wrote to run_dir, on `device` in the dtype to compute in there (bf16 on a GPU
     that has it, else fp32; common.bf16_on); a damaged file fails naming it. weights=False: its model on the
-    meta device (no memory; from `config`, else model/config.json), for train.py to fill (materialise)."""
+    meta device (no memory; from `config`, else model/config.json), for train_scale.materialise to fill."""
     run_dir = Path(run_dir)
     needed = ("motion_vocab.json", "text_tokenizer") + (("model/config.json",) if config is None else ())
     for name in needed:
@@ -393,20 +393,6 @@ def load(run_dir, device="cpu", weights=True, config=None):
     return MotionLM(lm, text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
                     end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"],
                     length_ids=v.get("length_ids", []))
-
-
-def materialise(hf_model, device):
-    """A model built on the meta device (load(weights=False)), on `device`: its parameters' memory allocated
-    but not set (they are filled from rank 0 or a checkpoint), and the buffers no state dict holds (Llama's
-    rotary frequencies) computed as its constructor computes them; tied weights tied again (to_empty gives
-    each module its own tensor of a plain model)."""
-    hf_model.to_empty(device=device)
-    hf_model.tie_weights()
-    with torch.no_grad():
-        for module in hf_model.modules():
-            if module._non_persistent_buffers_set and not list(module.parameters(recurse=False)):
-                hf_model._init_weights(module)  # transformers' own: for the rotary embedding, its buffers
-    return hf_model
 
 
 def forced_codes(keep, lm, limit, low):

@@ -20,8 +20,6 @@ motion loss; last/, the last checkpoint (what --resume reads); each written as o
 """
 
 import json
-import math
-import resource
 import shutil
 import time
 from contextlib import nullcontext
@@ -82,7 +80,8 @@ CONFIG = dict(
     estimate=False, gpus=0, gpu_gib=0.0,  # print the memory estimate (for `gpus` GPUs of gpu_gib) and stop
     seed=1337, device="auto", resume=False,
 )
-PAPER_K = 16384  # the paper's codebook (configs/tokenizer_paper.json): --estimate's K before any codes exist
+PAPER_K = json.loads((Path(__file__).parent / "configs" / "tokenizer_paper.json").read_text())[
+    "codebook_size"]  # the paper's codebook: --estimate's K before any codes exist
 PAPER_FORMAT = dict(length_token=False, countdown=False)  # the paper's sequence (experiments: its claims)
 ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "length_token", "countdown")  # --resume keeps
 GONE = ("motion_clock", "mix_parts", "task", "init_from", "train_fraction", "train_subsets")  # until a4c2a31
@@ -208,7 +207,7 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
     start = state["step"]
     state.setdefault("log", [{"eval": True, **e} for e in state["evals"]])  # last/ from before the log
     if run.rank == 0:  # from last/'s records: a killed run's lines after it are dropped
-        write_log(run.dir, state["log"])
+        train_scale.write_log(run.dir, state["log"])
     val_quick = sorted((run.val.fixed(i) for i in range(len(run.val) if not cfg["eval_iters"] else
                         min(len(run.val), cfg["eval_iters"] * cfg["batch_size"]))), key=lambda s: len(s[0]))
     run.model.train()
@@ -224,7 +223,7 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
         tokens += n_tokens
         evaluating = (step + 1) % cfg["eval_interval"] == 0 or step + 1 == cfg["max_iters"]
         if (step + 1) % cfg["log_interval"] == 0 or evaluating:  # one host sync for the steps since
-            line = log_step(run, state, pending, tokens, t_last)
+            line = train_scale.log_step(run, state, pending, tokens, t_last)
             pending, t_last, tokens = [], time.time(), 0
             bar.set_postfix({k: line[k] for k in ("motion", "text", "tok/s", "mfu") if line[k]},
                             refresh=False)
@@ -299,51 +298,6 @@ def train_step(run, samples, n_counted):
     return torch.cat([stats, mine.view(1), norm.double().view(1)])
 
 
-def log_step(run, state, pending, tokens, since):
-    """The steps since the last log step (at time `since`), fetched from the device at once: their losses
-    join the history; a non-finite loss or gradient stops the run naming its step and clips (before any
-    checkpoint: the last one is left as it was); a line of loss, lr, tokens/s, MFU, grad norm and peak memory
-    joins metrics.jsonl -> that line."""
-    values = torch.stack([v for *_, v in pending]).tolist()  # the host sync: the GPU's queue is done
-    seconds = time.time() - since
-    for (step, lr, clip_ids, _), v in zip(pending, values, strict=True):
-        if v[4] or not math.isfinite(v[6]):  # a loss, or a gradient (a bf16 overflow in the backward)
-            what = "loss" if v[4] else "gradient"
-            where = f"on this rank (clips {', '.join(clip_ids)})" if v[5] or not v[4] else "on another rank"
-            raise ValueError(f"non-finite {what} at step {step} {where}; the last checkpoint in {run.dir} "
-                             "is as it was")
-        state["history"].append({"motion": mean(v[0], v[1]), "text": mean(v[2], v[3]), "lr": lr})
-    state["tokens"], state["seconds"] = state["tokens"] + tokens, state["seconds"] + seconds
-    tok_s = tokens / seconds
-    seq = tokens / len(pending) / run.cfg["batch_size"]
-    mfu = train_scale.mfu(run.device, run.hf_model.config, run.n_params, seq, tok_s / run.world)
-    peak = (torch.cuda.max_memory_allocated(run.device) if run.device.type == "cuda" else
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
-    last = state["history"][-1]
-    record = {"step": pending[-1][0] + 1, "motion_loss": round(last["motion"], 4),
-              "text_loss": round(last["text"], 4), "lr": pending[-1][1], "tokens_per_s": round(tok_s),
-              "mfu": None if mfu is None else round(mfu, 4), "grad_norm": round(values[-1][6], 4),
-              "peak_memory_gib": round(peak / 2**30, 2)}
-    state["log"].append(record)
-    if run.rank == 0:
-        with open(run.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-    return {"step": record["step"], "motion": f"{last['motion']:.3f}", "text": f"{last['text']:.3f}",
-            "lr": f"{record['lr']:.2e}", "tok/s": f"{tok_s:.0f}", "mfu": mfu and f"{100 * mfu:.1f}%",
-            "grad_norm": f"{record['grad_norm']:.3f}", "peak_gib": f"{record['peak_memory_gib']:.2f}"}
-
-
-def mean(total, n):
-    """A sum over a count, as a float; nan for none (a text-only run has no motion tokens)."""
-    return total / n if n else float("nan")
-
-
-def write_log(run_dir, log):
-    """metrics.jsonl: the log's lines (log steps and evaluations), written whole."""
-    lines = "".join(json.dumps(e) + "\n" for e in log)
-    atomic_write(run_dir / "metrics.jsonl", lambda p: p.write_text(lines))
-
-
 @torch.no_grad()
 def evaluate(run, samples):
     """Mean cross-entropy of the motion-code tokens and of the instruction tokens over `samples`, split over
@@ -378,7 +332,7 @@ def checkpoint(run, state, step, val_motion, val_text):
     state.update(step=step)
     train_scale.save_last(run.dir, run.hf_model, run.opt, state, run.rank, run.world)
     if run.rank == 0:
-        write_log(run.dir, state["log"])
+        train_scale.write_log(run.dir, state["log"])
         plot_curves(run.dir / "loss_curve.png", history, evals)
 
 

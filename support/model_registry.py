@@ -56,6 +56,13 @@ def model_spec(name_or_path):
     return {"name": str(path), **spec}
 
 
+def grown_vocab(n_text, K, motion_vocab, length_tokens, has_pad):
+    """The vocabulary's size after model.build's new rows: <mot>, </mot>, <pad> (unless the text has one),
+    the K codes (motion_vocab="add") and `length_tokens`, rounded up to VOCAB_MULTIPLE."""
+    rows = 2 + (not has_pad) + K * (motion_vocab == "add") + length_tokens
+    return -(-(n_text + rows) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
 def hf_config(spec, vocab_size=None):
     """A transformers config of the spec's architecture (no weights needed)."""
     vocab_size = vocab_size or spec["vocab_size"]

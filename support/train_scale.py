@@ -1,7 +1,12 @@
-"""Training at scale, for train.py: the memory plan per GPU, DDP / FSDP2 wrapping, the sharded checkpoints
-that --resume reads, and model FLOPs utilisation. One process on a CPU uses the same code with world = 1."""
+"""Training at scale, for train.py: the memory plan per GPU, DDP / FSDP2 wrapping (a model started on the
+meta device materialised), the log's line per log step, the sharded checkpoints that --resume reads, and model
+FLOPs utilisation. One process on a CPU uses the same code with world = 1."""
 
+import json
+import math
 import os
+import resource
+import time
 import warnings
 from pathlib import Path
 
@@ -13,7 +18,7 @@ from torch.distributed.checkpoint import state_dict as dcp_state
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 import model as lm_model
-from common import make_temp_dir, read_run_file, recover_dir, replace_dir, write_json
+from common import atomic_write, make_temp_dir, read_run_file, recover_dir, replace_dir, write_json
 
 # dcp in one process says so at every save and load
 warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
@@ -73,9 +78,9 @@ def estimate(cfg, spec, K):
     the length tokens, built on the meta device (no weights read, no memory taken)."""
     world = cfg["gpus"] or int(os.environ.get("WORLD_SIZE", 1))
     base = spec["vocab_size"] or lm_model.TINY_BPE
-    rows = 3 + K * (cfg["motion_vocab"] == "add") + lm_model.LENGTH_TOKENS * cfg["length_token"]
-    step = lm_model.VOCAB_MULTIPLE
-    hf_config = lm_model.hf_config(spec, -(-(base + rows) // step) * step)
+    vocab = lm_model.grown_vocab(base, K, cfg["motion_vocab"], lm_model.LENGTH_TOKENS * cfg["length_token"],
+                                 has_pad=False)
+    hf_config = lm_model.hf_config(spec, vocab)
     with torch.device("meta"):
         n_params = sum(p.numel() for p in
                        transformers.AutoModelForCausalLM.from_config(hf_config).parameters())
@@ -118,7 +123,7 @@ def wrap(lm, cfg, parallel, device, bf16, rank=0):
             if type(module).__name__ in (lm.lm._no_split_modules or ()):
                 fully_shard(module, mp_policy=policy)
         fully_shard(lm.lm, mp_policy=policy)
-        lm_model.materialise(lm.lm, device)
+        materialise(lm.lm, device)
         if fresh:
             dcp_state.set_model_state_dict(lm.lm, full, options=dcp_state.StateDictOptions(
                 full_state_dict=True, broadcast_from_rank0=True))
@@ -126,13 +131,75 @@ def wrap(lm, cfg, parallel, device, bf16, rank=0):
         module = lm.lm
     else:
         if next(lm.lm.parameters()).is_meta:
-            lm_model.materialise(lm.lm, device)
+            materialise(lm.lm, device)
         module = lm.lm.to(device)
         if parallel == "ddp":  # it broadcasts rank 0's parameters and buffers as it starts
             module = torch.nn.parallel.DistributedDataParallel(  # buckets as the gradients' storage: no copy
                 module, device_ids=[device.index] if device.type == "cuda" else None,
                 gradient_as_bucket_view=True)
     return torch.compile(module) if cfg["compile"] else module
+
+
+def materialise(hf_model, device):
+    """A model built on the meta device (load(weights=False)), on `device`: its parameters' memory allocated
+    but not set (they are filled from rank 0 or a checkpoint), and the buffers no state dict holds (Llama's
+    rotary frequencies) computed as its constructor computes them; tied weights tied again (to_empty gives
+    each module its own tensor of a plain model)."""
+    hf_model.to_empty(device=device)
+    hf_model.tie_weights()
+    with torch.no_grad():
+        for module in hf_model.modules():
+            if module._non_persistent_buffers_set and not list(module.parameters(recurse=False)):
+                hf_model._init_weights(module)  # transformers' own: for the rotary embedding, its buffers
+    return hf_model
+
+
+
+# ----------------------------------------------------------------------------------------------
+# the log: a line per log step
+def log_step(run, state, pending, tokens, since):
+    """The steps since the last log step (at time `since`), fetched from the device at once: their losses
+    join the history; a non-finite loss or gradient stops the run naming its step and clips (before any
+    checkpoint: the last one is left as it was); a line of loss, lr, tokens/s, MFU, grad norm and peak memory
+    joins metrics.jsonl -> that line."""
+    values = torch.stack([v for *_, v in pending]).tolist()  # the host sync: the GPU's queue is done
+    seconds = time.time() - since
+    for (step, lr, clip_ids, _), v in zip(pending, values, strict=True):
+        if v[4] or not math.isfinite(v[6]):  # a loss, or a gradient (a bf16 overflow in the backward)
+            what = "loss" if v[4] else "gradient"
+            where = f"on this rank (clips {', '.join(clip_ids)})" if v[5] or not v[4] else "on another rank"
+            raise ValueError(f"non-finite {what} at step {step} {where}; the last checkpoint in {run.dir} "
+                             "is as it was")
+        state["history"].append({"motion": mean(v[0], v[1]), "text": mean(v[2], v[3]), "lr": lr})
+    state["tokens"], state["seconds"] = state["tokens"] + tokens, state["seconds"] + seconds
+    tok_s = tokens / seconds
+    seq = tokens / len(pending) / run.cfg["batch_size"]
+    util = mfu(run.device, run.hf_model.config, run.n_params, seq, tok_s / run.world)
+    peak = (torch.cuda.max_memory_allocated(run.device) if run.device.type == "cuda" else
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+    last = state["history"][-1]
+    record = {"step": pending[-1][0] + 1, "motion_loss": round(last["motion"], 4),
+              "text_loss": round(last["text"], 4), "lr": pending[-1][1], "tokens_per_s": round(tok_s),
+              "mfu": None if util is None else round(util, 4), "grad_norm": round(values[-1][6], 4),
+              "peak_memory_gib": round(peak / 2**30, 2)}
+    state["log"].append(record)
+    if run.rank == 0:
+        with open(run.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    return {"step": record["step"], "motion": f"{last['motion']:.3f}", "text": f"{last['text']:.3f}",
+            "lr": f"{record['lr']:.2e}", "tok/s": f"{tok_s:.0f}", "mfu": util and f"{100 * util:.1f}%",
+            "grad_norm": f"{record['grad_norm']:.3f}", "peak_gib": f"{record['peak_memory_gib']:.2f}"}
+
+
+def mean(total, n):
+    """A sum over a count, as a float; nan for none (a text-only run has no motion tokens)."""
+    return total / n if n else float("nan")
+
+
+def write_log(run_dir, log):
+    """metrics.jsonl: the log's lines (log steps and evaluations), written whole."""
+    lines = "".join(json.dumps(e) + "\n" for e in log)
+    atomic_write(run_dir / "metrics.jsonl", lambda p: p.write_text(lines))
 
 
 # ----------------------------------------------------------------------------------------------

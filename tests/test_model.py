@@ -24,7 +24,7 @@ from transformers import (
 
 import model
 from support import model_pretrained as pretrained
-from support import text_tokenizer
+from support import text_tokenizer, train_scale
 
 CAPTIONS = [
     "a man walks forward.", "a woman takes a few steps backward.", "someone jumps twice, then waves!",
@@ -577,7 +577,7 @@ def test_a_model_built_on_the_meta_device_keeps_its_buffers(name, tiny, tiny_lla
     mlm.save(tmp_path / "run")
     empty = model.load(tmp_path / "run", weights=False)
     assert all(p.is_meta for p in empty.lm.parameters())
-    model.materialise(empty.lm, torch.device("cpu"))
+    train_scale.materialise(empty.lm, torch.device("cpu"))
     buffers = dict(mlm.lm.named_buffers())
     assert buffers.keys() == dict(empty.lm.named_buffers()).keys()
     for key, buffer in empty.lm.named_buffers():
