@@ -25,6 +25,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download (huggingface_hub read
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
+LONGEST = "tests/test_readme.py::test_readme_commands_run"  # ~7 min alone: half of the suite's time
+
+
+def pytest_collection_modifyitems(items):
+    """The longest test first: under `make test`'s two workers (pytest -n 2) it runs on one while the other
+    takes the rest, instead of starting late and running alone at the end."""
+    items.sort(key=lambda item: item.nodeid != LONGEST)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
