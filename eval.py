@@ -52,7 +52,7 @@ CONFIG = dict(
     splits="test,ood",  # which splits (val: for choosing sampling settings, never test)
     lm_dir="out/lm/default",  # the LM run whose generations (sample.generate) are evaluated; "": none
     sample_temperature=-1.0, sample_top_k=-1, sample_top_p=-1.0, sample_guidance=-1.0,  # < 0: sample.py's
-    sample_lengths="",
+    sample_lengths="",  # "" (sample.py's), median | draw | model, or real: each take as long as its clip
     tokenizer="",  # a tokenizer run (name under out/tokenizer/, or a folder): reconstruction only
     t2m_checkpoint="", glove_dir="", t2m_meta="",  # Guo et al.'s standard HumanML3D evaluator instead of ours
     out="",  # JSON path ("" -> out/eval/<dataset>/<what>.json)
@@ -153,15 +153,21 @@ def replicate(ev, data, clips, checked, cfg, rep, generate, phr=None):
     if not generate:
         return out
     # each take keyed by its draw position: equal captions get independent takes
-    joints = generate(reference["caption"], 1, rep, range(len(clips)))
+    joints = generate(reference["caption"], 1, rep, range(len(clips)), **real_steps(data, out.clip, cfg))
     out.generated = ev.embed_motions([generated_feats(j) for j in joints])
     out.length_ratio = np.array([len(j) / len(data.motion(i)) for j, i in zip(joints, out.clip, strict=True)])
     if checked:
         texts = [(c := data.texts[i]["captions"])[eval_metrics.pick(len(c), allowed.get(i), rng)]
                  for i in checked]
-        joints = generate(texts, 1, 20_000 + rep, range(len(texts)))
+        joints = generate(texts, 1, 20_000 + rep, range(len(texts)), **real_steps(data, checked, cfg))
         out.passed = np.array([physical_check(j, *a) for j, a in zip(joints, checked.values(), strict=True)])
     return out
+
+
+def real_steps(data, clips, cfg):
+    """--sample_lengths=real: {"steps": each clip's length in codes} for generate, else {} (sample.py's)."""
+    real = cfg["sample_lengths"] == "real"  # does the LM fit "three squats" into the clip's real length?
+    return {"steps": [len(data.motion(i)) // motion.FRAMES_PER_CODE for i in clips]} if real else {}
 
 
 def protocol_figures(rep, row, slots, cfg, seed):
@@ -385,9 +391,11 @@ def _generator(cfg):
                                 f"ground-truth rows only)")
     device = pick_device(cfg["device"])
 
-    def generate(texts, num_samples, seed, keys=None):
+    settings = sampling(cfg) | ({"lengths": None} if cfg["sample_lengths"] == "real" else {})  # real_steps
+
+    def generate(texts, num_samples, seed, keys=None, steps=None):
         return sample.generate(list(texts), lm_dir=cfg["lm_dir"], num_samples=num_samples, seed=seed,
-                               keys=keys, device=device, **sampling(cfg))
+                               keys=keys, device=device, steps=steps, **settings)
     return generate
 
 

@@ -76,13 +76,14 @@ def load_run(lm_dir, device="cpu"):
 
 def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, top_p=None, guidance=None,
              lengths=None, seed=0, seconds=None, device="cpu", batch_size=32, keys=None, keep=None,
-             parts=None):
+             parts=None, steps=None):
     """Joints float32 [T, J, 3] in metres for each text and take, text-major (len(texts) * num_samples); the
     settings: docs/sampling.md. A take is seeded by (seed, its text, take); `keys` (one int per text) joins
     the seed, so that equal texts at different keys (eval.py: draw positions) get independent takes. `keep`
     (one (codes, mask) or None per text: keep_mask) forces the kept codes; `parts` ({"upper": ..., "lower":
     ...}, or one such or None per text) gives the texts their part texts. `seconds` fixes every motion's
-    length; else `lengths` says who decides it (a text with kept codes: the edit, model.forced_codes)."""
+    length, `steps` (motion codes, one count per text: eval.py's real lengths) each text's; else `lengths`
+    says who decides it (a text with kept codes: the edit, model.forced_codes)."""
     lm, tok, estimator = cached_run(lm_dir, device)
     if not all(text.strip() for text in texts):
         raise ValueError("empty text: nothing to generate a motion for")
@@ -91,13 +92,15 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     lengths = settings.pop("lengths")
     if lengths not in LENGTHS:
         raise ValueError(f"lengths={lengths!r}: expected one of {', '.join(LENGTHS)}")
-    if estimator is None and lengths != "model" and not seconds:
+    if steps is None:
+        steps = [max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None] * len(texts)
+    if estimator is None and lengths != "model" and not all(steps):
         raise FileNotFoundError(f"{lm_dir or 'out/lm/default'}: no length estimator (trained with "
                                 f"--length_iters=0, or before train.py fitted one): rerun train.py, or let "
                                 f"the LM decide (lengths=model)")
-    fixed = max(1, round(seconds * FPS / FRAMES_PER_CODE)) if seconds else None
-    if keys is not None and len(keys) != len(texts):
-        raise ValueError(f"{len(keys)} keys for {len(texts)} texts: give one per text")
+    for name, given in (("keys", keys), ("steps", steps)):
+        if given is not None and len(given) != len(texts):
+            raise ValueError(f"{len(given)} {name} for {len(texts)} texts: give one per text")
     keys = [] if keys is None else list(keys)
     parts = parts if isinstance(parts, (list, tuple)) else [parts] * len(texts)
     jobs = [(i, text, [*keys[i:i + 1], take]) for i, text in enumerate(texts) for take in range(num_samples)]
@@ -111,7 +114,8 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
         gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
             [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for _, text, take in batch]
         kept = [None if keep is None else keep[i] for i, _, _ in batch]
-        low, high = step_range(lm, estimator, lengths, [text for _, text, _ in batch], kept, gens, fixed)
+        low, high = step_range(lm, estimator, lengths, [text for _, text, _ in batch], kept, gens,
+                               [steps[i] for i, _, _ in batch])
         codes = lm.generate([(text, parts[i]) if parts[i] else text for i, text, _ in batch], min_steps=low,
                             max_steps=high, generator=gens, **settings, keep=None if keep is None else kept)
         for k, c in zip(order[start:start + batch_size], codes, strict=True):
@@ -119,13 +123,14 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     return joints
 
 
-def step_range(lm, estimator, lengths, texts, kept, generators, fixed=None):
-    """Each text's (min_steps, max_steps) for MotionLM.generate: `fixed` steps for all (--seconds); else the
-    length estimator's median or draw (with the take's generator) where nothing is kept; else from 1 to
-    length.MAX_STEPS, the longest clip of any dataset (why: docs/sampling.md, "Constrained decoding")."""
+def step_range(lm, estimator, lengths, texts, kept, generators, fixed):
+    """Each text's (min_steps, max_steps) for MotionLM.generate: its `fixed` steps where given (--seconds,
+    eval.py's real lengths); else the length estimator's median or draw (with the take's generator) where
+    nothing is kept; else from 1 to length.MAX_STEPS, the longest clip of any dataset (why:
+    docs/sampling.md, "Constrained decoding")."""
     longest = length.MAX_STEPS
-    if fixed or lengths == "model":
-        return [fixed or 1] * len(texts), [fixed or longest] * len(texts)
+    if all(fixed) or lengths == "model":
+        return [f or 1 for f in fixed], [f or longest for f in fixed]
     estimate = estimator.draw(lm.text.encode_batch(texts), generators if lengths == "draw" else None)
     steps = [min(s, longest, lm.motion_room(len(lm.prompt_ids(t)))) for s, t in zip(estimate, texts,
                                                                                      strict=True)]

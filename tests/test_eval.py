@@ -489,6 +489,33 @@ class Captions:
         return self.train
 
 
+def test_real_lengths_give_each_take_its_clips_length(small):
+    """--sample_lengths=real (issue 30: counts at the length a clip really has): the protocol's takes are
+    asked for the evaluated clips' lengths in codes of 4 frames (cropped down), the checks' for the checked
+    clips', and the generated length ratio is that crop's; any other setting passes no lengths."""
+    root, ev, _ = small
+    ds = data.MotionData(root / "ds")
+    test = ds.split("test")
+    checked = [int(i) for i, plan in zip(test, physical.clip_plans(ds, test), strict=True)
+               if physical.plan_action(plan)]
+    codes = lambda clips: sorted(len(ds.motion(i)) // 4 for i in clips)
+    joints = lambda i: motion.recover_from_ric(np.array(ds.motion(i)), 22)
+    asked = []
+
+    def generate(texts, n, seed, keys=None, **lengths):
+        asked.append((seed, lengths.get("steps")))
+        return [np.resize(joints(test[k % len(test)]), (4 * s, 22, 3))  # a real clip, its frames repeated
+                for k, s in enumerate(lengths.get("steps", [10] * len(texts)))]
+    cfg = dict(ev_mod.CONFIG, replications=1, sample_lengths="real")
+    res = ev_mod.evaluate_split(ev, ds, test, cfg, generate, progress=False)
+    assert [(seed, sorted(steps)) for seed, steps in asked] == [(0, codes(test)), (20_000, codes(checked))]
+    crops = [len(ds.motion(i)) // 4 * 4 / len(ds.motion(i)) for i in test]
+    assert res["generated"]["length_ratio"] == pytest.approx(np.median(crops))
+    asked.clear()
+    ev_mod.evaluate_split(ev, ds, test, dict(cfg, sample_lengths="draw"), generate, progress=False)
+    assert [steps for _, steps in asked] == [None, None]
+
+
 def test_phrasings_split_captions_by_the_train_splits_after_normalisation():
     ds = Captions([["A man walks.", "someone jumps"], ["a person waves"],  # the train clips
                    ["a  man walks.", "a man strolls."],  # seen (spaces and case are normalised), new

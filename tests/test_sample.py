@@ -26,6 +26,17 @@ def test_generate_shapes_order_and_length(lm_dir):
     assert not np.array_equal(joints[0], joints[1])
 
 
+def test_steps_fix_each_texts_length_and_leave_its_take(lm_dir):
+    """steps= (eval.py's real lengths): each text's motion is that many codes long (4 frames each), and a
+    take with the same fixed length is the take --seconds gives."""
+    texts = ["a man walks forward.", "someone waves the right hand.", "a person jumps twice."]
+    joints = sample.generate(texts, lm_dir, steps=[3, 8, 5], seed=2)
+    assert [len(j) for j in joints] == [12, 32, 20]
+    assert np.array_equal(joints[1], sample.generate(texts[1:2], lm_dir, seconds=1.6, seed=2)[0])
+    with pytest.raises(ValueError, match="2 steps for 3 texts"):
+        sample.generate(texts, lm_dir, steps=[3, 8])
+
+
 def test_a_take_does_not_depend_on_its_batch(lm_dir):
     alone = sample.generate(["a person jumps twice."], lm_dir, num_samples=2, seed=3, temperature=1.0)
     mixed = sample.generate(["someone squats down slowly, then stands up.", "a person jumps twice."], lm_dir,
