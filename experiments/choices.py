@@ -21,6 +21,8 @@ The choices decided for good and deleted with their switches were last here in c
 results stay in docs/results/choices_*.json.
 """
 
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -46,26 +48,40 @@ CONFIG = dict(
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
     out_dir="out/choices", seed=0, device="auto",
+    levers="",  # phrasing: the LEVERS to run (names, comma-separated); "": all
 )
+# phrasing (issue 30): lever -> (train.py settings, sampling settings); no train.py settings: the default run
+LEVERS = {"dropout": ({"word_dropout": 0.15}, {}), "vocab1024": ({"text_vocab": 1024}, {}),
+          "dropout+vocab1024": ({"word_dropout": 0.15, "text_vocab": 1024}, {}),
+          "guidance2": ({}, {"guidance": 2.0}), "guidance3": ({}, {"guidance": 3.0})}
 # sampling candidates: (temperature, top_p, guidance); the first is sample.DEFAULTS
 SAMPLING = [(0.4, 0.95, 1.25), (1.0, 1.0, 1.25), (0.0, 1.0, 1.25), (0.4, 0.95, 1.0)]
 
 
-_scores = {}  # (run, sampling) -> figures: the default run is a candidate of three choices; scored once
-
-
 def score_lm(lm_dir, cfg, ev, data, **sampling):
-    """eval.py's protocol on val for an LM run's generations (sampling: eval.py's sample_* settings)."""
-    key = (str(lm_dir), tuple(sorted(sampling.items())))
-    if key in _scores:
-        return _scores[key]
+    """eval.py's protocol on val for an LM run's generations (sampling: eval.py's sample_* settings). Kept in
+    out_dir/scores/ under a hash of the run's files and the protocol's settings: the default run is a
+    candidate of several choices, and processes side by side share what one has scored."""
+    run = Path(lm_dir)
+    key = json.dumps([(run / "config.json").read_text(), (run / "metrics.json").read_text(),
+                      sorted(sampling.items()), cfg["eval_clips"], cfg["replications"], cfg["seed"]])
+    path = Path(cfg["out_dir"]) / "scores" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
     eval_cfg = dict(evaluation.CONFIG, replications=cfg["replications"], lm_dir=str(lm_dir),
                     seed=cfg["seed"], device=cfg["device"], **{f"sample_{k}": v for k, v in sampling.items()})
     clips = evaluation.draw_clips(data, "val", cfg["eval_clips"], cfg["seed"])
     res = evaluation.evaluate_split(ev, data, clips, eval_cfg, evaluation._generator(eval_cfg),
                                     checked_clips=data.split("val"), progress=False)
-    _scores[key] = res["generated"]
-    return res["generated"]
+    figures = dict(res["generated"])  # and the phrasing rows' figures (eval.py), <figure>_seen|_new|_gap
+    for row, suffix in (("seen", "_seen"), ("new", "_new"), ("new_minus_seen", "_gap")):
+        for fig, value in res.get(f"generated_{row}", {}).items():
+            name = fig.removesuffix("_ci")
+            if name in ("R@3", "action_accuracy", "count_accuracy"):
+                figures[fig.replace(name, name + suffix)] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, figures)
+    return figures
 
 
 def score_tokenizer(run_dir, ev, data, device):
@@ -134,6 +150,12 @@ def candidates(choice, cfg, ev, data):
         return out | {"paper's format, the length estimator's median": score_lm(paper, cfg, ev, data),
                       "paper's format, step by step until </mot>": score_lm(paper, cfg, ev, data,
                                                                              lengths="model")}
+    if choice == "phrasing":  # issue 30: levers for new phrasings, each at the default's steps (equal CPU)
+        return {"default": score_lm("out/lm/default", cfg, ev, data)} | {
+            name: score_lm(lm_run(name, settings, cfg) if settings else "out/lm/default", cfg, ev, data,
+                           **sampling)
+            for name, (settings, sampling) in LEVERS.items()
+            if not cfg["levers"] or name in cfg["levers"].split(",")}
     raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token or lengths, got "
                      f"{choice!r}")
 
