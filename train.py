@@ -19,6 +19,7 @@ A run writes out/lm/<run>/ (its layout: docs/design.md#on-disk-formats): model/,
 motion loss; last/, the last checkpoint (what --resume reads); each written as one folder and swapped in.
 """
 
+import gc
 import json
 import shutil
 import time
@@ -245,7 +246,8 @@ def train(cfg, progress=True, clips=None, lm=None, pairs=Pairs):
         write_json(run.dir / "metrics.json", metrics)
         if progress:
             print(f"{run.dir}: {summary}")
-    del run  # its models hold the process group: free them before tearing it down
+    del run  # its models hold the process group: free them before tearing it down (FSDP's hooks make
+    gc.collect()  # reference cycles, which only the collector frees; left to exit, gloo's threads can abort)
     distributed_teardown()
     return {"history": state["history"], "evals": state["evals"], "metrics": metrics}
 
