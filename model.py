@@ -290,7 +290,7 @@ class MotionLM:
 
 
 def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add", seed=0, length_token=False,
-          countdown=False, text_vocab=TINY_BPE):
+          countdown=False):
     """A MotionLM for codebook size K and P codes per step. `model`: a registry name or a local Hugging Face
     folder; init "pretrained" loads its weights, "scratch" draws the same architecture at random (Table 9),
     "auto" is scratch for the tiny models and pretrained otherwise. `captions` (train captions and part texts)
@@ -317,7 +317,7 @@ def build(model="gpt2-tiny", *, K, P, captions, init="auto", motion_vocab="add",
                 raise
     if spec["hf_id"] is None:  # the BPE learns from the instructions the model will read
         text = train_bpe([instruction_text(c, template=i % len(TEMPLATES)) for i, c in enumerate(captions)],
-                         text_vocab)
+                         TINY_BPE)
     elif spec["family"] == "llama":
         text = TextTokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
     elif folder is not None and (folder / "merges.txt").is_file():

@@ -68,8 +68,6 @@ CONFIG = dict(
     min_lr=0.0, dropout=0.0,  # the end of the cosine schedule (0: lr / 10); dropout
     warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
-    word_dropout=0.0,  # share of a caption's words dropped in a training instance (instruction noise)
-    text_vocab=512,  # the tiny models' BPE size (pieces learned on the train captions; issue 30's lever)
     uncond_prob=0.1,  # share of samples with no instruction: what classifier-free guidance (sample.py) needs
     log_interval=10,  # a line of metrics.jsonl and the console every this many steps (the host syncs then)
     eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
@@ -189,8 +187,7 @@ def build_or_load(cfg, run_dir, codes, data, rank, world, start=None):
         lm = start or lm_model.build(cfg["model"], K=codes.K, P=codes.P, captions=[
             t for i in data.split("train") for t in (*data.texts[i]["captions"],
                                                      *(data.texts[i].get("parts") or {}).values())],
-            **{k: cfg[k] for k in ("init", "motion_vocab", "seed", "length_token", "countdown",
-                                   "text_vocab")})
+            **{k: cfg[k] for k in ("init", "motion_vocab", "seed", "length_token", "countdown")})
         lm.save(run_dir, weights=False)
         shutil.rmtree(run_dir / "model", ignore_errors=True)  # an earlier run's, under this name
     config = [lm.lm.config if rank == 0 else None]

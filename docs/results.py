@@ -191,7 +191,7 @@ def choice_section(choice):
     every = list(dict.fromkeys(k for fig in rows.values() for k in fig))  # a row may lack some: "–"
     names = [k for k in every if not k.endswith("_ci") and k not in ("replications", "n_clips", "n_checked",
              "clips", "R@2", "MMDist", "Diversity") and not k.startswith("gallery_") and (not k.startswith(
-             "action_") or k in ("action_accuracy", "action_accuracy_macro"))]  # the rest: in the JSON
+             "action_") or k.startswith("action_accuracy"))]  # the rest (each kind): in the JSON
     what = (f"all {first['clips']} val clips through encode and decode (deterministic); the reconstruction's "
             f"action accuracy over the {first['n_checked']} checkable ones" if "clips" in first else
             f"{first['n_clips']} val clips drawn at random, {first['replications']} replication(s); action "

@@ -7,6 +7,7 @@ protocol; the choice reads val figures only.
     python experiments/choices.py --choice=edit_guidance    # guidance for edits (experiments/edits.py on val)
     python experiments/choices.py --choice=length_token     # the LM writes the length first, or step by step
     python experiments/choices.py --choice=lengths          # the length estimator's median / draw, or the LM
+    python experiments/choices.py --choice=phrasing --eval_clips=256 --replications=2  # issue 30's levers
 
 They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
 chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
@@ -18,7 +19,8 @@ and out/lm/choices/; a rerun skips the runs it has finished with the same settin
 The choices decided for good and deleted with their switches were last here in commit a4c2a31: held_edges
 (the tokenizer holds a clip's edge poses), motion_clock (the motion starts at a fixed position), edit_training
 (no part-mixed training samples) and the length_token choice's ±25% slack (the length is kept exactly); their
-results stay in docs/results/choices_*.json.
+results stay in docs/results/choices_*.json. The phrasing choice's training levers (train.py --word_dropout,
+--text_vocab: neither helped new phrasing) were last here in commit 11ba3a5.
 """
 
 import hashlib
@@ -43,17 +45,13 @@ from support.eval_physical import checked_actions  # noqa: E402
 from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
-    choice="",  # tokenizer_steps | sampling | edit_guidance | length_token | lengths, or several: a,b
+    choice="",  # tokenizer_steps | sampling | edit_guidance | length_token | lengths | phrasing, or several
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
     out_dir="out/choices", seed=0, device="auto",
-    levers="",  # phrasing: the LEVERS to run (names, comma-separated); "": all
 )
-# phrasing (issue 30): lever -> (train.py settings, sampling settings); no train.py settings: the default run
-LEVERS = {"dropout": ({"word_dropout": 0.15}, {}), "vocab1024": ({"text_vocab": 1024}, {}),
-          "dropout+vocab1024": ({"word_dropout": 0.15, "text_vocab": 1024}, {}),
-          "guidance2": ({}, {"guidance": 2.0}), "guidance3": ({}, {"guidance": 3.0})}
+GUIDANCE = (1.5, 2.0, 2.5, 3.0)  # phrasing (issue 30): classifier-free guidance beside the default's
 # sampling candidates: (temperature, top_p, guidance); the first is sample.DEFAULTS
 SAMPLING = [(0.4, 0.95, 1.25), (1.0, 1.0, 1.25), (0.0, 1.0, 1.25), (0.4, 0.95, 1.0)]
 
@@ -150,14 +148,11 @@ def candidates(choice, cfg, ev, data):
         return out | {"paper's format, the length estimator's median": score_lm(paper, cfg, ev, data),
                       "paper's format, step by step until </mot>": score_lm(paper, cfg, ev, data,
                                                                              lengths="model")}
-    if choice == "phrasing":  # issue 30: levers for new phrasings, each at the default's steps (equal CPU)
+    if choice == "phrasing":  # issue 30: what helps new phrasing (the rows generated_seen / _new, the gap)
         return {"default": score_lm("out/lm/default", cfg, ev, data)} | {
-            name: score_lm(lm_run(name, settings, cfg) if settings else "out/lm/default", cfg, ev, data,
-                           **sampling)
-            for name, (settings, sampling) in LEVERS.items()
-            if not cfg["levers"] or name in cfg["levers"].split(",")}
-    raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token or lengths, got "
-                     f"{choice!r}")
+            f"guidance{g}": score_lm("out/lm/default", cfg, ev, data, guidance=g) for g in GUIDANCE}
+    raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token, lengths or "
+                     f"phrasing, got {choice!r}")
 
 
 def main(argv):

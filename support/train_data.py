@@ -43,44 +43,31 @@ class Pairs:
         """Do an instruction of `prompt` tokens and a motion of `steps` steps fit (model.motion_room)?"""
         return self.lm.motion_room(prompt) >= steps
 
-    def draw(self, i, rng, parts_prob, uncond_prob=0.0, word_dropout=0.0):
-        """A training instance of pair i, as its random choices (caption, parts or not, template, the
-        caption's kept words or None: all): a random caption and template, part texts with parts_prob, no
-        instruction at all (caption None) with uncond_prob, each word dropped with word_dropout (one kept)."""
+    def draw(self, i, rng, parts_prob, uncond_prob=0.0):
+        """A training instance of pair i, as its random choices (caption, parts or not, template): a random
+        caption and template, part texts with parts_prob, no instruction at all (caption None) with
+        uncond_prob."""
         parts = bool(self.parts[i]) and rng.random() < parts_prob
         caption = int(rng.integers(len(self.captions[i])))
         if rng.random() < uncond_prob:
             caption, parts = None, False
-        template, words = int(rng.integers(len(lm_model.TEMPLATES))), None
-        if word_dropout > 0 and caption is not None:
-            n = len(self.captions[i][caption].split())
-            keep = rng.random(n) >= word_dropout
-            keep[rng.integers(n)] = True
-            words = None if keep.all() else tuple(np.flatnonzero(keep).tolist())
-        return caption, parts, template, words
-
-    def text(self, i, caption, words):
-        """Pair i's caption `caption` (None: no instruction) with only its `words` (None: all of them)."""
-        if caption is None:
-            return None
-        text = self.captions[i][caption]
-        return text if words is None else " ".join(text.split()[k] for k in words)
+        return caption, parts, int(rng.integers(len(lm_model.TEMPLATES)))
 
     def build(self, i, choice):
         """The drawn instance `choice` of pair i -> (ids, kinds) (MotionLM.sample_ids)."""
-        caption, parts, template, words = choice
-        return self.lm.sample_ids(self.text(i, caption, words),
+        caption, parts, template = choice
+        return self.lm.sample_ids(None if caption is None else self.captions[i][caption],
                                   self.codes.clip(self.clips[i]), self.parts[i] if parts else None, template)
 
     def size(self, i, choice):
         """The drawn instance's length and its tokens each loss counts (MotionLM.sample_size), without
         building it: an instruction is tokenised once per (caption, parts, template) and its length kept."""
-        caption, parts, template, words = choice
-        key = (i, caption, parts, template, words) if caption is not None else None
+        caption, parts, template = choice
+        key = (i, caption, parts, template) if caption is not None else None
         if key not in self.prompt_lengths:
             if len(self.prompt_lengths) >= 1 << 20:  # bounded: a million instructions, some 100 MB
                 self.prompt_lengths.clear()
-            text = self.text(i, caption, words)
+            text = None if caption is None else self.captions[i][caption]
             self.prompt_lengths[key] = len(self.lm.prompt_ids(text, self.parts[i] if parts else None,
                                                               template))
         steps = self.codes.offsets[self.clips[i] + 1] - self.codes.offsets[self.clips[i]]
@@ -119,7 +106,7 @@ def global_batch(pairs, step, cfg, rank=0, world=1):
                             step // (len(pairs) // cfg["batch_size"]))
     picked = batches[step % len(batches)]
     choices = [pairs.draw(i, np.random.default_rng([cfg["seed"], step, k]), cfg["parts_prob"],
-                          cfg["uncond_prob"], cfg["word_dropout"]) for k, i in enumerate(picked)]
+                          cfg["uncond_prob"]) for k, i in enumerate(picked)]
     sizes = [pairs.size(i, choice) for i, choice in zip(picked, choices, strict=True)]
     order = sorted(range(len(picked)), key=lambda k: sizes[k][0])
     mine = order[rank::world]

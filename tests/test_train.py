@@ -359,29 +359,6 @@ def test_the_loss_divides_by_the_tokens_its_labels_count(codes_dir, tmp_path, lo
     assert stats[6].item() == pytest.approx(norm.item(), rel=1e-4) and stats[4] == stats[5] == 0
 
 
-def test_word_dropout_drops_that_share_of_words_and_nothing_else(codes_dir, tmp_path):
-    """word_dropout=p: an instance's caption keeps each word with 1 - p (one always kept), in order; the
-    caption, parts and template drawn are the ones drawn without it (the same random stream up to there), and
-    size() counts the instance build() makes."""
-    run = train.setup(lm_cfg(codes_dir, tmp_path), None, None, lm_data.Pairs)
-    pairs, kept, total = run.train, 0, 0
-    for k in range(600):
-        i = k % len(pairs)
-        plain = pairs.draw(i, np.random.default_rng(k), 0.3, 0.1)
-        noisy = pairs.draw(i, np.random.default_rng(k), 0.3, 0.1, word_dropout=0.4)
-        assert plain[:3] == noisy[:3] and plain[3] is None
-        caption, _, _, words = noisy
-        if caption is None:
-            continue
-        full = pairs.captions[i][caption].split()
-        total += len(full)
-        kept += len(full) if words is None else len(words)
-        text = pairs.text(i, caption, words)
-        assert text.split() == [w for j, w in enumerate(full) if words is None or j in words] and text
-        assert pairs.size(i, noisy)[0] == len(pairs.build(i, noisy)[0])
-    assert kept / total == pytest.approx(0.6, abs=0.04)
-
-
 @pytest.mark.parametrize("world", [2, 3])
 def test_each_rank_builds_only_its_share_of_the_global_batch(codes_dir, tmp_path, world):
     """global_batch on `world` ranks: rank r builds every world-th instance of the one process's batch (sorted
