@@ -8,6 +8,7 @@ protocol; the choice reads val figures only.
     python experiments/choices.py --choice=length_token     # the LM writes the length first, or step by step
     python experiments/choices.py --choice=lengths          # the length estimator's median / draw, or the LM
     python experiments/choices.py --choice=phrasing --eval_clips=256 --replications=2  # issue 30's levers
+    python experiments/choices.py --choice=count_lengths    # counts at the length given: median / draw / real
 
 They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
 chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
@@ -45,7 +46,8 @@ from support.eval_physical import checked_actions  # noqa: E402
 from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
-    choice="",  # tokenizer_steps | sampling | edit_guidance | length_token | lengths | phrasing, or several
+    choice="",  # tokenizer_steps | sampling | edit_guidance | length_token | lengths | phrasing |
+    # count_lengths: one, or several (a,b)
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -151,8 +153,13 @@ def candidates(choice, cfg, ev, data):
     if choice == "phrasing":  # issue 30: what helps new phrasing (the rows generated_seen / _new, the gap)
         return {"default": score_lm("out/lm/default", cfg, ev, data)} | {
             f"guidance{g}": score_lm("out/lm/default", cfg, ev, data, guidance=g) for g in GUIDANCE}
-    raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token, lengths or "
-                     f"phrasing, got {choice!r}")
+    if choice == "count_lengths":  # issue 30, part 3: does "three squats" fit whatever length it is given?
+        return {f"{name}{' (default)' * (how == sample.DEFAULTS['lengths'])}": score_lm(
+            "out/lm/default", cfg, ev, data, lengths=how) for name, how in (
+            ("the length estimator's median", "median"), ("a draw from the length estimator", "draw"),
+            ("the clip's real length", "real"))}
+    raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token, lengths, phrasing "
+                     f"or count_lengths, got {choice!r}")
 
 
 def main(argv):
