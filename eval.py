@@ -28,7 +28,14 @@ import tokenizer
 from common import cli, parse_args, pick_device, progress_bar, write_json
 from support import eval_metrics, eval_t2m
 from support.eval_evaluator import load_evaluator, near_duplicates, train_evaluator
-from support.eval_physical import COUNTED, action_figures, checked_actions, clip_plans, physical_check
+from support.eval_physical import (
+    COUNTED,
+    action_figures,
+    checked_actions,
+    clip_plans,
+    physical_check,
+    reconstruction_passes,
+)
 from support.eval_report import markdown_table
 from support.text_tokenizer import normalise_caption
 
@@ -313,18 +320,6 @@ def phrasing_rows(reps, rows, kinds, real, cfg):
         out |= {f"{row}_new_minus_seen": paired_difference(*joined, row, clips, kinds, at, real, cfg)
                 for row in rows}
     return out
-
-
-@torch.no_grad()
-def reconstruction_passes(tok, data, checked):
-    """Does each checked clip's reconstruction (the whole clip cropped to 4-frame units, encode -> decode)
-    pass its physical check? The ceiling of a model that writes this tokenizer's codes."""
-    clips, passed = np.fromiter(checked, np.int64), {}
-    for idx, feats in data.whole_clips(clips, motion.FRAMES_PER_CODE):
-        recon = tok.decode(tok.encode(feats)).float().cpu().numpy()
-        for i, f in zip(idx.tolist(), recon, strict=True):
-            passed[i] = physical_check(motion.recover_from_ric(f, data.joints_num), *checked[i])
-    return np.array([passed[i] for i in clips])
 
 
 def evaluate_split(ev, data, clips, cfg, generate=None, checked_clips=None, subset=None, progress=True,

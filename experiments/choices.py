@@ -42,7 +42,7 @@ from common import cli, parse_args, pick_device, write_json  # noqa: E402
 from experiments import code_hash, finished_run  # noqa: E402
 from experiments.edits import evaluate_edits  # noqa: E402
 from support.eval_evaluator import load_evaluator  # noqa: E402
-from support.eval_physical import checked_actions  # noqa: E402
+from support.eval_physical import checked_actions, reconstruction_passes  # noqa: E402
 from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
@@ -89,7 +89,7 @@ def score_tokenizer(run_dir, ev, data, device):
     split's checkable clips whose reconstruction (encode -> decode) still passes its physical check."""
     tok = tokenizer.load(run_dir, device)
     val = data.split("val")
-    passed = evaluation.reconstruction_passes(tok, data, checked_actions(data, val))
+    passed = reconstruction_passes(tok, data, checked_actions(data, val))
     return evaluation.evaluate_tokenizer(ev, tok, data, val) | {
         "reconstruction_action_accuracy": float(np.mean(passed)), "n_checked": len(passed)}
 

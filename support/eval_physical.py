@@ -2,8 +2,9 @@
 is missing): does the motion do what its clip's plan says, from the joints alone (docs/evaluation.md)."""
 
 import numpy as np
+import torch
 
-from motion import FPS
+from motion import FPS, FRAMES_PER_CODE, recover_from_ric
 
 # Physical checks: no evaluator, just the joints [T, 22, 3] (metres, +Y up, SMPL order, facing +Z at the
 # start as recover_from_ric gives them) against the clip's plan, which synth stores in texts.jsonl as
@@ -131,3 +132,15 @@ def clip_plans(data, clips):
         raise ValueError(f"{data.root}: a synth dataset written before texts.jsonl stored each clip's plan, "
                          "which the physical checks read; rebuild it with `python data.py`")
     return [r.get("plan") for r in records]
+
+
+@torch.no_grad()
+def reconstruction_passes(tok, data, checked):
+    """Does each checked clip's reconstruction (the whole clip cropped to 4-frame units, encode -> decode)
+    pass its physical check? The ceiling of a model that writes this tokenizer's codes."""
+    clips, passed = np.fromiter(checked, np.int64), {}
+    for idx, feats in data.whole_clips(clips, FRAMES_PER_CODE):
+        recon = tok.decode(tok.encode(feats)).float().cpu().numpy()
+        for i, f in zip(idx.tolist(), recon, strict=True):
+            passed[i] = physical_check(recover_from_ric(f, data.joints_num), *checked[i])
+    return np.array([passed[i] for i in clips])

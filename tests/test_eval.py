@@ -634,11 +634,11 @@ def test_reconstruction_passes_checks_the_decoded_clip(phrased):
     """With a tokenizer that decodes its input, the checks see each real clip cropped to 4-frame units."""
     ds = phrased
     checked = {int(i): a for i in ds.split("test") if (a := physical.plan_action(ds.texts[i]["plan"]))}
-    got = ev_mod.reconstruction_passes(Identity(), ds, checked)
+    got = physical.reconstruction_passes(Identity(), ds, checked)
     crop = lambda i: np.array(ds.motion(i))[:len(ds.motion(i)) // 4 * 4]
     expected = [physical.physical_check(motion.recover_from_ric(crop(i), 22), *a) for i, a in checked.items()]
     np.testing.assert_array_equal(got, expected)
-    assert not ev_mod.reconstruction_passes(Still(), ds, checked).any()
+    assert not physical.reconstruction_passes(Still(), ds, checked).any()
 
 
 def test_multimodality_command(small, tmp_path, monkeypatch, capsys):
