@@ -132,8 +132,8 @@ def step_range(lm, estimator, lengths, texts, kept, generators, fixed):
     if all(fixed) or lengths == "model":
         return [f or 1 for f in fixed], [f or longest for f in fixed]
     estimate = estimator.draw(lm.text.encode_batch(texts), generators if lengths == "draw" else None)
-    steps = [min(s, longest, lm.motion_room(len(lm.prompt_ids(t)))) for s, t in zip(estimate, texts,
-                                                                                     strict=True)]
+    steps = [f or min(s, longest, lm.motion_room(len(lm.prompt_ids(t))))
+             for f, s, t in zip(fixed, estimate, texts, strict=True)]
     return ([1 if k is not None else s for s, k in zip(steps, kept, strict=True)],
             [longest if k is not None else s for s, k in zip(steps, kept, strict=True)])
 
