@@ -53,9 +53,9 @@ CONFIG = dict(
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
     out_dir="out/choices", seed=0, device="auto",
 )
-GUIDANCE = (1.5, 2.0, 2.5, 3.0)  # phrasing (issue 30): classifier-free guidance beside the default's
+GUIDANCE = (1.25, 1.5, 2.5, 3.0)  # phrasing (issue 30): classifier-free guidance beside the default's
 # sampling candidates: (temperature, top_p, guidance); the first is sample.DEFAULTS
-SAMPLING = [(0.4, 0.95, 1.25), (1.0, 1.0, 1.25), (0.0, 1.0, 1.25), (0.4, 0.95, 1.0)]
+SAMPLING = [(0.4, 0.95, 2.0), (1.0, 1.0, 2.0), (0.0, 1.0, 2.0), (0.4, 0.95, 1.0)]
 
 
 def score_lm(lm_dir, cfg, ev, data, **sampling):
