@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from common import bf16_on, make_temp_dir, read_run_file, replace_dir, write_json
+from support.model_generate import filled_cache, forced_codes, sampler
 from support.model_pretrained import fresh_rows, hub_snapshot, reuse_ids
 from support.model_registry import REGISTRY, grown_vocab, hf_config, model_spec  # the named models
 from support.text_tokenizer import TextTokenizer, bpe_from_files, normalise_caption, train_bpe
@@ -177,7 +178,7 @@ class MotionLM:
         run writes <len T> first. temperature 0 is greedy, top_k 0 and top_p 1 are off; one `generator` per
         prompt makes its sample independent of the batch; guidance g != 1: classifier-free guidance
         (_logits); `keep` (per prompt None or (codes [T, P], mask [T, P] bool)): forced_codes."""
-        draw = _sampler(temperature, top_k, top_p, generator)
+        draw = sampler(temperature, top_k, top_p, generator)
         prompts = [self.prompt_ids(p) if isinstance(p, str) else self.prompt_ids(*p) for p in prompts]
         B, P, G, dev = len(prompts), self.P, 1 + (guidance != 1), self.lm.device  # G rows a prompt
         limit, low = self._step_bounds(prompts, min_steps, max_steps, steps)
@@ -185,7 +186,9 @@ class MotionLM:
         ids, mask, pos = self._left_padded(prompts + [self.prompt_ids(None)] * B * (G - 1))  # guidance's last
         motion_pos = torch.full((G * B, 1), motion_position(self.spec["n_ctx"]), device=dev)  # next code's
         n = torch.zeros(B, dtype=torch.long, device=dev)  # codes emitted per row
-        done, out, cache, training = torch.zeros(B, dtype=torch.bool, device=dev), [], None, self.lm.training
+        done, out, training = torch.zeros(B, dtype=torch.bool, device=dev), [], self.lm.training
+        # every token fed: the prompts, the length token, the codes and the last row's </mot>
+        cache = filled_cache(self.lm.config, ids.shape[1] + 2 + int(limit.max()) * P)
         self.lm.eval()
         try:
             if len(self.length_ids):  # the length token first, then the motion has that many steps
@@ -393,60 +396,6 @@ def load(run_dir, device="cpu", weights=True, config=None):
     return MotionLM(lm, text, K=v["K"], P=v["P"], motion_ids=v["motion_ids"], mot_id=v["mot_id"],
                     end_mot_id=v["end_mot_id"], pad_id=v["pad_id"], mode=v["mode"], spec=v["spec"],
                     length_ids=v.get("length_ids", []))
-
-
-def forced_codes(keep, lm, limit, low):
-    """MotionLM.generate's keep masks (one per prompt, or None) -> (vocabulary ids [B, T, P], forced
-    [B, T, P] bool, limit, low): which token to force where, and the per-row step bounds, adjusted. A mask
-    that keeps anything in its last step (part editing) fixes the motion to its T steps; one that keeps only
-    leading steps (a continuation) makes the motion at least that long and lets the model end it."""
-    keep = [None] * len(limit) if keep is None else keep
-    if len(keep) != len(limit):
-        raise ValueError(f"keep: {len(keep)} entries for {len(limit)} prompts")
-    T = max([len(k[0]) for k in keep if k is not None], default=1)
-    ids, forced = (torch.zeros(len(keep), T, lm.P, dtype=dtype) for dtype in (torch.long, torch.bool))
-    for b in [b for b, k in enumerate(keep) if k is not None]:
-        codes, mask = lm.code_ids(keep[b][0]), torch.as_tensor(np.asarray(keep[b][1])).bool()
-        if mask.shape != codes.shape:
-            raise ValueError(f"keep: the mask must be [T, P] as its codes are, got {tuple(mask.shape)} for "
-                             f"{tuple(codes.shape)}")
-        ids[b, :len(codes)], forced[b, :len(codes)] = codes, mask
-        if mask[-1].any():  # part editing: the source's length
-            low[b] = limit[b] = len(codes)
-        elif mask.any():  # a continuation: at least up to the last kept step
-            low[b] = max(int(low[b]), int(mask.any(1).nonzero()[-1]) + 1)
-    if (low > limit).any():
-        raise ValueError(f"keep: a source of {int(low.max())} steps does not fit: at most {int(limit.min())}")
-    return ids.to(limit.device), forced.to(limit.device), limit, low
-
-
-def _sampler(temperature, top_k, top_p, generator):
-    """draw(logits) -> one token per row (_pick) with these settings; one clear error for impossible ones."""
-    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got {temperature}, "
-                         f"{top_k}, {top_p}")
-    return lambda logits: _pick(logits, temperature, top_k, top_p, generator)
-
-
-def _pick(logits, temperature, top_k, top_p, generator):
-    """One token per row from logits [B, V] already masked to the allowed tokens (so top-k and top-p choose
-    among those): greedy at temperature 0, else a sample from the tempered, truncated softmax."""
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k:
-        kth = logits.topk(min(top_k, logits.shape[-1])).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, -torch.inf)
-    if top_p < 1:  # nucleus: the most likely tokens whose mass reaches top_p (the first always stays)
-        sorted_logits, order = logits.sort(-1, descending=True)
-        p = sorted_logits.softmax(-1)
-        sorted_logits = sorted_logits.masked_fill(p.cumsum(-1) - p >= top_p, -torch.inf)
-        logits = logits.scatter(-1, order, sorted_logits)
-    probs = logits.softmax(-1)
-    if isinstance(generator, (list, tuple)):  # one per row: a row's draws do not depend on the other rows
-        return torch.cat([torch.multinomial(p[None], 1, generator=g)[0] for p, g in zip(probs, generator,
-                                                                                         strict=True)])
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 def token_losses(logits, input_ids):

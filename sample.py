@@ -84,7 +84,7 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     (one (codes, mask) or None per text: keep_mask) forces the kept codes; `parts` ({"upper": ..., "lower":
     ...}, or one such or None per text) gives the texts their part texts. `seconds` fixes every motion's
     length, `steps` (motion codes, one count per text: eval.py's real lengths) each text's; else `lengths`
-    says who decides it (a text with kept codes: the edit, model.forced_codes)."""
+    says who decides it (a text with kept codes: the edit, support/model_generate.forced_codes)."""
     lm, tok, estimator = cached_run(lm_dir, device)
     if not all(text.strip() for text in texts):
         raise ValueError("empty text: nothing to generate a motion for")
@@ -152,7 +152,8 @@ def edit(source_joints, text, keep="", keep_seconds=0.0, lm_dir=None, num_sample
     """Edit a motion (docs/sampling.md): its codes (source_codes) are kept where `keep` says ("upper",
     "lower" or the tokenizer's part names, comma-separated: 2D-LFQ has a code per body part and step, §4.2;
     the source's length) or for its first keep_seconds (the model continues and ends it), and the model writes
-    the rest from `text`, reading all that is kept so far (model.forced_codes). -> joints per take."""
+    the rest from `text`, reading all that is kept so far (support/model_generate.forced_codes). -> joints
+    per take."""
     tok = cached_run(lm_dir, device)[1]
     if not text.strip():
         raise ValueError("empty text: nothing to edit the motion towards")

@@ -25,6 +25,7 @@ from transformers import (
 import model
 from support import model_pretrained as pretrained
 from support import text_tokenizer, train_scale
+from support.model_generate import FilledLayer
 
 CAPTIONS = [
     "a man walks forward.", "a woman takes a few steps backward.", "someone jumps twice, then waves!",
@@ -398,7 +399,18 @@ def test_guided_greedy_against_two_full_forwards(name, tiny, tiny_llama):
                zip(guided, mlm.generate(prompts, steps=5, temperature=0), strict=True))
 
 
-# ---- editing: the keep mask (model.forced_codes) -----------------------------------------------------------
+def test_filled_cache_layer_holds_what_concatenation_would_and_grows_past_its_capacity():
+    """generate's cache layer against the concatenation Hugging Face's DynamicLayer does: chunks of 2, 1, 4
+    and 1 positions into room for 3, so the buffer grows twice; the views hold every position in order."""
+    layer, chunks = FilledLayer(capacity=3), [torch.randn(2, 3, n, 5) for n in (2, 1, 4, 1)]
+    for k, chunk in enumerate(chunks):
+        keys, values = layer.update(chunk, -chunk)
+        seen = torch.cat(chunks[:k + 1], 2)
+        assert torch.equal(keys, seen) and torch.equal(values, -seen)
+        assert layer.get_seq_length() == seen.shape[2] and layer.get_mask_sizes(1) == (seen.shape[2] + 1, 0)
+
+
+# ---- editing: the keep mask (support/model_generate.forced_codes) --------------------------------------
 def greedy_reference(mlm, prompt, codes):
     """The argmax over the motion codes at every position of prompt + codes, from one no-cache forward with
     the motion from 192 on: what greedy generation picks wherever nothing is forced."""
