@@ -120,6 +120,9 @@ def cli(main, prog):
     """A script's entry point: main(sys.argv[1:]). A ValueError or OSError ends it with one line `<prog>:
     <message>`, status 1; Ctrl-C with `<prog>: interrupted; <what main's KeyboardInterrupt says it left as it
     was>`, status 130 (128 + SIGINT). NANOMOTION_DEBUG=1 lets the exception through, with its traceback."""
+    # demo.py runs two stages side by side at one thread each; SIGUSR1 tells the one left that its partner
+    # ended and nothing will take that core: it doubles its threads for the rest of its run
+    signal.signal(signal.SIGUSR1, lambda *_: torch.set_num_threads(2 * torch.get_num_threads()))
     if os.environ.get("NANOMOTION_DEBUG", "0") != "0":
         return main(sys.argv[1:])
     try:

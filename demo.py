@@ -14,6 +14,7 @@ The demo adds out/demo/: results.json (the figures of every stage and each stage
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -86,6 +87,10 @@ def next_stage(pending, done, running):
     return ready[0], 2 if not running and len(ready) == 1 else 1
 
 
+def ignore_sigusr1():  # in a stage's process until common.cli handles it: a signal sent earlier is dropped
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # (an ignored signal stays ignored across exec)
+
+
 def run_all(todo, log_dir, on_done=lambda name, seconds: None):
     """Run the stages `todo` ((name, argv) each, in a child process) as their NEEDS allow; on_done(name,
     seconds) as each ends well. A stage on both cores prints here; stages side by side write
@@ -102,7 +107,8 @@ def run_all(todo, log_dir, on_done=lambda name, seconds: None):
             print(f"\n=== {name}: python {' '.join(argv)}{log}", flush=True)
             procs[name] = (subprocess.Popen([sys.executable, *argv], cwd=Path(__file__).parent, stdout=out,
                                             env={**os.environ, "OMP_NUM_THREADS": str(threads)},
-                                            stderr=subprocess.STDOUT if out else None), out, time.time())
+                                            stderr=subprocess.STDOUT if out else None,
+                                            preexec_fn=ignore_sigusr1), out, time.time())
             running[name] = threads
         for name in [n for n in running if procs[n][0].poll() is not None]:
             proc, out, started = procs[name]
@@ -119,6 +125,10 @@ def run_all(todo, log_dir, on_done=lambda name, seconds: None):
                                  "message is above); fix it and go on from there with `python demo.py "
                                  f"--from_stage={name}`")
             on_done(name, wall[name])
+            if len(running) == 1 and next_stage(pending, done, running) is None and 1 in running.values():
+                alone = next(iter(running))  # its partner's core would idle until it ends: hand it over
+                procs[alone][0].send_signal(signal.SIGUSR1)  # (common.cli: it doubles its threads)
+                running[alone] = 2
         time.sleep(0.5)
     return wall, round(time.time() - t0, 1)
 

@@ -4,6 +4,7 @@ to type."""
 
 import ast
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,14 @@ def test_parse_args_types_lists_and_flags():
     assert got == {"n": 3, "x": 2.0, "flag": True, "texts": ["a b", "c"]}
     with pytest.raises(SystemExit, match=r"t\.py: --n must be int, got 'x'"):
         parse_args(["--n=x"], config, "t.py")
+
+
+def test_sigusr1_doubles_a_scripts_threads():
+    """demo.py's hand-over of a core: a script run through common.cli and sent SIGUSR1 computes on twice the
+    threads it started with (torch's intra-op pool, as OMP_NUM_THREADS had set it)."""
+    code = ("import os, signal, torch; from common import cli; "
+            "cli(lambda argv: (os.kill(os.getpid(), signal.SIGUSR1), print(torch.get_num_threads())), 'x')")
+    for threads in (1, 2):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                             check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        assert out.stdout.split() == [str(2 * threads)]

@@ -68,15 +68,17 @@ def test_results_json_shape_and_summary(tmp_path, monkeypatch):
 
 def test_stages_start_after_what_they_need_two_at_a_time(tmp_path, monkeypatch):
     """run_all on four stand-in stages (a; b and c after a; d after b): each starts only once what it needs
-    has ended, b and c run side by side on one core each, a stage alone gets both cores; a failing stage
-    stops the run naming it."""
+    has ended, b and c run side by side on one core each, a stage alone gets both cores, and one left alone
+    with nothing to start beside it is told to take the second core (SIGUSR1, once); a failing stage stops
+    the run naming it."""
     monkeypatch.setattr(demo, "NEEDS", {"a": (), "b": ("a",), "c": ("a",), "d": ("b",)})
     trace = tmp_path / "trace.txt"
 
     def stage(name, seconds):
-        code = (f"import os, time; f = open({str(trace)!r}, 'a'); f.write('{name} start %f %s\\n' % "
-                f"(time.time(), os.environ['OMP_NUM_THREADS'])); f.flush(); time.sleep({seconds}); "
-                f"f.write('{name} end %f -\\n' % time.time())")
+        code = (f"import os, signal, time; f = open({str(trace)!r}, 'a'); f.write('{name} start %f %s\\n' % "
+                f"(time.time(), os.environ['OMP_NUM_THREADS'])); f.flush(); signal.signal(signal.SIGUSR1, "
+                f"lambda *_: (f.write('{name} more %f -\\n' % time.time()), f.flush())); "
+                f"time.sleep({seconds}); f.write('{name} end %f -\\n' % time.time())")
         return name, ["-c", code]
 
     seen = {}
@@ -90,6 +92,8 @@ def test_stages_start_after_what_they_need_two_at_a_time(tmp_path, monkeypatch):
     assert events["c", "start"][0] < events["b", "end"][0]  # side by side
     assert events["a", "start"][1] == "2" and events["b", "start"][1] == events["c", "start"][1] == "1"
     assert events["d", "start"][0] < events["c", "end"][0]  # d did not wait for c, which it does not need
+    assert events["d", "end"][0] <= events["c", "more"][0] < events["c", "end"][0]  # then c is alone
+    assert [line.split()[1] for line in trace.read_text().splitlines()].count("more") == 1
     with pytest.raises(SystemExit, match="stage 'b' failed"):
         demo.run_all([stage("a", 0), ("b", ["-c", "raise SystemExit(3)"])], tmp_path)
 
