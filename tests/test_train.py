@@ -359,6 +359,28 @@ def test_the_loss_divides_by_the_tokens_its_labels_count(codes_dir, tmp_path, lo
     assert stats[6].item() == pytest.approx(norm.item(), rel=1e-4) and stats[4] == stats[5] == 0
 
 
+def test_an_epochs_batches_group_instances_by_their_drawn_length(codes_dir, tmp_path):
+    """Over one epoch of global_batch: each pair at most once, with the instance its own rng draws
+    (Pairs.draw, (seed, epoch, pair)), in batches of similar drawn lengths: less padding than the same
+    instances in batches grouped by each pair's longest caption (Pairs.lengths), the grouping before."""
+    run = train.setup(lm_cfg(codes_dir, tmp_path, batch_size=4, parts_prob=0.5), None, None, lm_data.Pairs)
+    pairs, cfg, steps = run.train, run.cfg, len(run.train) // 4
+    index = {pairs.data.ids[c]: i for i, c in enumerate(pairs.clips)}
+    own = {i: pairs.build(i, pairs.draw(i, np.random.default_rng([cfg["seed"], 0, i]), cfg["parts_prob"],
+                                        cfg["uncond_prob"]))[0] for i in range(len(pairs))}
+    seen, padded = [], {"drawn": 0, "longest caption": 0}
+    for step in range(steps):
+        samples, clips, _, n_tokens = lm_data.global_batch(pairs, step, cfg)
+        assert [list(ids) for ids, _ in samples] == [list(own[index[c]]) for c in clips]
+        seen += clips
+        padded["drawn"] += len(samples) * max(len(ids) for ids, _ in samples) - n_tokens
+    assert len(set(seen)) == len(seen) == steps * 4
+    for batch in lm_data.epoch_batches(pairs.lengths.astype(np.int64).tobytes(), 4, cfg["seed"], 0):
+        sizes = [len(own[i]) for i in batch]
+        padded["longest caption"] += len(sizes) * max(sizes) - sum(sizes)
+    assert padded["drawn"] < padded["longest caption"], padded
+
+
 @pytest.mark.parametrize("world", [2, 3])
 def test_each_rank_builds_only_its_share_of_the_global_batch(codes_dir, tmp_path, world):
     """global_batch on `world` ranks: rank r builds every world-th instance of the one process's batch (sorted
