@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["data.py", "synth.py", "tokenizer.py", "train.py", "sample.py", "eval.py", "demo.py",
            "experiments/sweep.py", "experiments/claims.py", "experiments/edits.py", "experiments/checks.py",
            "experiments/language.py", "experiments/multimodality.py", "experiments/phrasing.py",
-           "bench/bench_lm.py",
+           "bench/bench_lm.py", "bench/bench_demo.py",
            "bench/bench_lfq.py", "bench/compile_lfq.py"]
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import demo
+from bench.bench_demo import critical_path
 from common import parse_args
 
 
@@ -102,3 +103,13 @@ def test_stages_start_after_what_they_need_two_at_a_time(tmp_path, monkeypatch):
 def test_from_stage_must_name_a_stage():
     with pytest.raises(ValueError, match="--from_stage must be one of data, tokenizer, evaluator, codes, lm"):
         demo.main(["--from_stage=nope"])
+
+
+def test_bench_demo_takes_the_longest_chain_of_stages():
+    """bench/bench_demo.py's critical path on demo.NEEDS, against the chains worked out by hand: the OOD
+    evaluation outlasts the test one here, the evaluator (beside the tokenizer) is on no longest chain."""
+    wall = {"data": 60, "tokenizer": 500, "evaluator": 400, "codes": 30, "lm": 450, "eval": 200,
+            "eval_ood": 300, "samples": 30, "edits": 20}
+    assert critical_path(demo.NEEDS, wall) == (1340.0, ["data", "tokenizer", "codes", "lm", "eval_ood"])
+    wall |= {"evaluator": 1200}  # now longer than tokenizer + codes + lm
+    assert critical_path(demo.NEEDS, wall) == (1560.0, ["data", "evaluator", "eval_ood"])
