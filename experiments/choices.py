@@ -9,6 +9,7 @@ protocol; the choice reads val figures only.
     python experiments/choices.py --choice=lengths          # the length estimator's median / draw, or the LM
     python experiments/choices.py --choice=phrasing --eval_clips=256 --replications=2  # issue 30's levers
     python experiments/choices.py --choice=count_lengths    # counts at the length given: median / draw / real
+    python experiments/choices.py --choice=conditioning --eval_clips=256 --replications=2  # issue 30, round 2
 
 They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
 chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
@@ -47,7 +48,7 @@ from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
     choice="",  # tokenizer_steps | sampling | edit_guidance | length_token | lengths | phrasing |
-    # count_lengths: one, or several (a,b)
+    # count_lengths | conditioning: one, or several (a,b)
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -64,7 +65,8 @@ def score_lm(lm_dir, cfg, ev, data, **sampling):
     candidate of several choices, and processes side by side share what one has scored."""
     run = Path(lm_dir)
     key = json.dumps([(run / "config.json").read_text(), (run / "metrics.json").read_text(),
-                      sorted(sampling.items()), cfg["eval_clips"], cfg["replications"], cfg["seed"]])
+                      sorted({**sample.DEFAULTS, **sampling}.items()), cfg["eval_clips"], cfg["replications"],
+                      cfg["seed"]])  # the defaults resolved: a score outlives no change of them
     path = Path(cfg["out_dir"]) / "scores" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -153,13 +155,18 @@ def candidates(choice, cfg, ev, data):
     if choice == "phrasing":  # issue 30: what helps new phrasing (the rows generated_seen / _new, the gap)
         return {"default": score_lm("out/lm/default", cfg, ev, data)} | {
             f"guidance{g}": score_lm("out/lm/default", cfg, ev, data, guidance=g) for g in GUIDANCE}
+    if choice == "conditioning":  # issue 30, second round: does the instruction count more when trained so?
+        return {"default": score_lm("out/lm/default", cfg, ev, data)} | {  # (a second training seed: the
+            name: score_lm(lm_run(name, settings, cfg), cfg, ev, data) for name, settings in (  # gap moves
+                ("uncond_prob0.2", {"uncond_prob": 0.2}), ("motion_loss", {"loss": "motion"}),  # with it)
+                ("default_seed1", {"seed": 1}), ("motion_loss_seed1", {"loss": "motion", "seed": 1}))}
     if choice == "count_lengths":  # issue 30, part 3: does "three squats" fit whatever length it is given?
         return {f"{name}{' (default)' * (how == sample.DEFAULTS['lengths'])}": score_lm(
             "out/lm/default", cfg, ev, data, lengths=how) for name, how in (
             ("the length estimator's median", "median"), ("a draw from the length estimator", "draw"),
             ("the clip's real length", "real"))}
-    raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token, lengths, phrasing "
-                     f"or count_lengths, got {choice!r}")
+    raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token, lengths, phrasing, "
+                     f"count_lengths or conditioning, got {choice!r}")
 
 
 def main(argv):

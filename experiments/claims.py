@@ -28,8 +28,8 @@ include those on the captions of phrasings seen in training and of new ones ("<f
 eval.py's rows generated_seen and generated_new); the pretrain claim gives a verdict on R@3_new too (does text
 pretraining help sentences the model has not seen?).
 The claims are the paper's, so every run is in the paper's format (train.PAPER_FORMAT: no length token, no
-countdown) and ends its motions itself, as the paper's model does; train.py's and sample.py's defaults depart
-from it there (docs/lm.md).
+countdown, the loss on the whole sequence) and ends its motions itself, as the paper's model does; train.py's
+and sample.py's defaults depart from it there (docs/lm.md).
 """
 
 import fcntl
@@ -205,6 +205,9 @@ def train_hooks(lm_cfg, data):
     model to start from (init_from), the train clips (train_subsets, train_fraction)."""
     hooks = {}
     if lm_cfg.get("task") == "text":
+        if lm_cfg["loss"] != "whole":  # a caption alone has no motion token: no loss would count anything
+            raise ValueError(f"task text trains on captions alone: it needs --loss=whole, got "
+                             f"{lm_cfg['loss']}")
         hooks["pairs"] = TextPairs
     if lm_cfg.get("init_from"):
         hooks["lm"] = text_pretrained(lm_cfg["init_from"], lm_cfg["seed"])

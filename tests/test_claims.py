@@ -202,9 +202,11 @@ def test_text_pretraining_then_a_motion_run_from_it(codes_dir, tmp_path):
     """Table 9 at tiny scale: TextPairs trains on captions and part texts alone (every counted token is text,
     so the history's motion loss is undefined), and text_pretrained starts a motion run from exactly those
     weights and vocabularies, its code and length rows drawn afresh."""
-    cfg = dict(train.CONFIG, data_dir=str(codes_dir / "ds"), tokenizer_run="t", out_dir=str(tmp_path),
-               batch_size=8, max_iters=4, warmup_iters=2, eval_interval=4, eval_iters=1, lr=1e-3,
-               length_iters=0, device="cpu")
+    cfg = dict(train.CONFIG, **train.PAPER_FORMAT, data_dir=str(codes_dir / "ds"), tokenizer_run="t",
+               out_dir=str(tmp_path), batch_size=8, max_iters=4, warmup_iters=2, eval_interval=4,
+               eval_iters=1, lr=1e-3, length_iters=0, device="cpu")
+    with pytest.raises(ValueError, match="task text trains on captions alone: it needs --loss=whole"):
+        claims.train_hooks(dict(cfg, task="text", loss="motion"), None)
     pre = train.train(dict(cfg, run_name="text", task="text"), progress=False,
                       **claims.train_hooks(dict(cfg, task="text"), None))
     assert all(np.isnan(h["motion"]) and np.isfinite(h["text"]) for h in pre["history"])
