@@ -373,8 +373,9 @@ def evaluate_tokenizer(ev, tok, data, clips):
 # ----------------------------------------------------------------------------------------------
 # command line
 def sampling(cfg):
-    """The --sample_* settings as sample.generate takes them (None: sample.DEFAULTS)."""
-    return {k.removeprefix("sample_"): None if sample.unset(v) else v for k, v in cfg.items()
+    """The --sample_* settings as sample.generate takes them (None: sample.DEFAULTS; --sample_lengths=real is
+    eval.py's own: the steps real_steps gives generate, which then needs no length setting)."""
+    return {k.removeprefix("sample_"): None if sample.unset(v) or v == "real" else v for k, v in cfg.items()
             if k.startswith("sample_")}
 
 
@@ -384,9 +385,7 @@ def _generator(cfg):
         raise FileNotFoundError(f"{cfg['lm_dir']}: no trained LM run (train one with `python train.py "
                                 f"--run_name={Path(cfg['lm_dir']).name}`, or pass --lm_dir= for the "
                                 f"ground-truth rows only)")
-    device = pick_device(cfg["device"])
-
-    settings = sampling(cfg) | ({"lengths": None} if cfg["sample_lengths"] == "real" else {})  # real_steps
+    device, settings = pick_device(cfg["device"]), sampling(cfg)
 
     def generate(texts, num_samples, seed, keys=None, steps=None):
         return sample.generate(list(texts), lm_dir=cfg["lm_dir"], num_samples=num_samples, seed=seed,

@@ -85,13 +85,15 @@ class Pairs:
 
 @lru_cache(maxsize=2)
 def epoch_draws(pairs, seed, epoch, parts_prob, uncond_prob):
-    """Every pair's training instance of this epoch (Pairs.draw, its own rng (seed, epoch, pair)) and its
-    (length, counted tokens) (Pairs.size): drawn before batching, so that batches group instances by their
-    drawn length. Grouped by the longest caption instead, a batch that drew the part texts for one of its
-    pairs was padded to them in all: 15% of the demo's tokens were padding, now 1%."""
+    """Every pair's training instance of this epoch (Pairs.draw, its own rng (seed, epoch, pair)), its
+    (length, counted tokens) (Pairs.size) and the lengths as epoch_batches takes them, made once an epoch:
+    drawn before batching, so that batches group instances by their drawn length. Grouped by the longest
+    caption instead, a batch that drew the part texts for one of its pairs was padded to them in all: 15% of
+    the demo's tokens were padding, now 1%."""
     choices = [pairs.draw(i, np.random.default_rng([seed, epoch, i]), parts_prob, uncond_prob)
                for i in range(len(pairs))]
-    return choices, [pairs.size(i, choice) for i, choice in enumerate(choices)]
+    sizes = [pairs.size(i, choice) for i, choice in enumerate(choices)]
+    return choices, sizes, np.array([n for n, _ in sizes], dtype=np.int64).tobytes()  # (epoch_batches' key)
 
 
 @lru_cache(maxsize=2)
@@ -114,9 +116,8 @@ def global_batch(pairs, step, cfg, rank=0, world=1):
     on (so each rank's micro-batches pad alike) -> (its (ids, kinds) instances sorted by length, their clip
     ids, the global batch's count of tokens that cfg["loss"] counts, and of all its tokens)."""
     epoch = step // (len(pairs) // cfg["batch_size"])
-    choices, sizes = epoch_draws(pairs, cfg["seed"], epoch, cfg["parts_prob"], cfg["uncond_prob"])
-    batches = epoch_batches(np.array([n for n, _ in sizes], dtype=np.int64).tobytes(), cfg["batch_size"],
-                            cfg["seed"], epoch)
+    choices, sizes, lengths = epoch_draws(pairs, cfg["seed"], epoch, cfg["parts_prob"], cfg["uncond_prob"])
+    batches = epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)
     picked = batches[step % len(batches)]
     order = sorted(picked, key=lambda i: sizes[i][0])
     mine = order[rank::world]
