@@ -156,10 +156,12 @@ def candidates(choice, cfg, ev, data):
         return {"default": score_lm("out/lm/default", cfg, ev, data)} | {
             f"guidance{g}": score_lm("out/lm/default", cfg, ev, data, guidance=g) for g in GUIDANCE}
     if choice == "conditioning":  # issue 30, second round: does the instruction count more when trained so?
-        return {"default": score_lm("out/lm/default", cfg, ev, data)} | {  # (a second training seed: the
-            name: score_lm(lm_run(name, settings, cfg), cfg, ev, data) for name, settings in (  # gap moves
-                ("uncond_prob0.2", {"uncond_prob": 0.2}), ("motion_loss", {"loss": "motion"}),  # with it)
-                ("default_seed1", {"seed": 1}), ("motion_loss_seed1", {"loss": "motion", "seed": 1}))}
+        # Two training seeds: the gap moves with it. The committed file was made when the default loss was
+        # the whole sequence: its "default" and "default_seed1" are this list's whole_loss runs
+        return {"default (motion loss)": score_lm("out/lm/default", cfg, ev, data)} | {
+            name: score_lm(lm_run(name, settings, cfg), cfg, ev, data) for name, settings in (
+                ("whole_loss", {"loss": "whole"}), ("uncond_prob0.2", {"loss": "whole", "uncond_prob": 0.2}),
+                ("whole_loss_seed1", {"loss": "whole", "seed": 1}), ("motion_loss_seed1", {"seed": 1}))}
     if choice == "count_lengths":  # issue 30, part 3: does "three squats" fit whatever length it is given?
         return {f"{name}{' (default)' * (how == sample.DEFAULTS['lengths'])}": score_lm(
             "out/lm/default", cfg, ev, data, lengths=how) for name, how in (
