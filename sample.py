@@ -105,21 +105,27 @@ def generate(texts, lm_dir=None, num_samples=1, temperature=None, top_k=None, to
     keys = [] if keys is None else list(keys)
     parts = parts if isinstance(parts, (list, tuple)) else [parts] * len(texts)
     jobs = [(i, text, [*keys[i:i + 1], take]) for i, text in enumerate(texts) for take in range(num_samples)]
-    # batches of texts of similar length: a batch runs until its longest row ends, and longer texts mostly ask
-    # for longer motions; the takes stay the same (a take does not depend on its batch)
-    order = sorted(range(len(jobs)), key=lambda k: len(jobs[k][1]))
+    # one generator per take, seeded by (seed, text, [key,] take): a take does not depend on its batch
+    gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
+        [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for _, text, take in jobs]
+    kept = [None if keep is None else keep[i] for i, _, _ in jobs]
+    low, high = [], []  # each take's length range first (a draw takes the take's generator before its codes)
+    for start in range(0, len(jobs), batch_size):
+        at = range(start, min(start + batch_size, len(jobs)))
+        lo, hi = step_range(lm, estimator, lengths, [jobs[k][1] for k in at], [kept[k] for k in at],
+                            [gens[k] for k in at], [steps[jobs[k][0]] for k in at])
+        low, high = low + lo, high + hi
+    # then batches of takes of similar length: a batch runs until its longest row ends (by the longest a take
+    # may run, then by its text's length where that is open: longer texts mostly ask for longer motions)
+    order = sorted(range(len(jobs)), key=lambda k: (high[k], low[k], len(jobs[k][1])))
     joints = [None] * len(jobs)
     for start in range(0, len(jobs), batch_size):
-        batch = [jobs[k] for k in order[start:start + batch_size]]
-        # one generator per take, seeded by (seed, text, [key,] take): a take does not depend on its batch
-        gens = [torch.Generator(lm.lm.device).manual_seed(int(np.random.SeedSequence(
-            [seed, zlib.crc32(text.encode()), *take]).generate_state(1)[0])) for _, text, take in batch]
-        kept = [None if keep is None else keep[i] for i, _, _ in batch]
-        low, high = step_range(lm, estimator, lengths, [text for _, text, _ in batch], kept, gens,
-                               [steps[i] for i, _, _ in batch])
-        codes = lm.generate([(text, parts[i]) if parts[i] else text for i, text, _ in batch], min_steps=low,
-                            max_steps=high, generator=gens, **settings, keep=None if keep is None else kept)
-        for k, c in zip(order[start:start + batch_size], codes, strict=True):
+        batch = order[start:start + batch_size]
+        prompts = [(text, parts[i]) if parts[i] else text for i, text, _ in (jobs[k] for k in batch)]
+        codes = lm.generate(prompts, min_steps=[low[k] for k in batch], max_steps=[high[k] for k in batch],
+                            generator=[gens[k] for k in batch], **settings,
+                            keep=None if keep is None else [kept[k] for k in batch])
+        for k, c in zip(batch, codes, strict=True):
             joints[k] = decoded_joints(tok, c).astype(np.float32)
     return joints
 

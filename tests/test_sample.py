@@ -49,6 +49,24 @@ def test_a_take_does_not_depend_on_its_batch(lm_dir):
     assert not np.array_equal(alone[0], other[0])
 
 
+def test_batches_group_takes_by_length_and_leave_them_as_they_are(lm_dir, monkeypatch):
+    """A batch runs until its longest row ends: takes are batched by the length they may reach, not by their
+    texts' length (here the two orders differ), and each take is the one a batch of all four gives."""
+    texts = ["a man walks.", "someone waves the right hand slowly.", "a person jumps.", "a girl squats twice."]
+    steps = [9, 2, 2, 9]  # by text length the batches of two would be [9, 2] and [2, 9]
+    together = sample.generate(texts, lm_dir, steps=steps, seed=5, batch_size=4)
+    calls, generate = [], sample.lm_model.MotionLM.generate
+
+    def spy(self, prompts, *args, max_steps=None, **kwargs):
+        calls.append(list(max_steps))
+        return generate(self, prompts, *args, max_steps=max_steps, **kwargs)
+    monkeypatch.setattr(sample.lm_model.MotionLM, "generate", spy)
+    paired = sample.generate(texts, lm_dir, steps=steps, seed=5, batch_size=2)
+    assert calls == [[2, 2], [9, 9]]
+    for a, b in zip(together, paired, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_keys_give_equal_texts_independent_takes(lm_dir):
     """eval.py keys each take by its draw position: two clips with the same caption must not get the same
     motion (they did when a take was seeded by (seed, text, take) alone)."""
