@@ -5,6 +5,7 @@ for the old embedding rows, published parameter counts for the registry."""
 
 import hashlib
 import json
+import math
 import socket
 
 import numpy as np
@@ -701,6 +702,16 @@ def test_registry_architectures_have_the_published_sizes():
 def test_tiny_models_have_1_to_3m_parameters(tiny, tiny_llama):
     for mlm in (tiny, tiny_llama):
         assert 1e6 < sum(p.numel() for p in mlm.lm.parameters()) < 3e6 and mlm.spec["n_ctx"] == 512
+
+
+def test_gpt2_mlp_is_gpt2s_tanh_gelu_in_closed_form(tiny):
+    """The fused activation the registry's GPT-2 configs name is GPT-2's own: 0.5 x (1 + tanh(sqrt(2/pi) (x +
+    0.044715 x^3))), in float64, on the tiny model's first MLP over its whole useful range."""
+    x = torch.linspace(-8, 8, 4001, dtype=torch.float64)
+    closed = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    act = tiny.lm.transformer.h[0].mlp.act
+    torch.testing.assert_close(act(x.float()).double(), closed, rtol=1e-6, atol=1e-6)
+    assert model.hf_config(model.model_spec("gpt2-medium")).activation_function == "gelu_pytorch_tanh"
 
 
 def test_motion_starts_at_three_eighths_of_the_context_at_most_512():
