@@ -70,6 +70,8 @@ CONFIG = dict(
     warmup_iters=20, weight_decay=0.1, grad_clip=1.0,  # AdamW (0.9, 0.95); weight decay on matrices only
     parts_prob=0.3,  # share of samples whose instruction also carries the upper/lower-body texts (MotionBase)
     uncond_prob=0.1,  # share of samples with no instruction: what classifier-free guidance (sample.py) needs
+    caption_rarity=1.0,  # draw a clip's caption with odds (its count among the split's captions)^-this; 0:
+    # evenly (the paper's); 1: a phrasing many clips share is drawn less (issue 30: chosen on val)
     log_interval=10,  # a line of metrics.jsonl and the console every this many steps (the host syncs then)
     eval_interval=200,  # evaluate, keep the best model and write the last checkpoint every this many steps
     eval_iters=8,  # validation batches per periodic eval (0: the whole split); the final eval uses all of it
@@ -84,8 +86,8 @@ CONFIG = dict(
 )
 PAPER_K = json.loads((Path(__file__).parent / "configs" / "tokenizer_paper.json").read_text())[
     "codebook_size"]  # the paper's codebook: --estimate's K before any codes exist
-PAPER_FORMAT = dict(length_token=False, countdown=False, loss="whole")  # the paper's sequence and loss (the
-# experiments: its claims)
+PAPER_FORMAT = dict(length_token=False, countdown=False, loss="whole", caption_rarity=0.0)  # the paper's
+# sequence, loss and even caption draws (the experiments: its claims)
 ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "length_token", "countdown")  # --resume keeps
 GONE = ("motion_clock", "mix_parts", "task", "init_from", "train_fraction", "train_subsets")  # until a4c2a31
 

@@ -10,6 +10,7 @@ protocol; the choice reads val figures only.
     python experiments/choices.py --choice=phrasing --eval_clips=256 --replications=2  # issue 30's levers
     python experiments/choices.py --choice=count_lengths    # counts at the length given: median / draw / real
     python experiments/choices.py --choice=conditioning --eval_clips=256 --replications=2  # issue 30, round 2
+    python experiments/choices.py --choice=rarity --eval_clips=256 --replications=2        # issue 30, round 3
 
 They need what `make demo` leaves: the dataset, the tokenizer run `default`, the LM run `default` (the
 chosen candidate of the LM choices: the demo's recipe) and the evaluator. Each writes
@@ -48,7 +49,7 @@ from support.eval_report import cell  # noqa: E402
 
 CONFIG = dict(
     choice="",  # tokenizer_steps | sampling | edit_guidance | length_token | lengths | phrasing |
-    # count_lengths | conditioning: one, or several (a,b)
+    # count_lengths | conditioning | rarity: one, or several (a,b)
     data_dir="data/synth",
     eval_clips=192, replications=1,  # the protocol on val (its action checks: every checkable val clip)
     tokenizer_steps="1000,2000",  # the candidates beside the default run's 3000
@@ -162,13 +163,29 @@ def candidates(choice, cfg, ev, data):
             name: score_lm(lm_run(name, settings, cfg), cfg, ev, data) for name, settings in (
                 ("whole_loss", {"loss": "whole"}), ("uncond_prob0.2", {"loss": "whole", "uncond_prob": 0.2}),
                 ("whole_loss_seed1", {"loss": "whole", "seed": 1}), ("motion_loss_seed1", {"seed": 1}))}
+    if choice == "rarity":  # issue 30, third round: val's seen captions are mostly a clip's plainest, which
+        # many train clips share (a caption string's count in train: 9 on average for those, 1.5 else); drawn
+        # with odds count^-r, the other phrasings get the steps. Two training seeds each; and guidance again,
+        # on the (even-draw) motion-loss LM the first round did not have
+        even, even1 = (lm_run(name, {"caption_rarity": 0.0, **seed}, cfg) for name, seed in (
+            ("motion_loss", {}), ("motion_loss_seed1", {"seed": 1})))
+        out = {"even draws": score_lm(even, cfg, ev, data),
+               "even draws, seed 1": score_lm(even1, cfg, ev, data)}
+        for r in (1, 2):
+            for name, seed in ((f"rarity{r}", {}), (f"rarity{r}_seed1", {"seed": 1})):
+                label = name + " (default)" * (r == train.CONFIG["caption_rarity"] and not seed)
+                out[label] = score_lm(lm_run(name, {"caption_rarity": float(r), **seed}, cfg), cfg, ev, data)
+        for g in (2.5, 3.0):
+            out |= {f"even draws, guidance {g}": score_lm(even, cfg, ev, data, guidance=g),
+                    f"even draws, seed 1, guidance {g}": score_lm(even1, cfg, ev, data, guidance=g)}
+        return out
     if choice == "count_lengths":  # issue 30, part 3: does "three squats" fit whatever length it is given?
         return {f"{name}{' (default)' * (how == sample.DEFAULTS['lengths'])}": score_lm(
             "out/lm/default", cfg, ev, data, lengths=how) for name, how in (
             ("the length estimator's median", "median"), ("a draw from the length estimator", "draw"),
             ("the clip's real length", "real"))}
     raise ValueError(f"--choice: tokenizer_steps, sampling, edit_guidance, length_token, lengths, phrasing, "
-                     f"count_lengths or conditioning, got {choice!r}")
+                     f"count_lengths, conditioning or rarity, got {choice!r}")
 
 
 def main(argv):

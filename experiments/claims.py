@@ -155,7 +155,7 @@ class TextPairs(Pairs):
     def fits(self, prompt, steps):
         return prompt + steps * self.codes.P + 2 <= self.lm.lm.config.max_position_embeddings
 
-    def draw(self, i, rng, parts_prob, uncond_prob=0.0):
+    def draw(self, i, rng, parts_prob, uncond_prob=0.0, rarity=0.0):
         return int(rng.integers(len(self.captions[i]) + len(self.parts[i] or {})))  # which text
 
     def build(self, i, choice):

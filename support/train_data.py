@@ -1,6 +1,7 @@
 """The language model's training data (train.py): the instruction/motion pairs of a split, built from its
 captions and the codes `python tokenizer.py --encode` wrote (support/codes.py), and the global batches."""
 
+from collections import Counter
 from functools import lru_cache
 
 import numpy as np
@@ -35,6 +36,8 @@ class Pairs:
             self.parts.append(text.get("parts") or None)
             self.lengths.append(prompt + steps * codes.P + 2)
         self.lengths = np.array(self.lengths)
+        counts = Counter(c for captions in self.captions for c in captions)  # how often each caption occurs
+        self.caption_counts = [np.array([counts[c] for c in cs], dtype=float) for cs in self.captions]
 
     def __len__(self):
         return len(self.clips)
@@ -43,12 +46,17 @@ class Pairs:
         """Do an instruction of `prompt` tokens and a motion of `steps` steps fit (model.motion_room)?"""
         return self.lm.motion_room(prompt) >= steps
 
-    def draw(self, i, rng, parts_prob, uncond_prob=0.0):
+    def draw(self, i, rng, parts_prob, uncond_prob=0.0, rarity=0.0):
         """A training instance of pair i, as its random choices (caption, parts or not, template): a random
         caption and template, part texts with parts_prob, no instruction at all (caption None) with
-        uncond_prob."""
+        uncond_prob. rarity > 0 draws a caption with odds count^-rarity, count its occurrences among the
+        split's captions: a phrasing many clips share (a dataset's plainest) is drawn less than its own."""
         parts = bool(self.parts[i]) and rng.random() < parts_prob
-        caption = int(rng.integers(len(self.captions[i])))
+        if rarity:
+            odds = self.caption_counts[i] ** -rarity
+            caption = int(rng.choice(len(odds), p=odds / odds.sum()))
+        else:
+            caption = int(rng.integers(len(self.captions[i])))
         if rng.random() < uncond_prob:
             caption, parts = None, False
         return caption, parts, int(rng.integers(len(lm_model.TEMPLATES)))
@@ -84,13 +92,13 @@ class Pairs:
 
 
 @lru_cache(maxsize=2)
-def epoch_draws(pairs, seed, epoch, parts_prob, uncond_prob):
+def epoch_draws(pairs, seed, epoch, parts_prob, uncond_prob, rarity):
     """Every pair's training instance of this epoch (Pairs.draw, its own rng (seed, epoch, pair)), its
     (length, counted tokens) (Pairs.size) and the lengths as epoch_batches takes them, made once an epoch:
     drawn before batching, so that batches group instances by their drawn length. Grouped by the longest
     caption instead, a batch that drew the part texts for one of its pairs was padded to them in all: 15% of
     the demo's tokens were padding, now 1%."""
-    choices = [pairs.draw(i, np.random.default_rng([seed, epoch, i]), parts_prob, uncond_prob)
+    choices = [pairs.draw(i, np.random.default_rng([seed, epoch, i]), parts_prob, uncond_prob, rarity)
                for i in range(len(pairs))]
     sizes = [pairs.size(i, choice) for i, choice in enumerate(choices)]
     return choices, sizes, np.array([n for n, _ in sizes], dtype=np.int64).tobytes()  # (epoch_batches' key)
@@ -116,7 +124,8 @@ def global_batch(pairs, step, cfg, rank=0, world=1):
     on (so each rank's micro-batches pad alike) -> (its (ids, kinds) instances sorted by length, their clip
     ids, the global batch's count of tokens that cfg["loss"] counts, and of all its tokens)."""
     epoch = step // (len(pairs) // cfg["batch_size"])
-    choices, sizes, lengths = epoch_draws(pairs, cfg["seed"], epoch, cfg["parts_prob"], cfg["uncond_prob"])
+    choices, sizes, lengths = epoch_draws(pairs, cfg["seed"], epoch, cfg["parts_prob"], cfg["uncond_prob"],
+                                          cfg["caption_rarity"])
     batches = epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)
     picked = batches[step % len(batches)]
     order = sorted(picked, key=lambda i: sizes[i][0])
