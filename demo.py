@@ -1,7 +1,7 @@
 """`make demo`: the whole pipeline on the embedded dataset, each stage through its own command line, as the
 README prints them: data -> tokenizer -> codes -> language model -> evaluator -> evaluation -> samples.
 
-    python demo.py                          # everything (~21 min on 2 idle CPU cores) -> out/demo/
+    python demo.py                          # everything (~18 min on 2 idle CPU cores) -> out/demo/
     python demo.py --from_stage=lm          # rerun from a stage on, keeping what the earlier ones wrote
 
 Every stage writes where its script writes by default (data/synth, out/tokenizer/default, out/lm/default,
