@@ -90,6 +90,7 @@ PAPER_FORMAT = dict(length_token=False, countdown=False, loss="whole", caption_r
 # sequence, loss and even caption draws (the experiments: its claims)
 ARCH_KEYS = ("model", "init", "motion_vocab", "tokenizer_run", "length_token", "countdown")  # --resume keeps
 GONE = ("motion_clock", "mix_parts", "task", "init_from", "train_fraction", "train_subsets")  # until a4c2a31
+SINCE = {"caption_rarity": 0.0}  # settings added since a run may have been made: what such a run used
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,7 +410,9 @@ def main(argv):
         return
     if cfg["resume"]:  # a run made with a setting that train.py no longer has (GONE) does not resume at all
         cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS)
-        if gone := [k for k in json.loads((run_dir / "config.json").read_text()) if k in GONE]:
+        saved = json.loads((run_dir / "config.json").read_text())
+        cfg |= {k: v for k, v in SINCE.items() if k not in saved and k not in overrides}
+        if gone := [k for k in saved if k in GONE]:
             raise ValueError(f"{run_dir / 'config.json'}: the run was made with --{gone[0]}, a setting that "
                              f"train.py no longer has, so --resume cannot continue it; start it over")
     train(cfg)

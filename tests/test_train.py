@@ -218,6 +218,21 @@ def test_resume_with_another_model_or_a_deleted_setting_is_refused(codes_dir, tm
         "--resume cannot continue it; start it over"]
 
 
+def test_a_run_made_before_a_setting_existed_resumes_with_what_it_used(codes_dir, tmp_path, monkeypatch):
+    """--resume of a run whose config.json predates caption_rarity (train.SINCE) keeps its even draws, not
+    today's default; a run that saved the setting, or an override, decides it as usual."""
+    train.train(lm_cfg(codes_dir, tmp_path, run_name="a", max_iters=2, eval_interval=2), progress=False)
+    config = tmp_path / "a" / "config.json"
+    saved = json.loads(config.read_text())
+    resumed = []
+    monkeypatch.setattr(train, "train", lambda cfg, **kw: resumed.append(cfg["caption_rarity"]))
+    for stored, argv in ((None, []), (None, ["--caption_rarity=2.0"]), (1.0, [])):
+        config.write_text(json.dumps({k: v for k, v in saved.items() if k != "caption_rarity"}
+                                     | ({} if stored is None else {"caption_rarity": stored})))
+        train.main([f"--out_dir={tmp_path}", "--run_name=a", "--resume", *argv])
+    assert resumed == [0.0, 2.0, 1.0] and train.CONFIG["caption_rarity"] == 1.0
+
+
 def test_the_readme_13b_command_fits_80_gb_by_the_estimate(capsys):
     """The README's torchrun command for llama2-13b, with its batch settings, fits 8 GPUs of 80 GiB by the
     estimate, which counts FSDP's shards, the reduction's buffers and the logits of the paper's codebook."""
