@@ -158,23 +158,26 @@ def candidates(choice, cfg, ev, data):
             f"guidance{g}": score_lm("out/lm/default", cfg, ev, data, guidance=g) for g in GUIDANCE}
     if choice == "conditioning":  # issue 30, second round: does the instruction count more when trained so?
         # Two training seeds: the gap moves with it. The committed file was made when the default loss was
-        # the whole sequence: its "default" and "default_seed1" are this list's whole_loss runs
-        return {"default (motion loss)": score_lm("out/lm/default", cfg, ev, data)} | {
-            name: score_lm(lm_run(name, settings, cfg), cfg, ev, data) for name, settings in (
-                ("whole_loss", {"loss": "whole"}), ("uncond_prob0.2", {"loss": "whole", "uncond_prob": 0.2}),
-                ("whole_loss_seed1", {"loss": "whole", "seed": 1}), ("motion_loss_seed1", {"seed": 1}))}
+        # the whole sequence (its "default" and "default_seed1" are this list's whole_loss runs) and caption
+        # draws were even, as every run here keeps them
+        return {name: score_lm(lm_run(name, {"caption_rarity": 0.0, **settings}, cfg), cfg, ev, data)
+                for name, settings in (
+                    ("motion_loss", {}), ("whole_loss", {"loss": "whole"}),
+                    ("uncond_prob0.2", {"loss": "whole", "uncond_prob": 0.2}),
+                    ("whole_loss_seed1", {"loss": "whole", "seed": 1}), ("motion_loss_seed1", {"seed": 1}))}
     if choice == "rarity":  # issue 30, third round: val's seen captions are mostly a clip's plainest, which
         # many train clips share (a caption string's count in train: 9 on average for those, 1.5 else); drawn
         # with odds count^-r, the other phrasings get the steps. Two training seeds each; and guidance again,
         # on the (even-draw) motion-loss LM the first round did not have
         even, even1 = (lm_run(name, {"caption_rarity": 0.0, **seed}, cfg) for name, seed in (
             ("motion_loss", {}), ("motion_loss_seed1", {"seed": 1})))
-        out = {"even draws": score_lm(even, cfg, ev, data),
-               "even draws, seed 1": score_lm(even1, cfg, ev, data)}
-        for r in (1, 2):
+        out = {}
+        for r in (1, 2):  # the default first
             for name, seed in ((f"rarity{r}", {}), (f"rarity{r}_seed1", {"seed": 1})):
                 label = name + " (default)" * (r == train.CONFIG["caption_rarity"] and not seed)
                 out[label] = score_lm(lm_run(name, {"caption_rarity": float(r), **seed}, cfg), cfg, ev, data)
+        out |= {"even draws": score_lm(even, cfg, ev, data),
+                "even draws, seed 1": score_lm(even1, cfg, ev, data)}
         for g in (2.5, 3.0):
             out |= {f"even draws, guidance {g}": score_lm(even, cfg, ev, data, guidance=g),
                     f"even draws, seed 1, guidance {g}": score_lm(even1, cfg, ev, data, guidance=g)}

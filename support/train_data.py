@@ -81,9 +81,9 @@ class Pairs:
         steps = self.codes.offsets[self.clips[i] + 1] - self.codes.offsets[self.clips[i]]
         return self.lm.sample_size(self.prompt_lengths[key], int(steps))
 
-    def sample(self, i, rng, parts_prob, uncond_prob=0.0):
+    def sample(self, i, rng, parts_prob, uncond_prob=0.0, rarity=0.0):
         """A random training instance of pair i (draw, then build)."""
-        return self.build(i, self.draw(i, rng, parts_prob, uncond_prob))
+        return self.build(i, self.draw(i, rng, parts_prob, uncond_prob, rarity))
 
     def fixed(self, i, text_of=None):
         """Pair i's evaluation instance: first caption, template 0, no parts; text_of=j: pair j's text."""
