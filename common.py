@@ -241,10 +241,11 @@ def read_run_file(path, remake, read=None):
         raise ValueError(f"{path}: damaged or incomplete ({why}); {remake}") from e
 
 
-def resume_settings(run_dir, config, overrides, arch_keys):
-    """--resume: the defaults, then the run's saved settings (run_dir/config.json), then this command's
-    overrides; one clear error when there is no run, or when an override would change the model that the
-    checkpoint holds (arch_keys)."""
+def resume_settings(run_dir, config, overrides, arch_keys, since=None):
+    """--resume: the defaults, then `since` ({setting added after the run may have been made: the value such
+    a run used}) where the run saved no value, then the run's saved settings (run_dir/config.json), then this
+    command's overrides; one clear error when there is no run, or when an override would change the model
+    that the checkpoint holds (arch_keys)."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no run to resume")
@@ -253,7 +254,7 @@ def resume_settings(run_dir, config, overrides, arch_keys):
               if k in overrides and overrides[k] != saved.get(k)}
     if differ:
         raise ValueError(f"{run_dir}: cannot resume with a different model (setting: (saved, now)) {differ}")
-    return {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}
+    return {**config, **(since or {}), **{k: v for k, v in saved.items() if k in config}, **overrides}
 
 
 def cosine_lr(step, lr, min_lr, warmup_iters, decay_iters):

@@ -409,10 +409,8 @@ def main(argv):
         train_scale.estimate(cfg, lm_model.model_spec(cfg["model"]), K)
         return
     if cfg["resume"]:  # a run made with a setting that train.py no longer has (GONE) does not resume at all
-        cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS)
-        saved = json.loads((run_dir / "config.json").read_text())
-        cfg |= {k: v for k, v in SINCE.items() if k not in saved and k not in overrides}
-        if gone := [k for k in saved if k in GONE]:
+        cfg = resume_settings(run_dir, CONFIG, overrides, ARCH_KEYS, since=SINCE)
+        if gone := [k for k in json.loads((run_dir / "config.json").read_text()) if k in GONE]:
             raise ValueError(f"{run_dir / 'config.json'}: the run was made with --{gone[0]}, a setting that "
                              f"train.py no longer has, so --resume cannot continue it; start it over")
     train(cfg)
